@@ -1,0 +1,141 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/gateway"
+)
+
+// Version is set at build time with -ldflags "-X .../internal/cli.Version=v1.2.3".
+var Version = ""
+
+func version() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// Main runs the command line and returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(stderr, "mcpgate:", err)
+		return 1
+	}
+	return 0
+}
+
+type sources struct {
+	configPath, listen, stdio, http string
+}
+
+func (s *sources) register(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&s.configPath, "config", "c", "", "configuration file (YAML)")
+	cmd.Flags().StringVar(&s.listen, "listen", config.DefaultAddress, "listen address when no config file is given")
+	cmd.Flags().StringVar(&s.stdio, "stdio", "", "serve one route at /mcp in front of this command (e.g. 'npx server-everything')")
+	cmd.Flags().StringVar(&s.http, "http", "", "serve one route at /mcp in front of this Streamable HTTP URL")
+}
+
+func (s *sources) load() (*config.Config, error) {
+	if s.configPath != "" {
+		if s.stdio != "" || s.http != "" {
+			return nil, errors.New("--config excludes --stdio and --http")
+		}
+		return config.Load(s.configPath)
+	}
+	return config.ForCommandLine(s.listen, s.stdio, s.http)
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.Log.SlogLevel()}
+	if cfg.Log.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "mcpgate",
+		Short:         "mcpgate is a session gateway for MCP servers",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+
+	var serveSrc sources
+	serve := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the gateway",
+		Example: `  mcpgate serve --config mcpgate.yaml
+  mcpgate serve --listen 127.0.0.1:8080 --stdio 'go run ./examples/echo-server'
+  mcpgate serve --http https://mcp.example.com/mcp`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := serveSrc.load()
+			if err != nil {
+				return err
+			}
+			log := newLogger(cfg, stderr)
+			gw, err := gateway.New(cfg, gateway.Options{Logger: log})
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			log.Info("mcpgate_starting", "version", version())
+			return gw.Run(ctx)
+		},
+	}
+	serveSrc.register(serve)
+
+	var validateSrc sources
+	validate := &cobra.Command{
+		Use:   "validate",
+		Short: "Load and build the configuration exactly as serve does, without listening",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := validateSrc.load()
+			if err != nil {
+				return err
+			}
+			gw, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				return err
+			}
+			gw.Close()
+			fmt.Fprintf(stdout, "configuration OK: %d listener(s), %d route(s)\n", len(cfg.Listeners), len(cfg.Routes))
+			return nil
+		},
+	}
+	validateSrc.register(validate)
+
+	ver := &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(*cobra.Command, []string) {
+			fmt.Fprintln(stdout, "mcpgate", version())
+		},
+	}
+	root.AddCommand(serve, validate, ver)
+	root.SetContext(context.Background())
+	return root
+}

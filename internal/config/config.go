@@ -1,0 +1,191 @@
+package config
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// Listeners are the client-facing HTTP listeners. Default: one on
+	// 127.0.0.1:8080.
+	Listeners []Listener `yaml:"listeners"`
+	// Server tunes the client-facing transport.
+	Server Server `yaml:"server"`
+	// Log configures the structured log.
+	Log Log `yaml:"log"`
+	// Sessions holds defaults for every route's sessions.
+	Sessions Sessions `yaml:"sessions"`
+	// Routes map client-facing paths to upstream MCP servers. At least one.
+	Routes []Route `yaml:"routes"`
+}
+
+// Listener is one address mcpgate accepts clients on.
+type Listener struct {
+	// Address is host:port. Default 127.0.0.1:8080. Binding to a
+	// non-loopback address is an explicit choice.
+	Address string `yaml:"address"`
+	// AllowedHosts lists Host header values (host or host:port) accepted on
+	// this listener, to stop DNS rebinding. Empty on a loopback listener:
+	// localhost, 127.0.0.1 and [::1] on any port. Empty elsewhere: any.
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	// AllowedOrigins lists browser origins (scheme://host[:port]) allowed to
+	// call. A request without Origin is always allowed; one whose Origin is
+	// not listed gets 403. Empty: loopback origins only on a loopback
+	// listener, none elsewhere. "*" allows any origin.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// TLS serves HTTPS when set.
+	TLS *ServerTLS `yaml:"tls"`
+}
+
+// ServerTLS is a certificate for a listener.
+type ServerTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Server tunes the client-facing Streamable HTTP transport.
+type Server struct {
+	// MaxBodyBytes caps a POST body; larger gets 413. Default 4 MiB.
+	MaxBodyBytes ByteSize `yaml:"max_body_bytes"`
+	// ReadHeaderTimeout bounds reading request headers. Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// KeepAlive is the interval of SSE keep-alive comments on quiet
+	// streams. Default 15s.
+	KeepAlive time.Duration `yaml:"keepalive"`
+	// StreamAfter switches a POST response from a single JSON body to an SSE
+	// stream (so keep-alives can flow) when the upstream has not answered in
+	// this long. Default 5s.
+	StreamAfter time.Duration `yaml:"stream_after"`
+	// WriteTimeout bounds each write to a client; a client that does not
+	// read for this long loses its stream. Default 30s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// ShutdownTimeout bounds the drain of in-flight requests on shutdown.
+	// Default 15s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is json or text. Default json.
+	Format string `yaml:"format"`
+}
+
+// SlogLevel converts Level.
+func (l Log) SlogLevel() slog.Level {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(l.Level))
+	return lv
+}
+
+// Sessions are session defaults, overridable per route.
+type Sessions struct {
+	// IdleTimeout ends a session with no request and no open stream for
+	// this long. Default 30m. Never zero: sessions are always bounded.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+}
+
+// Route maps one client-facing path to one upstream.
+type Route struct {
+	// Name identifies the route in logs and metrics. Default: derived from Path.
+	Name string `yaml:"name"`
+	// Path is the MCP endpoint path, e.g. /mcp or /servers/github/mcp.
+	Path string `yaml:"path"`
+	// Upstream is the server behind the route.
+	Upstream Upstream `yaml:"upstream"`
+	// RequestTimeout bounds one request's round trip to the upstream;
+	// on expiry the upstream gets notifications/cancelled and the client
+	// -32001. Default 5m.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// IdleTimeout overrides sessions.idle_timeout.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+}
+
+// Era values for Upstream.Era.
+const (
+	EraAuto   = "auto"
+	EraLegacy = "legacy"
+	EraModern = "modern"
+)
+
+// Upstream is exactly one of HTTP or Stdio.
+type Upstream struct {
+	// Era pins the protocol era the upstream speaks: auto (probe the modern
+	// era first, fall back to initialize; cached), legacy or modern.
+	// Default auto.
+	Era   string         `yaml:"era"`
+	HTTP  *HTTPUpstream  `yaml:"http"`
+	Stdio *StdioUpstream `yaml:"stdio"`
+}
+
+// Kind reports "http", "stdio" or "".
+func (u Upstream) Kind() string {
+	switch {
+	case u.HTTP != nil:
+		return "http"
+	case u.Stdio != nil:
+		return "stdio"
+	}
+	return ""
+}
+
+// HTTPUpstream is a remote Streamable HTTP server.
+type HTTPUpstream struct {
+	// URL of the upstream's MCP endpoint (http or https).
+	URL string `yaml:"url"`
+	// Headers are added to every upstream request (for example an API key
+	// for the upstream). Values are secrets: never logged. The client's
+	// own Authorization header is never forwarded.
+	Headers map[string]Secret `yaml:"headers"`
+	// ConnectTimeout bounds dialing and the TLS handshake. Default 10s.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// ResponseHeaderTimeout bounds waiting for response headers. Default 60s.
+	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
+	// MaxIdleConns is the connection pool size. Default 64.
+	MaxIdleConns int `yaml:"max_idle_conns"`
+	// TLS configures the client side of TLS.
+	TLS *ClientTLS `yaml:"tls"`
+}
+
+// ClientTLS configures TLS towards an upstream.
+type ClientTLS struct {
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// StdioUpstream is a local server process mcpgate spawns, one per session.
+type StdioUpstream struct {
+	// Command is the executable (looked up in PATH).
+	Command string `yaml:"command"`
+	// Args are its arguments.
+	Args []string `yaml:"args"`
+	// Env adds variables. Values are secrets: never logged.
+	Env map[string]Secret `yaml:"env"`
+	// InheritEnv passes mcpgate's whole environment to the process. Default
+	// false: only PATH, HOME, LANG, TMPDIR and TZ plus Env.
+	InheritEnv bool `yaml:"inherit_env"`
+	// Dir is the working directory. Default: mcpgate's.
+	Dir string `yaml:"dir"`
+	// ShutdownGrace is how long to wait after closing stdin, and again
+	// after SIGTERM, before escalating. Default 5s.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// MaxMessageBytes bounds one line the process writes. Default 16 MiB.
+	MaxMessageBytes ByteSize `yaml:"max_message_bytes"`
+}
+
+// Secret is a string that logs as REDACTED.
+type Secret string
+
+// LogValue implements slog.LogValuer.
+func (Secret) LogValue() slog.Value { return slog.StringValue("REDACTED") }
+
+// String hides the value from fmt too.
+func (Secret) String() string { return "REDACTED" }
+
+// Reveal returns the secret's value, for the one place that sends it.
+func (s Secret) Reveal() string { return string(s) }

@@ -1,0 +1,300 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// Defaults.
+const (
+	DefaultAddress           = "127.0.0.1:8080"
+	DefaultMaxBodyBytes      = 4 << 20
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultKeepAlive         = 15 * time.Second
+	DefaultStreamAfter       = 5 * time.Second
+	DefaultWriteTimeout      = 30 * time.Second
+	DefaultShutdownTimeout   = 15 * time.Second
+	DefaultIdleTimeout       = 30 * time.Minute
+	DefaultRequestTimeout    = 5 * time.Minute
+	DefaultConnectTimeout    = 10 * time.Second
+	DefaultResponseHeader    = 60 * time.Second
+	DefaultMaxIdleConns      = 64
+	DefaultShutdownGrace     = 5 * time.Second
+	DefaultMaxMessageBytes   = 16 << 20
+)
+
+// Load reads, decodes, defaults and validates the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return LoadBytes(data)
+}
+
+// LoadBytes is Load for an in-memory document.
+func LoadBytes(data []byte) (*Config, error) {
+	cfg, err := Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// SetDefaults fills every unset field with its documented default.
+func (c *Config) SetDefaults() {
+	if len(c.Listeners) == 0 {
+		c.Listeners = []Listener{{}}
+	}
+	for i := range c.Listeners {
+		if c.Listeners[i].Address == "" {
+			c.Listeners[i].Address = DefaultAddress
+		}
+	}
+	s := &c.Server
+	setDur(&s.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setDur(&s.KeepAlive, DefaultKeepAlive)
+	setDur(&s.StreamAfter, DefaultStreamAfter)
+	setDur(&s.WriteTimeout, DefaultWriteTimeout)
+	setDur(&s.ShutdownTimeout, DefaultShutdownTimeout)
+	if s.MaxBodyBytes == 0 {
+		s.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+	setDur(&c.Sessions.IdleTimeout, DefaultIdleTimeout)
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		if r.Name == "" {
+			r.Name = nameFromPath(r.Path)
+		}
+		setDur(&r.RequestTimeout, DefaultRequestTimeout)
+		setDur(&r.IdleTimeout, c.Sessions.IdleTimeout)
+		if r.Upstream.Era == "" {
+			r.Upstream.Era = EraAuto
+		}
+		if h := r.Upstream.HTTP; h != nil {
+			setDur(&h.ConnectTimeout, DefaultConnectTimeout)
+			setDur(&h.ResponseHeaderTimeout, DefaultResponseHeader)
+			if h.MaxIdleConns == 0 {
+				h.MaxIdleConns = DefaultMaxIdleConns
+			}
+		}
+		if st := r.Upstream.Stdio; st != nil {
+			setDur(&st.ShutdownGrace, DefaultShutdownGrace)
+			if st.MaxMessageBytes == 0 {
+				st.MaxMessageBytes = DefaultMaxMessageBytes
+			}
+		}
+	}
+}
+
+func setDur(d *time.Duration, def time.Duration) {
+	if *d == 0 {
+		*d = def
+	}
+}
+
+func nameFromPath(p string) string {
+	n := strings.Trim(p, "/")
+	n = strings.TrimSuffix(n, "/mcp")
+	n = strings.TrimPrefix(n, "servers/")
+	n = strings.ReplaceAll(n, "/", "-")
+	if n == "" || n == "mcp" {
+		return "default"
+	}
+	return n
+}
+
+// Validate reports every problem at once, each with its field path.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+	}
+	addrs := map[string]bool{}
+	for i, l := range c.Listeners {
+		p := fmt.Sprintf("listeners[%d]", i)
+		if _, _, err := net.SplitHostPort(l.Address); err != nil {
+			bad(p+".address", "want host:port, got %q", l.Address)
+		}
+		if addrs[l.Address] {
+			bad(p+".address", "duplicate listener %q", l.Address)
+		}
+		addrs[l.Address] = true
+		for j, o := range l.AllowedOrigins {
+			if o == "*" {
+				continue
+			}
+			if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+				bad(fmt.Sprintf("%s.allowed_origins[%d]", p, j), "want scheme://host[:port], got %q", o)
+			}
+		}
+		if l.TLS != nil && (l.TLS.CertFile == "" || l.TLS.KeyFile == "") {
+			bad(p+".tls", "cert_file and key_file are both required")
+		}
+	}
+	if c.Server.MaxBodyBytes < 1024 {
+		bad("server.max_body_bytes", "must be at least 1KiB")
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		bad("log.format", "want json or text, got %q", c.Log.Format)
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if len(c.Routes) == 0 {
+		bad("routes", "at least one route is required")
+	}
+	paths, names := map[string]bool{}, map[string]bool{}
+	for i, r := range c.Routes {
+		p := fmt.Sprintf("routes[%d]", i)
+		switch {
+		case r.Path == "":
+			bad(p+".path", "required (e.g. /mcp)")
+		case !strings.HasPrefix(r.Path, "/") || strings.ContainsAny(r.Path, "?#* \t") || strings.Contains(r.Path, "//"):
+			bad(p+".path", "want an absolute path such as /mcp or /servers/name/mcp, got %q", r.Path)
+		case paths[r.Path]:
+			bad(p+".path", "duplicate path %q", r.Path)
+		}
+		paths[r.Path] = true
+		if names[r.Name] {
+			bad(p+".name", "duplicate route name %q", r.Name)
+		}
+		names[r.Name] = true
+		u := r.Upstream
+		switch u.Era {
+		case EraAuto, EraLegacy, EraModern:
+		default:
+			bad(p+".upstream.era", "want auto, legacy or modern, got %q", u.Era)
+		}
+		switch {
+		case u.HTTP != nil && u.Stdio != nil:
+			bad(p+".upstream", "set exactly one of http and stdio, not both")
+		case u.HTTP == nil && u.Stdio == nil:
+			bad(p+".upstream", "set exactly one of http and stdio")
+		case u.HTTP != nil:
+			pu, err := url.Parse(u.HTTP.URL)
+			if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+				bad(p+".upstream.http.url", "want an http or https URL, got %q", u.HTTP.URL)
+			}
+			for k := range u.HTTP.Headers {
+				switch strings.ToLower(k) {
+				case "mcp-session-id", "mcp-protocol-version", "content-type", "accept", "content-length", "host", "last-event-id":
+					bad(p+".upstream.http.headers."+k, "managed by mcpgate; cannot be set")
+				}
+			}
+			if u.HTTP.TLS != nil && (u.HTTP.TLS.CertFile == "") != (u.HTTP.TLS.KeyFile == "") {
+				bad(p+".upstream.http.tls", "cert_file and key_file go together")
+			}
+		case u.Stdio != nil:
+			if u.Stdio.Command == "" {
+				bad(p+".upstream.stdio.command", "required")
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return &Error{Problems: errs}
+	}
+	return nil
+}
+
+// ForCommandLine builds the one-route configuration of
+// `mcpgate serve --listen ADDR --stdio 'CMD ARGS' | --http URL`.
+func ForCommandLine(listen, stdio, httpURL string) (*Config, error) {
+	cfg := &Config{Listeners: []Listener{{Address: listen}}}
+	route := Route{Name: "default", Path: "/mcp"}
+	switch {
+	case stdio != "" && httpURL != "":
+		return nil, fmt.Errorf("config: --stdio and --http are exclusive")
+	case stdio != "":
+		argv, err := SplitCommand(stdio)
+		if err != nil {
+			return nil, err
+		}
+		route.Upstream.Stdio = &StdioUpstream{Command: argv[0], Args: argv[1:]}
+	case httpURL != "":
+		route.Upstream.HTTP = &HTTPUpstream{URL: httpURL}
+	default:
+		return nil, fmt.Errorf("config: give --config FILE, or --stdio 'COMMAND ARGS' or --http URL")
+	}
+	cfg.Routes = []Route{route}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// SplitCommand splits a command line into words the way a POSIX shell does
+// for quotes and backslashes (no variables, globs or operators).
+func SplitCommand(s string) ([]string, error) {
+	var (
+		words   []string
+		cur     strings.Builder
+		inWord  bool
+		quote   rune
+		escaped bool
+	)
+	for _, r := range s {
+		switch {
+		case escaped:
+			cur.WriteRune(r)
+			escaped = false
+		case quote == '\'':
+			if r == '\'' {
+				quote = 0
+			} else {
+				cur.WriteRune(r)
+			}
+		case quote == '"':
+			switch r {
+			case '"':
+				quote = 0
+			case '\\':
+				escaped = true
+			default:
+				cur.WriteRune(r)
+			}
+		case r == '\\':
+			escaped, inWord = true, true
+		case r == '\'' || r == '"':
+			quote, inWord = r, true
+		case r == ' ' || r == '\t' || r == '\n':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteRune(r)
+			inWord = true
+		}
+	}
+	if quote != 0 || escaped {
+		return nil, fmt.Errorf("config: unterminated quote or escape in command %q", s)
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	if len(words) == 0 {
+		return nil, fmt.Errorf("config: empty command")
+	}
+	return words, nil
+}

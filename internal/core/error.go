@@ -1,0 +1,177 @@
+package core
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+)
+
+// JSON-RPC and MCP error codes.
+const (
+	CodeParseError     = -32700
+	CodeInvalidRequest = -32600
+	CodeMethodNotFound = -32601
+	CodeInvalidParams  = -32602
+	CodeInternalError  = -32603
+
+	// CodeRequestTimeout is what the reference SDKs use for a request that
+	// timed out; mcpgate uses it for the same.
+	CodeRequestTimeout = -32001
+	// CodeUpstreamError marks a failure reaching or talking to the upstream
+	// (implementation-defined server error range).
+	CodeUpstreamError = -32010
+	// CodeSessionNotFound answers an unknown or ended session id (HTTP 404).
+	CodeSessionNotFound = -32011
+
+	// Modern-era codes (2026-07-28).
+	CodeHeaderMismatch             = -32020
+	CodeMissingRequiredCapability  = -32021
+	CodeUnsupportedProtocolVersion = -32022
+	CodeLegacyResourceNotFound     = -32002
+	CodeURLElicitationRequired     = -32042
+)
+
+// Error is a failure with everything needed to report it: the JSON-RPC
+// code and message, optional data, and the HTTP status (and headers) the
+// client-facing transport uses when the error ends the HTTP exchange.
+type Error struct {
+	Code    int
+	Message string
+	// Data is encoded as the error's data member when non-nil.
+	Data any
+	// Status is the HTTP status; zero means "derive from Code".
+	Status int
+	// Header is added to the HTTP response (Retry-After, Allow, ...).
+	Header http.Header
+	// Err is the cause, for errors.Is/As and logs; it never reaches the client.
+	Err error
+}
+
+// NewError returns an *Error with the given code and message.
+func NewError(code int, msg string) *Error { return &Error{Code: code, Message: msg} }
+
+func (e *Error) Error() string {
+	s := "jsonrpc " + strconv.Itoa(e.Code) + ": " + e.Message
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// WithStatus returns e with an explicit HTTP status.
+func (e *Error) WithStatus(status int) *Error { e.Status = status; return e }
+
+// WithData returns e carrying data.
+func (e *Error) WithData(data any) *Error { e.Data = data; return e }
+
+// Wrap returns e with a cause.
+func (e *Error) Wrap(err error) *Error { e.Err = err; return e }
+
+// HTTPStatus is the status to answer with when this error ends an HTTP
+// exchange before any JSON-RPC response could be streamed.
+func (e *Error) HTTPStatus() int {
+	if e.Status != 0 {
+		return e.Status
+	}
+	switch e.Code {
+	case CodeParseError, CodeInvalidRequest, CodeInvalidParams, CodeHeaderMismatch,
+		CodeMissingRequiredCapability, CodeUnsupportedProtocolVersion:
+		return http.StatusBadRequest
+	case CodeMethodNotFound:
+		return http.StatusNotFound
+	case CodeSessionNotFound:
+		return http.StatusNotFound
+	case CodeUpstreamError:
+		return http.StatusBadGateway
+	case CodeRequestTimeout:
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusInternalServerError
+}
+
+// AsError converts any error to an *Error; errors that are not one become
+// an internal error whose message does not leak the cause.
+func AsError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Code: CodeInternalError, Message: "internal error", Err: err}
+}
+
+// AppendErrorResponse appends the JSON-RPC error response for id (JSON null
+// when id is zero) to dst.
+func AppendErrorResponse(dst []byte, id ID, e *Error) []byte {
+	dst = append(dst, `{"jsonrpc":"2.0","id":`...)
+	if id.IsZero() {
+		dst = append(dst, "null"...)
+	} else {
+		dst = append(dst, id...)
+	}
+	dst = append(dst, `,"error":{"code":`...)
+	dst = strconv.AppendInt(dst, int64(e.Code), 10)
+	dst = append(dst, `,"message":`...)
+	msg, _ := json.Marshal(e.Message)
+	dst = append(dst, msg...)
+	if e.Data != nil {
+		if data, err := json.Marshal(e.Data); err == nil {
+			dst = append(dst, `,"data":`...)
+			dst = append(dst, data...)
+		}
+	}
+	return append(dst, "}}"...)
+}
+
+// ErrorResponse builds the error response message for a request.
+func ErrorResponse(id ID, e *Error) *Message {
+	raw := AppendErrorResponse(nil, id, e)
+	m := &Message{Raw: raw, Kind: KindError, ID: id}
+	if id.IsZero() {
+		m.ID = "null"
+	}
+	return m
+}
+
+// ResultResponse builds a success response carrying the encoded result.
+func ResultResponse(id ID, result []byte) *Message {
+	raw := make([]byte, 0, len(result)+len(id)+32)
+	raw = append(raw, `{"jsonrpc":"2.0","id":`...)
+	raw = append(raw, id...)
+	raw = append(raw, `,"result":`...)
+	raw = append(raw, result...)
+	raw = append(raw, '}')
+	return &Message{Raw: raw, Kind: KindResponse, ID: id, Result: raw[len(raw)-1-len(result) : len(raw)-1]}
+}
+
+// Notification builds a notification with encoded params (nil for none).
+func Notification(method string, params []byte) *Message {
+	raw := make([]byte, 0, len(params)+len(method)+40)
+	raw = append(raw, `{"jsonrpc":"2.0","method":`...)
+	q, _ := json.Marshal(method)
+	raw = append(raw, q...)
+	if params != nil {
+		raw = append(raw, `,"params":`...)
+		raw = append(raw, params...)
+	}
+	raw = append(raw, '}')
+	m, err := Decode(raw)
+	if err != nil {
+		panic("core: bad notification " + method + ": " + err.Error()) // only reached with constant inputs
+	}
+	return m
+}
+
+// ErrorCode reads the code of an error response, or 0.
+func (m *Message) ErrorCode() int {
+	if m.Kind != KindError {
+		return 0
+	}
+	var e struct {
+		Code int `json:"code"`
+	}
+	_ = json.Unmarshal(m.Error, &e)
+	return e.Code
+}

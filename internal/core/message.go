@@ -1,0 +1,148 @@
+package core
+
+import (
+	"net/http"
+	"time"
+)
+
+// Kind classifies a JSON-RPC message.
+type Kind uint8
+
+const (
+	KindInvalid      Kind = iota
+	KindRequest           // method and id
+	KindNotification      // method, no id
+	KindResponse          // id and result
+	KindError             // id (possibly null) and error
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindRequest:
+		return "request"
+	case KindNotification:
+		return "notification"
+	case KindResponse:
+		return "response"
+	case KindError:
+		return "error"
+	}
+	return "invalid"
+}
+
+// IsResponse reports whether k is a result or an error response.
+func (k Kind) IsResponse() bool { return k == KindResponse || k == KindError }
+
+// Direction says which way a message travels through the gateway.
+type Direction uint8
+
+const (
+	// ClientToServer: from the client that called mcpgate towards the upstream.
+	ClientToServer Direction = iota
+	// ServerToClient: from the upstream towards the client.
+	ServerToClient
+)
+
+func (d Direction) String() string {
+	if d == ServerToClient {
+		return "server_to_client"
+	}
+	return "client_to_server"
+}
+
+// ID is a JSON-RPC id in its encoded form (`1`, `"abc"`), or empty when the
+// message has none. Keeping the encoding means an id is forwarded byte for
+// byte and compared without decoding.
+type ID string
+
+// IsZero reports whether the message carried no id.
+func (id ID) IsZero() bool { return id == "" }
+
+// IsNull reports whether the id is JSON null (only legal on error responses
+// to messages whose id could not be read).
+func (id ID) IsNull() bool { return id == "null" }
+
+// Message is one JSON-RPC message passing through mcpgate, decoded once.
+//
+// Raw holds the exact bytes received; the byte slices (Params, Result,
+// Error, ProgressToken) alias it. A Message that no interceptor modifies is
+// forwarded as Raw, so the upstream sees what the client sent. An
+// interceptor that changes a message builds a new Raw (see Message.Replace)
+// instead of writing into the old one.
+type Message struct {
+	Raw  []byte
+	Kind Kind
+	ID   ID
+	// Method is set for requests and notifications.
+	Method string
+	// Name is params.name for tools/call and prompts/get, and params.uri for
+	// resources/read, resources/subscribe and resources/unsubscribe.
+	Name string
+	// Params, Result and Error are the raw members, nil when absent.
+	Params []byte
+	Result []byte
+	Error  []byte
+	// ProgressToken is params._meta.progressToken, raw, nil when absent.
+	ProgressToken []byte
+	// MetaVersion is params._meta["io.modelcontextprotocol/protocolVersion"],
+	// which marks a modern-era request.
+	MetaVersion string
+
+	Direction Direction
+	// Era is the era of the side the message came from.
+	Era Era
+	// Session is the gateway session the message belongs to; nil before a
+	// session exists (the initialize request, a rejected request).
+	Session *SessionInfo
+	// Header carries transport headers that travel with a modern-era request
+	// to the upstream (Mcp-Param-*); nil otherwise.
+	Header http.Header
+	// Received is when the gateway read the message.
+	Received time.Time
+	// Status is the HTTP status an upstream answered a modern-era request
+	// with when that answer is an error response (400 for -32022, 404 for
+	// -32601, ...), so the client sees the same; zero otherwise.
+	Status int
+}
+
+// Replace swaps in a new encoding of the message, for interceptors that
+// rewrite it. The parsed fields are refreshed from the new bytes; the
+// routing fields (Direction, Era, Session, Header, Received) are kept.
+func (m *Message) Replace(raw []byte) error {
+	n, err := Decode(raw)
+	if err != nil {
+		return err
+	}
+	n.Direction, n.Era, n.Session, n.Header, n.Received = m.Direction, m.Era, m.Session, m.Header, m.Received
+	*m = *n
+	return nil
+}
+
+// SessionInfo is what every message knows of its gateway session. The
+// session manager owns the session; the fields here are fixed at creation,
+// so interceptors may read them without locking.
+type SessionInfo struct {
+	// ID is the gateway session id the client presents (Mcp-Session-Id for
+	// the legacy era, the Mcpgate-Session header for the modern era).
+	ID string
+	// Route is the name of the route the session was created on.
+	Route string
+	// Era is the client's era.
+	Era Era
+	// ProtocolVersion is the negotiated (legacy) or requested (modern) revision.
+	ProtocolVersion string
+	// Principal identifies the authenticated caller; "anonymous" without auth.
+	Principal string
+	// Tenant groups principals for quotas; empty when not configured.
+	Tenant string
+	// RemoteAddr is the client address the session was created from.
+	RemoteAddr string
+	// ClientName and ClientVersion come from clientInfo.
+	ClientName    string
+	ClientVersion string
+	// Created is when the session was admitted.
+	Created time.Time
+}
+
+// LogValue-friendly identity helpers live on the logging interceptor; core
+// keeps SessionInfo a plain value.

@@ -1,0 +1,271 @@
+package frontend
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/core"
+	"github.com/mcpgate/mcpgate/internal/pipeline"
+	"github.com/mcpgate/mcpgate/internal/session"
+	"github.com/mcpgate/mcpgate/internal/upstream"
+)
+
+var b64std = base64.StdEncoding
+
+// Frontend serves the configured routes. Build it with New, then mount
+// Handler for each listener.
+type Frontend struct {
+	opts   Options
+	log    *slog.Logger
+	routes map[string]*Route
+}
+
+// New builds the routes' pipelines.
+func New(opts Options, routes []*Route) (*Frontend, error) {
+	opts.setDefaults()
+	if opts.Sessions == nil {
+		return nil, errors.New("frontend: Options.Sessions is required")
+	}
+	f := &Frontend{opts: opts, log: opts.Logger, routes: map[string]*Route{}}
+	for _, rt := range routes {
+		if _, dup := f.routes[rt.Path]; dup {
+			return nil, fmt.Errorf("frontend: duplicate route path %q", rt.Path)
+		}
+		if rt.RequestTimeout == 0 {
+			rt.RequestTimeout = 5 * time.Minute
+		}
+		var err error
+		if rt.c2s, err = pipeline.Build(f.toUpstream, rt.Stages); err != nil {
+			return nil, err
+		}
+		if rt.s2c, err = pipeline.Build(f.toClient, rt.Stages); err != nil {
+			return nil, err
+		}
+		f.routes[rt.Path] = rt
+	}
+	return f, nil
+}
+
+// Handler returns the HTTP handler for one listener.
+func (f *Frontend) Handler(p ListenerPolicy) http.Handler {
+	return &listenerHandler{f: f, p: p}
+}
+
+type listenerHandler struct {
+	f *Frontend
+	p ListenerPolicy
+}
+
+func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f := h.f
+	if !h.p.hostAllowed(r.Host) {
+		f.reject(w, r, nil, core.NewError(core.CodeInvalidRequest, "forbidden: Host "+strconv.Quote(r.Host)+" is not allowed on this listener").WithStatus(http.StatusForbidden))
+		return
+	}
+	if !h.p.originAllowed(r.Header.Get("Origin")) {
+		f.reject(w, r, nil, core.NewError(core.CodeInvalidRequest, "forbidden: Origin "+strconv.Quote(r.Header.Get("Origin"))+" is not allowed").WithStatus(http.StatusForbidden))
+		return
+	}
+	rt := f.routes[r.URL.Path]
+	if rt == nil {
+		f.reject(w, r, nil, core.NewError(core.CodeInvalidRequest, "not found: no MCP endpoint at "+strconv.Quote(r.URL.Path)).WithStatus(http.StatusNotFound))
+		return
+	}
+	if cors(w, r) {
+		return
+	}
+	switch r.Method {
+	case http.MethodPost:
+		f.post(w, r, rt)
+	case http.MethodGet:
+		f.get(w, r, rt)
+	case http.MethodDelete:
+		f.delete(w, r, rt)
+	default:
+		e := core.NewError(core.CodeInvalidRequest, "method not allowed: use POST, GET or DELETE").WithStatus(http.StatusMethodNotAllowed)
+		e.Header = http.Header{"Allow": {"GET, POST, DELETE, OPTIONS"}}
+		f.reject(w, r, nil, e)
+	}
+}
+
+// reject answers with a JSON-RPC error and the error's HTTP status, and
+// logs it: every refusal is visible to the operator.
+func (f *Frontend) reject(w http.ResponseWriter, r *http.Request, m *core.Message, e *core.Error) {
+	var id core.ID
+	if m != nil && m.Kind == core.KindRequest {
+		id = m.ID
+	}
+	status := e.HTTPStatus()
+	f.log.LogAttrs(r.Context(), slog.LevelInfo, "request_rejected",
+		slog.Int("status", status), slog.Int("code", e.Code), slog.String("reason", e.Message),
+		slog.String("http_method", r.Method), slog.String("path", r.URL.Path),
+		slog.String("remote_addr", r.RemoteAddr))
+	for k, v := range e.Header {
+		w.Header()[k] = v
+	}
+	body := core.AppendErrorResponse(nil, id, e)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// readBody applies the Content-Type and size checks and reads the body.
+func (f *Frontend) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *core.Error) {
+	if !jsonContent(r.Header.Get("Content-Type")) {
+		return nil, core.NewError(core.CodeInvalidRequest, "unsupported media type: Content-Type must be application/json").WithStatus(http.StatusUnsupportedMediaType)
+	}
+	if !accepts(r.Header.Values("Accept"), "application/json") || !accepts(r.Header.Values("Accept"), "text/event-stream") {
+		return nil, core.NewError(core.CodeInvalidRequest, "not acceptable: Accept must list application/json and text/event-stream").WithStatus(http.StatusNotAcceptable)
+	}
+	tooLarge := core.NewError(core.CodeInvalidRequest, "request body larger than "+strconv.FormatInt(f.opts.MaxBodyBytes, 10)+" bytes").WithStatus(http.StatusRequestEntityTooLarge)
+	if r.ContentLength > f.opts.MaxBodyBytes {
+		return nil, tooLarge
+	}
+	var body []byte
+	if r.ContentLength > 0 {
+		body = make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, core.NewError(core.CodeParseError, "parse error: could not read the request body").Wrap(err)
+		}
+	} else {
+		var err error
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, f.opts.MaxBodyBytes))
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, tooLarge
+			}
+			return nil, core.NewError(core.CodeParseError, "parse error: could not read the request body").Wrap(err)
+		}
+	}
+	if len(body) == 0 {
+		return nil, core.NewError(core.CodeParseError, "parse error: empty body")
+	}
+	return body, nil
+}
+
+func (f *Frontend) post(w http.ResponseWriter, r *http.Request, rt *Route) {
+	body, e := f.readBody(w, r)
+	if e != nil {
+		f.reject(w, r, nil, e)
+		return
+	}
+	hdrVersion := r.Header.Get("MCP-Protocol-Version")
+	if core.IsBatch(body) {
+		msgs, err := core.DecodeBatch(body)
+		if err != nil {
+			f.reject(w, r, nil, core.AsError(err))
+			return
+		}
+		f.legacyBatch(w, r, rt, msgs, hdrVersion)
+		return
+	}
+	m, err := core.Decode(body)
+	if err != nil {
+		f.reject(w, r, nil, core.AsError(err))
+		return
+	}
+	m.Received = time.Now()
+	m.Direction = core.ClientToServer
+	if core.EraOf(hdrVersion) == core.EraModern || (m.MetaVersion != "" && core.EraOf(m.MetaVersion) != core.EraLegacy && m.Method != "initialize") {
+		m.Era = core.EraModern
+		f.modernPost(w, r, rt, m, hdrVersion)
+		return
+	}
+	m.Era = core.EraLegacy
+	f.legacyPost(w, r, rt, m, hdrVersion)
+}
+
+// toUpstream is the terminal of the client→server chain.
+func (f *Frontend) toUpstream(ctx context.Context, m *core.Message) (*core.Message, error) {
+	t := targetOf(ctx)
+	g := t.g
+	switch m.Kind {
+	case core.KindRequest:
+		st := t.st
+		return g.conn.RoundTrip(ctx, m, func(rm *core.Message) { g.fromUpstream(g.ctx, rm, st) })
+	case core.KindNotification:
+		if m.Method == "notifications/cancelled" {
+			if id := cancelledID(m); id != "" {
+				defer g.cancelCall(id)
+			}
+		}
+		return nil, g.conn.Send(ctx, m)
+	}
+	return nil, g.conn.Send(ctx, m)
+}
+
+// toClient is the terminal of the server→client chain.
+func (f *Frontend) toClient(ctx context.Context, m *core.Message) (*core.Message, error) {
+	return targetOf(ctx).g.deliverToClient(ctx, m)
+}
+
+// callContext derives a request's context: bounded by the route's
+// request timeout, ended with the session, and (when cancelOnClose) with
+// the client's HTTP request.
+func (g *gwSession) callContext(r *http.Request, st *stream, cancelOnClose bool) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(g.ctx, g.route.RequestTimeout)
+	if cancelOnClose {
+		stop := context.AfterFunc(r.Context(), cancel)
+		inner := cancel
+		cancel = func() { stop(); inner() }
+	}
+	return withTarget(ctx, g, st), cancel
+}
+
+// exchange runs one client request through the chain and writes its
+// response to st. It returns when the response has been produced.
+func (f *Frontend) exchange(ctx context.Context, g *gwSession, st *stream, m *core.Message) {
+	m.Session = g.info
+	resp, err := g.route.c2s(ctx, m)
+	status := 0
+	if err != nil {
+		e := f.callError(ctx, g, m, err)
+		status = e.HTTPStatus()
+		if e.Status == 0 {
+			status = http.StatusOK // a JSON-RPC error inside a working session
+		}
+		resp = core.ErrorResponse(m.ID, e)
+	} else if resp != nil {
+		status = upstreamStatus(resp)
+	}
+	if resp == nil {
+		resp = core.ErrorResponse(m.ID, core.NewError(core.CodeInternalError, "no response"))
+	}
+	st.finish(resp, status)
+}
+
+// callError turns a failed round trip into what the client should see.
+func (f *Frontend) callError(ctx context.Context, g *gwSession, m *core.Message, err error) *core.Error {
+	var e *core.Error
+	switch {
+	case errors.As(err, &e):
+		return e
+	case g.ctx.Err() != nil:
+		reason := "ended"
+		if g.sess != nil {
+			reason = string(g.sess.Reason())
+		}
+		return core.NewError(core.CodeInternalError, "session ended ("+reason+") before the upstream answered").Wrap(err)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return core.NewError(core.CodeRequestTimeout, "request timed out after "+g.route.RequestTimeout.String()).Wrap(err)
+	case errors.Is(ctx.Err(), context.Canceled):
+		return core.NewError(core.CodeRequestTimeout, "request cancelled").Wrap(err)
+	}
+	if errors.Is(err, upstream.ErrSessionLost) || errors.Is(err, upstream.ErrClosed) {
+		// The upstream side is gone: end the session so the client's next
+		// request gets 404 and it starts a new one.
+		go func() { _ = f.opts.Sessions.End(context.Background(), g.info.ID, session.ReasonUpstreamGone) }()
+		return core.NewError(core.CodeSessionNotFound, "session ended: the upstream lost it").WithStatus(http.StatusNotFound).Wrap(err)
+	}
+	g.log.Warn("upstream_error", "method", m.Method, "error", err)
+	return core.NewError(core.CodeUpstreamError, "upstream unavailable").Wrap(err)
+}

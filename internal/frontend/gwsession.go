@@ -1,0 +1,345 @@
+package frontend
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/core"
+	"github.com/mcpgate/mcpgate/internal/session"
+	"github.com/mcpgate/mcpgate/internal/upstream"
+)
+
+// gwSession is the transport state of one gateway session: its upstream
+// connection and its client streams. It is the session's Value and the
+// upstream's Sink.
+type gwSession struct {
+	f     *Frontend
+	route *Route
+	info  *core.SessionInfo
+	sess  *session.Session // nil until published
+	conn  upstream.Conn
+	log   *slog.Logger
+
+	// ctx is cancelled when the session ends; in-flight work derives from it.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu         sync.Mutex
+	streamSeq  int
+	streams    map[string]*stream             // resumable streams by id
+	standalone *stream                        // the GET stream, "0"
+	backlog    []*core.Message                // server messages waiting for a stream
+	pending    map[core.ID]chan *core.Message // server→client requests awaiting the client
+	inflight   map[core.ID]*call              // client requests in flight
+	listening  bool
+	// adopted is set once a modern client names this session in a request.
+	adopted atomic.Bool
+}
+
+type call struct {
+	st     *stream
+	cancel context.CancelFunc
+}
+
+func newGWSession(f *Frontend, rt *Route, info *core.SessionInfo) *gwSession {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &gwSession{
+		f: f, route: rt, info: info, ctx: ctx, cancel: cancel,
+		log:      f.log.With("session_id", info.ID, "route", rt.Name),
+		streams:  map[string]*stream{},
+		pending:  map[core.ID]chan *core.Message{},
+		inflight: map[core.ID]*call{},
+	}
+}
+
+// teardown is the session's Closer: end every stream, fail waiting server
+// requests, close the upstream side.
+func (g *gwSession) teardown(ctx context.Context, reason session.Reason) {
+	g.cancel()
+	g.mu.Lock()
+	streams := make([]*stream, 0, len(g.streams)+1)
+	for _, s := range g.streams {
+		streams = append(streams, s)
+	}
+	if g.standalone != nil {
+		streams = append(streams, g.standalone)
+	}
+	g.streams, g.standalone, g.backlog = map[string]*stream{}, nil, nil
+	g.mu.Unlock()
+	for _, s := range streams {
+		s.close()
+	}
+	if g.conn != nil {
+		if err := g.conn.Close(ctx); err != nil {
+			g.log.Warn("upstream_close_failed", "error", err, "reason", string(reason))
+		}
+	}
+}
+
+// nextStreamID allocates a stream id unique within the session.
+func (g *gwSession) nextStreamID() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.streamSeq++
+	return strconv.Itoa(g.streamSeq)
+}
+
+func (g *gwSession) addStream(s *stream) {
+	if !s.resumable {
+		return
+	}
+	g.mu.Lock()
+	g.streams[s.id] = s
+	g.mu.Unlock()
+}
+
+// forgetStream drops a finished stream unless it still waits for a client
+// to resume it, in which case it is kept for a while.
+func (g *gwSession) forgetStream(s *stream) {
+	if !s.resumable {
+		return
+	}
+	if s.done() && s.seq > 0 {
+		// The final event may not have reached the client; keep the stream
+		// for a grace period so a reconnect can still fetch it.
+		time.AfterFunc(resumeGrace, func() { g.dropStream(s) })
+		return
+	}
+	g.dropStream(s)
+}
+
+const resumeGrace = 2 * time.Minute
+
+func (g *gwSession) dropStream(s *stream) {
+	g.mu.Lock()
+	if g.streams[s.id] == s {
+		delete(g.streams, s.id)
+	}
+	g.mu.Unlock()
+}
+
+func (g *gwSession) stream(id string) *stream {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if id == "0" {
+		return g.standalone
+	}
+	return g.streams[id]
+}
+
+// setStandalone installs the GET stream, replacing an older one, and
+// flushes the backlog into it.
+func (g *gwSession) setStandalone(s *stream) {
+	g.mu.Lock()
+	old := g.standalone
+	g.standalone = s
+	backlog := g.backlog
+	g.backlog = nil
+	g.mu.Unlock()
+	if old != nil && old != s {
+		old.close()
+	}
+	for _, m := range backlog {
+		if err := s.send(m); err != nil {
+			g.log.Warn("backlog_delivery_failed", "method", m.Method)
+		}
+	}
+}
+
+func (g *gwSession) clearStandalone(s *stream) {
+	g.mu.Lock()
+	if g.standalone == s {
+		g.standalone = nil
+	}
+	g.mu.Unlock()
+}
+
+// startCall registers a client request in flight.
+func (g *gwSession) startCall(id core.ID, c *call) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, dup := g.inflight[id]; dup {
+		return core.NewError(core.CodeInvalidRequest, "invalid request: a request with id "+string(id)+" is already in flight")
+	}
+	g.inflight[id] = c
+	return nil
+}
+
+func (g *gwSession) endCall(id core.ID) {
+	g.mu.Lock()
+	delete(g.inflight, id)
+	g.mu.Unlock()
+}
+
+// cancelCall abandons an in-flight request the client cancelled.
+func (g *gwSession) cancelCall(id core.ID) {
+	g.mu.Lock()
+	c := g.inflight[id]
+	g.mu.Unlock()
+	if c != nil {
+		c.cancel()
+	}
+}
+
+// Deliver implements upstream.Sink: a server message outside any request.
+func (g *gwSession) Deliver(m *core.Message) {
+	g.fromUpstream(g.ctx, m, nil)
+}
+
+// Closed implements upstream.Sink: the upstream side ended on its own.
+func (g *gwSession) Closed(err error) {
+	g.log.Warn("upstream_ended", "error", err)
+	go func() {
+		_ = g.f.opts.Sessions.End(context.Background(), g.info.ID, session.ReasonUpstreamGone)
+	}()
+}
+
+// fromUpstream passes a server message through the server→client chain.
+// st is the stream of the request it relates to, nil for none. A server
+// request is handled on its own goroutine: its answer comes from another
+// client POST.
+func (g *gwSession) fromUpstream(ctx context.Context, m *core.Message, st *stream) {
+	m.Session = g.info
+	m.Direction = core.ServerToClient
+	ctx = withTarget(ctx, g, st)
+	if m.Kind == core.KindRequest {
+		go func() {
+			resp, err := g.route.s2c(ctx, m)
+			if err != nil {
+				resp = core.ErrorResponse(m.ID, core.AsError(err))
+			}
+			if resp == nil {
+				return
+			}
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := g.conn.Send(sctx, resp); err != nil {
+				g.log.Warn("upstream_send_failed", "method", m.Method, "error", err)
+			}
+		}()
+		return
+	}
+	if _, err := g.route.s2c(ctx, m); err != nil {
+		g.log.Debug("server_message_dropped", "method", m.Method, "error", err)
+	}
+}
+
+// deliverToClient is the terminal of the server→client chain.
+func (g *gwSession) deliverToClient(ctx context.Context, m *core.Message) (*core.Message, error) {
+	st := targetStream(ctx)
+	if m.Kind != core.KindRequest {
+		g.write(m, st)
+		return nil, nil
+	}
+	ch := make(chan *core.Message, 1)
+	g.mu.Lock()
+	if _, dup := g.pending[m.ID]; dup {
+		g.mu.Unlock()
+		return nil, core.NewError(core.CodeInvalidRequest, "duplicate server request id "+string(m.ID))
+	}
+	g.pending[m.ID] = ch
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		delete(g.pending, m.ID)
+		g.mu.Unlock()
+	}()
+	g.write(m, st)
+	timeout := time.NewTimer(g.route.RequestTimeout)
+	defer timeout.Stop()
+	select {
+	case resp := <-ch:
+		return resp, nil
+	case <-timeout.C:
+		return nil, core.NewError(core.CodeRequestTimeout, "the client did not answer "+m.Method+" in time")
+	case <-g.ctx.Done():
+		return nil, core.NewError(core.CodeInternalError, "client session ended")
+	}
+}
+
+// write puts a server message on the best stream: the related request's
+// stream, else the GET stream, else the most recent request stream, else
+// the backlog until a GET stream opens.
+func (g *gwSession) write(m *core.Message, st *stream) {
+	if st != nil && st.send(m) == nil {
+		return
+	}
+	g.mu.Lock()
+	target := g.standalone
+	if target == nil {
+		for _, c := range g.inflight {
+			if target == nil || c.st.id > target.id {
+				target = c.st
+			}
+		}
+	}
+	if target == nil {
+		if len(g.backlog) >= g.f.opts.ServerRequestBacklog {
+			g.backlog = g.backlog[1:]
+			g.log.Warn("server_message_backlog_full", "dropped", "oldest")
+		}
+		g.backlog = append(g.backlog, m)
+		g.mu.Unlock()
+		return
+	}
+	g.mu.Unlock()
+	if err := target.send(m); err != nil {
+		g.mu.Lock()
+		g.backlog = append(g.backlog, m)
+		g.mu.Unlock()
+	}
+}
+
+// resolve hands a client's response to the server request waiting for it.
+func (g *gwSession) resolve(m *core.Message) bool {
+	g.mu.Lock()
+	ch := g.pending[m.ID]
+	g.mu.Unlock()
+	if ch == nil {
+		return false
+	}
+	select {
+	case ch <- m:
+	default:
+	}
+	return true
+}
+
+// listenOnce opens the upstream's own stream of server messages, once.
+func (g *gwSession) listenOnce() {
+	g.mu.Lock()
+	if g.listening {
+		g.mu.Unlock()
+		return
+	}
+	g.listening = true
+	g.mu.Unlock()
+	go func() {
+		if err := g.conn.Listen(g.ctx); err != nil && !errors.Is(err, context.Canceled) {
+			g.log.Warn("upstream_listen_failed", "error", err)
+		}
+	}()
+}
+
+type targetKey struct{}
+
+type target struct {
+	g  *gwSession
+	st *stream
+}
+
+func withTarget(ctx context.Context, g *gwSession, st *stream) context.Context {
+	return context.WithValue(ctx, targetKey{}, target{g, st})
+}
+
+func targetOf(ctx context.Context) target {
+	t, _ := ctx.Value(targetKey{}).(target)
+	return t
+}
+
+func targetStream(ctx context.Context) *stream { return targetOf(ctx).st }

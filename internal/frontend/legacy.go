@@ -1,0 +1,431 @@
+package frontend
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/core"
+	"github.com/mcpgate/mcpgate/internal/session"
+	"github.com/mcpgate/mcpgate/internal/upstream"
+)
+
+// lookupLegacy finds the session named by Mcp-Session-Id.
+func (f *Frontend) lookupLegacy(r *http.Request, rt *Route) (*gwSession, *core.Error) {
+	id := r.Header.Get("Mcp-Session-Id")
+	if id == "" {
+		return nil, core.NewError(core.CodeInvalidRequest, "bad request: Mcp-Session-Id header is required (send initialize first)").WithStatus(http.StatusBadRequest)
+	}
+	if !session.ValidID(id) {
+		return nil, core.NewError(core.CodeInvalidRequest, "bad request: malformed Mcp-Session-Id (visible ASCII, at most 128 characters)").WithStatus(http.StatusBadRequest)
+	}
+	s, err := f.opts.Sessions.Get(id)
+	if err != nil {
+		return nil, core.NewError(core.CodeSessionNotFound, "session not found: it expired, was ended or never existed; send initialize to start a new one").WithStatus(http.StatusNotFound)
+	}
+	g, ok := s.Value.(*gwSession)
+	if !ok || g.route != rt || g.info.Era != core.EraLegacy {
+		return nil, core.NewError(core.CodeSessionNotFound, "session not found on this endpoint").WithStatus(http.StatusNotFound)
+	}
+	return g, nil
+}
+
+// checkLegacyVersion applies the MCP-Protocol-Version header rule: absent
+// means 2025-03-26; anything but a known legacy revision is a 400.
+func checkLegacyVersion(h string) (string, *core.Error) {
+	if h == "" {
+		return core.DefaultLegacyVersion, nil
+	}
+	if core.EraOf(h) != core.EraLegacy {
+		return "", core.NewError(core.CodeInvalidRequest, "bad request: unsupported MCP-Protocol-Version "+strconv.Quote(h)+"; supported: "+strings.Join(core.LegacyVersions, ", ")+", "+strings.Join(core.ModernVersions, ", ")).
+			WithStatus(http.StatusBadRequest).WithData(map[string]any{"supported": append(slices.Clone(core.ModernVersions), core.LegacyVersions...), "requested": h})
+	}
+	return h, nil
+}
+
+func (f *Frontend) legacyPost(w http.ResponseWriter, r *http.Request, rt *Route, m *core.Message, hdrVersion string) {
+	if m.Method == "initialize" && m.Kind == core.KindRequest {
+		f.initialize(w, r, rt, m)
+		return
+	}
+	if _, e := checkLegacyVersion(hdrVersion); e != nil {
+		f.reject(w, r, m, e)
+		return
+	}
+	g, e := f.lookupLegacy(r, rt)
+	if e != nil {
+		f.reject(w, r, m, e)
+		return
+	}
+	defer g.sess.Release(g.sess.Acquire())
+	switch m.Kind {
+	case core.KindRequest:
+		f.legacyRequest(w, r, g, m)
+	case core.KindNotification:
+		f.notify(w, r, g, m)
+	default:
+		f.clientResponse(g, m)
+		w.WriteHeader(http.StatusAccepted)
+	}
+}
+
+// notify forwards a client notification and answers 202.
+func (f *Frontend) notify(w http.ResponseWriter, r *http.Request, g *gwSession, m *core.Message) {
+	m.Session = g.info
+	ctx, cancel := context.WithTimeout(withTarget(g.ctx, g, nil), 30*time.Second)
+	defer cancel()
+	if _, err := g.route.c2s(ctx, m); err != nil {
+		e := f.callError(ctx, g, m, err)
+		if e.Status == 0 {
+			e.Status = http.StatusBadGateway
+		}
+		f.reject(w, r, m, e)
+		return
+	}
+	if m.Method == "notifications/initialized" {
+		g.listenOnce()
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// clientResponse hands the client's answer to a server request back.
+func (f *Frontend) clientResponse(g *gwSession, m *core.Message) {
+	m.Session = g.info
+	if g.resolve(m) {
+		return
+	}
+	// Not one mcpgate is waiting for: pass it on; the upstream decides.
+	ctx, cancel := context.WithTimeout(g.ctx, 10*time.Second)
+	defer cancel()
+	if err := g.conn.Send(ctx, m); err != nil {
+		g.log.Warn("upstream_send_failed", "kind", m.Kind.String(), "error", err)
+	}
+}
+
+// legacyRequest runs one request whose response goes on this POST.
+func (f *Frontend) legacyRequest(w http.ResponseWriter, r *http.Request, g *gwSession, m *core.Message) {
+	st := newStream(w, &f.opts, g.nextStreamID(), core.SupportsPriming(g.info.ProtocolVersion))
+	ctx, cancel := g.callContext(r, st, false)
+	defer cancel()
+	if err := g.startCall(m.ID, &call{st: st, cancel: cancel}); err != nil {
+		f.reject(w, r, m, core.AsError(err))
+		return
+	}
+	g.addStream(st)
+	st.armKeepAlive(f.opts.StreamAfter)
+	f.exchange(ctx, g, st, m)
+	g.endCall(m.ID)
+	g.forgetStream(st)
+	f.waitReleased(r, st)
+}
+
+// waitReleased keeps the handler alive until the stream is done with the
+// ResponseWriter, or the client has gone.
+func (f *Frontend) waitReleased(r *http.Request, st *stream) {
+	select {
+	case <-st.releasedCh():
+	case <-r.Context().Done():
+		st.abandon()
+	}
+}
+
+// initialize creates a session: open the upstream side, forward the
+// client's initialize, publish the session when the upstream accepts.
+func (f *Frontend) initialize(w http.ResponseWriter, r *http.Request, rt *Route, m *core.Message) {
+	var params struct {
+		ProtocolVersion string `json:"protocolVersion"`
+		ClientInfo      struct {
+			Name    string `json:"name"`
+			Version string `json:"version"`
+		} `json:"clientInfo"`
+	}
+	if m.Params == nil || json.Unmarshal(m.Params, &params) != nil || params.ProtocolVersion == "" {
+		f.reject(w, r, m, core.NewError(core.CodeInvalidParams, "invalid params: initialize needs params.protocolVersion"))
+		return
+	}
+	if rt.Era == EraModern {
+		f.reject(w, r, m, crossEraInitError(params.ProtocolVersion, core.ModernVersions))
+		return
+	}
+	info := &core.SessionInfo{
+		ID: session.NewID(), Route: rt.Name, Era: core.EraLegacy, ProtocolVersion: params.ProtocolVersion,
+		Principal: "anonymous", RemoteAddr: r.RemoteAddr,
+		ClientName: params.ClientInfo.Name, ClientVersion: params.ClientInfo.Version,
+	}
+	g := newGWSession(f, rt, info)
+	ctx, cancel := context.WithTimeout(r.Context(), rt.RequestTimeout)
+	defer cancel()
+	conn, err := rt.Upstream.Open(ctx, upstream.OpenParams{Session: info, Era: core.EraLegacy}, g)
+	if err != nil {
+		g.cancel()
+		f.reject(w, r, m, core.NewError(core.CodeUpstreamError, "upstream unavailable: could not open a connection").WithStatus(http.StatusBadGateway).Wrap(err))
+		g.log.Warn("upstream_open_failed", "error", err)
+		return
+	}
+	g.conn = conn
+	m.Session = info
+	w.Header().Set("Mcp-Session-Id", info.ID)
+	st := newStream(w, &f.opts, g.nextStreamID(), false)
+	resp, err := rt.c2s(withTarget(ctx, g, st), m)
+	if err == nil && resp != nil && resp.Kind == core.KindResponse {
+		var result struct {
+			ProtocolVersion string `json:"protocolVersion"`
+		}
+		_ = json.Unmarshal(resp.Result, &result)
+		if core.EraOf(result.ProtocolVersion) == core.EraLegacy {
+			info.ProtocolVersion = result.ProtocolVersion
+			s, cerr := f.opts.Sessions.Create(info, session.Limits{IdleTimeout: rt.IdleTimeout}, g.teardown, g)
+			if cerr == nil {
+				g.sess = s
+				st.finish(resp, http.StatusOK)
+				f.waitReleased(r, st)
+				return
+			}
+			err = cerr
+		} else {
+			err = core.NewError(core.CodeUpstreamError, "upstream answered initialize with protocol version "+strconv.Quote(result.ProtocolVersion)+", which is not a legacy revision")
+		}
+	}
+	// Failed: nothing is published; tear the upstream side down.
+	w.Header().Del("Mcp-Session-Id")
+	g.teardown(context.WithoutCancel(r.Context()), session.ReasonInitFailed)
+	switch {
+	case err != nil:
+		e := core.AsError(err)
+		var ce *core.Error
+		if !errors.As(err, &ce) {
+			e = core.NewError(core.CodeUpstreamError, "upstream unavailable: initialize failed").WithStatus(http.StatusBadGateway).Wrap(err)
+		}
+		if rt.Era == EraAuto {
+			if info, perr := rt.Upstream.Probe(r.Context()); perr == nil && info.Era == core.EraModern {
+				e = crossEraInitError(params.ProtocolVersion, info.ModernVersions)
+			}
+		}
+		f.log.Info("initialize_failed", "route", rt.Name, "error", err)
+		st.finish(core.ErrorResponse(m.ID, e), e.HTTPStatus())
+	default:
+		// The upstream's own error response goes back as it is.
+		if resp.Kind == core.KindError && rt.Era == EraAuto {
+			if pinfo, perr := rt.Upstream.Probe(r.Context()); perr == nil && pinfo.Era == core.EraModern {
+				e := crossEraInitError(params.ProtocolVersion, pinfo.ModernVersions)
+				st.finish(core.ErrorResponse(m.ID, e), e.HTTPStatus())
+				break
+			}
+		}
+		st.finish(resp, http.StatusOK)
+	}
+	f.waitReleased(r, st)
+}
+
+// crossEraInitError answers a legacy client whose upstream speaks only the
+// modern era (until era bridging exists).
+func crossEraInitError(requested string, upstreamVersions []string) *core.Error {
+	return core.NewError(core.CodeInvalidParams,
+		"Unsupported protocol version: the client requested "+requested+" (legacy era, with initialize) but this route's upstream speaks only "+
+			strings.Join(upstreamVersions, ", ")+" (modern era); era bridging is not enabled on this route").
+		WithStatus(http.StatusBadRequest).
+		WithData(map[string]any{"supported": upstreamVersions, "requested": requested})
+}
+
+func (f *Frontend) legacyBatch(w http.ResponseWriter, r *http.Request, rt *Route, msgs []*core.Message, hdrVersion string) {
+	version, e := checkLegacyVersion(hdrVersion)
+	if e != nil {
+		f.reject(w, r, nil, e)
+		return
+	}
+	for _, m := range msgs {
+		if m.Method == "initialize" {
+			f.reject(w, r, m, core.NewError(core.CodeInvalidRequest, "invalid request: initialize must not be part of a batch"))
+			return
+		}
+	}
+	g, e := f.lookupLegacy(r, rt)
+	if e != nil {
+		f.reject(w, r, nil, e)
+		return
+	}
+	if !core.SupportsBatch(version) || !core.SupportsBatch(g.info.ProtocolVersion) {
+		f.reject(w, r, nil, core.NewError(core.CodeInvalidRequest, "invalid request: JSON-RPC batches are not supported in protocol version "+g.info.ProtocolVersion))
+		return
+	}
+	defer g.sess.Release(g.sess.Acquire())
+	var requests []*core.Message
+	for _, m := range msgs {
+		m.Received, m.Direction, m.Era = time.Now(), core.ClientToServer, core.EraLegacy
+		switch m.Kind {
+		case core.KindRequest:
+			requests = append(requests, m)
+		case core.KindNotification:
+			m.Session = g.info
+			ctx, cancel := context.WithTimeout(withTarget(g.ctx, g, nil), 30*time.Second)
+			if _, err := rt.c2s(ctx, m); err != nil {
+				g.log.Warn("batch_notification_failed", "method", m.Method, "error", err)
+			}
+			cancel()
+		default:
+			f.clientResponse(g, m)
+		}
+	}
+	if len(requests) == 0 {
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	// Each request's response is its own event on one SSE stream.
+	st := newStream(w, &f.opts, g.nextStreamID(), core.SupportsPriming(g.info.ProtocolVersion))
+	st.mu.Lock()
+	st.startLocked()
+	st.mu.Unlock()
+	g.addStream(st)
+	ctx, cancel := g.callContext(r, st, false)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, m := range requests {
+		if err := g.startCall(m.ID, &call{st: st, cancel: cancel}); err != nil {
+			_ = st.send(core.ErrorResponse(m.ID, core.AsError(err)))
+			continue
+		}
+		wg.Go(func() {
+			defer g.endCall(m.ID)
+			m.Session = g.info
+			resp, err := rt.c2s(ctx, m)
+			if err != nil {
+				resp = core.ErrorResponse(m.ID, f.callError(ctx, g, m, err))
+			}
+			if resp != nil {
+				_ = st.send(resp)
+			}
+		})
+	}
+	wg.Wait()
+	st.close()
+	g.forgetStream(st)
+	f.waitReleased(r, st)
+}
+
+// get opens the session's stream for server-initiated messages, or
+// resumes a stream with Last-Event-ID.
+func (f *Frontend) get(w http.ResponseWriter, r *http.Request, rt *Route) {
+	if r.Header.Get("Mcp-Session-Id") == "" && f.modernOnly(r.Context(), rt) {
+		e := core.NewError(core.CodeInvalidRequest, "method not allowed: this endpoint's upstream speaks 2026-07-28, which has no GET stream").WithStatus(http.StatusMethodNotAllowed)
+		e.Header = http.Header{"Allow": {"POST"}}
+		f.reject(w, r, nil, e)
+		return
+	}
+	if !accepts(r.Header.Values("Accept"), "text/event-stream") {
+		f.reject(w, r, nil, core.NewError(core.CodeInvalidRequest, "not acceptable: Accept must list text/event-stream").WithStatus(http.StatusNotAcceptable))
+		return
+	}
+	if _, e := checkLegacyVersion(r.Header.Get("MCP-Protocol-Version")); e != nil {
+		f.reject(w, r, nil, e)
+		return
+	}
+	g, e := f.lookupLegacy(r, rt)
+	if e != nil {
+		f.reject(w, r, nil, e)
+		return
+	}
+	defer g.sess.Release(g.sess.Acquire())
+	if last := r.Header.Get("Last-Event-ID"); last != "" {
+		streamID, seqStr, ok := strings.Cut(last, "_")
+		seq, err := strconv.Atoi(seqStr)
+		if !ok || err != nil || seq < 0 {
+			f.reject(w, r, nil, core.NewError(core.CodeInvalidRequest, "bad request: malformed Last-Event-ID").WithStatus(http.StatusBadRequest))
+			return
+		}
+		if st := g.stream(streamID); st != nil && streamID != "0" {
+			released, ok := st.attach(w, seq)
+			if !ok {
+				f.reject(w, r, nil, core.NewError(core.CodeInvalidRequest, "events after "+last+" are no longer available").WithStatus(http.StatusNotFound))
+				return
+			}
+			select {
+			case <-released:
+			case <-r.Context().Done():
+				st.abandon()
+			}
+			if st.done() {
+				g.dropStream(st)
+			}
+			return
+		}
+		if streamID != "0" {
+			// An unknown or finished request stream: nothing to replay.
+			f.reject(w, r, nil, core.NewError(core.CodeInvalidRequest, "stream of "+last+" is not available for resumption").WithStatus(http.StatusNotFound))
+			return
+		}
+		if st := g.stream("0"); st != nil {
+			if released, ok := st.attach(w, seq); ok {
+				g.waitStandalone(r, st, released)
+				return
+			}
+		}
+	}
+	st := newStream(w, &f.opts, "0", core.SupportsPriming(g.info.ProtocolVersion))
+	st.mu.Lock()
+	st.startLocked()
+	st.mu.Unlock()
+	g.setStandalone(st)
+	g.listenOnce()
+	g.waitStandalone(r, st, st.releasedCh())
+}
+
+func (g *gwSession) waitStandalone(r *http.Request, st *stream, released <-chan struct{}) {
+	st.armKeepAlive(g.f.opts.KeepAlive)
+	select {
+	case <-released:
+	case <-r.Context().Done():
+		st.abandon()
+	case <-g.ctx.Done():
+		st.close()
+	}
+}
+
+// delete ends a legacy session.
+func (f *Frontend) delete(w http.ResponseWriter, r *http.Request, rt *Route) {
+	if r.Header.Get("Mcp-Session-Id") == "" && f.modernOnly(r.Context(), rt) {
+		e := core.NewError(core.CodeInvalidRequest, "method not allowed: this endpoint's upstream speaks 2026-07-28, which has no sessions to delete").WithStatus(http.StatusMethodNotAllowed)
+		e.Header = http.Header{"Allow": {"POST"}}
+		f.reject(w, r, nil, e)
+		return
+	}
+	g, e := f.lookupLegacy(r, rt)
+	if e != nil {
+		f.reject(w, r, nil, e)
+		return
+	}
+	if err := f.opts.Sessions.End(r.Context(), g.info.ID, session.ReasonDeleted); err != nil {
+		f.reject(w, r, nil, core.NewError(core.CodeSessionNotFound, "session not found").WithStatus(http.StatusNotFound))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// modernOnly reports whether the route's upstream is known to speak only
+// the modern era (so legacy GET/DELETE get 405, as a modern server answers).
+func (f *Frontend) modernOnly(ctx context.Context, rt *Route) bool {
+	switch rt.Era {
+	case EraModern:
+		return true
+	case EraLegacy:
+		return false
+	}
+	info, err := rt.Upstream.Probe(ctx)
+	return err == nil && info.Era == core.EraModern
+}
+
+// cancelledID reads params.requestId of notifications/cancelled.
+func cancelledID(m *core.Message) core.ID {
+	var p struct {
+		RequestID json.RawMessage `json:"requestId"`
+	}
+	if json.Unmarshal(m.Params, &p) != nil || len(p.RequestID) == 0 {
+		return ""
+	}
+	return core.ID(p.RequestID)
+}

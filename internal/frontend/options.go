@@ -1,0 +1,100 @@
+package frontend
+
+import (
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/core"
+	"github.com/mcpgate/mcpgate/internal/pipeline"
+	"github.com/mcpgate/mcpgate/internal/session"
+	"github.com/mcpgate/mcpgate/internal/upstream"
+)
+
+// SessionHeader carries the modern-era session key mcpgate issues. A
+// modern client may echo it to have its requests correlated into one
+// session; without it every request starts a new one.
+const SessionHeader = "Mcpgate-Session"
+
+// Era pins for Route.Era.
+const (
+	EraAuto   = "auto"
+	EraLegacy = "legacy"
+	EraModern = "modern"
+)
+
+// Route is one MCP endpoint path and its upstream.
+type Route struct {
+	Name string
+	Path string
+	// Era pins the upstream's era ("auto", "legacy", "modern").
+	Era      string
+	Upstream upstream.Upstream
+	// Stages are the interceptors for this route, ordered by pipeline.Order.
+	Stages []pipeline.Stage
+	// RequestTimeout bounds one request's round trip. If zero, 5 minutes.
+	RequestTimeout time.Duration
+	// IdleTimeout ends idle sessions. If zero, the session manager's default.
+	IdleTimeout time.Duration
+
+	// UnadoptedLimit bounds the modern-era sessions created for requests
+	// without an Mcpgate-Session key that no later request has named; the
+	// oldest beyond it end. If zero, 1024.
+	UnadoptedLimit int
+
+	c2s core.Handler // client → server chain
+	s2c core.Handler // server → client chain
+
+	unadoptedMu sync.Mutex
+	unadopted   []*gwSession
+}
+
+// Options configure the frontend.
+type Options struct {
+	// Logger. If nil, a discard logger is used.
+	Logger *slog.Logger
+	// Sessions is the session manager. Required.
+	Sessions *session.Manager
+	// MaxBodyBytes caps a POST body (413 beyond). If zero, 4 MiB.
+	MaxBodyBytes int64
+	// KeepAlive is the SSE keep-alive comment interval. If zero, 15s.
+	KeepAlive time.Duration
+	// StreamAfter switches a slow response to SSE. If zero, 5s.
+	StreamAfter time.Duration
+	// WriteTimeout bounds each write to a client. If zero, 30s.
+	WriteTimeout time.Duration
+	// ServerRequestBacklog bounds server messages kept for a session whose
+	// client has no stream open to receive them. If zero, 256.
+	ServerRequestBacklog int
+}
+
+func (o *Options) setDefaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxBodyBytes == 0 {
+		o.MaxBodyBytes = 4 << 20
+	}
+	if o.KeepAlive == 0 {
+		o.KeepAlive = 15 * time.Second
+	}
+	if o.StreamAfter == 0 {
+		o.StreamAfter = 5 * time.Second
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = 30 * time.Second
+	}
+	if o.ServerRequestBacklog == 0 {
+		o.ServerRequestBacklog = 256
+	}
+}
+
+// ListenerPolicy are the per-listener checks against DNS rebinding and
+// cross-origin browsers.
+type ListenerPolicy struct {
+	// Loopback is true when the listener is bound to a loopback address.
+	Loopback bool
+	// AllowedHosts and AllowedOrigins: see config.Listener.
+	AllowedHosts   []string
+	AllowedOrigins []string
+}

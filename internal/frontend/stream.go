@@ -1,0 +1,272 @@
+package frontend
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/core"
+	"github.com/mcpgate/mcpgate/internal/sse"
+)
+
+var errStreamGone = errors.New("client stream gone")
+
+// History bounds for a resumable stream.
+const (
+	maxHistoryEvents = 256
+	maxHistoryBytes  = 1 << 20
+)
+
+// stream is one client-facing response: a POST's JSON body or SSE stream,
+// or the session's GET stream. It starts as a plain response and becomes
+// an SSE stream on the first message that is not the final response, or
+// when the response is slow (so keep-alives can flow).
+//
+// All writes happen under mu with a write deadline, from whichever
+// goroutine has something to send; a client that stops reading loses its
+// stream (resumable with Last-Event-ID) instead of blocking the upstream.
+type stream struct {
+	mu       sync.Mutex
+	w        http.ResponseWriter // nil while detached
+	rc       *http.ResponseController
+	id       string // stream id within the session; "" for unresumable streams
+	seq      int
+	sse      bool
+	finished bool          // final message produced (or stream closed)
+	released chan struct{} // closed when the handler owning w may return
+	opts     *Options
+
+	// resumable streams keep recent events for Last-Event-ID.
+	resumable    bool
+	history      []event
+	historyBytes int
+	truncated    int // highest seq dropped from history
+
+	timer *time.Timer
+}
+
+type event struct {
+	seq  int
+	data []byte // encoded SSE event
+}
+
+func newStream(w http.ResponseWriter, opts *Options, id string, resumable bool) *stream {
+	return &stream{
+		w: w, rc: http.NewResponseController(w), id: id, opts: opts,
+		resumable: resumable, released: make(chan struct{}),
+	}
+}
+
+// armKeepAlive starts the timer that switches a quiet response to SSE and
+// then keeps it alive.
+func (s *stream) armKeepAlive(first time.Duration) {
+	s.mu.Lock()
+	if !s.finished && s.timer == nil {
+		s.timer = time.AfterFunc(first, s.tick)
+	}
+	s.mu.Unlock()
+}
+
+func (s *stream) tick() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.finished && s.w == nil {
+		return
+	}
+	if s.w != nil {
+		if !s.sse {
+			s.startLocked()
+		} else {
+			s.writeLocked(sse.KeepAlive)
+		}
+	}
+	if !s.finished || s.w != nil {
+		s.timer.Reset(s.opts.KeepAlive)
+	}
+}
+
+// startLocked turns the response into an SSE stream.
+func (s *stream) startLocked() {
+	h := s.w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache, no-transform")
+	h.Set("X-Accel-Buffering", "no")
+	s.w.WriteHeader(http.StatusOK)
+	s.sse = true
+	if s.resumable {
+		buf := sse.AppendPriming(nil, s.eventID(0), -1)
+		s.writeLocked(buf)
+	} else {
+		s.flushLocked()
+	}
+}
+
+func (s *stream) eventID(seq int) string {
+	return s.id + "_" + strconv.Itoa(seq)
+}
+
+func (s *stream) writeLocked(b []byte) {
+	if s.w == nil {
+		return
+	}
+	if s.opts.WriteTimeout > 0 {
+		_ = s.rc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+	}
+	if _, err := s.w.Write(b); err != nil {
+		s.detachLocked()
+		return
+	}
+	s.flushLocked()
+}
+
+func (s *stream) flushLocked() {
+	if s.w == nil {
+		return
+	}
+	if err := s.rc.Flush(); err != nil {
+		s.detachLocked()
+	}
+}
+
+// detachLocked forgets the writer (the client went away) and lets the
+// handler return. A resumable stream keeps collecting events.
+func (s *stream) detachLocked() {
+	if s.w == nil {
+		return
+	}
+	s.w, s.rc = nil, nil
+	close(s.released)
+}
+
+// send writes a message that is not the final response.
+func (s *stream) send(m *core.Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.finished {
+		return errStreamGone
+	}
+	if s.w != nil && !s.sse {
+		s.startLocked()
+	}
+	if s.w == nil && !s.resumable {
+		return errStreamGone
+	}
+	s.eventLocked(m.Raw)
+	return nil
+}
+
+func (s *stream) eventLocked(data []byte) {
+	s.seq++
+	id := ""
+	if s.resumable {
+		id = s.eventID(s.seq)
+	}
+	buf := sse.AppendEvent(make([]byte, 0, len(data)+len(id)+16), id, data)
+	if s.resumable {
+		s.history = append(s.history, event{seq: s.seq, data: buf})
+		s.historyBytes += len(buf)
+		for len(s.history) > maxHistoryEvents || s.historyBytes > maxHistoryBytes {
+			s.historyBytes -= len(s.history[0].data)
+			s.truncated = s.history[0].seq
+			s.history = s.history[1:]
+		}
+	}
+	s.writeLocked(buf)
+}
+
+// finish writes the final response (nil for none) and releases the handler.
+// status is used when the response is still a plain JSON body.
+func (s *stream) finish(m *core.Message, status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.finished {
+		return
+	}
+	s.finished = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	if s.w == nil {
+		if m != nil && s.resumable {
+			s.eventLocked(m.Raw)
+		}
+		return
+	}
+	switch {
+	case s.sse:
+		if m != nil {
+			s.eventLocked(m.Raw)
+		}
+	case m != nil:
+		h := s.w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("Content-Length", strconv.Itoa(len(m.Raw)))
+		if status == 0 {
+			status = http.StatusOK
+		}
+		s.w.WriteHeader(status)
+		s.writeLocked(m.Raw)
+	default:
+		s.w.WriteHeader(http.StatusAccepted)
+	}
+	s.detachLocked()
+}
+
+// close ends a stream that has no final message (the GET stream, or a
+// stream abandoned at session end).
+func (s *stream) close() { s.finish(nil, 0) }
+
+// attach resumes the stream on a new response after event lastSeq. It
+// reports false when events after lastSeq were already dropped.
+func (s *stream) attach(w http.ResponseWriter, lastSeq int) (<-chan struct{}, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if lastSeq < s.truncated {
+		return nil, false
+	}
+	if s.w != nil {
+		s.detachLocked() // a client reconnecting replaces its half-open stream
+	}
+	s.w, s.rc, s.released = w, http.NewResponseController(w), make(chan struct{})
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache, no-transform")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	s.sse = true
+	for _, ev := range s.history {
+		if ev.seq > lastSeq {
+			s.writeLocked(ev.data)
+		}
+	}
+	s.flushLocked()
+	if s.finished {
+		s.detachLocked()
+	}
+	return s.released, true
+}
+
+// done reports whether the stream has produced its final message and has
+// no writer attached, so it can be forgotten.
+func (s *stream) done() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.finished && s.w == nil
+}
+
+// releasedCh returns the channel the owning handler waits on.
+func (s *stream) releasedCh() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.released
+}
+
+// abandon detaches the writer when the handler must return (its request
+// context ended) without finishing the stream.
+func (s *stream) abandon() {
+	s.mu.Lock()
+	s.detachLocked()
+	s.mu.Unlock()
+}

@@ -1,0 +1,238 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/frontend"
+	"github.com/mcpgate/mcpgate/internal/interceptors/logging"
+	"github.com/mcpgate/mcpgate/internal/pipeline"
+	"github.com/mcpgate/mcpgate/internal/session"
+	"github.com/mcpgate/mcpgate/internal/upstream"
+	"github.com/mcpgate/mcpgate/internal/upstream/httpup"
+	"github.com/mcpgate/mcpgate/internal/upstream/stdio"
+)
+
+// Options are what a configuration file cannot say.
+type Options struct {
+	// Logger. If nil, a discard logger is used.
+	Logger *slog.Logger
+	// SessionHooks subscribe to session lifecycle events.
+	SessionHooks []session.Hooks
+}
+
+// Gateway is a built, not yet running, mcpgate.
+type Gateway struct {
+	cfg       *config.Config
+	log       *slog.Logger
+	sessions  *session.Manager
+	front     *frontend.Frontend
+	upstreams []upstream.Upstream
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	ready     chan struct{}
+	readyOnce sync.Once
+}
+
+// New builds everything the configuration describes without listening:
+// it is the whole of `mcpgate validate`.
+func New(cfg *config.Config, opts Options) (*Gateway, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	g := &Gateway{cfg: cfg, log: log, ready: make(chan struct{})}
+	var routes []*frontend.Route
+	var errs []error
+	for i, rc := range cfg.Routes {
+		up, err := newUpstream(rc, log)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("routes[%d] (%s): %w", i, rc.Name, err))
+			continue
+		}
+		g.upstreams = append(g.upstreams, up)
+		routes = append(routes, &frontend.Route{
+			Name: rc.Name, Path: rc.Path, Era: rc.Upstream.Era, Upstream: up,
+			Stages:         []pipeline.Stage{{Name: "logging", Interceptor: logging.New(log)}},
+			RequestTimeout: rc.RequestTimeout, IdleTimeout: rc.IdleTimeout,
+			UnadoptedLimit: unadoptedLimit(rc),
+		})
+	}
+	for i, l := range cfg.Listeners {
+		if l.TLS != nil {
+			if _, err := tls.LoadX509KeyPair(l.TLS.CertFile, l.TLS.KeyFile); err != nil {
+				errs = append(errs, fmt.Errorf("listeners[%d].tls: %w", i, err))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		g.closeUpstreams()
+		return nil, errors.Join(errs...)
+	}
+	g.sessions = session.NewManager(session.Options{
+		Logger: log, Hooks: opts.SessionHooks, DefaultIdleTimeout: cfg.Sessions.IdleTimeout,
+	})
+	front, err := frontend.New(frontend.Options{
+		Logger: log, Sessions: g.sessions, MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
+		KeepAlive: cfg.Server.KeepAlive, StreamAfter: cfg.Server.StreamAfter, WriteTimeout: cfg.Server.WriteTimeout,
+	}, routes)
+	if err != nil {
+		g.sessions.Close(context.Background())
+		g.closeUpstreams()
+		return nil, err
+	}
+	g.front = front
+	return g, nil
+}
+
+// unadoptedLimit keeps keyless modern sessions cheap: each is a process
+// on a stdio route, so far fewer are kept there.
+func unadoptedLimit(rc config.Route) int {
+	if rc.Upstream.Stdio != nil {
+		return 8
+	}
+	return 1024
+}
+
+func newUpstream(rc config.Route, log *slog.Logger) (upstream.Upstream, error) {
+	switch {
+	case rc.Upstream.HTTP != nil:
+		return httpup.New(*rc.Upstream.HTTP, rc.Name, log)
+	case rc.Upstream.Stdio != nil:
+		return stdio.New(*rc.Upstream.Stdio, rc.Name, log), nil
+	}
+	return nil, errors.New("no upstream")
+}
+
+// Handler returns the handler of listener i, for tests and embedding.
+func (g *Gateway) Handler(i int) http.Handler {
+	l := g.cfg.Listeners[i]
+	return g.front.Handler(frontend.ListenerPolicy{
+		Loopback: isLoopbackAddr(l.Address), AllowedHosts: l.AllowedHosts, AllowedOrigins: l.AllowedOrigins,
+	})
+}
+
+// Sessions exposes the session manager (for hooks, tests, the control plane).
+func (g *Gateway) Sessions() *session.Manager { return g.sessions }
+
+// Addrs returns the bound listener addresses once Run is listening.
+func (g *Gateway) Addrs() []net.Addr {
+	<-g.ready
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]net.Addr, len(g.listeners))
+	for i, l := range g.listeners {
+		out[i] = l.Addr()
+	}
+	return out
+}
+
+// Run listens on every listener until ctx ends, then shuts down: stop
+// accepting, drain in-flight requests within the shutdown timeout, end
+// every session (stopping stdio processes), close upstreams.
+func (g *Gateway) Run(ctx context.Context) error {
+	var servers []*http.Server
+	for i, lc := range g.cfg.Listeners {
+		ln, err := net.Listen("tcp", lc.Address)
+		if err != nil {
+			g.readyOnce.Do(func() { close(g.ready) })
+			g.shutdown(servers)
+			return fmt.Errorf("listen %s: %w", lc.Address, err)
+		}
+		g.mu.Lock()
+		g.listeners = append(g.listeners, ln)
+		g.mu.Unlock()
+		srv := &http.Server{
+			Handler:           g.Handler(i),
+			ReadHeaderTimeout: g.cfg.Server.ReadHeaderTimeout,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		}
+		servers = append(servers, srv)
+		scheme := "http"
+		if lc.TLS != nil {
+			scheme = "https"
+		}
+		g.log.Info("listening", "address", ln.Addr().String(), "scheme", scheme, "loopback", isLoopbackAddr(lc.Address))
+		go func() {
+			var err error
+			if lc.TLS != nil {
+				err = srv.ServeTLS(ln, lc.TLS.CertFile, lc.TLS.KeyFile)
+			} else {
+				err = srv.Serve(ln)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				g.log.Error("serve_failed", "address", ln.Addr().String(), "error", err)
+			}
+		}()
+	}
+	for _, rc := range g.cfg.Routes {
+		g.log.Info("route", "name", rc.Name, "path", rc.Path, "upstream", rc.Upstream.Kind(), "era", rc.Upstream.Era)
+	}
+	g.readyOnce.Do(func() { close(g.ready) })
+	<-ctx.Done()
+	g.log.Info("shutting_down", "timeout", g.cfg.Server.ShutdownTimeout)
+	g.shutdown(servers)
+	return nil
+}
+
+func (g *Gateway) shutdown(servers []*http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Server.ShutdownTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, s := range servers {
+		wg.Go(func() {
+			if err := s.Shutdown(ctx); err != nil {
+				_ = s.Close()
+			}
+		})
+	}
+	drained := make(chan struct{})
+	go func() { wg.Wait(); close(drained) }()
+	// In-flight requests get half the budget to finish; then sessions end,
+	// which closes the long-lived streams Shutdown would otherwise wait for.
+	deadline, _ := ctx.Deadline()
+	select {
+	case <-drained:
+	case <-time.After(time.Until(deadline) / 2):
+	}
+	g.sessions.Close(ctx)
+	<-drained
+	g.closeUpstreams()
+}
+
+// Close releases a gateway that was built but never run (validate).
+func (g *Gateway) Close() {
+	if g.sessions != nil {
+		g.sessions.Close(context.Background())
+	}
+	g.closeUpstreams()
+}
+
+func (g *Gateway) closeUpstreams() {
+	for _, u := range g.upstreams {
+		_ = u.Close()
+	}
+}
+
+func isLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

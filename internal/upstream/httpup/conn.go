@@ -1,0 +1,537 @@
+package httpup
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/core"
+	"github.com/mcpgate/mcpgate/internal/sse"
+	"github.com/mcpgate/mcpgate/internal/upstream"
+)
+
+// Canonical header keys, so requests set map entries directly.
+const (
+	hdrSessionID       = "Mcp-Session-Id"
+	hdrProtocolVersion = "Mcp-Protocol-Version"
+	hdrMethod          = "Mcp-Method"
+	hdrName            = "Mcp-Name"
+	hdrLastEventID     = "Last-Event-Id"
+)
+
+const (
+	// maxMessageBytes caps one JSON body or one SSE event from the upstream.
+	maxMessageBytes = 16 << 20
+	// maxErrorBody caps what is read of a non-2xx body.
+	maxErrorBody = 1 << 20
+	// defaultRetry is the reconnection delay when the stream set none.
+	defaultRetry = time.Second
+	// maxResumeTries bounds reconnections of a request's stream that bring
+	// no new event.
+	maxResumeTries = 5
+	// maxListenBackoff caps the GET stream's reconnection delay.
+	maxListenBackoff = 30 * time.Second
+	// drainWait is how long to wait for an HTTP/1.1 stream to end after its
+	// response (the server should end it), so the connection is reused.
+	drainWait = 25 * time.Millisecond
+	// noticeTimeout bounds notifications/cancelled and DELETE when the
+	// caller's context has no deadline.
+	noticeTimeout = 5 * time.Second
+)
+
+// Shared header values; the transport only reads them.
+var (
+	acceptPost  = []string{"application/json, text/event-stream"}
+	acceptGet   = []string{"text/event-stream"}
+	contentJSON = []string{"application/json"}
+	versionVals = func() map[string][]string {
+		m := map[string][]string{}
+		for _, v := range append(append([]string(nil), core.LegacyVersions...), core.ModernVersions...) {
+			m[v] = []string{v}
+		}
+		return m
+	}()
+	methodVals = func() map[string][]string {
+		m := map[string][]string{}
+		for _, v := range []string{
+			"server/discover", "tools/list", "tools/call", "resources/list", "resources/read",
+			"resources/templates/list", "prompts/list", "prompts/get", "completion/complete",
+			"subscriptions/listen", "notifications/cancelled", "notifications/progress",
+		} {
+			m[v] = []string{v}
+		}
+		return m
+	}()
+)
+
+func versionValue(v string) []string {
+	if s, ok := versionVals[v]; ok {
+		return s
+	}
+	return []string{v}
+}
+
+func methodValue(m string) []string {
+	if s, ok := methodVals[m]; ok {
+		return s
+	}
+	return []string{m}
+}
+
+// headers starts a request's header with the configured static headers,
+// Accept, and Content-Type for a POST; extra sizes the map for what the
+// caller adds.
+func (u *Upstream) headers(post bool, extra int) http.Header {
+	h := make(http.Header, len(u.static)+extra+2)
+	for k, v := range u.static {
+		h[k] = v
+	}
+	if post {
+		h["Accept"] = acceptPost
+		h["Content-Type"] = contentJSON
+	} else {
+		h["Accept"] = acceptGet
+	}
+	return h
+}
+
+// do sends one request to the upstream URL. A 3xx answer is returned as
+// it is (and treated as an error by callers).
+func (u *Upstream) do(ctx context.Context, method string, body []byte, h http.Header) (*http.Response, error) {
+	return u.transport.RoundTrip(u.request(ctx, method, body, h))
+}
+
+// request builds a request to the upstream URL. Building it by hand saves
+// parsing the URL on every request; the shared *url.URL is only read.
+func (u *Upstream) request(ctx context.Context, method string, body []byte, h http.Header) *http.Request {
+	r := http.Request{
+		Method:     method,
+		URL:        u.target,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     h,
+		Host:       u.target.Host,
+	}
+	if body != nil {
+		r.Body = newBody(body)
+		r.ContentLength = int64(len(body))
+		r.GetBody = func() (io.ReadCloser, error) { return newBody(body), nil }
+	}
+	return r.WithContext(ctx)
+}
+
+type bodyReader struct{ bytes.Reader }
+
+func (*bodyReader) Close() error { return nil }
+
+func newBody(b []byte) *bodyReader {
+	r := new(bodyReader)
+	r.Reset(b)
+	return r
+}
+
+// connBase is what both eras' Conns share.
+type connBase struct {
+	u       *Upstream
+	sink    upstream.Sink
+	session *core.SessionInfo
+	era     core.Era
+	// life is the Conn's own lifetime, not a caller's context: Close
+	// cancels it, which aborts every request and stream of the Conn.
+	life context.Context
+	kill context.CancelFunc
+}
+
+// stamp sets the routing fields of a message handed out.
+func (b *connBase) stamp(m *core.Message) {
+	m.Direction = core.ServerToClient
+	m.Era = b.era
+	m.Session = b.session
+	m.Received = time.Now()
+}
+
+// failure turns an error of a request into what RoundTrip returns: the
+// Conn's closing wins, then the caller's context, then the error itself.
+func (b *connBase) failure(ctx context.Context, err error) error {
+	switch {
+	case b.life.Err() != nil:
+		return fmt.Errorf("httpup: %w", upstream.ErrClosed)
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	var ce *core.Error
+	if errors.As(err, &ce) || errors.Is(err, upstream.ErrSessionLost) {
+		return err
+	}
+	return upstreamErr("upstream request failed", err)
+}
+
+// HTTPError is the cause (Err) of the *core.Error returned when an upstream
+// answered with an HTTP status and no JSON-RPC error: errors.As finds the
+// upstream's own status there. (The *core.Error itself carries 502.)
+type HTTPError struct {
+	StatusCode int
+	// Body is the start of the response body, for logs.
+	Body string
+}
+
+func (e *HTTPError) Error() string {
+	s := "upstream HTTP " + strconv.Itoa(e.StatusCode) + " " + http.StatusText(e.StatusCode)
+	if e.Body != "" {
+		s += ": " + strconv.Quote(e.Body)
+	}
+	return s
+}
+
+// upstreamErr is a failure talking to the upstream: -32010, HTTP 502.
+func upstreamErr(msg string, cause error) *core.Error {
+	return &core.Error{Code: core.CodeUpstreamError, Message: msg, Status: http.StatusBadGateway, Err: cause}
+}
+
+// readHTTPError consumes a non-2xx body that holds no JSON-RPC error.
+func readHTTPError(resp *http.Response) *core.Error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	he := &HTTPError{StatusCode: resp.StatusCode, Body: strings.TrimSpace(string(b))}
+	return upstreamErr("upstream answered HTTP "+strconv.Itoa(resp.StatusCode)+" "+http.StatusText(resp.StatusCode), he)
+}
+
+// readErrorBody reads a non-2xx body and returns the JSON-RPC error
+// response it holds, addressed to id and carrying the HTTP status in
+// Status, or nil when it holds none.
+func readErrorBody(resp *http.Response, id core.ID) *core.Message {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	if err != nil || len(b) == 0 {
+		return nil
+	}
+	m, err := core.Decode(b)
+	if err != nil || m.Kind != core.KindError {
+		return nil
+	}
+	m = withID(m, id)
+	m.Status = resp.StatusCode
+	return m
+}
+
+// withID readdresses an error response that names no (or another) id to
+// the request it answers: servers answer errors they raise before reading
+// the id with id null.
+func withID(m *core.Message, id core.ID) *core.Message {
+	if idEqual(m.ID, id) || id == "" {
+		return m
+	}
+	raw := make([]byte, 0, len(m.Error)+len(id)+40)
+	raw = append(raw, `{"jsonrpc":"2.0","id":`...)
+	raw = append(raw, id...)
+	raw = append(raw, `,"error":`...)
+	raw = append(raw, m.Error...)
+	raw = append(raw, '}')
+	n, err := core.Decode(raw)
+	if err != nil {
+		return m
+	}
+	return n
+}
+
+// idEqual compares two encoded ids as JSON values ("a\u0062" equals "ab").
+func idEqual(a, b core.ID) bool {
+	if a == b {
+		return true
+	}
+	if a == "" || b == "" || (a[0] == '"') != (b[0] == '"') {
+		return false
+	}
+	if a[0] == '"' {
+		var x, y string
+		return json.Unmarshal([]byte(a), &x) == nil && json.Unmarshal([]byte(b), &y) == nil && x == y
+	}
+	x, err1 := strconv.ParseFloat(string(a), 64)
+	y, err2 := strconv.ParseFloat(string(b), 64)
+	return err1 == nil && err2 == nil && x == y
+}
+
+func mediaType(v string) string {
+	if i := strings.IndexByte(v, ';'); i >= 0 {
+		v = v[:i]
+	}
+	v = strings.TrimSpace(v)
+	if strings.EqualFold(v, "application/json") {
+		return "application/json"
+	}
+	if strings.EqualFold(v, "text/event-stream") {
+		return "text/event-stream"
+	}
+	if t, _, err := mime.ParseMediaType(v); err == nil {
+		return t
+	}
+	return v
+}
+
+var (
+	bufioPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+	bufPool   = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+)
+
+// readJSON reads one message body. The bytes become the message's Raw, so
+// they are never pooled; a pooled buffer only serves bodies of unknown
+// length, which are copied out once at their final size.
+func readJSON(body io.Reader, n int64) (*core.Message, error) {
+	if n > maxMessageBytes {
+		return nil, upstreamErr("upstream message larger than "+strconv.Itoa(maxMessageBytes)+" bytes", nil)
+	}
+	var b []byte
+	if n >= 0 {
+		b = make([]byte, n)
+		if _, err := io.ReadFull(body, b); err != nil {
+			return nil, err
+		}
+	} else {
+		buf := bufPool.Get().(*bytes.Buffer)
+		buf.Reset()
+		_, err := buf.ReadFrom(io.LimitReader(body, maxMessageBytes+1))
+		if err == nil && buf.Len() > maxMessageBytes {
+			err = upstreamErr("upstream message larger than "+strconv.Itoa(maxMessageBytes)+" bytes", nil)
+		}
+		if err == nil {
+			b = bytes.Clone(buf.Bytes())
+		}
+		if buf.Cap() <= 64<<10 {
+			bufPool.Put(buf)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	m, err := core.Decode(b)
+	if err != nil {
+		return nil, upstreamErr("upstream sent an invalid JSON-RPC message", err)
+	}
+	return m, nil
+}
+
+// retryable marks a failed reconnection worth trying again.
+type retryable struct{ error }
+
+func (r retryable) Unwrap() error { return r.error }
+
+// responseReader reads the answer to one request: a JSON body, or an SSE
+// stream whose other messages go to related. With resume set (legacy era)
+// a stream that ends before the response is resumed with GET and
+// Last-Event-ID, honouring the server's retry field.
+type responseReader struct {
+	b      *connBase // nil for the probe
+	era    core.Era
+	cancel context.CancelFunc // ends the HTTP request (bounds the drain)
+	resume func(ctx context.Context, lastID string) (*http.Response, error)
+
+	lastID string
+	retry  time.Duration // -1: not set by the stream
+}
+
+func (r *responseReader) stamp(m *core.Message) {
+	if r.b != nil {
+		r.b.stamp(m)
+		return
+	}
+	m.Direction, m.Era, m.Received = core.ServerToClient, r.era, time.Now()
+}
+
+func (r *responseReader) logger() *slog.Logger {
+	if r.b != nil {
+		return r.b.u.log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// read reads a 2xx answer to the request id.
+func (r *responseReader) read(ctx context.Context, resp *http.Response, id core.ID, related upstream.Related) (*core.Message, error) {
+	if resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusNoContent {
+		return nil, upstreamErr("upstream answered a request with HTTP "+strconv.Itoa(resp.StatusCode)+" and no response", &HTTPError{StatusCode: resp.StatusCode})
+	}
+	switch ct := mediaType(resp.Header.Get("Content-Type")); ct {
+	case "application/json":
+		m, err := readJSON(resp.Body, resp.ContentLength)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case m.Kind == core.KindError:
+			m = withID(m, id)
+		case m.Kind != core.KindResponse || !idEqual(m.ID, id):
+			return nil, upstreamErr("upstream answered with a "+m.Kind.String()+" instead of the response to "+string(id), nil)
+		}
+		r.stamp(m)
+		return m, nil
+	case "text/event-stream":
+		if resp.ProtoMajor >= 2 {
+			r.cancel = nil // an HTTP/2 stream is reset on close at no cost: no drain
+		}
+		return r.readSSE(ctx, resp.Body, id, related)
+	default:
+		return nil, upstreamErr("upstream answered with content type "+strconv.Quote(ct), nil)
+	}
+}
+
+func (r *responseReader) readSSE(ctx context.Context, body io.ReadCloser, id core.ID, related upstream.Related) (*core.Message, error) {
+	br := bufioPool.Get().(*bufio.Reader)
+	br.Reset(body)
+	defer func() {
+		br.Reset(nil)
+		bufioPool.Put(br)
+	}()
+	r.retry = -1
+	progressAt, tries := "", 0
+	for {
+		m, err := r.scan(sse.NewReader(br, maxMessageBytes), id, related)
+		if m != nil {
+			r.drain(br)
+			body.Close()
+			return m, nil
+		}
+		body.Close()
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, cerr
+		}
+		var ce *core.Error
+		if errors.As(err, &ce) {
+			return nil, err // a bad message: resuming would not help
+		}
+		if errors.Is(err, io.EOF) {
+			err = nil
+		}
+		if r.resume == nil || r.lastID == "" {
+			return nil, upstreamErr("upstream stream ended before the response", err)
+		}
+		for {
+			if r.lastID != progressAt {
+				progressAt, tries = r.lastID, 0
+			}
+			tries++
+			if tries > maxResumeTries {
+				return nil, upstreamErr("upstream stream could not be resumed after "+strconv.Itoa(maxResumeTries)+" attempts", err)
+			}
+			delay := defaultRetry
+			if r.retry >= 0 {
+				delay = r.retry
+			}
+			if tries > 1 {
+				delay = max(delay, backoff(tries-1, defaultRetry, maxListenBackoff))
+			}
+			if err := sleep(ctx, delay); err != nil {
+				return nil, err
+			}
+			r.logger().Debug("upstream_stream_resume", "last_event_id", r.lastID, "attempt", tries)
+			resp, rerr := r.resume(ctx, r.lastID)
+			if rerr == nil {
+				body = resp.Body
+				br.Reset(body)
+				break
+			}
+			if cerr := ctx.Err(); cerr != nil {
+				return nil, cerr
+			}
+			if !errors.As(rerr, new(retryable)) {
+				return nil, rerr
+			}
+			err = rerr
+		}
+	}
+}
+
+// scan reads events until the response to id (returned) or the end of the
+// stream (the read error, io.EOF at a clean end). Every other message is
+// stamped and passed to related.
+func (r *responseReader) scan(sr *sse.Reader, id core.ID, related upstream.Related) (*core.Message, error) {
+	for {
+		ev, err := sr.Next()
+		if err != nil {
+			if errors.Is(err, sse.ErrEventTooLarge) {
+				return nil, upstreamErr("upstream event larger than "+strconv.Itoa(maxMessageBytes)+" bytes", err)
+			}
+			return nil, err
+		}
+		if ev.HasID {
+			r.lastID = ev.ID
+		}
+		if ev.Retry >= 0 {
+			r.retry = time.Duration(ev.Retry) * time.Millisecond
+		}
+		if len(ev.Data) == 0 || (ev.Name != "" && ev.Name != "message") {
+			continue // priming and close events, foreign event types
+		}
+		m, err := core.Decode(bytes.Clone(ev.Data))
+		if err != nil {
+			return nil, upstreamErr("upstream sent an invalid JSON-RPC message", err)
+		}
+		r.stamp(m)
+		if m.Kind.IsResponse() {
+			if idEqual(m.ID, id) || (m.Kind == core.KindError && m.ID.IsNull()) {
+				if m.Kind == core.KindError {
+					m = withID(m, id)
+					r.stamp(m)
+				}
+				return m, nil
+			}
+			r.logger().Debug("upstream_stray_response", "id", string(m.ID), "want", string(id))
+			continue
+		}
+		if related != nil {
+			related(m)
+		}
+	}
+}
+
+// drain reads what is left of a stream whose response has arrived, for a
+// short while, so an HTTP/1.1 connection ends cleanly and is reused; a
+// server that keeps the stream open loses it when cancel fires.
+func (r *responseReader) drain(br *bufio.Reader) {
+	if r.cancel == nil {
+		return
+	}
+	t := time.AfterFunc(drainWait, r.cancel)
+	_, _ = io.CopyN(io.Discard, br, 64<<10)
+	t.Stop()
+}
+
+// backoff is base·2^(n-1), capped, with up to 20% jitter.
+func backoff(n int, base, limit time.Duration) time.Duration {
+	d := base
+	for i := 1; i < n && d < limit; i++ {
+		d *= 2
+	}
+	d = min(d, limit)
+	return d + rand.N(d/5+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// discard consumes a little of a body we do not need, so the connection can
+// be reused, and closes it.
+func discard(resp *http.Response) {
+	_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+	resp.Body.Close()
+}

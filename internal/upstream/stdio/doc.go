@@ -1,0 +1,41 @@
+// Package stdio is the upstream for local MCP servers that speak the stdio
+// transport: one child process per gateway session, newline-delimited
+// JSON-RPC on its stdin and stdout, its stderr logged line by line.
+//
+// It owns the process's whole life: spawning it in its own process group
+// with a filtered environment, framing (lines bounded by MaxMessageBytes,
+// pretty-printed client JSON compacted before it is written), correlating
+// responses with requests, routing what the server sends on its own to the
+// request it belongs to or to the session's Sink, cancellation with
+// notifications/cancelled, and the shutdown the spec asks for: close stdin,
+// then SIGTERM to the group, then SIGKILL, always reaping the process.
+//
+//	up := stdio.New(cfg.Upstream.Stdio, route.Name, logger)
+//	info, err := up.Probe(ctx)          // server/discover once, cached
+//	conn, err := up.Open(ctx, upstream.OpenParams{Session: s, Era: info.Era}, sink)
+//	resp, err := conn.RoundTrip(ctx, req, related)
+//	defer conn.Close(ctx)
+//
+// # Routing
+//
+// A response completes the pending request with its id. A
+// notifications/progress whose progressToken equals (byte for byte) the
+// _meta.progressToken of an in-flight request goes to that request's
+// Related. A notification tagged with _meta
+// "io.modelcontextprotocol/subscriptionId" goes to the in-flight
+// subscriptions/listen request with that id, and so does a
+// notifications/cancelled naming it (modern era). Any other
+// notification or server request (sampling, elicitation, roots/list, ping,
+// log messages) goes to the Related of the only client request in flight
+// (not counting subscriptions/listen), if exactly one is. Everything else
+// goes to Sink.Deliver: unmatched progress and subscription notifications,
+// messages while zero or several requests are in flight, and messages for
+// a request that has no Related or has already returned.
+//
+// Requests the gateway makes itself (the probe's server/discover, Ping) use
+// string ids "mcpgate-<random>-<n>" and never reach the Sink.
+//
+// The package relies on process groups and a non-reaping wait (Linux) to
+// signal a process safely; on other systems it falls back to signalling the
+// process alone.
+package stdio

@@ -1,0 +1,368 @@
+package stdio
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/core"
+	"github.com/mcpgate/mcpgate/internal/upstream"
+)
+
+var (
+	_ upstream.Upstream = (*Upstream)(nil)
+	_ upstream.Conn     = (*Conn)(nil)
+)
+
+const (
+	// defaultProbeTimeout bounds the wait for a server/discover answer;
+	// legacy servers may never answer an unknown pre-initialize request.
+	defaultProbeTimeout = 5 * time.Second
+	// ClientVersion is the clientInfo.version mcpgate reports when it
+	// probes a server.
+	ClientVersion = "0.1.0"
+)
+
+// allowedEnv are the variables of mcpgate's environment a process gets
+// when InheritEnv is false.
+var allowedEnv = []string{"PATH", "HOME", "LANG", "TMPDIR", "TZ"}
+
+// Upstream is a configured stdio server: every Open spawns a fresh process.
+// It is safe for concurrent use.
+type Upstream struct {
+	cfg    config.StdioUpstream
+	route  string
+	logger *slog.Logger
+	env    []string
+
+	probeTimeout time.Duration
+	probeSem     chan struct{} // one probe at a time; waiters honour ctx
+	probeMu      sync.Mutex    // guards probed and info
+	probed       bool
+	info         upstream.Info
+
+	closed atomic.Bool
+}
+
+// New returns the upstream for one route. Zero ShutdownGrace and
+// MaxMessageBytes take the config defaults (5s, 16 MiB); a nil logger
+// discards. The environment is computed here, from mcpgate's environment
+// at this moment.
+func New(cfg config.StdioUpstream, route string, logger *slog.Logger) *Upstream {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = config.DefaultShutdownGrace
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = config.DefaultMaxMessageBytes
+	}
+	return &Upstream{
+		cfg:          cfg,
+		route:        route,
+		logger:       logger,
+		env:          buildEnv(cfg),
+		probeTimeout: defaultProbeTimeout,
+		probeSem:     make(chan struct{}, 1),
+	}
+}
+
+// buildEnv is the child's environment: mcpgate's (whole, or only the
+// allowed variables) followed by cfg.Env in key order. exec.Cmd keeps the
+// last value of a duplicated key, so cfg.Env wins.
+func buildEnv(cfg config.StdioUpstream) []string {
+	var env []string
+	if cfg.InheritEnv {
+		env = os.Environ()
+	} else {
+		for _, k := range allowedEnv {
+			if v, ok := os.LookupEnv(k); ok {
+				env = append(env, k+"="+v)
+			}
+		}
+	}
+	keys := make([]string, 0, len(cfg.Env))
+	for k := range cfg.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+cfg.Env[k].Reveal())
+	}
+	return env
+}
+
+// Open spawns the process for one gateway session. ctx only bounds the
+// start; the process lives until Conn.Close or its own exit. A nil sink
+// drops what the process sends outside any request.
+func (u *Upstream) Open(ctx context.Context, p upstream.OpenParams, sink upstream.Sink) (upstream.Conn, error) {
+	if u.closed.Load() {
+		return nil, fmt.Errorf("stdio: open: %w", upstream.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if sink == nil {
+		sink = discardSink{u.logger}
+	}
+	sid := ""
+	if p.Session != nil {
+		sid = p.Session.ID
+	}
+	c, err := u.start(p.Session, sid, p.Era, sink)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close stops new Opens and Probes. Conns already open belong to their
+// sessions, which close them.
+func (u *Upstream) Close() error {
+	u.closed.Store(true)
+	return nil
+}
+
+// Probe finds out once whether the server speaks the modern era, by
+// sending server/discover to a process of its own (then shut down).
+// Concurrent callers wait for the one probe. A process that cannot start,
+// or exits before answering, is an error and is not cached; no answer
+// within 5s or an error that is not a modern version error means legacy.
+func (u *Upstream) Probe(ctx context.Context) (upstream.Info, error) {
+	if info, ok := u.cached(); ok {
+		return info, nil
+	}
+	select {
+	case u.probeSem <- struct{}{}:
+	case <-ctx.Done():
+		return upstream.Info{}, ctx.Err()
+	}
+	defer func() { <-u.probeSem }()
+	if info, ok := u.cached(); ok {
+		return info, nil
+	}
+	if u.closed.Load() {
+		return upstream.Info{}, fmt.Errorf("stdio: probe: %w", upstream.ErrClosed)
+	}
+	info, err := u.probe(ctx)
+	if err != nil {
+		return upstream.Info{}, err
+	}
+	u.probeMu.Lock()
+	u.info, u.probed = info, true
+	u.probeMu.Unlock()
+	return cloneInfo(info), nil
+}
+
+func (u *Upstream) cached() (upstream.Info, bool) {
+	u.probeMu.Lock()
+	defer u.probeMu.Unlock()
+	return cloneInfo(u.info), u.probed
+}
+
+func cloneInfo(i upstream.Info) upstream.Info {
+	i.ModernVersions = slices.Clone(i.ModernVersions)
+	return i
+}
+
+// discoverParams is what the probe sends: the modern version mcpgate
+// prefers, no client capabilities, and its identity.
+var discoverParams = func() []byte {
+	b, err := json.Marshal(map[string]any{"_meta": map[string]any{
+		core.MetaProtocolVersion:    core.Version20260728,
+		core.MetaClientCapabilities: map[string]any{},
+		core.MetaClientInfo:         map[string]string{"name": "mcpgate", "version": ClientVersion},
+	}})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}()
+
+func (u *Upstream) probe(ctx context.Context) (upstream.Info, error) {
+	c, err := u.start(nil, "probe", core.EraModern, discardSink{u.logger})
+	if err != nil {
+		return upstream.Info{}, err
+	}
+	defer func() {
+		// Within the caller's ctx; if that ends first, the shutdown
+		// carries on in the background and still reaps the process.
+		_ = c.Close(ctx)
+	}()
+	pctx, cancel := context.WithTimeout(ctx, u.probeTimeout)
+	defer cancel()
+	resp, err := c.call(pctx, "server/discover", discoverParams)
+	var info upstream.Info
+	switch {
+	case err == nil:
+		info = discoverOutcome(resp)
+	case ctx.Err() != nil:
+		return upstream.Info{}, fmt.Errorf("stdio: probe: %w", ctx.Err())
+	case errors.Is(err, context.DeadlineExceeded):
+		u.logger.Info("stdio_probe_timeout", "route", u.route, "timeout", u.probeTimeout)
+		info = upstream.Info{Era: core.EraLegacy}
+	default:
+		return upstream.Info{}, fmt.Errorf("stdio: probe: %w", err)
+	}
+	u.logger.Info("stdio_probe", "route", u.route, "era", info.Era.String(), "modern_versions", info.ModernVersions)
+	return info, nil
+}
+
+// discoverOutcome reads the answer to server/discover. A result is modern
+// unless its supportedVersions lists only legacy revisions (a dual-era
+// server whose transport cannot serve the modern era); one without the
+// member is taken to support the version the probe asked for. The
+// UnsupportedProtocolVersion error is modern only if data.supported names
+// a modern revision. Anything else is legacy.
+func discoverOutcome(resp *core.Message) upstream.Info {
+	legacy := upstream.Info{Era: core.EraLegacy}
+	switch resp.Kind {
+	case core.KindResponse:
+		var r struct {
+			SupportedVersions *[]string `json:"supportedVersions"`
+		}
+		if json.Unmarshal(resp.Result, &r) != nil {
+			return legacy
+		}
+		if r.SupportedVersions == nil {
+			return upstream.Info{Era: core.EraModern, ModernVersions: []string{core.Version20260728}}
+		}
+		if mv := modernOnly(*r.SupportedVersions); len(mv) > 0 {
+			return upstream.Info{Era: core.EraModern, ModernVersions: mv}
+		}
+	case core.KindError:
+		var e struct {
+			Code int `json:"code"`
+			Data struct {
+				Supported []string `json:"supported"`
+			} `json:"data"`
+		}
+		if json.Unmarshal(resp.Error, &e) != nil || e.Code != core.CodeUnsupportedProtocolVersion {
+			return legacy
+		}
+		if mv := modernOnly(e.Data.Supported); len(mv) > 0 {
+			return upstream.Info{Era: core.EraModern, ModernVersions: mv}
+		}
+	}
+	return legacy
+}
+
+// modernOnly keeps the modern revisions: the ones mcpgate knows, and
+// unknown ones dated after the first modern revision (a newer server).
+func modernOnly(versions []string) []string {
+	var out []string
+	for _, v := range versions {
+		switch core.EraOf(v) {
+		case core.EraModern:
+			out = append(out, v)
+		case core.EraUnknown:
+			if isDate(v) && v > core.Version20260728 {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+func isDate(v string) bool {
+	_, err := time.Parse(time.DateOnly, v)
+	return err == nil
+}
+
+// discardSink drops what a process sends outside any request: the probe's
+// and, defensively, an Open without a Sink.
+type discardSink struct{ log *slog.Logger }
+
+func (s discardSink) Deliver(m *core.Message) {
+	s.log.Debug("stdio_message_dropped", "method", m.Method)
+}
+func (discardSink) Closed(error) {}
+
+// start spawns the process and its reader goroutines.
+func (u *Upstream) start(sess *core.SessionInfo, sid string, era core.Era, sink upstream.Sink) (*Conn, error) {
+	cmd := exec.Command(u.cfg.Command, u.cfg.Args...)
+	cmd.Env = u.env
+	cmd.Dir = u.cfg.Dir
+	cmd.SysProcAttr = sysProcAttr()
+
+	// Our own pipes (not Cmd.StdoutPipe): the child gets the fds directly,
+	// so Wait starts no copying goroutines and closes nothing we still read.
+	var files []*os.File
+	closeAll := func() {
+		for _, f := range files {
+			_ = f.Close()
+		}
+	}
+	pipe := func() (r, w *os.File, err error) {
+		r, w, err = os.Pipe()
+		if err == nil {
+			files = append(files, r, w)
+		}
+		return r, w, err
+	}
+	inR, inW, err := pipe()
+	if err != nil {
+		return nil, fmt.Errorf("stdio: %w", err)
+	}
+	outR, outW, err := pipe()
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("stdio: %w", err)
+	}
+	errR, errW, err := pipe()
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("stdio: %w", err)
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
+	if err := cmd.Start(); err != nil {
+		closeAll()
+		u.logger.Warn("stdio_spawn_failed", "route", u.route, "session_id", sid, "command", u.cfg.Command, "error", err)
+		return nil, fmt.Errorf("stdio: start %s: %w", u.cfg.Command, err)
+	}
+	// The child holds its ends now.
+	_ = inR.Close()
+	_ = outW.Close()
+	_ = errW.Close()
+
+	pid := cmd.Process.Pid
+	log := u.logger.With("route", u.route, "session_id", sid, "pid", pid)
+	log.Info("stdio_spawn", "command", u.cfg.Command, "args", u.cfg.Args, "dir", u.cfg.Dir)
+
+	c := &Conn{
+		up:         u,
+		log:        log,
+		sess:       sess,
+		era:        era,
+		sink:       sink,
+		cmd:        cmd,
+		pid:        pid,
+		stdin:      inW,
+		stdout:     outR,
+		stderr:     errR,
+		grace:      u.cfg.ShutdownGrace,
+		maxLine:    int(u.cfg.MaxMessageBytes),
+		idPrefix:   `"mcpgate-` + randomHex() + "-",
+		wsem:       make(chan struct{}, 1),
+		pending:    make(map[core.ID]*call),
+		dead:       make(chan struct{}),
+		finished:   make(chan struct{}),
+		stdoutDone: make(chan struct{}),
+		stderrDone: make(chan struct{}),
+	}
+	go c.readStdout()
+	go c.readStderr()
+	go c.wait()
+	return c, nil
+}

@@ -1,0 +1,123 @@
+// Command server is the go-sdk stdio MCP server the stdio upstream tests
+// spawn. Its tools exercise what a gateway must route: progress, sampling
+// during a call, cancellation, stderr output and a crashing process.
+//
+// With -legacy it supports only the legacy (initialize) revisions, so a
+// server/discover probe is answered with -32022 listing legacy versions.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+type echoArgs struct {
+	Text string `json:"text"`
+}
+
+type slowArgs struct {
+	Steps   int `json:"steps"`
+	DelayMS int `json:"delay_ms"`
+}
+
+type sampleArgs struct {
+	Prompt string `json:"prompt"`
+}
+
+type crashArgs struct {
+	Code int `json:"code"`
+}
+
+type envArgs struct {
+	Name string `json:"name"`
+}
+
+func text(s string) *mcp.CallToolResult {
+	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: s}}}
+}
+
+func main() {
+	legacy := flag.Bool("legacy", false, "support only the legacy revisions")
+	flag.Parse()
+	log.SetFlags(0)
+	log.SetOutput(os.Stderr)
+
+	var opts mcp.ServerOptions
+	if *legacy {
+		opts.SupportedProtocolVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"}
+	}
+	s := mcp.NewServer(&mcp.Implementation{Name: "stdio-test-server", Version: "0.0.1"}, &opts)
+
+	mcp.AddTool(s, &mcp.Tool{Name: "echo", Description: "Echo the text back"},
+		func(_ context.Context, _ *mcp.CallToolRequest, in echoArgs) (*mcp.CallToolResult, any, error) {
+			return text(in.Text), nil, nil
+		})
+
+	mcp.AddTool(s, &mcp.Tool{Name: "slow", Description: "Take steps, reporting progress; honours cancellation"},
+		func(ctx context.Context, req *mcp.CallToolRequest, in slowArgs) (*mcp.CallToolResult, any, error) {
+			delay := time.Duration(in.DelayMS) * time.Millisecond
+			for i := 1; i <= in.Steps; i++ {
+				if tok := req.Params.GetProgressToken(); tok != nil {
+					_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{
+						ProgressToken: tok, Progress: float64(i), Total: float64(in.Steps),
+					})
+				}
+				select {
+				case <-ctx.Done():
+					log.Printf("slow: cancelled at step %d", i)
+					return nil, nil, ctx.Err()
+				case <-time.After(delay):
+				}
+			}
+			return text(fmt.Sprintf("done %d steps", in.Steps)), nil, nil
+		})
+
+	mcp.AddTool(s, &mcp.Tool{Name: "sample", Description: "Ask the client to sample, return its answer"},
+		func(ctx context.Context, req *mcp.CallToolRequest, in sampleArgs) (*mcp.CallToolResult, any, error) {
+			res, err := req.Session.CreateMessage(ctx, &mcp.CreateMessageParams{
+				MaxTokens: 10,
+				Messages:  []*mcp.SamplingMessage{{Role: "user", Content: &mcp.TextContent{Text: in.Prompt}}},
+			})
+			if err != nil {
+				return nil, nil, err
+			}
+			answer := ""
+			if tc, ok := res.Content.(*mcp.TextContent); ok {
+				answer = tc.Text
+			}
+			return text("sampled: " + answer), nil, nil
+		})
+
+	mcp.AddTool(s, &mcp.Tool{Name: "crash", Description: "Exit the process at once with the given code"},
+		func(_ context.Context, _ *mcp.CallToolRequest, in crashArgs) (*mcp.CallToolResult, any, error) {
+			log.Printf("crash: exiting with code %d", in.Code)
+			os.Exit(in.Code)
+			return nil, nil, nil
+		})
+
+	mcp.AddTool(s, &mcp.Tool{Name: "stderr", Description: "Write the text to stderr"},
+		func(_ context.Context, _ *mcp.CallToolRequest, in echoArgs) (*mcp.CallToolResult, any, error) {
+			fmt.Fprintln(os.Stderr, in.Text)
+			return text("written"), nil, nil
+		})
+
+	mcp.AddTool(s, &mcp.Tool{Name: "env", Description: "Report an environment variable"},
+		func(_ context.Context, _ *mcp.CallToolRequest, in envArgs) (*mcp.CallToolResult, any, error) {
+			v, ok := os.LookupEnv(in.Name)
+			if !ok {
+				return text("<unset>"), nil, nil
+			}
+			return text(v), nil, nil
+		})
+
+	if err := s.Run(context.Background(), &mcp.StdioTransport{}); err != nil {
+		log.Printf("server: %v", err)
+		os.Exit(1)
+	}
+}

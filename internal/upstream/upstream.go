@@ -1,0 +1,103 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/mcpgate/mcpgate/internal/core"
+)
+
+// ErrClosed is returned by a Conn that has been closed or whose upstream
+// ended (process exited, upstream session gone).
+var ErrClosed = errors.New("upstream: connection closed")
+
+// ErrSessionLost means the upstream no longer knows the session (its 404).
+var ErrSessionLost = errors.New("upstream: session not found upstream")
+
+// Info is what a probe learned about an upstream.
+type Info struct {
+	// Era is the upstream's preferred era: EraModern when it answered
+	// server/discover, EraLegacy otherwise.
+	Era core.Era
+	// ModernVersions are the modern revisions it supports (from discover or
+	// an UnsupportedProtocolVersion error); empty for legacy-only servers.
+	ModernVersions []string
+}
+
+// Upstream is one configured server. Implementations must be safe for
+// concurrent use by multiple goroutines.
+type Upstream interface {
+	// Probe finds out which era the upstream speaks. Results are cached by
+	// the implementation; a probe that could not reach the server is not.
+	Probe(ctx context.Context) (Info, error)
+	// Open returns a connection for one gateway session. Server-initiated
+	// messages that belong to no in-flight request go to sink. For a
+	// process-backed upstream this starts the process.
+	Open(ctx context.Context, p OpenParams, sink Sink) (Conn, error)
+	// Close releases shared resources (idle connections).
+	Close() error
+}
+
+// OpenParams describe the gateway session a Conn serves.
+type OpenParams struct {
+	// Session is the gateway session (its id appears in upstream logs).
+	Session *core.SessionInfo
+	// Era is the era the Conn speaks to the upstream.
+	Era core.Era
+}
+
+// Sink receives what the upstream sends outside any request.
+type Sink interface {
+	// Deliver hands over a server notification or request unrelated to any
+	// in-flight request (a request must eventually be answered with
+	// Conn.Send). Deliver must not block for long.
+	Deliver(m *core.Message)
+	// Closed reports that the upstream side ended on its own (process
+	// exit, upstream session lost). It is not called after Conn.Close.
+	Closed(err error)
+}
+
+// Related receives messages the upstream sends for one in-flight request
+// before its response: progress and log notifications, and (legacy era)
+// server requests such as sampling/createMessage. It must not block for
+// long; a server request is answered later through Conn.Send.
+type Related func(m *core.Message)
+
+// Conn is one gateway session's connection to the upstream. Safe for
+// concurrent use: many requests of one session may be in flight at once.
+type Conn interface {
+	// RoundTrip sends a client request and returns the upstream's response.
+	// Cancelling ctx abandons the request: a modern HTTP upstream sees its
+	// stream closed; legacy and stdio upstreams get notifications/cancelled.
+	RoundTrip(ctx context.Context, req *core.Message, related Related) (*core.Message, error)
+	// Send forwards a client notification, or a client response to a
+	// server request.
+	Send(ctx context.Context, m *core.Message) error
+	// Listen opens the upstream's stream of server-initiated messages
+	// (legacy GET stream); messages go to the Sink. It returns when the
+	// stream is established or refused; repeated calls are no-ops.
+	Listen(ctx context.Context) error
+	// UpstreamSession is the upstream's own session id, if any (never
+	// shown to clients).
+	UpstreamSession() string
+	// Close ends the upstream session (DELETE, or stdin close → SIGTERM →
+	// SIGKILL for a process) and waits for it within ctx.
+	Close(ctx context.Context) error
+}
+
+// ForwardHeaders are the client request headers a Conn may pass upstream:
+// Mcp-Param-* mirrors and W3C trace context. Authorization, cookies and
+// everything else the client sent stay at the gateway.
+func ForwardHeaders(dst, src http.Header) http.Header {
+	for k, v := range src {
+		if len(k) > 10 && http.CanonicalHeaderKey(k[:10]) == "Mcp-Param-" ||
+			k == "Traceparent" || k == "Tracestate" || k == "Baggage" {
+			if dst == nil {
+				dst = http.Header{}
+			}
+			dst[k] = v
+		}
+	}
+	return dst
+}

@@ -1,0 +1,116 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/gateway"
+	"github.com/mcpgate/mcpgate/internal/testutil/conformancefixture"
+)
+
+// fixtureBin is the conformance fixture built as a stdio server.
+var fixtureBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mcpgate-e2e")
+	if err != nil {
+		panic(err)
+	}
+	fixtureBin = filepath.Join(dir, "fixture")
+	build := exec.Command("go", "build", "-o", fixtureBin, "github.com/mcpgate/mcpgate/internal/testutil/conformancefixture/cmd/fixture")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the fixture:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// gw is a running gateway for one test.
+type gw struct {
+	*gateway.Gateway
+	URL string // http://127.0.0.1:port
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// startGateway runs mcpgate on a loopback port with the given routes.
+func startGateway(t testing.TB, mutate func(*config.Config), routes ...config.Route) *gw {
+	t.Helper()
+	cfg := &config.Config{Listeners: []config.Listener{{Address: "127.0.0.1:0"}}, Routes: routes}
+	cfg.Server.ShutdownTimeout = 5 * time.Second
+	if mutate != nil {
+		mutate(cfg)
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(cfg, gateway.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("gateway Run: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("gateway did not shut down")
+		}
+	})
+	return &gw{Gateway: g, URL: "http://" + g.Addrs()[0].String()}
+}
+
+func httpRoute(name, path, url string) config.Route {
+	return config.Route{Name: name, Path: path, Upstream: config.Upstream{HTTP: &config.HTTPUpstream{URL: url}}}
+}
+
+func stdioRoute(name, path, command string, args ...string) config.Route {
+	return config.Route{Name: name, Path: path, Upstream: config.Upstream{Stdio: &config.StdioUpstream{Command: command, Args: args, ShutdownGrace: 2 * time.Second}}}
+}
+
+// fixtureHTTP serves the conformance fixture over Streamable HTTP: with
+// sessions (legacy) or stateless (modern, 2026-07-28).
+func fixtureHTTP(t testing.TB, stateless bool) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := httptest.NewServer(conformancefixture.Handler(ctx, stateless))
+	t.Cleanup(func() { cancel(); srv.Close() })
+	return srv.URL + "/"
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var _ http.Handler // keep net/http imported for helpers in other files
