@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -49,7 +50,18 @@ func main() {
 	clients := flag.Int("clients", 8, "concurrent client sessions")
 	jsonOut := flag.Bool("json", false, "print JSON instead of a table")
 	modern := flag.Bool("modern", true, "also measure the 2026-07-28 (stateless) era")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	type pair struct {
 		label     string

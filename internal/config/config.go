@@ -141,7 +141,11 @@ type HTTPUpstream struct {
 	Headers map[string]Secret `yaml:"headers"`
 	// ConnectTimeout bounds dialing and the TLS handshake. Default 10s.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
-	// ResponseHeaderTimeout bounds waiting for response headers. Default 60s.
+	// ResponseHeaderTimeout bounds waiting for response headers on
+	// exchanges that are not client requests (era probe, the upstream's GET
+	// stream, notifications, DELETE). Client requests are bounded by the
+	// route's request_timeout instead, since a server may hold back the
+	// headers of a long tool call. Default 60s.
 	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
 	// MaxIdleConns is the connection pool size. Default 64.
 	MaxIdleConns int `yaml:"max_idle_conns"`

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/core"
@@ -37,8 +36,9 @@ type gwSession struct {
 	pending    map[core.ID]chan *core.Message // server→client requests awaiting the client
 	inflight   map[core.ID]*call              // client requests in flight
 	listening  bool
-	// adopted is set once a modern client names this session in a request.
-	adopted atomic.Bool
+	// anonAddr is the client address this modern session serves requests
+	// without a session key for; empty otherwise.
+	anonAddr string
 }
 
 type call struct {
@@ -61,6 +61,13 @@ func newGWSession(f *Frontend, rt *Route, info *core.SessionInfo) *gwSession {
 // requests, close the upstream side.
 func (g *gwSession) teardown(ctx context.Context, reason session.Reason) {
 	g.cancel()
+	if g.anonAddr != "" {
+		g.route.anonMu.Lock()
+		if g.route.anon[g.anonAddr] == g {
+			delete(g.route.anon, g.anonAddr)
+		}
+		g.route.anonMu.Unlock()
+	}
 	g.mu.Lock()
 	streams := make([]*stream, 0, len(g.streams)+1)
 	for _, s := range g.streams {

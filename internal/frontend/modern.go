@@ -1,7 +1,7 @@
 package frontend
 
 import (
-	"context"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -124,27 +124,46 @@ func legacyOnlyError(rt *Route) *core.Error {
 		WithStatus(http.StatusBadRequest)
 }
 
-// modernSession finds the session named by the Mcpgate-Session header, or
-// creates one.
-//
-// Most modern clients never echo the key, so a session created for a
-// request without one stays "unadopted" until a request names it; a route
-// keeps only its newest unadopted sessions (see Route.unadopted) so keyless
-// traffic cannot pile up sessions (or, for stdio, processes).
+// modernSession finds the session for a modern-era request: the one named
+// by the Mcpgate-Session header when the client echoes it; otherwise the
+// route's session for the client's address. Modern requests carry no
+// protocol session, and most clients never echo the key, so without this
+// every request would open a session (for stdio, a process) of its own.
+// The 2026-07-28 era keeps no state between requests, so requests that
+// share a session lose nothing; authentication (later) keys sessions by
+// principal instead.
 func (f *Frontend) modernSession(r *http.Request, rt *Route, version string) (*gwSession, *core.Error) {
 	if key := r.Header.Get(SessionHeader); key != "" && session.ValidID(key) {
 		if s, err := f.opts.Sessions.Get(key); err == nil {
 			if g, ok := s.Value.(*gwSession); ok && g.route == rt && g.info.Era == core.EraModern {
-				g.adopted.Store(true)
 				return g, nil
 			}
 		}
+		return f.newModernSession(r, rt, version, "")
 	}
+	addr := clientAddr(r.RemoteAddr)
+	rt.anonMu.Lock()
+	defer rt.anonMu.Unlock()
+	if g := rt.anon[addr]; g != nil && g.ctx.Err() == nil {
+		return g, nil
+	}
+	g, e := f.newModernSession(r, rt, version, addr)
+	if e == nil {
+		if rt.anon == nil {
+			rt.anon = map[string]*gwSession{}
+		}
+		rt.anon[addr] = g
+	}
+	return g, e
+}
+
+func (f *Frontend) newModernSession(r *http.Request, rt *Route, version, anonAddr string) (*gwSession, *core.Error) {
 	info := &core.SessionInfo{
 		ID: session.NewID(), Route: rt.Name, Era: core.EraModern, ProtocolVersion: version,
 		Principal: "anonymous", RemoteAddr: r.RemoteAddr,
 	}
 	g := newGWSession(f, rt, info)
+	g.anonAddr = anonAddr
 	conn, err := rt.Upstream.Open(r.Context(), upstream.OpenParams{Session: info, Era: core.EraModern}, g)
 	if err != nil {
 		g.cancel()
@@ -153,34 +172,20 @@ func (f *Frontend) modernSession(r *http.Request, rt *Route, version string) (*g
 	g.conn = conn
 	s, err := f.opts.Sessions.Create(info, session.Limits{IdleTimeout: rt.IdleTimeout}, g.teardown, g)
 	if err != nil {
+		g.anonAddr = "" // never published; the caller holds the route's anon lock
 		g.teardown(r.Context(), session.ReasonInitFailed)
 		return nil, core.AsError(err).WithStatus(http.StatusServiceUnavailable)
 	}
 	g.sess = s
-	if evict := rt.addUnadopted(g); evict != nil {
-		go func() { _ = f.opts.Sessions.End(context.Background(), evict.info.ID, session.ReasonUnadopted) }()
-	}
 	return g, nil
 }
 
-// addUnadopted records a new keyless session and returns the oldest one
-// that must go to keep the route within its bound, if any.
-func (rt *Route) addUnadopted(g *gwSession) *gwSession {
-	rt.unadoptedMu.Lock()
-	defer rt.unadoptedMu.Unlock()
-	limit := rt.UnadoptedLimit
-	if limit <= 0 {
-		limit = 1024
+// clientAddr is the host part of a remote address.
+func clientAddr(remote string) string {
+	if h, _, err := net.SplitHostPort(remote); err == nil {
+		return h
 	}
-	rt.unadopted = append(rt.unadopted, g)
-	for len(rt.unadopted) > limit {
-		old := rt.unadopted[0]
-		rt.unadopted = rt.unadopted[1:]
-		if !old.adopted.Load() && old.ctx.Err() == nil {
-			return old
-		}
-	}
-	return nil
+	return remote
 }
 
 // upstreamStatus is the HTTP status to answer with for a response: the

@@ -37,16 +37,13 @@ type Route struct {
 	// IdleTimeout ends idle sessions. If zero, the session manager's default.
 	IdleTimeout time.Duration
 
-	// UnadoptedLimit bounds the modern-era sessions created for requests
-	// without an Mcpgate-Session key that no later request has named; the
-	// oldest beyond it end. If zero, 1024.
-	UnadoptedLimit int
-
 	c2s core.Handler // client → server chain
 	s2c core.Handler // server → client chain
 
-	unadoptedMu sync.Mutex
-	unadopted   []*gwSession
+	// anon maps a client address to the modern session of its requests
+	// that name no session.
+	anonMu sync.Mutex
+	anon   map[string]*gwSession
 }
 
 // Options configure the frontend.

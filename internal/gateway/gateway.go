@@ -64,7 +64,6 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			Name: rc.Name, Path: rc.Path, Era: rc.Upstream.Era, Upstream: up,
 			Stages:         []pipeline.Stage{{Name: "logging", Interceptor: logging.New(log)}},
 			RequestTimeout: rc.RequestTimeout, IdleTimeout: rc.IdleTimeout,
-			UnadoptedLimit: unadoptedLimit(rc),
 		})
 	}
 	for i, l := range cfg.Listeners {
@@ -92,15 +91,6 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	g.front = front
 	return g, nil
-}
-
-// unadoptedLimit keeps keyless modern sessions cheap: each is a process
-// on a stdio route, so far fewer are kept there.
-func unadoptedLimit(rc config.Route) int {
-	if rc.Upstream.Stdio != nil {
-		return 8
-	}
-	return 1024
 }
 
 func newUpstream(rc config.Route, log *slog.Logger) (upstream.Upstream, error) {

@@ -28,7 +28,6 @@ const (
 	ReasonUpstreamGone Reason = "upstream_gone" // the upstream process or session ended
 	ReasonInitFailed   Reason = "init_failed"   // initialize did not succeed
 	ReasonShutdown     Reason = "shutdown"      // the gateway is stopping
-	ReasonUnadopted    Reason = "unadopted"     // a keyless modern session made room for newer ones
 )
 
 // Hooks are called on lifecycle events. Each may be nil. They run

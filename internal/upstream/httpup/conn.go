@@ -109,8 +109,53 @@ func (u *Upstream) headers(post bool, extra int) http.Header {
 
 // do sends one request to the upstream URL. A 3xx answer is returned as
 // it is (and treated as an error by callers).
+//
+// Exchanges other than client requests (probe, GET streams, notifications,
+// DELETE) must see response headers within the configured
+// response_header_timeout. Client requests are bounded by the route's
+// request timeout instead: a server may legitimately hold back the headers
+// of a long tool call until its first event.
 func (u *Upstream) do(ctx context.Context, method string, body []byte, h http.Header) (*http.Response, error) {
-	return u.transport.RoundTrip(u.request(ctx, method, body, h))
+	return u.exchange(ctx, method, body, h, u.headerTimeout)
+}
+
+// doRequest sends a client request, with no response-header deadline.
+func (u *Upstream) doRequest(ctx context.Context, method string, body []byte, h http.Header) (*http.Response, error) {
+	return u.exchange(ctx, method, body, h, 0)
+}
+
+func (u *Upstream) exchange(ctx context.Context, method string, body []byte, h http.Header, wait time.Duration) (*http.Response, error) {
+	if wait <= 0 {
+		return u.transport.RoundTrip(u.request(ctx, method, body, h))
+	}
+	hctx, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(wait, cancel)
+	resp, err := u.transport.RoundTrip(u.request(hctx, method, body, h))
+	if !timer.Stop() {
+		if err == nil {
+			_ = resp.Body.Close()
+		}
+		cancel()
+		return nil, fmt.Errorf("httpup: no response headers from the upstream within %s", wait)
+	}
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+// cancelOnClose releases an exchange's context with its body.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }
 
 // request builds a request to the upstream URL. Building it by hand saves

@@ -53,6 +53,9 @@ type Upstream struct {
 	// Requests share the value slices; nothing writes to them.
 	static    http.Header
 	transport *http.Transport
+	// headerTimeout bounds waiting for response headers on exchanges that
+	// are not client requests (see Upstream.do).
+	headerTimeout time.Duration
 
 	// info is the cached probe result, nil until a probe succeeded.
 	info    atomic.Pointer[upstream.Info]
@@ -126,7 +129,6 @@ func New(cfg config.HTTPUpstream, route string, logger *slog.Logger) (*Upstream,
 		DialContext:           dialer.DialContext,
 		TLSClientConfig:       tlsConf,
 		TLSHandshakeTimeout:   connect,
-		ResponseHeaderTimeout: cmp0(cfg.ResponseHeaderTimeout, defaultResponseHeaderTimeout),
 		MaxIdleConns:          idle,
 		MaxIdleConnsPerHost:   idle,
 		IdleConnTimeout:       90 * time.Second,
@@ -139,6 +141,8 @@ func New(cfg config.HTTPUpstream, route string, logger *slog.Logger) (*Upstream,
 		target:    target,
 		static:    static,
 		transport: tr,
+
+		headerTimeout: cmp0(cfg.ResponseHeaderTimeout, defaultResponseHeaderTimeout),
 	}
 	return u, nil
 }

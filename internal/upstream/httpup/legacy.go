@@ -112,7 +112,7 @@ func (c *legacyConn) RoundTrip(ctx context.Context, req *core.Message, related u
 }
 
 func (c *legacyConn) roundTrip(ctx context.Context, cancel context.CancelFunc, req *core.Message, related upstream.Related, sid, ver []string) (*core.Message, error) {
-	resp, err := c.u.do(ctx, http.MethodPost, req.Raw, c.post(sid, ver))
+	resp, err := c.u.doRequest(ctx, http.MethodPost, req.Raw, c.post(sid, ver))
 	if err != nil {
 		return nil, err
 	}

@@ -71,7 +71,7 @@ func (c *modernConn) RoundTrip(ctx context.Context, req *core.Message, related u
 }
 
 func (c *modernConn) roundTrip(ctx context.Context, cancel context.CancelFunc, req *core.Message, related upstream.Related) (*core.Message, error) {
-	resp, err := c.u.do(ctx, http.MethodPost, req.Raw, c.post(req))
+	resp, err := c.u.doRequest(ctx, http.MethodPost, req.Raw, c.post(req))
 	if err != nil {
 		return nil, err
 	}
