@@ -249,22 +249,21 @@ func (f *Frontend) callError(ctx context.Context, g *gwSession, m *core.Message,
 	switch {
 	case errors.As(err, &e):
 		return e
+	case errors.Is(err, upstream.ErrSessionLost) || errors.Is(err, upstream.ErrClosed):
+		// The upstream side is gone: end the session so the client's next
+		// request gets 404 and it starts a new one.
+		go func() { _ = f.opts.Sessions.End(context.Background(), g.info.ID, session.ReasonUpstreamGone) }()
+		return core.NewError(core.CodeSessionNotFound, "session ended: the upstream server or its session is gone").WithStatus(http.StatusNotFound).Wrap(err)
 	case g.ctx.Err() != nil:
 		reason := "ended"
 		if g.sess != nil {
 			reason = string(g.sess.Reason())
 		}
-		return core.NewError(core.CodeInternalError, "session ended ("+reason+") before the upstream answered").Wrap(err)
+		return core.NewError(core.CodeSessionNotFound, "session ended ("+reason+") before the upstream answered").WithStatus(http.StatusNotFound).Wrap(err)
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return core.NewError(core.CodeRequestTimeout, "request timed out after "+g.route.RequestTimeout.String()).Wrap(err)
 	case errors.Is(ctx.Err(), context.Canceled):
 		return core.NewError(core.CodeRequestTimeout, "request cancelled").Wrap(err)
-	}
-	if errors.Is(err, upstream.ErrSessionLost) || errors.Is(err, upstream.ErrClosed) {
-		// The upstream side is gone: end the session so the client's next
-		// request gets 404 and it starts a new one.
-		go func() { _ = f.opts.Sessions.End(context.Background(), g.info.ID, session.ReasonUpstreamGone) }()
-		return core.NewError(core.CodeSessionNotFound, "session ended: the upstream lost it").WithStatus(http.StatusNotFound).Wrap(err)
 	}
 	g.log.Warn("upstream_error", "method", m.Method, "error", err)
 	return core.NewError(core.CodeUpstreamError, "upstream unavailable").Wrap(err)

@@ -36,6 +36,14 @@ func (f *Frontend) lookupLegacy(r *http.Request, rt *Route) (*gwSession, *core.E
 	return g, nil
 }
 
+// legacySession applies the version header rule, then finds the session.
+func (f *Frontend) legacySession(r *http.Request, rt *Route, hdrVersion string) (*gwSession, *core.Error) {
+	if _, e := checkLegacyVersion(hdrVersion); e != nil {
+		return nil, e
+	}
+	return f.lookupLegacy(r, rt)
+}
+
 // checkLegacyVersion applies the MCP-Protocol-Version header rule: absent
 // means 2025-03-26; anything but a known legacy revision is a 400.
 func checkLegacyVersion(h string) (string, *core.Error) {
@@ -54,11 +62,7 @@ func (f *Frontend) legacyPost(w http.ResponseWriter, r *http.Request, rt *Route,
 		f.initialize(w, r, rt, m)
 		return
 	}
-	if _, e := checkLegacyVersion(hdrVersion); e != nil {
-		f.reject(w, r, m, e)
-		return
-	}
-	g, e := f.lookupLegacy(r, rt)
+	g, e := f.legacySession(r, rt, hdrVersion)
 	if e != nil {
 		f.reject(w, r, m, e)
 		return
@@ -321,11 +325,7 @@ func (f *Frontend) get(w http.ResponseWriter, r *http.Request, rt *Route) {
 		f.reject(w, r, nil, core.NewError(core.CodeInvalidRequest, "not acceptable: Accept must list text/event-stream").WithStatus(http.StatusNotAcceptable))
 		return
 	}
-	if _, e := checkLegacyVersion(r.Header.Get("MCP-Protocol-Version")); e != nil {
-		f.reject(w, r, nil, e)
-		return
-	}
-	g, e := f.lookupLegacy(r, rt)
+	g, e := f.legacySession(r, rt, r.Header.Get("MCP-Protocol-Version"))
 	if e != nil {
 		f.reject(w, r, nil, e)
 		return
