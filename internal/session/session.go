@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,12 +27,21 @@ const (
 	ReasonUpstreamGone Reason = "upstream_gone" // the upstream process or session ended
 	ReasonInitFailed   Reason = "init_failed"   // initialize did not succeed
 	ReasonShutdown     Reason = "shutdown"      // the gateway is stopping
+	ReasonTTL          Reason = "ttl"           // the session reached its absolute lifetime
+	ReasonEvicted      Reason = "evicted"       // a full cap made room for a newer session
 )
 
 // Hooks are called on lifecycle events. Each may be nil. They run
 // synchronously on the goroutine causing the event, so they must be quick.
 type Hooks struct {
 	Created func(info *core.SessionInfo)
+	// Resumed: the session continued after an interruption; how says which
+	// ("stream" for Last-Event-ID, "upstream" for a re-established
+	// upstream session).
+	Resumed func(info *core.SessionInfo, how string)
+	// Evicted: a full cap ended the session; Ended follows with
+	// ReasonEvicted once it is torn down.
+	Evicted func(info *core.SessionInfo)
 	Ended   func(info *core.SessionInfo, reason Reason)
 }
 
@@ -42,6 +50,9 @@ type Limits struct {
 	// IdleTimeout ends the session after this long with no request and no
 	// open stream. Zero means the manager's default.
 	IdleTimeout time.Duration
+	// TTL ends the session this long after creation whatever its activity.
+	// Zero means the manager's default (none when that is zero too).
+	TTL time.Duration
 }
 
 // Closer tears down what a session holds (its upstream connection, client
@@ -52,16 +63,25 @@ type Closer func(ctx context.Context, reason Reason)
 type Session struct {
 	info       *core.SessionInfo
 	idle       time.Duration
+	ttl        time.Duration
 	lastActive atomic.Int64 // unix nanos
 	busy       atomic.Int32 // open streams and in-flight requests
 	closer     Closer
 	ended      chan struct{}
 	endOnce    sync.Once
 	reason     Reason
+	// links place the session in its capped scopes (global, route,
+	// principal, tenant), in creation order. Guarded by Manager.admit.
+	links [4]link
 
 	// Value is free for the owner of the session (the transport keeps its
 	// per-session state here). Set before the session is published.
 	Value any
+}
+
+type link struct {
+	scope      *scope
+	prev, next *Session
 }
 
 // ID returns the session id.
@@ -93,54 +113,6 @@ func (s *Session) Reason() Reason {
 	}
 }
 
-// Options configure a Manager.
-type Options struct {
-	// Logger receives lifecycle logs. If nil, a discard logger is used.
-	Logger *slog.Logger
-	// Hooks are lifecycle callbacks for subscribers.
-	Hooks []Hooks
-	// DefaultIdleTimeout applies when Limits.IdleTimeout is zero.
-	// If zero, 30 minutes.
-	DefaultIdleTimeout time.Duration
-	// ReapInterval is how often idle sessions are looked for. If zero,
-	// a tenth of the default idle timeout, at most 30s and at least 1s.
-	ReapInterval time.Duration
-	// TeardownTimeout bounds each session's Closer. If zero, 10s.
-	TeardownTimeout time.Duration
-}
-
-// Manager is the registry of live sessions. It is safe for use by
-// multiple goroutines.
-type Manager struct {
-	opts   Options
-	log    *slog.Logger
-	mu     sync.RWMutex
-	byID   map[string]*Session
-	closed bool
-	stop   chan struct{}
-	wg     sync.WaitGroup
-}
-
-// NewManager starts a manager and its reaper; Close stops both.
-func NewManager(opts Options) *Manager {
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.DefaultIdleTimeout == 0 {
-		opts.DefaultIdleTimeout = 30 * time.Minute
-	}
-	if opts.ReapInterval == 0 {
-		opts.ReapInterval = min(max(opts.DefaultIdleTimeout/10, time.Second), 30*time.Second)
-	}
-	if opts.TeardownTimeout == 0 {
-		opts.TeardownTimeout = 10 * time.Second
-	}
-	m := &Manager{opts: opts, log: opts.Logger, byID: map[string]*Session{}, stop: make(chan struct{})}
-	m.wg.Add(1)
-	go m.reap()
-	return m
-}
-
 // NewID mints a session id: 192 random bits, base64url (visible ASCII).
 func NewID() string {
 	var b [24]byte
@@ -160,146 +132,4 @@ func ValidID(id string) bool {
 		}
 	}
 	return true
-}
-
-// Create admits a session. info.ID is minted when empty; info.Created is
-// set. The manager keeps info, which the caller must not modify afterwards.
-// The session is published, and the Created hooks run, before it returns.
-func (m *Manager) Create(info *core.SessionInfo, lim Limits, closer Closer, value any) (*Session, error) {
-	if info.ID == "" {
-		info.ID = NewID()
-	}
-	info.Created = time.Now()
-	if lim.IdleTimeout <= 0 {
-		lim.IdleTimeout = m.opts.DefaultIdleTimeout
-	}
-	s := &Session{info: info, idle: lim.IdleTimeout, closer: closer, ended: make(chan struct{}), Value: value}
-	s.Touch()
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return nil, ErrClosed
-	}
-	if _, dup := m.byID[info.ID]; dup {
-		m.mu.Unlock()
-		return nil, errors.New("session: duplicate id")
-	}
-	m.byID[info.ID] = s
-	m.mu.Unlock()
-	m.log.Info("session_created", "session_id", info.ID, "route", info.Route, "era", info.Era.String(),
-		"principal", info.Principal, "remote_addr", info.RemoteAddr, "idle_timeout", lim.IdleTimeout)
-	for _, h := range m.opts.Hooks {
-		if h.Created != nil {
-			h.Created(s.info)
-		}
-	}
-	return s, nil
-}
-
-// Get returns the live session with id.
-func (m *Manager) Get(id string) (*Session, error) {
-	m.mu.RLock()
-	s, ok := m.byID[id]
-	m.mu.RUnlock()
-	if !ok {
-		return nil, ErrNotFound
-	}
-	return s, nil
-}
-
-// Len is the number of live sessions.
-func (m *Manager) Len() int {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return len(m.byID)
-}
-
-// End removes the session and tears it down. Ending an unknown or already
-// ended session returns ErrNotFound.
-func (m *Manager) End(ctx context.Context, id string, reason Reason) error {
-	m.mu.Lock()
-	s, ok := m.byID[id]
-	if ok {
-		delete(m.byID, id)
-	}
-	m.mu.Unlock()
-	if !ok {
-		return ErrNotFound
-	}
-	m.teardown(ctx, s, reason)
-	return nil
-}
-
-func (m *Manager) teardown(ctx context.Context, s *Session, reason Reason) {
-	s.endOnce.Do(func() {
-		s.reason = reason
-		close(s.ended)
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.TeardownTimeout)
-		defer cancel()
-		if s.closer != nil {
-			s.closer(ctx, reason)
-		}
-		m.log.Info("session_ended", "session_id", s.info.ID, "route", s.info.Route, "reason", string(reason),
-			"age", time.Since(s.info.Created).Round(time.Millisecond))
-		for _, h := range m.opts.Hooks {
-			if h.Ended != nil {
-				h.Ended(s.info, reason)
-			}
-		}
-	})
-}
-
-func (m *Manager) reap() {
-	defer m.wg.Done()
-	t := time.NewTicker(m.opts.ReapInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.stop:
-			return
-		case now := <-t.C:
-			m.reapOnce(now)
-		}
-	}
-}
-
-func (m *Manager) reapOnce(now time.Time) {
-	var expired []*Session
-	m.mu.Lock()
-	for id, s := range m.byID {
-		if s.busy.Load() > 0 {
-			continue
-		}
-		if now.UnixNano()-s.lastActive.Load() > int64(s.idle) {
-			delete(m.byID, id)
-			expired = append(expired, s)
-		}
-	}
-	m.mu.Unlock()
-	for _, s := range expired {
-		m.teardown(context.Background(), s, ReasonIdle)
-	}
-}
-
-// Close ends every session (reason shutdown) and stops the reaper.
-func (m *Manager) Close(ctx context.Context) {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return
-	}
-	m.closed = true
-	all := make([]*Session, 0, len(m.byID))
-	for id, s := range m.byID {
-		all = append(all, s)
-		delete(m.byID, id)
-	}
-	m.mu.Unlock()
-	close(m.stop)
-	var wg sync.WaitGroup
-	for _, s := range all {
-		wg.Go(func() { m.teardown(ctx, s, ReasonShutdown) })
-	}
-	wg.Wait()
-	m.wg.Wait()
 }

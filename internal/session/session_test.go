@@ -301,10 +301,10 @@ func TestCloserRunsOutsideLock(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var hookSawLen atomic.Int64
 			hookSawLen.Store(-1)
-			m := newManager(t, session.Options{Hooks: []session.Hooks{{
-				Ended: func(*core.SessionInfo, session.Reason) { hookSawLen.Store(int64(m_len(t))) },
+			var m *session.Manager
+			m = newManager(t, session.Options{Hooks: []session.Hooks{{
+				Ended: func(*core.SessionInfo, session.Reason) { hookSawLen.Store(int64(m.Len())) },
 			}}})
-			currentManager.Store(m)
 			var closerSaw struct {
 				len   int
 				get   error
@@ -343,15 +343,6 @@ func TestCloserRunsOutsideLock(t *testing.T) {
 			}
 		})
 	}
-}
-
-// currentManager lets a hook reach the manager it is registered on, which
-// only exists after NewManager returns.
-var currentManager atomic.Pointer[session.Manager]
-
-func m_len(t *testing.T) int {
-	t.Helper()
-	return currentManager.Load().Len()
 }
 
 func TestCloserContext(t *testing.T) {
@@ -542,88 +533,85 @@ func TestIdleDefaults(t *testing.T) {
 }
 
 func TestClose(t *testing.T) {
-	rec := newRecorder()
-	m := session.NewManager(session.Options{Hooks: []session.Hooks{rec.hooks()}})
-	const n = 20
-	var sessions []*session.Session
-	var finished atomic.Int32
-	for i := range n {
-		id := fmt.Sprintf("s%02d", i)
-		inner := rec.closer(id)
-		// Slow closers: Close must wait for every one of them.
-		closer := func(ctx context.Context, reason session.Reason) {
-			time.Sleep(10 * time.Millisecond)
-			inner(ctx, reason)
-			finished.Add(1)
-		}
-		sessions = append(sessions, mustCreate(t, m, &core.SessionInfo{ID: id}, session.Limits{}, closer))
-	}
-	// One session ended earlier keeps its own reason.
-	if err := m.End(context.Background(), "s00", session.ReasonDeleted); err != nil {
-		t.Fatal(err)
-	}
-
-	start := time.Now()
-	m.Close(context.Background())
-	if got := finished.Load(); got != n {
-		t.Errorf("Close returned after %d of %d closers finished", got, n)
-	}
-	// Closers run concurrently: 19 sequential 10ms closers would take 190ms.
-	if d := time.Since(start); d > 150*time.Millisecond {
-		t.Logf("Close took %v; closers may be running one after another", d)
-	}
-	if got := m.Len(); got != 0 {
-		t.Errorf("Len() after Close = %d, want 0", got)
-	}
-	wantClosed := map[string][]session.Reason{}
-	for i, s := range sessions {
-		want := session.ReasonShutdown
-		if i == 0 {
-			want = session.ReasonDeleted
-		}
-		wantClosed[s.ID()] = []session.Reason{want}
-		if !isDone(s) || s.Reason() != want {
-			t.Errorf("%s: done=%v Reason()=%q, want %q", s.ID(), isDone(s), s.Reason(), want)
-		}
-		if err := m.End(context.Background(), s.ID(), session.ReasonDeleted); !errors.Is(err, session.ErrNotFound) {
-			t.Errorf("End(%s) after Close: err = %v, want ErrNotFound", s.ID(), err)
-		}
-	}
-	_, closed := rec.snapshot()
-	if diff := cmp.Diff(wantClosed, closed); diff != "" {
-		t.Errorf("closer calls (-want +got):\n%s", diff)
-	}
-
-	info := &core.SessionInfo{}
-	if s, err := m.Create(info, session.Limits{}, rec.closer("late"), nil); !errors.Is(err, session.ErrClosed) || s != nil {
-		t.Errorf("Create after Close = %v, %v; want nil, ErrClosed", s, err)
-	}
-	if got := m.Len(); got != 0 {
-		t.Errorf("Len() after a refused Create = %d, want 0", got)
-	}
-	m.Close(context.Background()) // idempotent
-
-	events, _ := rec.snapshot()
-	created, ended := map[string]int{}, map[string]session.Reason{}
-	for _, e := range events {
-		switch e.Hook {
-		case "created":
-			created[e.ID]++
-		case "ended":
-			if _, dup := ended[e.ID]; dup {
-				t.Errorf("Ended hook called twice for %s", e.ID)
+	synctest.Test(t, func(t *testing.T) {
+		rec := newRecorder()
+		m := session.NewManager(session.Options{Hooks: []session.Hooks{rec.hooks()}})
+		const n = 20
+		var sessions []*session.Session
+		var finished atomic.Int32
+		for i := range n {
+			id := fmt.Sprintf("s%02d", i)
+			inner := rec.closer(id)
+			// Slow closers (fake time): Close must wait for every one of them.
+			closer := func(ctx context.Context, reason session.Reason) {
+				time.Sleep(10 * time.Millisecond)
+				inner(ctx, reason)
+				finished.Add(1)
 			}
-			ended[e.ID] = e.Reason
+			sessions = append(sessions, mustCreate(t, m, &core.SessionInfo{ID: id}, session.Limits{}, closer))
 		}
-	}
-	if len(created) != n || len(ended) != n {
-		t.Errorf("hooks: %d created, %d ended; want %d each", len(created), len(ended), n)
-	}
-	for id, r := range ended {
-		if want := wantClosed[id][0]; r != want {
-			t.Errorf("Ended hook for %s: reason %q, want %q", id, r, want)
+		// One session ended earlier keeps its own reason.
+		if err := m.End(context.Background(), "s00", session.ReasonDeleted); err != nil {
+			t.Fatal(err)
 		}
-	}
+
+		m.Close(context.Background())
+		if got := finished.Load(); got != n {
+			t.Errorf("Close returned after %d of %d closers finished", got, n)
+		}
+		if got := m.Len(); got != 0 {
+			t.Errorf("Len() after Close = %d, want 0", got)
+		}
+		wantClosed := map[string][]session.Reason{}
+		for i, s := range sessions {
+			want := session.ReasonShutdown
+			if i == 0 {
+				want = session.ReasonDeleted
+			}
+			wantClosed[s.ID()] = []session.Reason{want}
+			if !isDone(s) || s.Reason() != want {
+				t.Errorf("%s: done=%v Reason()=%q, want %q", s.ID(), isDone(s), s.Reason(), want)
+			}
+			if err := m.End(context.Background(), s.ID(), session.ReasonDeleted); !errors.Is(err, session.ErrNotFound) {
+				t.Errorf("End(%s) after Close: err = %v, want ErrNotFound", s.ID(), err)
+			}
+		}
+		_, closed := rec.snapshot()
+		if diff := cmp.Diff(wantClosed, closed); diff != "" {
+			t.Errorf("closer calls (-want +got):\n%s", diff)
+		}
+
+		info := &core.SessionInfo{}
+		if s, err := m.Create(info, session.Limits{}, rec.closer("late"), nil); !errors.Is(err, session.ErrClosed) || s != nil {
+			t.Errorf("Create after Close = %v, %v; want nil, ErrClosed", s, err)
+		}
+		if got := m.Len(); got != 0 {
+			t.Errorf("Len() after a refused Create = %d, want 0", got)
+		}
+		m.Close(context.Background()) // idempotent
+
+		events, _ := rec.snapshot()
+		created, ended := map[string]int{}, map[string]session.Reason{}
+		for _, e := range events {
+			switch e.Hook {
+			case "created":
+				created[e.ID]++
+			case "ended":
+				if _, dup := ended[e.ID]; dup {
+					t.Errorf("Ended hook called twice for %s", e.ID)
+				}
+				ended[e.ID] = e.Reason
+			}
+		}
+		if len(created) != n || len(ended) != n {
+			t.Errorf("hooks: %d created, %d ended; want %d each", len(created), len(ended), n)
+		}
+		for id, r := range ended {
+			if want := wantClosed[id][0]; r != want {
+				t.Errorf("Ended hook for %s: reason %q, want %q", id, r, want)
+			}
+		}
+	})
 }
 
 // TestConcurrent hammers one manager from many goroutines; run with -race.

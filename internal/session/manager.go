@@ -1,0 +1,627 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/core"
+)
+
+// Policy says what a full cap does with one more session.
+type Policy string
+
+const (
+	// Reject refuses the new session (HTTP 503 with Retry-After).
+	Reject Policy = "reject"
+	// EvictOldest ends the session created first within the cap's scope.
+	EvictOldest Policy = "evict-oldest"
+	// EvictIdlest ends the least recently active session within the scope,
+	// preferring sessions with no request or stream open.
+	EvictIdlest Policy = "evict-idlest"
+)
+
+// Cap bounds the live sessions of one scope. Max zero means no cap.
+type Cap struct {
+	Max    int
+	Policy Policy
+}
+
+// Scope names what a cap counts.
+type Scope string
+
+const (
+	ScopeGlobal    Scope = "global"
+	ScopeRoute     Scope = "route"
+	ScopePrincipal Scope = "principal"
+	ScopeTenant    Scope = "tenant"
+)
+
+// CapError reports a session refused because a cap is full.
+type CapError struct {
+	Scope Scope
+	Key   string // the route, principal or tenant; empty for global
+	Max   int
+	// RetryAfter is a hint for the client: when the oldest idle session of
+	// the scope would expire, bounded to [1s, 5m].
+	RetryAfter time.Duration
+}
+
+func (e *CapError) Error() string {
+	if e.Key == "" {
+		return fmt.Sprintf("session cap reached: %s limit of %d sessions", e.Scope, e.Max)
+	}
+	return fmt.Sprintf("session cap reached: %s %q limit of %d sessions", e.Scope, e.Key, e.Max)
+}
+
+// Admission describes a session asking to be created.
+type Admission struct {
+	Route     string
+	RouteCap  Cap
+	Principal string
+	Tenant    string
+}
+
+// Options configure a Manager.
+type Options struct {
+	// Logger receives lifecycle logs. If nil, a discard logger is used.
+	Logger *slog.Logger
+	// Hooks are lifecycle callbacks for subscribers.
+	Hooks []Hooks
+	// DefaultIdleTimeout applies when Limits.IdleTimeout is zero.
+	// If zero, 30 minutes.
+	DefaultIdleTimeout time.Duration
+	// DefaultTTL applies when Limits.TTL is zero. If zero, sessions have no
+	// absolute lifetime beyond their idle timeout.
+	DefaultTTL time.Duration
+	// Global, PerPrincipal and PerTenant are the caps across routes. A zero
+	// Max means no cap.
+	Global, PerPrincipal, PerTenant Cap
+	// ReapInterval is how often expired sessions are looked for. If zero,
+	// a tenth of the default idle timeout, at most 30s and at least 1s.
+	ReapInterval time.Duration
+	// TeardownTimeout bounds each session's Closer. If zero, 10s.
+	TeardownTimeout time.Duration
+	// TeardownWorkers bounds concurrent teardowns of expired and evicted
+	// sessions. If zero, 16.
+	TeardownWorkers int
+}
+
+const shardCount = 64
+
+type shard struct {
+	mu   sync.RWMutex
+	byID map[string]*Session
+}
+
+// scope is one capped count with its members in creation order.
+type scope struct {
+	kind     Scope
+	key      string
+	cap      Cap
+	count    int // members plus reservations
+	head     *Session
+	tail     *Session
+	slot     int // index of this scope's links in Session.links
+	reserved int
+}
+
+// Manager is the one owner of live sessions: ids, caps, expiry, teardown.
+// It is safe for use by multiple goroutines.
+//
+// Admission (caps and eviction) is serialised by one mutex, so a cap is
+// never exceeded, not even for an instant; lookups go to 64 sharded maps
+// and never wait for admission. Activity is an atomic timestamp, so the
+// request path takes no lock to record it.
+type Manager struct {
+	opts Options
+	log  *slog.Logger
+	seed maphash.Seed
+
+	shards [shardCount]shard
+
+	admit      sync.Mutex
+	global     *scope
+	routes     map[string]*scope
+	principals map[string]*scope
+	tenants    map[string]*scope
+	closed     bool
+
+	teardowns chan teardownJob
+	stop      chan struct{}
+	wg        sync.WaitGroup
+}
+
+type teardownJob struct {
+	s      *Session
+	reason Reason
+}
+
+// NewManager starts a manager, its reaper and teardown workers; Close
+// stops them.
+func NewManager(opts Options) *Manager {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.DefaultIdleTimeout == 0 {
+		opts.DefaultIdleTimeout = 30 * time.Minute
+	}
+	if opts.ReapInterval == 0 {
+		opts.ReapInterval = min(max(opts.DefaultIdleTimeout/10, time.Second), 30*time.Second)
+	}
+	if opts.TeardownTimeout == 0 {
+		opts.TeardownTimeout = 10 * time.Second
+	}
+	if opts.TeardownWorkers <= 0 {
+		opts.TeardownWorkers = 16
+	}
+	m := &Manager{
+		opts: opts, log: opts.Logger, seed: maphash.MakeSeed(),
+		routes: map[string]*scope{}, principals: map[string]*scope{}, tenants: map[string]*scope{},
+		teardowns: make(chan teardownJob, 1024),
+		stop:      make(chan struct{}),
+	}
+	m.global = &scope{kind: ScopeGlobal, cap: opts.Global, slot: 0}
+	for i := range m.shards {
+		m.shards[i].byID = map[string]*Session{}
+	}
+	m.wg.Add(1 + opts.TeardownWorkers)
+	go m.reap()
+	for range opts.TeardownWorkers {
+		go m.teardownWorker()
+	}
+	return m
+}
+
+func (m *Manager) shardOf(id string) *shard {
+	return &m.shards[maphash.String(m.seed, id)%shardCount]
+}
+
+// Reservation holds a place under every cap for a session being created.
+// Exactly one of Commit and Cancel must be called.
+type Reservation struct {
+	m      *Manager
+	scopes []*scope
+	done   bool
+}
+
+// Reserve admits a session under every cap that applies, evicting others
+// where a cap's policy says so. The place is held until Commit or Cancel,
+// so a creation that fails afterwards gives it back. A full cap with the
+// reject policy returns a *CapError.
+func (m *Manager) Reserve(ctx context.Context, a Admission) (*Reservation, error) {
+	m.admit.Lock()
+	if m.closed {
+		m.admit.Unlock()
+		return nil, ErrClosed
+	}
+	scopes := m.scopesFor(a)
+	var victims []*Session
+	for _, sc := range scopes {
+		for sc.count+1 > sc.cap.Max {
+			v := m.victim(sc)
+			if sc.cap.Policy == Reject || sc.cap.Policy == "" || v == nil {
+				m.admit.Unlock()
+				return nil, m.capError(sc)
+			}
+			m.unlinkLocked(v)
+			m.removeFromShard(v) // lookups answer 404 before the new session counts
+			victims = append(victims, v)
+		}
+	}
+	for _, sc := range scopes {
+		sc.count++
+		sc.reserved++
+	}
+	m.admit.Unlock()
+	for _, v := range victims {
+		m.log.Info("session_evicted", "session_id", v.info.ID, "route", v.info.Route, "principal", v.info.Principal)
+		for _, h := range m.opts.Hooks {
+			if h.Evicted != nil {
+				h.Evicted(v.info)
+			}
+		}
+		m.enqueueTeardown(ctx, v, ReasonEvicted)
+	}
+	return &Reservation{m: m, scopes: scopes}, nil
+}
+
+// scopesFor returns the capped scopes an admission counts in, creating
+// their records. Uncapped scopes are not tracked at all.
+func (m *Manager) scopesFor(a Admission) []*scope {
+	out := make([]*scope, 0, 4)
+	if m.global.cap.Max > 0 {
+		out = append(out, m.global)
+	}
+	add := func(set map[string]*scope, kind Scope, key string, c Cap, slot int) {
+		if c.Max <= 0 {
+			return
+		}
+		sc := set[key]
+		if sc == nil {
+			sc = &scope{kind: kind, key: key, cap: c, slot: slot}
+			set[key] = sc
+		}
+		sc.cap = c // a reload may have changed it
+		out = append(out, sc)
+	}
+	add(m.routes, ScopeRoute, a.Route, a.RouteCap, 1)
+	add(m.principals, ScopePrincipal, a.Principal, m.opts.PerPrincipal, 2)
+	add(m.tenants, ScopeTenant, a.Tenant, m.opts.PerTenant, 3)
+	return out
+}
+
+// victim picks the session a full scope gives up, or nil.
+func (m *Manager) victim(sc *scope) *Session {
+	switch sc.cap.Policy {
+	case EvictOldest:
+		return sc.head
+	case EvictIdlest:
+		var best *Session
+		bestBusy := true
+		for s := sc.head; s != nil; s = s.links[sc.slot].next {
+			busy := s.busy.Load() > 0
+			switch {
+			case best == nil,
+				bestBusy && !busy,
+				busy == bestBusy && s.lastActive.Load() < best.lastActive.Load():
+				best, bestBusy = s, busy
+			}
+		}
+		return best
+	}
+	return nil
+}
+
+func (m *Manager) capError(sc *scope) *CapError {
+	retry := 5 * time.Minute
+	if s := sc.head; s != nil {
+		if idle := time.Until(time.Unix(0, s.lastActive.Load()).Add(s.idle)); idle < retry {
+			retry = idle
+		}
+	}
+	return &CapError{Scope: sc.kind, Key: sc.key, Max: sc.cap.Max, RetryAfter: max(retry, time.Second)}
+}
+
+// Cancel gives the reserved place back.
+func (r *Reservation) Cancel() {
+	if r == nil || r.done {
+		return
+	}
+	r.done = true
+	r.m.admit.Lock()
+	for _, sc := range r.scopes {
+		sc.count--
+		sc.reserved--
+		r.m.dropIfEmptyLocked(sc)
+	}
+	r.m.admit.Unlock()
+}
+
+// Commit turns the reservation into a live session. info.ID is minted when
+// empty; info.Created is set. The manager keeps info, which the caller
+// must not modify afterwards. The Created hooks run before it returns.
+func (r *Reservation) Commit(info *core.SessionInfo, lim Limits, closer Closer, value any) (*Session, error) {
+	if r.done {
+		return nil, errors.New("session: reservation already used")
+	}
+	m := r.m
+	if info.ID == "" {
+		info.ID = NewID()
+	}
+	info.Created = time.Now()
+	if lim.IdleTimeout <= 0 {
+		lim.IdleTimeout = m.opts.DefaultIdleTimeout
+	}
+	if lim.TTL <= 0 {
+		lim.TTL = m.opts.DefaultTTL
+	}
+	s := &Session{info: info, idle: lim.IdleTimeout, ttl: lim.TTL, closer: closer, ended: make(chan struct{}), Value: value}
+	s.Touch()
+	sh := m.shardOf(info.ID)
+	m.admit.Lock()
+	if m.closed {
+		m.admit.Unlock()
+		r.Cancel()
+		return nil, ErrClosed
+	}
+	sh.mu.Lock()
+	if _, dup := sh.byID[info.ID]; dup {
+		sh.mu.Unlock()
+		m.admit.Unlock()
+		r.Cancel()
+		return nil, errors.New("session: duplicate id")
+	}
+	sh.byID[info.ID] = s
+	sh.mu.Unlock()
+	r.done = true
+	for _, sc := range r.scopes {
+		sc.reserved--
+		m.linkLocked(sc, s)
+	}
+	m.admit.Unlock()
+	m.log.Info("session_created", "session_id", info.ID, "route", info.Route, "era", info.Era.String(),
+		"principal", info.Principal, "remote_addr", info.RemoteAddr, "idle_timeout", lim.IdleTimeout, "ttl", lim.TTL)
+	for _, h := range m.opts.Hooks {
+		if h.Created != nil {
+			h.Created(s.info)
+		}
+	}
+	return s, nil
+}
+
+// Create reserves and commits in one step, for sessions under no route,
+// principal or tenant cap.
+func (m *Manager) Create(info *core.SessionInfo, lim Limits, closer Closer, value any) (*Session, error) {
+	r, err := m.Reserve(context.Background(), Admission{Route: info.Route, Principal: info.Principal, Tenant: info.Tenant})
+	if err != nil {
+		return nil, err
+	}
+	return r.Commit(info, lim, closer, value)
+}
+
+func (m *Manager) linkLocked(sc *scope, s *Session) {
+	l := &s.links[sc.slot]
+	l.scope = sc
+	l.prev, l.next = sc.tail, nil
+	if sc.tail != nil {
+		sc.tail.links[sc.slot].next = s
+	} else {
+		sc.head = s
+	}
+	sc.tail = s
+}
+
+// unlinkLocked removes s from every scope it counts in.
+func (m *Manager) unlinkLocked(s *Session) {
+	for i := range s.links {
+		l := &s.links[i]
+		sc := l.scope
+		if sc == nil {
+			continue
+		}
+		if l.prev != nil {
+			l.prev.links[i].next = l.next
+		} else {
+			sc.head = l.next
+		}
+		if l.next != nil {
+			l.next.links[i].prev = l.prev
+		} else {
+			sc.tail = l.prev
+		}
+		sc.count--
+		*l = link{}
+		m.dropIfEmptyLocked(sc)
+	}
+}
+
+// dropIfEmptyLocked forgets per-key scopes with nothing in them, so keys
+// do not accumulate.
+func (m *Manager) dropIfEmptyLocked(sc *scope) {
+	if sc.count > 0 || sc == m.global {
+		return
+	}
+	switch sc.kind {
+	case ScopeRoute:
+		delete(m.routes, sc.key)
+	case ScopePrincipal:
+		delete(m.principals, sc.key)
+	case ScopeTenant:
+		delete(m.tenants, sc.key)
+	}
+}
+
+func (m *Manager) removeFromShard(s *Session) bool {
+	sh := m.shardOf(s.info.ID)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.byID[s.info.ID] != s {
+		return false
+	}
+	delete(sh.byID, s.info.ID)
+	return true
+}
+
+// Get returns the live session with id.
+func (m *Manager) Get(id string) (*Session, error) {
+	sh := m.shardOf(id)
+	sh.mu.RLock()
+	s, ok := sh.byID[id]
+	sh.mu.RUnlock()
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return s, nil
+}
+
+// Len is the number of live sessions.
+func (m *Manager) Len() int {
+	n := 0
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.RLock()
+		n += len(sh.byID)
+		sh.mu.RUnlock()
+	}
+	return n
+}
+
+// Count is the number of sessions (live plus reserved) counted in a
+// capped scope; zero for an uncapped one.
+func (m *Manager) Count(kind Scope, key string) int {
+	m.admit.Lock()
+	defer m.admit.Unlock()
+	var sc *scope
+	switch kind {
+	case ScopeGlobal:
+		sc = m.global
+	case ScopeRoute:
+		sc = m.routes[key]
+	case ScopePrincipal:
+		sc = m.principals[key]
+	case ScopeTenant:
+		sc = m.tenants[key]
+	}
+	if sc == nil {
+		return 0
+	}
+	return sc.count
+}
+
+// detach removes s from the registry and its scopes; false if it was
+// already gone.
+func (m *Manager) detach(s *Session) bool {
+	m.admit.Lock()
+	if !m.removeFromShard(s) {
+		m.admit.Unlock()
+		return false
+	}
+	m.unlinkLocked(s)
+	m.admit.Unlock()
+	return true
+}
+
+// End removes the session and tears it down before returning. Ending an
+// unknown or already ended session returns ErrNotFound.
+func (m *Manager) End(ctx context.Context, id string, reason Reason) error {
+	s, err := m.Get(id)
+	if err != nil || !m.detach(s) {
+		return ErrNotFound
+	}
+	m.teardown(ctx, s, reason)
+	return nil
+}
+
+func (m *Manager) enqueueTeardown(ctx context.Context, s *Session, reason Reason) {
+	select {
+	case m.teardowns <- teardownJob{s, reason}:
+	case <-m.stop:
+		m.teardown(ctx, s, reason)
+	}
+}
+
+func (m *Manager) teardownWorker() {
+	defer m.wg.Done()
+	for {
+		select {
+		case j := <-m.teardowns:
+			m.teardown(context.Background(), j.s, j.reason)
+		case <-m.stop:
+			// Drain what is queued, then stop.
+			for {
+				select {
+				case j := <-m.teardowns:
+					m.teardown(context.Background(), j.s, j.reason)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (m *Manager) teardown(ctx context.Context, s *Session, reason Reason) {
+	s.endOnce.Do(func() {
+		s.reason = reason
+		close(s.ended)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.TeardownTimeout)
+		defer cancel()
+		if s.closer != nil {
+			s.closer(ctx, reason)
+		}
+		m.log.Info("session_ended", "session_id", s.info.ID, "route", s.info.Route, "reason", string(reason),
+			"age", time.Since(s.info.Created).Round(time.Millisecond))
+		for _, h := range m.opts.Hooks {
+			if h.Ended != nil {
+				h.Ended(s.info, reason)
+			}
+		}
+	})
+}
+
+// Resumed reports that a session continued after an interruption (a
+// stream resumed with Last-Event-ID, an upstream session re-established).
+func (m *Manager) Resumed(s *Session, how string) {
+	m.log.Info("session_resumed", "session_id", s.info.ID, "route", s.info.Route, "how", how)
+	for _, h := range m.opts.Hooks {
+		if h.Resumed != nil {
+			h.Resumed(s.info, how)
+		}
+	}
+}
+
+func (m *Manager) reap() {
+	defer m.wg.Done()
+	t := time.NewTicker(m.opts.ReapInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case now := <-t.C:
+			m.reapOnce(now)
+		}
+	}
+}
+
+// reapOnce ends expired sessions. It holds one shard's read lock at a time
+// while it looks, and hands the teardowns to the bounded worker pool, so
+// expiring many sessions at once never stalls lookups or admissions.
+func (m *Manager) reapOnce(now time.Time) {
+	nowNano := now.UnixNano()
+	var expired []teardownJob
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.RLock()
+		for _, s := range sh.byID {
+			switch {
+			case s.ttl > 0 && now.Sub(s.info.Created) > s.ttl:
+				expired = append(expired, teardownJob{s, ReasonTTL})
+			case s.busy.Load() == 0 && nowNano-s.lastActive.Load() > int64(s.idle):
+				expired = append(expired, teardownJob{s, ReasonIdle})
+			}
+		}
+		sh.mu.RUnlock()
+		for _, j := range expired {
+			if m.detach(j.s) {
+				m.enqueueTeardown(context.Background(), j.s, j.reason)
+			}
+		}
+		expired = expired[:0]
+	}
+}
+
+// Close ends every session (reason shutdown) and stops the reaper and the
+// teardown workers.
+func (m *Manager) Close(ctx context.Context) {
+	m.admit.Lock()
+	if m.closed {
+		m.admit.Unlock()
+		return
+	}
+	m.closed = true
+	m.admit.Unlock()
+	var all []*Session
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.RLock()
+		for _, s := range sh.byID {
+			all = append(all, s)
+		}
+		sh.mu.RUnlock()
+	}
+	var wg sync.WaitGroup
+	for _, s := range all {
+		if m.detach(s) {
+			wg.Go(func() { m.teardown(ctx, s, ReasonShutdown) })
+		}
+	}
+	wg.Wait()
+	close(m.stop)
+	m.wg.Wait()
+}

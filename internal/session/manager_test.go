@@ -1,0 +1,322 @@
+package session_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/core"
+	"github.com/mcpgate/mcpgate/internal/session"
+)
+
+func info(route, principal string) *core.SessionInfo {
+	return &core.SessionInfo{Route: route, Principal: principal}
+}
+
+// TestCapStrictUnderConcurrency fires thousands of concurrent creations at
+// a small cap, for each policy, while a sampler watches the live count: it
+// must never exceed the cap, not even for an instant.
+func TestCapStrictUnderConcurrency(t *testing.T) {
+	for _, policy := range []session.Policy{session.Reject, session.EvictOldest, session.EvictIdlest} {
+		t.Run(string(policy), func(t *testing.T) {
+			const capMax, workers, perWorker = 50, 64, 60
+			m := session.NewManager(session.Options{Global: session.Cap{Max: capMax, Policy: policy}})
+			defer m.Close(context.Background())
+			var over atomic.Int64
+			stop := make(chan struct{})
+			var sampler sync.WaitGroup
+			sampler.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if n := m.Len(); n > capMax {
+						over.Store(int64(n))
+					}
+					if n := m.Count(session.ScopeGlobal, ""); n > capMax {
+						over.Store(int64(n))
+					}
+				}
+			})
+			var created, refused atomic.Int64
+			var wg sync.WaitGroup
+			for w := range workers {
+				wg.Go(func() {
+					for i := range perWorker {
+						r, err := m.Reserve(context.Background(), session.Admission{Route: "r", Principal: fmt.Sprint(w)})
+						if err != nil {
+							var ce *session.CapError
+							if !errors.As(err, &ce) || ce.Scope != session.ScopeGlobal || ce.Max != capMax {
+								t.Errorf("Reserve: %v", err)
+							}
+							refused.Add(1)
+							continue
+						}
+						if i%7 == 0 { // a creation that fails after admission gives its slot back
+							r.Cancel()
+							continue
+						}
+						if _, err := r.Commit(info("r", fmt.Sprint(w)), session.Limits{}, nil, nil); err != nil {
+							t.Errorf("Commit: %v", err)
+						}
+						created.Add(1)
+					}
+				})
+			}
+			wg.Wait()
+			close(stop)
+			sampler.Wait()
+			if n := over.Load(); n != 0 {
+				t.Fatalf("live count reached %d, cap %d", n, capMax)
+			}
+			if n := m.Len(); n > capMax || (policy != session.Reject && n != capMax) {
+				t.Fatalf("final count %d, cap %d", n, capMax)
+			}
+			if policy == session.Reject && refused.Load() == 0 {
+				t.Error("reject policy refused nothing")
+			}
+			if policy != session.Reject && refused.Load() != 0 {
+				t.Errorf("%s refused %d creations", policy, refused.Load())
+			}
+			t.Logf("created %d, refused %d", created.Load(), refused.Load())
+		})
+	}
+}
+
+func TestEvictionPolicies(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var evicted, ended []string
+		hooks := session.Hooks{
+			Evicted: func(i *core.SessionInfo) { evicted = append(evicted, i.ClientName) },
+			Ended: func(i *core.SessionInfo, r session.Reason) {
+				if r == session.ReasonEvicted {
+					ended = append(ended, i.ClientName)
+				}
+			},
+		}
+		m := session.NewManager(session.Options{Hooks: []session.Hooks{hooks}, PerPrincipal: session.Cap{Max: 2, Policy: session.EvictIdlest}})
+		defer m.Close(context.Background())
+		mk := func(principal, name string, rc session.Cap) *session.Session {
+			r, err := m.Reserve(t.Context(), session.Admission{Route: "r", RouteCap: rc, Principal: principal})
+			if err != nil {
+				t.Fatalf("Reserve %s: %v", name, err)
+			}
+			s, err := r.Commit(&core.SessionInfo{Route: "r", Principal: principal, ClientName: name}, session.Limits{}, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		// evict-idlest within one principal: a is older but was used last.
+		a := mk("alice", "a", session.Cap{})
+		time.Sleep(time.Second)
+		b := mk("alice", "b", session.Cap{})
+		time.Sleep(time.Second)
+		a.Touch()
+		mk("alice", "c", session.Cap{})
+		synctest.Wait()
+		if _, err := m.Get(b.ID()); !errors.Is(err, session.ErrNotFound) {
+			t.Fatalf("idlest session b not evicted")
+		}
+		if _, err := m.Get(a.ID()); err != nil {
+			t.Fatal("recently used a was evicted")
+		}
+		// Busy sessions are spared while an idle one exists.
+		rel := a.Acquire()
+		time.Sleep(time.Minute)
+		mk("alice", "d", session.Cap{})
+		synctest.Wait()
+		if _, err := m.Get(a.ID()); err != nil {
+			t.Fatal("busy a was evicted although c was idle")
+		}
+		a.Release(rel)
+		// Another principal is untouched by alice's cap.
+		bob := mk("bob", "bob", session.Cap{})
+		// evict-oldest on a route cap.
+		rc := session.Cap{Max: 2, Policy: session.EvictOldest}
+		o1 := mk("carol", "o1", rc)
+		mk("dave", "o2", rc)
+		o1.Touch()
+		mk("erin", "o3", rc)
+		synctest.Wait()
+		if _, err := m.Get(o1.ID()); !errors.Is(err, session.ErrNotFound) {
+			t.Fatal("oldest session o1 not evicted")
+		}
+		if _, err := m.Get(bob.ID()); err != nil {
+			t.Fatal("unrelated session evicted")
+		}
+		synctest.Wait()
+		want := []string{"b", "c", "o1"}
+		if fmt.Sprint(evicted) != fmt.Sprint(want) {
+			t.Errorf("evicted %v, want %v", evicted, want)
+		}
+		if fmt.Sprint(ended) != fmt.Sprint(want) {
+			t.Errorf("ended with reason evicted %v, want %v", ended, want)
+		}
+	})
+}
+
+func TestRejectPolicyAndCancel(t *testing.T) {
+	m := session.NewManager(session.Options{PerTenant: session.Cap{Max: 1, Policy: session.Reject}})
+	defer m.Close(context.Background())
+	r, err := m.Reserve(t.Context(), session.Admission{Tenant: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Reserve(t.Context(), session.Admission{Tenant: "acme"})
+	var ce *session.CapError
+	if !errors.As(err, &ce) || ce.Scope != session.ScopeTenant || ce.Key != "acme" || ce.RetryAfter < time.Second {
+		t.Fatalf("second reservation: %v", err)
+	}
+	if _, err := m.Reserve(t.Context(), session.Admission{Tenant: "other"}); err != nil {
+		t.Fatalf("other tenant: %v", err)
+	}
+	r.Cancel()
+	r.Cancel() // idempotent
+	if _, err := m.Reserve(t.Context(), session.Admission{Tenant: "acme"}); err != nil {
+		t.Fatalf("after cancel: %v", err)
+	}
+}
+
+func TestTTL(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var reason session.Reason
+		m := session.NewManager(session.Options{
+			DefaultIdleTimeout: time.Hour, ReapInterval: time.Second,
+			Hooks: []session.Hooks{{Ended: func(_ *core.SessionInfo, r session.Reason) { reason = r }}},
+		})
+		defer m.Close(context.Background())
+		s, err := m.Create(info("r", "p"), session.Limits{TTL: 10 * time.Second}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel := s.Acquire() // busy work does not extend an absolute lifetime
+		defer s.Release(rel)
+		time.Sleep(9 * time.Second)
+		s.Touch()
+		synctest.Wait()
+		if _, err := m.Get(s.ID()); err != nil {
+			t.Fatal("ended before its TTL")
+		}
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		if _, err := m.Get(s.ID()); !errors.Is(err, session.ErrNotFound) || reason != session.ReasonTTL {
+			t.Fatalf("after TTL: err %v, reason %q", err, reason)
+		}
+	})
+}
+
+// TestReapManyDoesNotStall expires 20k sessions at once while lookups of a
+// live session keep being answered quickly.
+func TestReapManyDoesNotStall(t *testing.T) {
+	m := session.NewManager(session.Options{DefaultIdleTimeout: 50 * time.Millisecond, ReapInterval: 20 * time.Millisecond})
+	defer m.Close(context.Background())
+	var closed atomic.Int64
+	for range 20000 {
+		if _, err := m.Create(info("r", "p"), session.Limits{}, func(context.Context, session.Reason) { closed.Add(1) }, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live, err := m.Create(info("r", "p"), session.Limits{IdleTimeout: time.Hour}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var worst time.Duration
+	deadline := time.Now().Add(20 * time.Second)
+	for closed.Load() < 20000 && time.Now().Before(deadline) {
+		start := time.Now()
+		if _, err := m.Get(live.ID()); err != nil {
+			t.Fatal(err)
+		}
+		worst = max(worst, time.Since(start))
+	}
+	if closed.Load() != 20000 {
+		t.Fatalf("only %d of 20000 sessions reaped", closed.Load())
+	}
+	if worst > 50*time.Millisecond {
+		t.Errorf("a lookup waited %s while the reaper ran", worst)
+	}
+	t.Logf("worst lookup during reaping: %s", worst)
+}
+
+func BenchmarkReserveCommitEnd(b *testing.B) {
+	m := session.NewManager(session.Options{Global: session.Cap{Max: 1 << 20, Policy: session.Reject}})
+	defer m.Close(context.Background())
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			r, err := m.Reserve(context.Background(), session.Admission{Route: "r", Principal: "p"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s, err := r.Commit(info("r", "p"), session.Limits{}, nil, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_ = m.End(context.Background(), s.ID(), session.ReasonDeleted)
+		}
+	})
+}
+
+// BenchmarkCreateAtCapEvicting measures creation under contention when the
+// cap is full and every creation evicts.
+func BenchmarkCreateAtCapEvicting(b *testing.B) {
+	m := session.NewManager(session.Options{Global: session.Cap{Max: 1000, Policy: session.EvictOldest}})
+	defer m.Close(context.Background())
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := m.Create(info("r", "p"), session.Limits{}, nil, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkIdleSessionMemory reports the manager's memory per idle session
+// at 10k and 100k sessions (the session record, its info and registry
+// entry; the transport's per-session state is measured in frontend).
+func BenchmarkIdleSessionMemory(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			for b.Loop() {
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				m := session.NewManager(session.Options{Global: session.Cap{Max: n, Policy: session.Reject}})
+				for range n {
+					if _, err := m.Create(&core.SessionInfo{Route: "route", Principal: "anonymous", RemoteAddr: "127.0.0.1:50000"}, session.Limits{}, nil, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "B/session")
+				m.Close(context.Background())
+			}
+		})
+	}
+}
+
+// BenchmarkReap measures one reaper pass over 100k live sessions, none due.
+func BenchmarkReap(b *testing.B) {
+	m := session.NewManager(session.Options{DefaultIdleTimeout: time.Hour, ReapInterval: time.Hour})
+	defer m.Close(context.Background())
+	for range 100_000 {
+		if _, err := m.Create(info("r", "p"), session.Limits{}, nil, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		session.ReapOnce(m, time.Now())
+	}
+}
