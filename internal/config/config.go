@@ -80,11 +80,70 @@ func (l Log) SlogLevel() slog.Level {
 	return lv
 }
 
-// Sessions are session defaults, overridable per route.
+// Sessions bound every session: caps, rates, timeouts, resumption.
 type Sessions struct {
 	// IdleTimeout ends a session with no request and no open stream for
 	// this long. Default 30m. Never zero: sessions are always bounded.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// TTL ends a session this long after it was created, whatever its
+	// activity. Default 24h.
+	TTL time.Duration `yaml:"ttl"`
+	// Max caps live sessions across the gateway. Default 10000.
+	Max int `yaml:"max"`
+	// WhenFull is what a full cap does: reject (503 with Retry-After),
+	// evict-oldest or evict-idlest. Default evict-idlest.
+	WhenFull string `yaml:"when_full"`
+	// PerPrincipal and PerTenant cap the sessions of one principal or
+	// tenant. Default: no cap.
+	PerPrincipal Cap `yaml:"per_principal"`
+	PerTenant    Cap `yaml:"per_tenant"`
+	// CreationRate limits how fast sessions are created (429 beyond).
+	CreationRate CreationRate `yaml:"creation_rate"`
+	// RequestRate limits requests per principal (per client address for
+	// anonymous clients), so a new session does not refill it. Default off.
+	RequestRate RequestRate `yaml:"request_rate"`
+	// Resumption bounds the SSE events kept for Last-Event-ID.
+	Resumption Resumption `yaml:"resumption"`
+}
+
+// Cap is a session cap with its policy. Max zero means no cap.
+type Cap struct {
+	Max int `yaml:"max"`
+	// WhenFull: reject, evict-oldest or evict-idlest. Default reject.
+	WhenFull string `yaml:"when_full"`
+}
+
+// Window is a sliding-window rate: at most Limit in any Window.
+// Limit zero switches it off.
+type Window struct {
+	Limit  int           `yaml:"limit"`
+	Window time.Duration `yaml:"window"`
+}
+
+// CreationRate limits session creation.
+type CreationRate struct {
+	// Global across all clients. Default off.
+	Global Window `yaml:"global"`
+	// PerAddress per client IP address. Default (when absent) 120 per 10s;
+	// `limit: 0` switches it off.
+	PerAddress *Window `yaml:"per_address"`
+	// PerPrincipal per authenticated principal. Default off.
+	PerPrincipal Window `yaml:"per_principal"`
+}
+
+// RequestRate is a token bucket. PerSecond zero switches it off.
+type RequestRate struct {
+	PerSecond float64 `yaml:"per_second"`
+	// Burst is the bucket size. Default: PerSecond rounded up, at least 1.
+	Burst int `yaml:"burst"`
+}
+
+// Resumption bounds the event history kept for SSE resumption.
+type Resumption struct {
+	// SessionBytes bounds one session's kept events. Default 1MiB.
+	SessionBytes ByteSize `yaml:"session_bytes"`
+	// TotalBytes bounds all sessions' kept events together. Default 64MiB.
+	TotalBytes ByteSize `yaml:"total_bytes"`
 }
 
 // Route maps one client-facing path to one upstream.
@@ -101,6 +160,19 @@ type Route struct {
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 	// IdleTimeout overrides sessions.idle_timeout.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// TTL overrides sessions.ttl.
+	TTL time.Duration `yaml:"ttl"`
+	// MaxSessions caps this route's live sessions. Default: no route cap.
+	MaxSessions int `yaml:"max_sessions"`
+	// WhenFull is the route cap's policy. Default reject.
+	WhenFull string `yaml:"when_full"`
+	// RetryTools lists tools that are safe to call again when the upstream
+	// lost its session mid-request (reads and idempotent tools).
+	RetryTools []string `yaml:"retry_tools"`
+	// TrustAnnotations lets the upstream's own tool annotations
+	// (readOnlyHint, idempotentHint) mark tools safe to retry. Default
+	// false: annotations are untrusted unless the operator says so.
+	TrustAnnotations bool `yaml:"trust_annotations"`
 }
 
 // Era values for Upstream.Era.

@@ -19,6 +19,11 @@ const (
 	DefaultWriteTimeout      = 30 * time.Second
 	DefaultShutdownTimeout   = 15 * time.Second
 	DefaultIdleTimeout       = 30 * time.Minute
+	DefaultTTL               = 24 * time.Hour
+	DefaultMaxSessions       = 10000
+	DefaultWhenFull          = "evict-idlest"
+	DefaultResumeSession     = 1 << 20
+	DefaultResumeTotal       = 64 << 20
 	DefaultRequestTimeout    = 5 * time.Minute
 	DefaultConnectTimeout    = 10 * time.Second
 	DefaultResponseHeader    = 60 * time.Second
@@ -74,7 +79,32 @@ func (c *Config) SetDefaults() {
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
 	}
-	setDur(&c.Sessions.IdleTimeout, DefaultIdleTimeout)
+	ss := &c.Sessions
+	setDur(&ss.IdleTimeout, DefaultIdleTimeout)
+	setDur(&ss.TTL, DefaultTTL)
+	if ss.Max == 0 {
+		ss.Max = DefaultMaxSessions
+	}
+	if ss.WhenFull == "" {
+		ss.WhenFull = DefaultWhenFull
+	}
+	for _, cp := range []*Cap{&ss.PerPrincipal, &ss.PerTenant} {
+		if cp.WhenFull == "" {
+			cp.WhenFull = "reject"
+		}
+	}
+	if ss.CreationRate.PerAddress == nil {
+		ss.CreationRate.PerAddress = &Window{Limit: 120, Window: 10 * time.Second}
+	}
+	if ss.RequestRate.PerSecond > 0 && ss.RequestRate.Burst == 0 {
+		ss.RequestRate.Burst = max(1, int(ss.RequestRate.PerSecond+0.999))
+	}
+	if ss.Resumption.SessionBytes == 0 {
+		ss.Resumption.SessionBytes = DefaultResumeSession
+	}
+	if ss.Resumption.TotalBytes == 0 {
+		ss.Resumption.TotalBytes = DefaultResumeTotal
+	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		if r.Name == "" {
@@ -82,6 +112,10 @@ func (c *Config) SetDefaults() {
 		}
 		setDur(&r.RequestTimeout, DefaultRequestTimeout)
 		setDur(&r.IdleTimeout, c.Sessions.IdleTimeout)
+		setDur(&r.TTL, c.Sessions.TTL)
+		if r.WhenFull == "" {
+			r.WhenFull = "reject"
+		}
 		if r.Upstream.Era == "" {
 			r.Upstream.Era = EraAuto
 		}
@@ -159,6 +193,35 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
 	}
+	checkPolicy := func(path, p string) {
+		switch p {
+		case "reject", "evict-oldest", "evict-idlest":
+		default:
+			bad(path, "want reject, evict-oldest or evict-idlest, got %q", p)
+		}
+	}
+	ss := c.Sessions
+	if ss.Max < 0 {
+		bad("sessions.max", "must not be negative")
+	}
+	checkPolicy("sessions.when_full", ss.WhenFull)
+	checkPolicy("sessions.per_principal.when_full", ss.PerPrincipal.WhenFull)
+	checkPolicy("sessions.per_tenant.when_full", ss.PerTenant.WhenFull)
+	windows := map[string]Window{"global": ss.CreationRate.Global, "per_principal": ss.CreationRate.PerPrincipal}
+	if ss.CreationRate.PerAddress != nil {
+		windows["per_address"] = *ss.CreationRate.PerAddress
+	}
+	for name, w := range windows {
+		if w.Limit < 0 || (w.Limit > 0 && w.Window <= 0) {
+			bad("sessions.creation_rate."+name, "want a non-negative limit and, with a limit, a positive window")
+		}
+	}
+	if ss.RequestRate.PerSecond < 0 || ss.RequestRate.Burst < 0 {
+		bad("sessions.request_rate", "must not be negative")
+	}
+	if ss.Resumption.TotalBytes < ss.Resumption.SessionBytes {
+		bad("sessions.resumption.total_bytes", "must be at least session_bytes")
+	}
 	if len(c.Routes) == 0 {
 		bad("routes", "at least one route is required")
 	}
@@ -178,6 +241,10 @@ func (c *Config) Validate() error {
 			bad(p+".name", "duplicate route name %q", r.Name)
 		}
 		names[r.Name] = true
+		checkPolicy(p+".when_full", r.WhenFull)
+		if r.MaxSessions < 0 {
+			bad(p+".max_sessions", "must not be negative")
+		}
 		u := r.Upstream
 		switch u.Era {
 		case EraAuto, EraLegacy, EraModern:

@@ -23,6 +23,12 @@ const (
 	CodeUpstreamError = -32010
 	// CodeSessionNotFound answers an unknown or ended session id (HTTP 404).
 	CodeSessionNotFound = -32011
+	// CodeRateLimited refuses a request or a session creation over a rate
+	// limit (HTTP 429 with Retry-After).
+	CodeRateLimited = -32012
+	// CodeSessionCap refuses a session because a cap is full (HTTP 503
+	// with Retry-After).
+	CodeSessionCap = -32013
 
 	// Modern-era codes (2026-07-28).
 	CodeHeaderMismatch             = -32020
@@ -88,6 +94,10 @@ func (e *Error) HTTPStatus() int {
 		return http.StatusBadGateway
 	case CodeRequestTimeout:
 		return http.StatusGatewayTimeout
+	case CodeRateLimited:
+		return http.StatusTooManyRequests
+	case CodeSessionCap:
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
 }

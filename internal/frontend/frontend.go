@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/core"
@@ -25,6 +26,8 @@ type Frontend struct {
 	opts   Options
 	log    *slog.Logger
 	routes map[string]*Route
+	// historyBytes is the SSE history kept across all sessions.
+	historyBytes atomic.Int64
 }
 
 // New builds the routes' pipelines.
@@ -188,19 +191,38 @@ func (f *Frontend) post(w http.ResponseWriter, r *http.Request, rt *Route) {
 func (f *Frontend) toUpstream(ctx context.Context, m *core.Message) (*core.Message, error) {
 	t := targetOf(ctx)
 	g := t.g
-	switch m.Kind {
-	case core.KindRequest:
-		st := t.st
-		return g.conn.RoundTrip(ctx, m, func(rm *core.Message) { g.fromUpstream(g.ctx, rm, st) })
-	case core.KindNotification:
+	conn, gen := g.connection()
+	if m.Kind != core.KindRequest {
 		if m.Method == "notifications/cancelled" {
 			if id := cancelledID(m); id != "" {
 				defer g.cancelCall(id)
 			}
 		}
-		return nil, g.conn.Send(ctx, m)
+		err := conn.Send(ctx, m)
+		if errors.Is(err, upstream.ErrSessionLost) && g.canReestablish() && g.reestablish(ctx, gen) == nil {
+			conn, _ = g.connection()
+			err = conn.Send(ctx, m)
+		}
+		return nil, err
 	}
-	return nil, g.conn.Send(ctx, m)
+	st := t.st
+	related := func(rm *core.Message) { g.fromUpstream(g.ctx, rm, st) }
+	resp, err := conn.RoundTrip(ctx, m, related)
+	if errors.Is(err, upstream.ErrSessionLost) && g.canReestablish() {
+		if rerr := g.reestablish(ctx, gen); rerr != nil {
+			return nil, err
+		}
+		if !g.safeToRetry(m) {
+			return nil, core.NewError(core.CodeUpstreamError, "the upstream lost its session during this "+m.Method+
+				"; mcpgate re-established it and your session continues, but the call may or may not have run and is not safe to repeat automatically").Wrap(err)
+		}
+		conn, _ = g.connection()
+		resp, err = conn.RoundTrip(ctx, m, related)
+	}
+	if err == nil && g.route.TrustAnnotations && m.Method == "tools/list" && resp.Kind == core.KindResponse {
+		g.route.annotations.learn(resp.Result)
+	}
+	return resp, err
 }
 
 // toClient is the terminal of the server→client chain.
@@ -234,6 +256,7 @@ func (f *Frontend) exchange(ctx context.Context, g *gwSession, st *stream, m *co
 			status = http.StatusOK // a JSON-RPC error inside a working session
 		}
 		resp = core.ErrorResponse(m.ID, e)
+		st.addHeaders(e.Header)
 	} else if resp != nil {
 		status = upstreamStatus(resp)
 	}

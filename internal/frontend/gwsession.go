@@ -10,7 +10,6 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/session"
-	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
 // gwSession is the transport state of one gateway session: its upstream
@@ -21,7 +20,7 @@ type gwSession struct {
 	route *Route
 	info  *core.SessionInfo
 	sess  *session.Session // nil until published
-	conn  upstream.Conn
+	cs    connState
 	log   *slog.Logger
 
 	// ctx is cancelled when the session ends; in-flight work derives from it.
@@ -36,6 +35,11 @@ type gwSession struct {
 	pending    map[core.ID]chan *core.Message // server→client requests awaiting the client
 	inflight   map[core.ID]*call              // client requests in flight
 	listening  bool
+	// budget bounds this session's kept SSE history.
+	budget historyBudget
+	// initRaw is the client's initialize request, kept to re-establish a
+	// legacy upstream session the upstream lost.
+	initRaw []byte
 	// anonAddr is the client address this modern session serves requests
 	// without a session key for; empty otherwise.
 	anonAddr string
@@ -49,7 +53,8 @@ type call struct {
 func newGWSession(f *Frontend, rt *Route, info *core.SessionInfo) *gwSession {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &gwSession{
-		f: f, route: rt, info: info, ctx: ctx, cancel: cancel,
+		budget: historyBudget{sessionLimit: f.opts.ResumeSessionBytes, total: &f.historyBytes, totalLimit: f.opts.ResumeTotalBytes},
+		f:      f, route: rt, info: info, ctx: ctx, cancel: cancel,
 		log:      f.log.With("session_id", info.ID, "route", rt.Name),
 		streams:  map[string]*stream{},
 		pending:  map[core.ID]chan *core.Message{},
@@ -80,9 +85,10 @@ func (g *gwSession) teardown(ctx context.Context, reason session.Reason) {
 	g.mu.Unlock()
 	for _, s := range streams {
 		s.close()
+		s.release()
 	}
-	if g.conn != nil {
-		if err := g.conn.Close(ctx); err != nil {
+	if conn, _ := g.connection(); conn != nil {
+		if err := conn.Close(ctx); err != nil {
 			g.log.Warn("upstream_close_failed", "error", err, "reason", string(reason))
 		}
 	}
@@ -100,6 +106,7 @@ func (g *gwSession) addStream(s *stream) {
 	if !s.resumable {
 		return
 	}
+	s.budget = &g.budget
 	g.mu.Lock()
 	g.streams[s.id] = s
 	g.mu.Unlock()
@@ -128,6 +135,7 @@ func (g *gwSession) dropStream(s *stream) {
 		delete(g.streams, s.id)
 	}
 	g.mu.Unlock()
+	s.release()
 }
 
 func (g *gwSession) stream(id string) *stream {
@@ -142,6 +150,9 @@ func (g *gwSession) stream(id string) *stream {
 // setStandalone installs the GET stream, replacing an older one, and
 // flushes the backlog into it.
 func (g *gwSession) setStandalone(s *stream) {
+	if s.resumable {
+		s.budget = &g.budget
+	}
 	g.mu.Lock()
 	old := g.standalone
 	g.standalone = s
@@ -150,6 +161,7 @@ func (g *gwSession) setStandalone(s *stream) {
 	g.mu.Unlock()
 	if old != nil && old != s {
 		old.close()
+		old.release()
 	}
 	for _, m := range backlog {
 		if err := s.send(m); err != nil {
@@ -225,7 +237,8 @@ func (g *gwSession) fromUpstream(ctx context.Context, m *core.Message, st *strea
 			}
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer cancel()
-			if err := g.conn.Send(sctx, resp); err != nil {
+			conn, _ := g.connection()
+			if err := conn.Send(sctx, resp); err != nil {
 				g.log.Warn("upstream_send_failed", "method", m.Method, "error", err)
 			}
 		}()
@@ -327,7 +340,8 @@ func (g *gwSession) listenOnce() {
 	g.listening = true
 	g.mu.Unlock()
 	go func() {
-		if err := g.conn.Listen(g.ctx); err != nil && !errors.Is(err, context.Canceled) {
+		conn, _ := g.connection()
+		if err := conn.Listen(g.ctx); err != nil && !errors.Is(err, context.Canceled) {
 			g.log.Warn("upstream_listen_failed", "error", err)
 		}
 	}()

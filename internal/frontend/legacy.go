@@ -107,7 +107,8 @@ func (f *Frontend) clientResponse(g *gwSession, m *core.Message) {
 	// Not one mcpgate is waiting for: pass it on; the upstream decides.
 	ctx, cancel := context.WithTimeout(g.ctx, 10*time.Second)
 	defer cancel()
-	if err := g.conn.Send(ctx, m); err != nil {
+	conn, _ := g.connection()
+	if err := conn.Send(ctx, m); err != nil {
 		g.log.Warn("upstream_send_failed", "kind", m.Kind.String(), "error", err)
 	}
 }
@@ -157,22 +158,29 @@ func (f *Frontend) initialize(w http.ResponseWriter, r *http.Request, rt *Route,
 		f.reject(w, r, m, crossEraInitError(params.ProtocolVersion, core.ModernVersions))
 		return
 	}
+	adm, e := f.admit(r.Context(), r, rt, "anonymous", "")
+	if e != nil {
+		f.reject(w, r, m, e)
+		return
+	}
 	info := &core.SessionInfo{
 		ID: session.NewID(), Route: rt.Name, Era: core.EraLegacy, ProtocolVersion: params.ProtocolVersion,
 		Principal: "anonymous", RemoteAddr: r.RemoteAddr,
 		ClientName: params.ClientInfo.Name, ClientVersion: params.ClientInfo.Version,
 	}
 	g := newGWSession(f, rt, info)
+	g.initRaw = m.Raw
 	ctx, cancel := context.WithTimeout(r.Context(), rt.RequestTimeout)
 	defer cancel()
-	conn, err := rt.Upstream.Open(ctx, upstream.OpenParams{Session: info, Era: core.EraLegacy}, g)
+	conn, err := rt.Upstream.Open(ctx, upstream.OpenParams{Session: info, Era: core.EraLegacy}, genSink{g, 0})
 	if err != nil {
+		adm.cancel()
 		g.cancel()
 		f.reject(w, r, m, core.NewError(core.CodeUpstreamError, "upstream unavailable: could not open a connection").WithStatus(http.StatusBadGateway).Wrap(err))
 		g.log.Warn("upstream_open_failed", "error", err)
 		return
 	}
-	g.conn = conn
+	g.setConn(conn)
 	m.Session = info
 	w.Header().Set("Mcp-Session-Id", info.ID)
 	st := newStream(w, &f.opts, g.nextStreamID(), false)
@@ -184,7 +192,8 @@ func (f *Frontend) initialize(w http.ResponseWriter, r *http.Request, rt *Route,
 		_ = json.Unmarshal(resp.Result, &result)
 		if core.EraOf(result.ProtocolVersion) == core.EraLegacy {
 			info.ProtocolVersion = result.ProtocolVersion
-			s, cerr := f.opts.Sessions.Create(info, session.Limits{IdleTimeout: rt.IdleTimeout}, g.teardown, g)
+			s, cerr := adm.commit(g, info, rt)
+			adm = nil
 			if cerr == nil {
 				g.sess = s
 				st.finish(resp, http.StatusOK)
@@ -197,6 +206,9 @@ func (f *Frontend) initialize(w http.ResponseWriter, r *http.Request, rt *Route,
 		}
 	}
 	// Failed: nothing is published; tear the upstream side down.
+	if adm != nil {
+		adm.cancel()
+	}
 	w.Header().Del("Mcp-Session-Id")
 	g.teardown(context.WithoutCancel(r.Context()), session.ReasonInitFailed)
 	switch {
@@ -341,9 +353,10 @@ func (f *Frontend) get(w http.ResponseWriter, r *http.Request, rt *Route) {
 		if st := g.stream(streamID); st != nil && streamID != "0" {
 			released, ok := st.attach(w, seq)
 			if !ok {
-				f.reject(w, r, nil, core.NewError(core.CodeInvalidRequest, "events after "+last+" are no longer available").WithStatus(http.StatusNotFound))
+				f.reject(w, r, nil, core.NewError(core.CodeInvalidRequest, "cannot resume: events after "+last+" were discarded (history bounds); the request's outcome is unknown to this stream").WithStatus(http.StatusGone))
 				return
 			}
+			f.opts.Sessions.Resumed(g.sess, "stream")
 			select {
 			case <-released:
 			case <-r.Context().Done():
@@ -356,11 +369,12 @@ func (f *Frontend) get(w http.ResponseWriter, r *http.Request, rt *Route) {
 		}
 		if streamID != "0" {
 			// An unknown or finished request stream: nothing to replay.
-			f.reject(w, r, nil, core.NewError(core.CodeInvalidRequest, "stream of "+last+" is not available for resumption").WithStatus(http.StatusNotFound))
+			f.reject(w, r, nil, core.NewError(core.CodeInvalidRequest, "cannot resume: the stream of "+last+" is finished or unknown").WithStatus(http.StatusGone))
 			return
 		}
 		if st := g.stream("0"); st != nil {
 			if released, ok := st.attach(w, seq); ok {
+				f.opts.Sessions.Resumed(g.sess, "stream")
 				g.waitStandalone(r, st, released)
 				return
 			}

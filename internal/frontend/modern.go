@@ -158,6 +158,10 @@ func (f *Frontend) modernSession(r *http.Request, rt *Route, version string) (*g
 }
 
 func (f *Frontend) newModernSession(r *http.Request, rt *Route, version, anonAddr string) (*gwSession, *core.Error) {
+	adm, e := f.admit(r.Context(), r, rt, "anonymous", "")
+	if e != nil {
+		return nil, e
+	}
 	info := &core.SessionInfo{
 		ID: session.NewID(), Route: rt.Name, Era: core.EraModern, ProtocolVersion: version,
 		Principal: "anonymous", RemoteAddr: r.RemoteAddr,
@@ -166,11 +170,12 @@ func (f *Frontend) newModernSession(r *http.Request, rt *Route, version, anonAdd
 	g.anonAddr = anonAddr
 	conn, err := rt.Upstream.Open(r.Context(), upstream.OpenParams{Session: info, Era: core.EraModern}, g)
 	if err != nil {
+		adm.cancel()
 		g.cancel()
 		return nil, core.NewError(core.CodeUpstreamError, "upstream unavailable: could not open a connection").WithStatus(http.StatusBadGateway).Wrap(err)
 	}
-	g.conn = conn
-	s, err := f.opts.Sessions.Create(info, session.Limits{IdleTimeout: rt.IdleTimeout}, g.teardown, g)
+	g.setConn(conn)
+	s, err := adm.commit(g, info, rt)
 	if err != nil {
 		g.anonAddr = "" // never published; the caller holds the route's anon lock
 		g.teardown(r.Context(), session.ReasonInitFailed)

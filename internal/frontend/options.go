@@ -36,6 +36,18 @@ type Route struct {
 	RequestTimeout time.Duration
 	// IdleTimeout ends idle sessions. If zero, the session manager's default.
 	IdleTimeout time.Duration
+	// TTL ends sessions this long after creation. If zero, the manager's default.
+	TTL time.Duration
+	// Cap bounds the route's live sessions; zero Max means none.
+	Cap session.Cap
+	// RetryTools are tools safe to call again after the upstream lost its
+	// session mid-call.
+	RetryTools []string
+	// TrustAnnotations lets readOnlyHint/idempotentHint from the upstream's
+	// tools/list mark tools safe to retry.
+	TrustAnnotations bool
+
+	annotations toolAnnotations
 
 	c2s core.Handler // client → server chain
 	s2c core.Handler // server → client chain
@@ -63,6 +75,11 @@ type Options struct {
 	// ServerRequestBacklog bounds server messages kept for a session whose
 	// client has no stream open to receive them. If zero, 256.
 	ServerRequestBacklog int
+	// Creation are the session creation rate limits; nil windows are off.
+	Creation CreationLimits
+	// ResumeSessionBytes and ResumeTotalBytes bound the SSE events kept
+	// for Last-Event-ID, per session and in all. If zero, 1 MiB and 64 MiB.
+	ResumeSessionBytes, ResumeTotalBytes int64
 }
 
 func (o *Options) setDefaults() {
@@ -83,6 +100,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.ServerRequestBacklog == 0 {
 		o.ServerRequestBacklog = 256
+	}
+	if o.ResumeSessionBytes == 0 {
+		o.ResumeSessionBytes = 1 << 20
+	}
+	if o.ResumeTotalBytes == 0 {
+		o.ResumeTotalBytes = 64 << 20
 	}
 }
 

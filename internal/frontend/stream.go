@@ -13,10 +13,10 @@ import (
 
 var errStreamGone = errors.New("client stream gone")
 
-// History bounds for a resumable stream.
+// History bound for a resumable stream, in events; bytes are bounded by
+// the session's and the gateway's historyBudget.
 const (
 	maxHistoryEvents = 256
-	maxHistoryBytes  = 1 << 20
 )
 
 // stream is one client-facing response: a POST's JSON body or SSE stream,
@@ -37,6 +37,7 @@ type stream struct {
 	finished bool          // final message produced (or stream closed)
 	released chan struct{} // closed when the handler owning w may return
 	opts     *Options
+	budget   *historyBudget // nil for streams that keep no history
 
 	// resumable streams keep recent events for Last-Event-ID.
 	resumable    bool
@@ -165,15 +166,44 @@ func (s *stream) eventLocked(data []byte) {
 	}
 	buf := sse.AppendEvent(make([]byte, 0, len(data)+len(id)+16), id, data)
 	if s.resumable {
-		s.history = append(s.history, event{seq: s.seq, data: buf})
-		s.historyBytes += len(buf)
-		for len(s.history) > maxHistoryEvents || s.historyBytes > maxHistoryBytes {
-			s.historyBytes -= len(s.history[0].data)
-			s.truncated = s.history[0].seq
-			s.history = s.history[1:]
-		}
+		s.keepLocked(event{seq: s.seq, data: buf})
 	}
 	s.writeLocked(buf)
+}
+
+// keepLocked adds an event to the history within the stream's own bounds
+// and the session's and gateway's byte budgets, dropping the stream's
+// oldest events first. An event that cannot fit is not kept: a resume from
+// before it is then refused rather than replayed with a gap.
+func (s *stream) keepLocked(ev event) {
+	n := int64(len(ev.data))
+	for len(s.history) > 0 && (len(s.history) >= maxHistoryEvents || !s.budget.take(n)) {
+		s.dropOldestLocked()
+	}
+	if len(s.history) == 0 && !s.budget.take(n) {
+		s.truncated = ev.seq
+		return
+	}
+	s.history = append(s.history, ev)
+	s.historyBytes += len(ev.data)
+}
+
+func (s *stream) dropOldestLocked() {
+	old := s.history[0]
+	s.history[0] = event{}
+	s.history = s.history[1:]
+	s.historyBytes -= len(old.data)
+	s.truncated = old.seq
+	s.budget.give(int64(len(old.data)))
+}
+
+// release returns the stream's history to the budgets.
+func (s *stream) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.history) > 0 {
+		s.dropOldestLocked()
+	}
 }
 
 // finish writes the final response (nil for none) and releases the handler.
@@ -212,6 +242,22 @@ func (s *stream) finish(m *core.Message, status int) {
 		s.w.WriteHeader(http.StatusAccepted)
 	}
 	s.detachLocked()
+}
+
+// addHeaders sets response headers (Retry-After, ...) while the response
+// has not started.
+func (s *stream) addHeaders(h http.Header) {
+	if len(h) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.w == nil || s.sse {
+		return
+	}
+	for k, v := range h {
+		s.w.Header()[k] = v
+	}
 }
 
 // close ends a stream that has no final message (the GET stream, or a

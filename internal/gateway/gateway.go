@@ -14,6 +14,8 @@ import (
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/frontend"
 	"github.com/mcpgate/mcpgate/internal/interceptors/logging"
+	"github.com/mcpgate/mcpgate/internal/interceptors/ratelimit"
+	"github.com/mcpgate/mcpgate/internal/limits"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/upstream"
@@ -53,6 +55,11 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, log: log, ready: make(chan struct{})}
 	var routes []*frontend.Route
 	var errs []error
+	ss := cfg.Sessions
+	var requests *limits.Buckets
+	if ss.RequestRate.PerSecond > 0 {
+		requests = limits.NewBuckets(ss.RequestRate.PerSecond, ss.RequestRate.Burst, limits.BucketOptions{})
+	}
 	for i, rc := range cfg.Routes {
 		up, err := newUpstream(rc, log)
 		if err != nil {
@@ -62,8 +69,13 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		g.upstreams = append(g.upstreams, up)
 		routes = append(routes, &frontend.Route{
 			Name: rc.Name, Path: rc.Path, Era: rc.Upstream.Era, Upstream: up,
-			Stages:         []pipeline.Stage{{Name: "logging", Interceptor: logging.New(log)}},
-			RequestTimeout: rc.RequestTimeout, IdleTimeout: rc.IdleTimeout,
+			Stages: []pipeline.Stage{
+				{Name: "logging", Interceptor: logging.New(log)},
+				{Name: "limits", Interceptor: ratelimit.New(requests)},
+			},
+			RequestTimeout: rc.RequestTimeout, IdleTimeout: rc.IdleTimeout, TTL: rc.TTL,
+			Cap:        session.Cap{Max: rc.MaxSessions, Policy: session.Policy(rc.WhenFull)},
+			RetryTools: rc.RetryTools, TrustAnnotations: rc.TrustAnnotations,
 		})
 	}
 	for i, l := range cfg.Listeners {
@@ -78,11 +90,21 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		return nil, errors.Join(errs...)
 	}
 	g.sessions = session.NewManager(session.Options{
-		Logger: log, Hooks: opts.SessionHooks, DefaultIdleTimeout: cfg.Sessions.IdleTimeout,
+		Logger: log, Hooks: opts.SessionHooks,
+		DefaultIdleTimeout: ss.IdleTimeout, DefaultTTL: ss.TTL,
+		Global:       session.Cap{Max: ss.Max, Policy: session.Policy(ss.WhenFull)},
+		PerPrincipal: session.Cap{Max: ss.PerPrincipal.Max, Policy: session.Policy(ss.PerPrincipal.WhenFull)},
+		PerTenant:    session.Cap{Max: ss.PerTenant.Max, Policy: session.Policy(ss.PerTenant.WhenFull)},
 	})
 	front, err := frontend.New(frontend.Options{
 		Logger: log, Sessions: g.sessions, MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
 		KeepAlive: cfg.Server.KeepAlive, StreamAfter: cfg.Server.StreamAfter, WriteTimeout: cfg.Server.WriteTimeout,
+		Creation: frontend.CreationLimits{
+			Global:       window(ss.CreationRate.Global),
+			PerAddress:   window(*ss.CreationRate.PerAddress),
+			PerPrincipal: window(ss.CreationRate.PerPrincipal),
+		},
+		ResumeSessionBytes: int64(ss.Resumption.SessionBytes), ResumeTotalBytes: int64(ss.Resumption.TotalBytes),
 	}, routes)
 	if err != nil {
 		g.sessions.Close(context.Background())
@@ -91,6 +113,11 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	g.front = front
 	return g, nil
+}
+
+// window builds a creation limiter; nil (no limit, no cost) when off.
+func window(w config.Window) *limits.Window {
+	return limits.NewWindow(w.Limit, w.Window, limits.WindowOptions{})
 }
 
 func newUpstream(rc config.Route, log *slog.Logger) (upstream.Upstream, error) {

@@ -25,9 +25,10 @@ type Stage struct {
 
 // Build wraps terminal in the given stages. Stages are sorted by their
 // place in Order; an unknown name is an error, so a typo cannot silently
-// move a stage.
+// move a stage. A stage with a nil interceptor (a switched-off feature) is
+// left out.
 func Build(terminal core.Handler, stages []Stage) (core.Handler, error) {
-	sorted := slices.Clone(stages)
+	sorted := slices.DeleteFunc(slices.Clone(stages), func(s Stage) bool { return s.Interceptor == nil })
 	for _, s := range sorted {
 		if !slices.Contains(Order, s.Name) {
 			return nil, fmt.Errorf("pipeline: unknown stage %q (known: %v)", s.Name, Order)

@@ -205,8 +205,9 @@ func (m *Manager) Reserve(ctx context.Context, a Admission) (*Reservation, error
 		for sc.count+1 > sc.cap.Max {
 			v := m.victim(sc)
 			if sc.cap.Policy == Reject || sc.cap.Policy == "" || v == nil {
+				err := m.capError(sc) // reads sc.head: only under m.admit
 				m.admit.Unlock()
-				return nil, m.capError(sc)
+				return nil, err
 			}
 			m.unlinkLocked(v)
 			m.removeFromShard(v) // lookups answer 404 before the new session counts

@@ -759,6 +759,7 @@ func BenchmarkGetParallel(b *testing.B) {
 		ids[i] = mustCreate(b, m, &core.SessionInfo{}, session.Limits{}, nil).ID()
 	}
 	b.ReportAllocs()
+	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
@@ -796,4 +797,44 @@ func Example() {
 	// closing upstream: deleted
 	// ended: abc deleted
 	// session not found
+}
+
+// TestCapErrorWhileScopeChanges refuses admissions to a full scope while
+// its members come and go. Building the *CapError reads the scope's oldest
+// member, so it must happen under the admission lock (run with -race).
+func TestCapErrorWhileScopeChanges(t *testing.T) {
+	m := newManager(t, session.Options{})
+	adm := session.Admission{Route: "r", RouteCap: session.Cap{Max: 1, Policy: session.Reject}}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 500 {
+				r, err := m.Reserve(ctx, adm)
+				if err != nil {
+					var ce *session.CapError
+					if !errors.As(err, &ce) {
+						t.Errorf("Reserve: %v, want a *CapError", err)
+						return
+					}
+					if ce.Scope != session.ScopeRoute || ce.Key != "r" || ce.Max != 1 || ce.RetryAfter < time.Second || ce.RetryAfter > 5*time.Minute {
+						t.Errorf("CapError = %+v", *ce)
+					}
+					continue
+				}
+				s, err := r.Commit(&core.SessionInfo{Route: "r"}, session.Limits{}, nil, nil)
+				if err != nil {
+					t.Errorf("Commit: %v", err)
+					return
+				}
+				if err := m.End(ctx, s.ID(), session.ReasonDeleted); err != nil {
+					t.Errorf("End: %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := m.Count(session.ScopeRoute, "r"); got != 0 {
+		t.Errorf("Count(route r) = %d after every session ended, want 0", got)
+	}
 }

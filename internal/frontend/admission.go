@@ -1,0 +1,106 @@
+package frontend
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/core"
+	"github.com/mcpgate/mcpgate/internal/limits"
+	"github.com/mcpgate/mcpgate/internal/session"
+)
+
+// CreationLimits are the sliding windows a new session must pass. A nil
+// window is no limit.
+type CreationLimits struct {
+	Global, PerAddress, PerPrincipal *limits.Window
+}
+
+// admission is a session creation that passed the rate limits and holds a
+// place under the caps. Exactly one of commit and cancel follows.
+type admission struct {
+	f         *Frontend
+	res       *session.Reservation
+	addr      string
+	principal string
+	at        time.Time
+}
+
+// admit applies the creation rate limits (429) and the session caps (503,
+// or eviction where a cap says so) before anything is opened upstream.
+func (f *Frontend) admit(ctx context.Context, r *http.Request, rt *Route, principal, tenant string) (*admission, *core.Error) {
+	now := time.Now()
+	a := &admission{f: f, addr: clientAddr(r.RemoteAddr), principal: principal, at: now}
+	c := f.opts.Creation
+	checks := []struct {
+		w    *limits.Window
+		key  string
+		what string
+	}{
+		{c.Global, "", "gateway-wide"},
+		{c.PerAddress, a.addr, "per client address"},
+		{c.PerPrincipal, principal, "per principal"},
+	}
+	for i, chk := range checks {
+		if ok, retry := chk.w.Allow(chk.key, now); !ok {
+			for _, prev := range checks[:i] {
+				prev.w.Undo(prev.key, now)
+			}
+			e := core.NewError(core.CodeRateLimited, "too many new sessions ("+chk.what+" creation rate limit); retry after "+limits.RetryAfterSeconds(retry)+"s")
+			e.Header = http.Header{"Retry-After": {limits.RetryAfterSeconds(retry)}}
+			return nil, e
+		}
+	}
+	res, err := f.opts.Sessions.Reserve(ctx, session.Admission{Route: rt.Name, RouteCap: rt.Cap, Principal: principal, Tenant: tenant})
+	if err != nil {
+		a.undoRates()
+		var ce *session.CapError
+		if errors.As(err, &ce) {
+			secs := limits.RetryAfterSeconds(ce.RetryAfter)
+			e := core.NewError(core.CodeSessionCap, "session limit reached: "+capName(ce)+" allows "+strconv.Itoa(ce.Max)+" sessions; retry after "+secs+"s").
+				WithData(map[string]any{"cap": string(ce.Scope), "max": ce.Max})
+			e.Header = http.Header{"Retry-After": {secs}}
+			return nil, e
+		}
+		return nil, core.NewError(core.CodeInternalError, "gateway is shutting down").WithStatus(http.StatusServiceUnavailable).Wrap(err)
+	}
+	a.res = res
+	return a, nil
+}
+
+func capName(ce *session.CapError) string {
+	switch ce.Scope {
+	case session.ScopeGlobal:
+		return "the gateway-wide cap"
+	case session.ScopeRoute:
+		return "the cap of route " + strconv.Quote(ce.Key)
+	case session.ScopePrincipal:
+		return "the per-principal cap"
+	}
+	return "the per-tenant cap"
+}
+
+func (a *admission) undoRates() {
+	c := a.f.opts.Creation
+	c.Global.Undo("", a.at)
+	c.PerAddress.Undo(a.addr, a.at)
+	c.PerPrincipal.Undo(a.principal, a.at)
+}
+
+// cancel gives back the place and the rate-limit slots: the creation
+// failed after admission.
+func (a *admission) cancel() {
+	a.res.Cancel()
+	a.undoRates()
+}
+
+// commit publishes the session.
+func (a *admission) commit(g *gwSession, info *core.SessionInfo, rt *Route) (*session.Session, error) {
+	s, err := a.res.Commit(info, session.Limits{IdleTimeout: rt.IdleTimeout, TTL: rt.TTL}, g.teardown, g)
+	if err != nil {
+		a.undoRates()
+	}
+	return s, err
+}

@@ -1,0 +1,177 @@
+package frontend
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"sync"
+
+	"github.com/mcpgate/mcpgate/internal/core"
+	"github.com/mcpgate/mcpgate/internal/upstream"
+)
+
+// connState is the session's current upstream connection and its
+// generation; a re-established upstream session is a new generation.
+type connState struct {
+	mu   sync.RWMutex
+	conn upstream.Conn
+	gen  int
+	// reinit serialises re-establishing.
+	reinit sync.Mutex
+}
+
+func (g *gwSession) connection() (upstream.Conn, int) {
+	g.cs.mu.RLock()
+	defer g.cs.mu.RUnlock()
+	return g.cs.conn, g.cs.gen
+}
+
+func (g *gwSession) setConn(c upstream.Conn) {
+	g.cs.mu.Lock()
+	g.cs.conn = c
+	g.cs.mu.Unlock()
+}
+
+// genSink tells the session which connection generation a Closed came
+// from, so a late report from a replaced connection changes nothing.
+type genSink struct {
+	g   *gwSession
+	gen int
+}
+
+func (s genSink) Deliver(m *core.Message) { s.g.Deliver(m) }
+
+func (s genSink) Closed(err error) {
+	g := s.g
+	if errors.Is(err, upstream.ErrSessionLost) && g.canReestablish() {
+		go func() {
+			if rerr := g.reestablish(g.ctx, s.gen); rerr == nil {
+				return
+			}
+			g.Closed(err)
+		}()
+		return
+	}
+	if _, gen := g.connection(); gen == s.gen {
+		g.Closed(err)
+	}
+}
+
+func (g *gwSession) canReestablish() bool {
+	return g.info.Era == core.EraLegacy && g.initRaw != nil && g.ctx.Err() == nil
+}
+
+// reestablish replaces a connection whose upstream session was lost: a new
+// upstream session, initialized with the client's original initialize
+// parameters, then notifications/initialized, then the GET stream if the
+// old one had it. gen is the generation that failed; if another caller
+// already replaced it, there is nothing to do.
+func (g *gwSession) reestablish(ctx context.Context, gen int) error {
+	g.cs.reinit.Lock()
+	defer g.cs.reinit.Unlock()
+	old, cur := g.connection()
+	if cur != gen {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.route.RequestTimeout)
+	defer cancel()
+	conn, err := g.route.Upstream.Open(ctx, upstream.OpenParams{Session: g.info, Era: core.EraLegacy}, genSink{g, gen + 1})
+	if err != nil {
+		return err
+	}
+	init, err := core.Decode(g.initRaw)
+	if err != nil {
+		_ = conn.Close(ctx)
+		return err
+	}
+	init.Session, init.Direction, init.Era = g.info, core.ClientToServer, core.EraLegacy
+	resp, err := conn.RoundTrip(ctx, init, nil)
+	if err == nil && resp.Kind != core.KindResponse {
+		err = errors.New("upstream refused the repeated initialize")
+	}
+	if err == nil {
+		err = conn.Send(ctx, core.Notification("notifications/initialized", nil))
+	}
+	if err != nil {
+		_ = conn.Close(ctx)
+		g.log.Warn("upstream_reestablish_failed", "error", err)
+		return err
+	}
+	g.cs.mu.Lock()
+	g.cs.conn, g.cs.gen = conn, gen+1
+	g.cs.mu.Unlock()
+	go func() { _ = old.Close(context.WithoutCancel(ctx)) }()
+	g.mu.Lock()
+	listening := g.listening
+	g.listening = false
+	g.mu.Unlock()
+	if listening {
+		g.listenOnce()
+	}
+	g.log.Info("upstream_session_reestablished", "generation", gen+1)
+	if g.sess != nil {
+		g.f.opts.Sessions.Resumed(g.sess, "upstream")
+	}
+	return nil
+}
+
+// safeMethods can be sent again without changing anything upstream.
+var safeMethods = []string{
+	"ping", "tools/list", "prompts/list", "prompts/get", "resources/list", "resources/read",
+	"resources/templates/list", "completion/complete", "logging/setLevel",
+	"resources/subscribe", "resources/unsubscribe",
+}
+
+// safeToRetry says whether a request may be repeated after the upstream
+// lost it: reads, and tools the operator listed or (when the operator
+// trusts the upstream's annotations) marked read-only or idempotent.
+func (g *gwSession) safeToRetry(m *core.Message) bool {
+	if slices.Contains(safeMethods, m.Method) {
+		return true
+	}
+	if m.Method != "tools/call" {
+		return false
+	}
+	rt := g.route
+	if slices.Contains(rt.RetryTools, m.Name) {
+		return true
+	}
+	return rt.TrustAnnotations && rt.annotations.safe(m.Name)
+}
+
+// toolAnnotations remembers which tools an upstream marks read-only or
+// idempotent, read from tools/list results on routes that trust them.
+type toolAnnotations struct {
+	mu     sync.RWMutex
+	byName map[string]bool
+}
+
+func (a *toolAnnotations) safe(name string) bool {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.byName[name]
+}
+
+func (a *toolAnnotations) learn(result []byte) {
+	var r struct {
+		Tools []struct {
+			Name        string `json:"name"`
+			Annotations struct {
+				ReadOnly   bool `json:"readOnlyHint"`
+				Idempotent bool `json:"idempotentHint"`
+			} `json:"annotations"`
+		} `json:"tools"`
+	}
+	if json.Unmarshal(result, &r) != nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.byName == nil {
+		a.byName = map[string]bool{}
+	}
+	for _, t := range r.Tools {
+		a.byName[t.Name] = t.Annotations.ReadOnly || t.Annotations.Idempotent
+	}
+}
