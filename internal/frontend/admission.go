@@ -22,7 +22,7 @@ type CreationLimits struct {
 // place under the caps. Exactly one of commit and cancel follows.
 type admission struct {
 	f         *Frontend
-	res       *session.Reservation
+	res       session.Reservation
 	addr      string
 	principal string
 	at        time.Time

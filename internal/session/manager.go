@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/core"
@@ -124,6 +125,8 @@ type Manager struct {
 
 	shards [shardCount]shard
 
+	live atomic.Int64 // sessions in the shards; changed only under admit
+
 	admit      sync.Mutex
 	global     *scope
 	routes     map[string]*scope
@@ -182,7 +185,8 @@ func (m *Manager) shardOf(id string) *shard {
 }
 
 // Reservation holds a place under every cap for a session being created.
-// Exactly one of Commit and Cancel must be called.
+// Exactly one of Commit and Cancel must be called, on the same variable.
+// The zero Reservation (from a failed Reserve) does nothing.
 type Reservation struct {
 	m      *Manager
 	scopes []*scope
@@ -193,11 +197,11 @@ type Reservation struct {
 // where a cap's policy says so. The place is held until Commit or Cancel,
 // so a creation that fails afterwards gives it back. A full cap with the
 // reject policy returns a *CapError.
-func (m *Manager) Reserve(ctx context.Context, a Admission) (*Reservation, error) {
+func (m *Manager) Reserve(ctx context.Context, a Admission) (Reservation, error) {
 	m.admit.Lock()
 	if m.closed {
 		m.admit.Unlock()
-		return nil, ErrClosed
+		return Reservation{}, ErrClosed
 	}
 	scopes := m.scopesFor(a)
 	var victims []*Session
@@ -207,7 +211,7 @@ func (m *Manager) Reserve(ctx context.Context, a Admission) (*Reservation, error
 			if sc.cap.Policy == Reject || sc.cap.Policy == "" || v == nil {
 				err := m.capError(sc) // reads sc.head: only under m.admit
 				m.admit.Unlock()
-				return nil, err
+				return Reservation{}, err
 			}
 			m.unlinkLocked(v)
 			m.removeFromShard(v) // lookups answer 404 before the new session counts
@@ -228,12 +232,16 @@ func (m *Manager) Reserve(ctx context.Context, a Admission) (*Reservation, error
 		}
 		m.enqueueTeardown(ctx, v, ReasonEvicted)
 	}
-	return &Reservation{m: m, scopes: scopes}, nil
+	return Reservation{m: m, scopes: scopes}, nil
 }
 
 // scopesFor returns the capped scopes an admission counts in, creating
-// their records. Uncapped scopes are not tracked at all.
+// their records. Uncapped scopes are not tracked at all, and with no cap
+// configured nothing is allocated.
 func (m *Manager) scopesFor(a Admission) []*scope {
+	if m.global.cap.Max <= 0 && a.RouteCap.Max <= 0 && m.opts.PerPrincipal.Max <= 0 && m.opts.PerTenant.Max <= 0 {
+		return nil
+	}
 	out := make([]*scope, 0, 4)
 	if m.global.cap.Max > 0 {
 		out = append(out, m.global)
@@ -290,7 +298,7 @@ func (m *Manager) capError(sc *scope) *CapError {
 
 // Cancel gives the reserved place back.
 func (r *Reservation) Cancel() {
-	if r == nil || r.done {
+	if r == nil || r.m == nil || r.done {
 		return
 	}
 	r.done = true
@@ -307,7 +315,7 @@ func (r *Reservation) Cancel() {
 // empty; info.Created is set. The manager keeps info, which the caller
 // must not modify afterwards. The Created hooks run before it returns.
 func (r *Reservation) Commit(info *core.SessionInfo, lim Limits, closer Closer, value any) (*Session, error) {
-	if r.done {
+	if r.m == nil || r.done {
 		return nil, errors.New("session: reservation already used")
 	}
 	m := r.m
@@ -338,6 +346,7 @@ func (r *Reservation) Commit(info *core.SessionInfo, lim Limits, closer Closer, 
 		return nil, errors.New("session: duplicate id")
 	}
 	sh.byID[info.ID] = s
+	m.live.Add(1)
 	sh.mu.Unlock()
 	r.done = true
 	for _, sc := range r.scopes {
@@ -425,6 +434,7 @@ func (m *Manager) removeFromShard(s *Session) bool {
 		return false
 	}
 	delete(sh.byID, s.info.ID)
+	m.live.Add(-1)
 	return true
 }
 
@@ -440,17 +450,11 @@ func (m *Manager) Get(id string) (*Session, error) {
 	return s, nil
 }
 
-// Len is the number of live sessions.
-func (m *Manager) Len() int {
-	n := 0
-	for i := range m.shards {
-		sh := &m.shards[i]
-		sh.mu.RLock()
-		n += len(sh.byID)
-		sh.mu.RUnlock()
-	}
-	return n
-}
+// Len is the number of live sessions. Every change to it happens under
+// the admission lock, so it is exact at every instant (summing the shards
+// would not be: a concurrent eviction and creation in shards visited in
+// the wrong order would be counted twice).
+func (m *Manager) Len() int { return int(m.live.Load()) }
 
 // Count is the number of sessions (live plus reserved) counted in a
 // capped scope; zero for an uncapped one.

@@ -25,7 +25,9 @@ func info(route, principal string) *core.SessionInfo {
 func TestCapStrictUnderConcurrency(t *testing.T) {
 	for _, policy := range []session.Policy{session.Reject, session.EvictOldest, session.EvictIdlest} {
 		t.Run(string(policy), func(t *testing.T) {
-			const capMax, workers, perWorker = 50, 64, 60
+			// Fewer workers than the cap: reservations in flight can never
+			// fill it alone, so the evicting policies always find a victim.
+			const capMax, workers, perWorker = 50, 32, 100
 			m := session.NewManager(session.Options{Global: session.Cap{Max: capMax, Policy: policy}})
 			defer m.Close(context.Background())
 			var over atomic.Int64
@@ -318,5 +320,21 @@ func BenchmarkReap(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		session.ReapOnce(m, time.Now())
+	}
+}
+
+// BenchmarkCreateFeaturesOff shows that with no cap configured, admission
+// allocates nothing beyond the session itself; compare with
+// BenchmarkReserveCommitEnd, where a cap is on.
+func BenchmarkCreateFeaturesOff(b *testing.B) {
+	m := session.NewManager(session.Options{})
+	defer m.Close(context.Background())
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := m.Reserve(context.Background(), session.Admission{Route: "r", Principal: "p"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.Cancel()
 	}
 }
