@@ -28,7 +28,13 @@ type Frontend struct {
 	routes map[string]*Route
 	// historyBytes is the SSE history kept across all sessions.
 	historyBytes atomic.Int64
+	// posts counts POST exchanges in progress (not the long-lived GET
+	// streams), so shutdown knows when in-flight requests have drained.
+	posts atomic.Int64
 }
+
+// InFlight is the number of POST exchanges in progress.
+func (f *Frontend) InFlight() int64 { return f.posts.Load() }
 
 // New builds the routes' pipelines.
 func New(opts Options, routes []*Route) (*Frontend, error) {
@@ -156,6 +162,8 @@ func (f *Frontend) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *co
 }
 
 func (f *Frontend) post(w http.ResponseWriter, r *http.Request, rt *Route) {
+	f.posts.Add(1)
+	defer f.posts.Add(-1)
 	body, e := f.readBody(w, r)
 	if e != nil {
 		f.reject(w, r, nil, e)

@@ -216,13 +216,19 @@ func (g *Gateway) shutdown(servers []*http.Server) {
 	}
 	drained := make(chan struct{})
 	go func() { wg.Wait(); close(drained) }()
-	// In-flight requests get half the budget to finish; then sessions end,
-	// which closes the long-lived streams Shutdown would otherwise wait for.
+	// In-flight requests get up to half the budget to finish; then sessions
+	// end, which closes the long-lived GET streams Shutdown would otherwise
+	// wait for.
 	deadline, _ := ctx.Deadline()
-	select {
-	case <-drained:
-	case <-time.After(time.Until(deadline) / 2):
+	half := time.Now().Add(time.Until(deadline) / 2)
+	tick := time.NewTicker(10 * time.Millisecond)
+	for g.front.InFlight() > 0 && time.Now().Before(half) {
+		select {
+		case <-drained:
+		case <-tick.C:
+		}
 	}
+	tick.Stop()
 	g.sessions.Close(ctx)
 	<-drained
 	g.closeUpstreams()
