@@ -123,6 +123,7 @@ func startGateway(upstreamURL string) (string, func()) {
 		Listeners: []config.Listener{{Address: "127.0.0.1:0"}},
 		Routes:    []config.Route{{Name: "bench", Path: "/mcp", Upstream: config.Upstream{HTTP: &config.HTTPUpstream{URL: upstreamURL}}}},
 		Log:       config.Log{Level: "warn"},
+		Store:     config.Store{Kind: config.StoreMemory},
 	}
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {

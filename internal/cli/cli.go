@@ -43,6 +43,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 type sources struct {
 	configPath, listen, stdio, http string
+	dataDir, storeKind              string
 }
 
 func (s *sources) register(cmd *cobra.Command) {
@@ -50,16 +51,36 @@ func (s *sources) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&s.listen, "listen", config.DefaultAddress, "listen address when no config file is given")
 	cmd.Flags().StringVar(&s.stdio, "stdio", "", "serve one route at /mcp in front of this command (e.g. 'npx server-everything')")
 	cmd.Flags().StringVar(&s.http, "http", "", "serve one route at /mcp in front of this Streamable HTTP URL")
+	cmd.Flags().StringVar(&s.dataDir, "data-dir", "", "directory of the embedded session store (overrides store.data_dir; default ./"+config.DefaultDataDir+")")
+	cmd.Flags().StringVar(&s.storeKind, "store", "", "session store: embedded or memory (overrides store.kind)")
 }
 
 func (s *sources) load() (*config.Config, error) {
+	var (
+		cfg *config.Config
+		err error
+	)
 	if s.configPath != "" {
 		if s.stdio != "" || s.http != "" {
 			return nil, errors.New("--config excludes --stdio and --http")
 		}
-		return config.Load(s.configPath)
+		cfg, err = config.Load(s.configPath)
+	} else {
+		cfg, err = config.ForCommandLine(s.listen, s.stdio, s.http)
 	}
-	return config.ForCommandLine(s.listen, s.stdio, s.http)
+	if err != nil {
+		return nil, err
+	}
+	if s.dataDir != "" {
+		cfg.Store.DataDir = s.dataDir
+	}
+	if s.storeKind != "" {
+		cfg.Store.Kind = s.storeKind
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	return cfg, nil
 }
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {

@@ -18,6 +18,27 @@ type Config struct {
 	Sessions Sessions `yaml:"sessions"`
 	// Routes map client-facing paths to upstream MCP servers. At least one.
 	Routes []Route `yaml:"routes"`
+	// Store is where sessions are kept so they survive a restart.
+	Store Store `yaml:"store"`
+}
+
+// Store kinds.
+const (
+	StoreEmbedded = "embedded"
+	StoreMemory   = "memory"
+)
+
+// Store selects the session store.
+type Store struct {
+	// Kind is embedded (a file under DataDir; sessions survive restarts)
+	// or memory (nothing survives). Default embedded.
+	Kind string `yaml:"kind"`
+	// DataDir holds the embedded store's file. Default ./mcpgate-data.
+	DataDir string `yaml:"data_dir"`
+	// FlushInterval is how long session activity may wait in memory
+	// before it is written; a crash loses at most this much activity time,
+	// never a session. Default 1s.
+	FlushInterval time.Duration `yaml:"flush_interval"`
 }
 
 // Listener is one address mcpgate accepts clients on.

@@ -20,6 +20,7 @@ const (
 	DefaultShutdownTimeout   = 15 * time.Second
 	DefaultIdleTimeout       = 30 * time.Minute
 	DefaultTTL               = 24 * time.Hour
+	DefaultDataDir           = "mcpgate-data"
 	DefaultMaxSessions       = 10000
 	DefaultWhenFull          = "evict-idlest"
 	DefaultResumeSession     = 1 << 20
@@ -105,6 +106,13 @@ func (c *Config) SetDefaults() {
 	if ss.Resumption.TotalBytes == 0 {
 		ss.Resumption.TotalBytes = DefaultResumeTotal
 	}
+	if c.Store.Kind == "" {
+		c.Store.Kind = StoreEmbedded
+	}
+	if c.Store.DataDir == "" {
+		c.Store.DataDir = DefaultDataDir
+	}
+	setDur(&c.Store.FlushInterval, time.Second)
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		if r.Name == "" {
@@ -221,6 +229,11 @@ func (c *Config) Validate() error {
 	}
 	if ss.Resumption.TotalBytes < ss.Resumption.SessionBytes {
 		bad("sessions.resumption.total_bytes", "must be at least session_bytes")
+	}
+	switch c.Store.Kind {
+	case StoreEmbedded, StoreMemory:
+	default:
+		bad("store.kind", "want embedded or memory, got %q", c.Store.Kind)
 	}
 	if len(c.Routes) == 0 {
 		bad("routes", "at least one route is required")

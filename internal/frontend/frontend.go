@@ -28,6 +28,8 @@ type Frontend struct {
 	routes map[string]*Route
 	// historyBytes is the SSE history kept across all sessions.
 	historyBytes atomic.Int64
+	// persist writes sessions through to the store; nil without one.
+	persist *persistence
 	// posts counts POST exchanges in progress (not the long-lived GET
 	// streams), so shutdown knows when in-flight requests have drained.
 	posts atomic.Int64
@@ -43,6 +45,7 @@ func New(opts Options, routes []*Route) (*Frontend, error) {
 		return nil, errors.New("frontend: Options.Sessions is required")
 	}
 	f := &Frontend{opts: opts, log: opts.Logger, routes: map[string]*Route{}}
+	f.UseStore(opts.Store)
 	for _, rt := range routes {
 		if _, dup := f.routes[rt.Path]; dup {
 			return nil, fmt.Errorf("frontend: duplicate route path %q", rt.Path)
@@ -199,7 +202,10 @@ func (f *Frontend) post(w http.ResponseWriter, r *http.Request, rt *Route) {
 func (f *Frontend) toUpstream(ctx context.Context, m *core.Message) (*core.Message, error) {
 	t := targetOf(ctx)
 	g := t.g
-	conn, gen := g.connection()
+	conn, gen, err := g.ready(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if m.Kind != core.KindRequest {
 		if m.Method == "notifications/cancelled" {
 			if id := cancelledID(m); id != "" {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/core"
@@ -35,6 +36,8 @@ type gwSession struct {
 	pending    map[core.ID]chan *core.Message // server→client requests awaiting the client
 	inflight   map[core.ID]*call              // client requests in flight
 	listening  bool
+	// persistedTouch is when activity was last written to the store.
+	persistedTouch atomic.Int64
 	// budget bounds this session's kept SSE history.
 	budget historyBudget
 	// initRaw is the client's initialize request, kept to re-establish a
@@ -66,6 +69,7 @@ func newGWSession(f *Frontend, rt *Route, info *core.SessionInfo) *gwSession {
 // requests, close the upstream side.
 func (g *gwSession) teardown(ctx context.Context, reason session.Reason) {
 	g.cancel()
+	g.f.persist.forget(g, reason)
 	if g.anonAddr != "" {
 		g.route.anonMu.Lock()
 		if g.route.anon[g.anonAddr] == g {
@@ -340,8 +344,11 @@ func (g *gwSession) listenOnce() {
 	g.listening = true
 	g.mu.Unlock()
 	go func() {
-		conn, _ := g.connection()
-		if err := conn.Listen(g.ctx); err != nil && !errors.Is(err, context.Canceled) {
+		conn, _, err := g.ready(g.ctx)
+		if err == nil {
+			err = conn.Listen(g.ctx)
+		}
+		if err != nil && !errors.Is(err, context.Canceled) {
 			g.log.Warn("upstream_listen_failed", "error", err)
 		}
 	}()

@@ -68,6 +68,7 @@ func (f *Frontend) legacyPost(w http.ResponseWriter, r *http.Request, rt *Route,
 		return
 	}
 	defer g.sess.Release(g.sess.Acquire())
+	f.persist.touch(g)
 	switch m.Kind {
 	case core.KindRequest:
 		f.legacyRequest(w, r, g, m)
@@ -107,8 +108,11 @@ func (f *Frontend) clientResponse(g *gwSession, m *core.Message) {
 	// Not one mcpgate is waiting for: pass it on; the upstream decides.
 	ctx, cancel := context.WithTimeout(g.ctx, 10*time.Second)
 	defer cancel()
-	conn, _ := g.connection()
-	if err := conn.Send(ctx, m); err != nil {
+	conn, _, err := g.ready(ctx)
+	if err == nil {
+		err = conn.Send(ctx, m)
+	}
+	if err != nil {
 		g.log.Warn("upstream_send_failed", "kind", m.Kind.String(), "error", err)
 	}
 }
@@ -196,6 +200,7 @@ func (f *Frontend) initialize(w http.ResponseWriter, r *http.Request, rt *Route,
 			adm = nil
 			if cerr == nil {
 				g.sess = s
+				f.persist.put(g)
 				st.finish(resp, http.StatusOK)
 				f.waitReleased(r, st)
 				return
@@ -224,6 +229,7 @@ func (f *Frontend) initialize(w http.ResponseWriter, r *http.Request, rt *Route,
 			}
 		}
 		f.log.Info("initialize_failed", "route", rt.Name, "error", err)
+		st.addHeaders(e.Header)
 		st.finish(core.ErrorResponse(m.ID, e), e.HTTPStatus())
 	default:
 		// The upstream's own error response goes back as it is.

@@ -8,6 +8,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
+	"github.com/mcpgate/mcpgate/internal/store"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
@@ -77,6 +78,9 @@ type Options struct {
 	ServerRequestBacklog int
 	// Creation are the session creation rate limits; nil windows are off.
 	Creation CreationLimits
+	// Store persists legacy sessions so they survive a restart; nil keeps
+	// them in memory only.
+	Store store.Store
 	// ResumeSessionBytes and ResumeTotalBytes bound the SSE events kept
 	// for Last-Event-ID, per session and in all. If zero, 1 MiB and 64 MiB.
 	ResumeSessionBytes, ResumeTotalBytes int64

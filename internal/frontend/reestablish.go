@@ -27,6 +27,24 @@ func (g *gwSession) connection() (upstream.Conn, int) {
 	return g.cs.conn, g.cs.gen
 }
 
+// ready returns the upstream connection, establishing it first for a
+// session restored after a restart, whose upstream side is re-created
+// lazily on first use.
+func (g *gwSession) ready(ctx context.Context) (upstream.Conn, int, error) {
+	conn, gen := g.connection()
+	if conn != nil {
+		return conn, gen, nil
+	}
+	if !g.canReestablish() {
+		return nil, gen, upstream.ErrClosed
+	}
+	if err := g.reestablish(ctx, gen); err != nil {
+		return nil, gen, err
+	}
+	conn, gen = g.connection()
+	return conn, gen, nil
+}
+
 func (g *gwSession) setConn(c upstream.Conn) {
 	g.cs.mu.Lock()
 	g.cs.conn = c
@@ -101,7 +119,9 @@ func (g *gwSession) reestablish(ctx context.Context, gen int) error {
 	g.cs.mu.Lock()
 	g.cs.conn, g.cs.gen = conn, gen+1
 	g.cs.mu.Unlock()
-	go func() { _ = old.Close(context.WithoutCancel(ctx)) }()
+	if old != nil {
+		go func() { _ = old.Close(context.WithoutCancel(ctx)) }()
+	}
 	g.mu.Lock()
 	listening := g.listening
 	g.listening = false

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -18,6 +19,9 @@ import (
 	"github.com/mcpgate/mcpgate/internal/limits"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
+	"github.com/mcpgate/mcpgate/internal/store"
+	"github.com/mcpgate/mcpgate/internal/store/bolt"
+	"github.com/mcpgate/mcpgate/internal/store/memory"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 	"github.com/mcpgate/mcpgate/internal/upstream/httpup"
 	"github.com/mcpgate/mcpgate/internal/upstream/stdio"
@@ -35,6 +39,7 @@ type Options struct {
 type Gateway struct {
 	cfg       *config.Config
 	log       *slog.Logger
+	store     store.Store
 	sessions  *session.Manager
 	front     *frontend.Frontend
 	upstreams []upstream.Upstream
@@ -107,12 +112,24 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		ResumeSessionBytes: int64(ss.Resumption.SessionBytes), ResumeTotalBytes: int64(ss.Resumption.TotalBytes),
 	}, routes)
 	if err != nil {
-		g.sessions.Close(context.Background())
-		g.closeUpstreams()
+		g.Close()
 		return nil, err
 	}
 	g.front = front
 	return g, nil
+}
+
+// openStore opens the configured session store.
+func openStore(c config.Store, log *slog.Logger) (store.Store, error) {
+	if c.Kind == config.StoreMemory {
+		return memory.New(), nil
+	}
+	path := filepath.Join(c.DataDir, "sessions.db")
+	st, err := bolt.Open(path, bolt.Options{FlushInterval: c.FlushInterval, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return st, nil
 }
 
 // window builds a creation limiter; nil (no limit, no cost) when off.
@@ -157,6 +174,22 @@ func (g *Gateway) Addrs() []net.Addr {
 // accepting, drain in-flight requests within the shutdown timeout, end
 // every session (stopping stdio processes), close upstreams.
 func (g *Gateway) Run(ctx context.Context) error {
+	// The store is opened here, not in New, so that validate never takes
+	// the data directory's lock from a running gateway.
+	st, err := openStore(g.cfg.Store, g.log)
+	if err != nil {
+		g.readyOnce.Do(func() { close(g.ready) })
+		g.shutdown(nil)
+		return err
+	}
+	g.store = st
+	g.front.UseStore(st)
+	// Sessions from before a restart come back before the first request.
+	if n, err := g.front.Restore(ctx); err != nil {
+		g.log.Error("sessions_not_restored", "error", err)
+	} else if n > 0 {
+		g.log.Info("sessions_restored", "count", n)
+	}
 	var servers []*http.Server
 	for i, lc := range g.cfg.Listeners {
 		ln, err := net.Listen("tcp", lc.Address)
@@ -232,6 +265,16 @@ func (g *Gateway) shutdown(servers []*http.Server) {
 	g.sessions.Close(ctx)
 	<-drained
 	g.closeUpstreams()
+	g.closeStore()
+}
+
+func (g *Gateway) closeStore() {
+	if g.store != nil {
+		if err := g.store.Close(); err != nil {
+			g.log.Error("store_close_failed", "error", err)
+		}
+		g.store = nil
+	}
 }
 
 // Close releases a gateway that was built but never run (validate).
@@ -240,6 +283,7 @@ func (g *Gateway) Close() {
 		g.sessions.Close(context.Background())
 	}
 	g.closeUpstreams()
+	g.closeStore()
 }
 
 func (g *Gateway) closeUpstreams() {

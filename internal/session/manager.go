@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -204,19 +205,23 @@ func (m *Manager) Reserve(ctx context.Context, a Admission) (Reservation, error)
 		return Reservation{}, ErrClosed
 	}
 	scopes := m.scopesFor(a)
+	// Decide first, change nothing until every scope agrees: a scope that
+	// rejects must not leave another scope's victim evicted.
 	var victims []*Session
 	for _, sc := range scopes {
-		for sc.count+1 > sc.cap.Max {
-			v := m.victim(sc)
+		for sc.count-chosenIn(victims, sc)+1 > sc.cap.Max {
+			v := m.victim(sc, victims)
 			if sc.cap.Policy == Reject || sc.cap.Policy == "" || v == nil {
 				err := m.capError(sc) // reads sc.head: only under m.admit
 				m.admit.Unlock()
 				return Reservation{}, err
 			}
-			m.unlinkLocked(v)
-			m.removeFromShard(v) // lookups answer 404 before the new session counts
 			victims = append(victims, v)
 		}
+	}
+	for _, v := range victims {
+		m.unlinkLocked(v)
+		m.removeFromShard(v) // lookups answer 404 before the new session counts
 	}
 	for _, sc := range scopes {
 		sc.count++
@@ -265,14 +270,21 @@ func (m *Manager) scopesFor(a Admission) []*scope {
 }
 
 // victim picks the session a full scope gives up, or nil.
-func (m *Manager) victim(sc *scope) *Session {
+func (m *Manager) victim(sc *scope, chosen []*Session) *Session {
 	switch sc.cap.Policy {
 	case EvictOldest:
-		return sc.head
+		for s := sc.head; s != nil; s = s.links[sc.slot].next {
+			if !slices.Contains(chosen, s) {
+				return s
+			}
+		}
 	case EvictIdlest:
 		var best *Session
 		bestBusy := true
 		for s := sc.head; s != nil; s = s.links[sc.slot].next {
+			if slices.Contains(chosen, s) {
+				continue
+			}
 			busy := s.busy.Load() > 0
 			switch {
 			case best == nil,
@@ -284,6 +296,17 @@ func (m *Manager) victim(sc *scope) *Session {
 		return best
 	}
 	return nil
+}
+
+// chosenIn counts the victims already chosen that count in sc.
+func chosenIn(victims []*Session, sc *scope) int {
+	n := 0
+	for _, v := range victims {
+		if v.links[sc.slot].scope == sc {
+			n++
+		}
+	}
+	return n
 }
 
 func (m *Manager) capError(sc *scope) *CapError {
@@ -312,7 +335,8 @@ func (r *Reservation) Cancel() {
 }
 
 // Commit turns the reservation into a live session. info.ID is minted when
-// empty; info.Created is set. The manager keeps info, which the caller
+// empty; info.Created is set when zero (a session restored after a restart
+// keeps its original creation time, so its TTL continues). The manager keeps info, which the caller
 // must not modify afterwards. The Created hooks run before it returns.
 func (r *Reservation) Commit(info *core.SessionInfo, lim Limits, closer Closer, value any) (*Session, error) {
 	if r.m == nil || r.done {
@@ -322,7 +346,9 @@ func (r *Reservation) Commit(info *core.SessionInfo, lim Limits, closer Closer, 
 	if info.ID == "" {
 		info.ID = NewID()
 	}
-	info.Created = time.Now()
+	if info.Created.IsZero() {
+		info.Created = time.Now()
+	}
 	if lim.IdleTimeout <= 0 {
 		lim.IdleTimeout = m.opts.DefaultIdleTimeout
 	}

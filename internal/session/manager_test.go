@@ -338,3 +338,36 @@ func BenchmarkCreateFeaturesOff(b *testing.B) {
 		r.Cancel()
 	}
 }
+
+// TestRefusalEvictsNothing: when one scope would evict but another
+// rejects, the creation is refused and no session is evicted.
+func TestRefusalEvictsNothing(t *testing.T) {
+	m := session.NewManager(session.Options{Global: session.Cap{Max: 2, Policy: session.EvictOldest}})
+	defer m.Close(context.Background())
+	routeB := session.Cap{Max: 1, Policy: session.Reject}
+	mk := func(route string, rc session.Cap) (*session.Session, error) {
+		r, err := m.Reserve(t.Context(), session.Admission{Route: route, RouteCap: rc})
+		if err != nil {
+			return nil, err
+		}
+		return r.Commit(info(route, "p"), session.Limits{}, nil, nil)
+	}
+	s1, err := mk("a", session.Cap{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mk("b", routeB); err != nil {
+		t.Fatal(err)
+	}
+	_, err = mk("b", routeB)
+	var ce *session.CapError
+	if !errors.As(err, &ce) || ce.Scope != session.ScopeRoute {
+		t.Fatalf("third session: %v, want the route cap's refusal", err)
+	}
+	if _, err := m.Get(s1.ID()); err != nil {
+		t.Fatal("a refused creation evicted a session of another route")
+	}
+	if m.Len() != 2 || m.Count(session.ScopeGlobal, "") != 2 {
+		t.Fatalf("live %d, global count %d, want 2 and 2", m.Len(), m.Count(session.ScopeGlobal, ""))
+	}
+}

@@ -301,8 +301,10 @@ func TestCloserRunsOutsideLock(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var hookSawLen atomic.Int64
 			hookSawLen.Store(-1)
+			// Not newManager: after a deadlock, a cleanup Close would hang
+			// the whole package instead of failing this test.
 			var m *session.Manager
-			m = newManager(t, session.Options{Hooks: []session.Hooks{{
+			m = session.NewManager(session.Options{Hooks: []session.Hooks{{
 				Ended: func(*core.SessionInfo, session.Reason) { hookSawLen.Store(int64(m.Len())) },
 			}}})
 			var closerSaw struct {
@@ -330,6 +332,7 @@ func TestCloserRunsOutsideLock(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("ending a session whose Closer calls the manager deadlocked")
 			}
+			defer m.Close(context.Background())
 			if !errors.Is(closerSaw.get, session.ErrNotFound) || !errors.Is(closerSaw.end, session.ErrNotFound) {
 				t.Errorf("inside the Closer the session is still registered: Get err=%v, End err=%v", closerSaw.get, closerSaw.end)
 			}

@@ -55,6 +55,7 @@ func startGateway(t testing.TB, mutate func(*config.Config), routes ...config.Ro
 	t.Helper()
 	cfg := &config.Config{Listeners: []config.Listener{{Address: "127.0.0.1:0"}}, Routes: routes}
 	cfg.Server.ShutdownTimeout = 5 * time.Second
+	cfg.Store.Kind = config.StoreMemory // tests that need persistence set a data dir
 	if mutate != nil {
 		mutate(cfg)
 	}

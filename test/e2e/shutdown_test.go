@@ -34,6 +34,7 @@ func TestGracefulShutdownDrains(t *testing.T) {
 
 	cfg := &config.Config{Listeners: []config.Listener{{Address: "127.0.0.1:0"}}, Routes: []config.Route{httpRoute("slow", "/mcp", up.URL)}}
 	cfg.Server.ShutdownTimeout = 5 * time.Second
+	cfg.Store.Kind = config.StoreMemory
 	cfg.SetDefaults()
 	g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {

@@ -18,16 +18,18 @@ func New(logger *slog.Logger) core.Interceptor {
 			start := time.Now()
 			resp, err := next(ctx, m)
 			level := slog.LevelDebug
-			code := 0
 			switch {
 			case err != nil:
 				level = slog.LevelWarn
 			case resp != nil && resp.Kind == core.KindError:
-				code = resp.ErrorCode()
 				level = slog.LevelInfo
 			}
 			if !logger.Enabled(ctx, level) {
 				return resp, err
+			}
+			code := 0
+			if err == nil && resp != nil && resp.Kind == core.KindError {
+				code = resp.ErrorCode() // parses JSON: only once the record is wanted
 			}
 			attrs := make([]slog.Attr, 0, 10)
 			attrs = append(attrs,

@@ -1,0 +1,94 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/core"
+)
+
+// ErrNotFound is returned for a record that does not exist.
+var ErrNotFound = errors.New("store: not found")
+
+// ErrClosed is returned by a closed store.
+var ErrClosed = errors.New("store: closed")
+
+// Record is a session as persisted. It holds what is needed to continue
+// the session after a restart: who it belongs to, how it was negotiated,
+// the client's initialize request (to re-establish the upstream side
+// lazily), and its bounds.
+type Record struct {
+	ID              string        `json:"id"`
+	Route           string        `json:"route"`
+	Era             core.Era      `json:"era"`
+	ProtocolVersion string        `json:"protocol_version"`
+	Principal       string        `json:"principal"`
+	Tenant          string        `json:"tenant,omitempty"`
+	RemoteAddr      string        `json:"remote_addr,omitempty"`
+	ClientName      string        `json:"client_name,omitempty"`
+	ClientVersion   string        `json:"client_version,omitempty"`
+	InitRaw         []byte        `json:"init_raw,omitempty"`
+	UpstreamSession string        `json:"upstream_session,omitempty"`
+	Created         time.Time     `json:"created"`
+	LastActive      time.Time     `json:"last_active"`
+	IdleTimeout     time.Duration `json:"idle_timeout"`
+	TTL             time.Duration `json:"ttl,omitempty"`
+	// Usage holds per-session counters (requests, tokens, ...), by name.
+	Usage map[string]int64 `json:"usage,omitempty"`
+	// Overrides holds per-session settings an operator changed, by name.
+	Overrides map[string]string `json:"overrides,omitempty"`
+}
+
+// Expired reports whether the record is past its idle timeout or TTL at now.
+func (r *Record) Expired(now time.Time) bool {
+	if r.TTL > 0 && now.Sub(r.Created) > r.TTL {
+		return true
+	}
+	return r.IdleTimeout > 0 && now.Sub(r.LastActive) > r.IdleTimeout
+}
+
+// Store keeps session records. Implementations must be safe for use by
+// multiple goroutines. Every method honours ctx; writes that must survive a
+// cancelled request should be given context.WithoutCancel by the caller.
+//
+// Durability: Put and Delete are durable when they return (a crash after
+// that loses neither); Touch may be buffered by the backend for up to its
+// documented flush interval, so a crash loses at most that much activity
+// time — never a session.
+type Store interface {
+	// Put creates or replaces a record.
+	Put(ctx context.Context, r *Record) error
+	// Get returns a copy of the record with id, or ErrNotFound.
+	Get(ctx context.Context, id string) (*Record, error)
+	// Touch records activity; a record that does not exist is ignored.
+	Touch(ctx context.Context, id string, at time.Time) error
+	// Delete removes a record; deleting a missing record is not an error.
+	Delete(ctx context.Context, id string) error
+	// List returns copies of every record, in no particular order.
+	List(ctx context.Context) ([]*Record, error)
+	// Add adds delta to a named counter and returns its new value; a
+	// counter that does not exist starts at zero.
+	Add(ctx context.Context, counter string, delta int64) (int64, error)
+	// Close flushes buffered writes and releases the store.
+	Close() error
+}
+
+// Clone returns a deep copy of r.
+func (r *Record) Clone() *Record {
+	c := *r
+	c.InitRaw = append([]byte(nil), r.InitRaw...)
+	if r.Usage != nil {
+		c.Usage = make(map[string]int64, len(r.Usage))
+		for k, v := range r.Usage {
+			c.Usage[k] = v
+		}
+	}
+	if r.Overrides != nil {
+		c.Overrides = make(map[string]string, len(r.Overrides))
+		for k, v := range r.Overrides {
+			c.Overrides[k] = v
+		}
+	}
+	return &c
+}
