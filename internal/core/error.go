@@ -138,9 +138,9 @@ func AppendErrorResponse(dst []byte, id ID, e *Error) []byte {
 // ErrorResponse builds the error response message for a request.
 func ErrorResponse(id ID, e *Error) *Message {
 	raw := AppendErrorResponse(nil, id, e)
-	m := &Message{Raw: raw, Kind: KindError, ID: id}
-	if id.IsZero() {
-		m.ID = "null"
+	m, err := Decode(raw)
+	if err != nil { // unreachable: AppendErrorResponse writes valid JSON-RPC
+		return &Message{Raw: raw, Kind: KindError, ID: "null"}
 	}
 	return m
 }

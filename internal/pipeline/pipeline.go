@@ -28,12 +28,12 @@ type Stage struct {
 // move a stage. A stage with a nil interceptor (a switched-off feature) is
 // left out.
 func Build(terminal core.Handler, stages []Stage) (core.Handler, error) {
-	sorted := slices.DeleteFunc(slices.Clone(stages), func(s Stage) bool { return s.Interceptor == nil })
-	for _, s := range sorted {
+	for _, s := range stages {
 		if !slices.Contains(Order, s.Name) {
 			return nil, fmt.Errorf("pipeline: unknown stage %q (known: %v)", s.Name, Order)
 		}
 	}
+	sorted := slices.DeleteFunc(slices.Clone(stages), func(s Stage) bool { return s.Interceptor == nil })
 	slices.SortStableFunc(sorted, func(a, b Stage) int {
 		return slices.Index(Order, a.Name) - slices.Index(Order, b.Name)
 	})

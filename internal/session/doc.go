@@ -7,8 +7,10 @@
 // legacy era's Mcp-Session-Id, and for modern (2026-07-28) clients a key
 // mcpgate issues in the Mcpgate-Session header.
 //
-//	m := session.NewManager(session.Options{Logger: log})
-//	s, err := m.Create(ctx, info, session.Limits{IdleTimeout: time.Minute}, closer)
-//	defer s.Release(s.Acquire()) // an open stream keeps the session alive
-//	m.End(s.ID(), session.ReasonDeleted)
+//	m := session.NewManager(session.Options{Logger: log, Global: session.Cap{Max: 10000, Policy: session.EvictIdlest}})
+//	res, err := m.Reserve(ctx, session.Admission{Route: "github", Principal: "alice"}) // caps, eviction
+//	if err != nil { ... }                       // *session.CapError when a cap refuses
+//	s, err := res.Commit(info, session.Limits{IdleTimeout: time.Minute}, closer, state)
+//	defer s.Release(s.Acquire())                // an open stream keeps the session alive
+//	m.End(ctx, s.ID(), session.ReasonDeleted)
 package session

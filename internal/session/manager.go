@@ -230,6 +230,8 @@ func (m *Manager) Reserve(ctx context.Context, a Admission) (Reservation, error)
 	m.admit.Unlock()
 	for _, v := range victims {
 		m.log.Info("session_evicted", "session_id", v.info.ID, "route", v.info.Route, "principal", v.info.Principal)
+		v.hooks.Lock() // after its Created hooks
+		v.hooks.Unlock()
 		for _, h := range m.opts.Hooks {
 			if h.Evicted != nil {
 				h.Evicted(v.info)
@@ -357,6 +359,8 @@ func (r *Reservation) Commit(info *core.SessionInfo, lim Limits, closer Closer, 
 	}
 	s := &Session{info: info, idle: lim.IdleTimeout, ttl: lim.TTL, closer: closer, ended: make(chan struct{}), Value: value}
 	s.Touch()
+	s.hooks.Lock() // held until the Created hooks have run
+	defer s.hooks.Unlock()
 	sh := m.shardOf(info.ID)
 	m.admit.Lock()
 	if m.closed {
@@ -567,6 +571,8 @@ func (m *Manager) teardown(ctx context.Context, s *Session, reason Reason) {
 		}
 		m.log.Info("session_ended", "session_id", s.info.ID, "route", s.info.Route, "reason", string(reason),
 			"age", time.Since(s.info.Created).Round(time.Millisecond))
+		s.hooks.Lock() // after its Created hooks
+		s.hooks.Unlock()
 		for _, h := range m.opts.Hooks {
 			if h.Ended != nil {
 				h.Ended(s.info, reason)

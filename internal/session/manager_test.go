@@ -243,7 +243,9 @@ func TestReapManyDoesNotStall(t *testing.T) {
 	if closed.Load() != 20000 {
 		t.Fatalf("only %d of 20000 sessions reaped", closed.Load())
 	}
-	if worst > 50*time.Millisecond {
+	// Generous for -race on two cores; a reaper holding one lock for the
+	// whole pass would block lookups for its full duration.
+	if worst > 250*time.Millisecond {
 		t.Errorf("a lookup waited %s while the reaper ran", worst)
 	}
 	t.Logf("worst lookup during reaping: %s", worst)

@@ -32,7 +32,9 @@ const (
 )
 
 // Hooks are called on lifecycle events. Each may be nil. They run
-// synchronously on the goroutine causing the event, so they must be quick.
+// synchronously on the goroutine causing the event, so they must be quick,
+// and must not end their own session synchronously. For one session,
+// Created always runs before Evicted and Ended.
 type Hooks struct {
 	Created func(info *core.SessionInfo)
 	// Resumed: the session continued after an interruption; how says which
@@ -73,6 +75,9 @@ type Session struct {
 	// links place the session in its capped scopes (global, route,
 	// principal, tenant), in creation order. Guarded by Manager.admit.
 	links [4]link
+	// hooks is held while the Created hooks run, so Evicted and Ended
+	// hooks never run before them.
+	hooks sync.Mutex
 
 	// Value is free for the owner of the session (the transport keeps its
 	// per-session state here). Set before the session is published.

@@ -1,0 +1,60 @@
+package ratelimit_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+
+	"github.com/mcpgate/mcpgate/internal/core"
+	"github.com/mcpgate/mcpgate/internal/interceptors/ratelimit"
+	"github.com/mcpgate/mcpgate/internal/limits"
+)
+
+func msg(t *testing.T, raw string, s *core.SessionInfo) *core.Message {
+	t.Helper()
+	m, err := core.Decode([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Session, m.Direction = s, core.ClientToServer
+	return m
+}
+
+func TestRateLimit(t *testing.T) {
+	calls := 0
+	next := func(context.Context, *core.Message) (*core.Message, error) { calls++; return nil, nil }
+	h := ratelimit.New(limits.NewBuckets(0.001, 1, limits.BucketOptions{}))(next)
+	alice1 := &core.SessionInfo{ID: "1", Principal: "alice", RemoteAddr: "10.0.0.1:1"}
+	alice2 := &core.SessionInfo{ID: "2", Principal: "alice", RemoteAddr: "10.0.0.2:2"}
+	anonA := &core.SessionInfo{ID: "3", Principal: "anonymous", RemoteAddr: "10.0.0.3:3"}
+	anonA2 := &core.SessionInfo{ID: "4", Principal: "anonymous", RemoteAddr: "10.0.0.3:4"}
+	req := `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+
+	if _, err := h(t.Context(), msg(t, req, alice1)); err != nil {
+		t.Fatalf("first request: %v", err)
+	}
+	// A second session of the same principal shares the bucket.
+	_, err := h(t.Context(), msg(t, req, alice2))
+	var e *core.Error
+	if !errors.As(err, &e) || e.Code != core.CodeRateLimited || e.HTTPStatus() != http.StatusTooManyRequests || e.Header.Get("Retry-After") == "" {
+		t.Fatalf("over the rate: %v", err)
+	}
+	// Notifications and responses are never limited.
+	if _, err := h(t.Context(), msg(t, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}`, alice1)); err != nil {
+		t.Fatalf("notification limited: %v", err)
+	}
+	// Anonymous clients are keyed by address, not by the shared principal.
+	if _, err := h(t.Context(), msg(t, req, anonA)); err != nil {
+		t.Fatalf("anonymous client: %v", err)
+	}
+	if _, err := h(t.Context(), msg(t, req, anonA2)); err == nil {
+		t.Fatal("a new session from the same address refilled the bucket")
+	}
+	if calls != 3 {
+		t.Errorf("next called %d times, want 3", calls)
+	}
+	if ratelimit.New(nil) != nil {
+		t.Error("a nil limiter must leave the stage out")
+	}
+}
