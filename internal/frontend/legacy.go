@@ -25,12 +25,16 @@ func (f *Frontend) lookupLegacy(r *http.Request, rt *Route) (*gwSession, *core.E
 	if !session.ValidID(id) {
 		return nil, core.NewError(core.CodeInvalidRequest, "bad request: malformed Mcp-Session-Id (visible ASCII, at most 128 characters)").WithStatus(http.StatusBadRequest)
 	}
-	s, err := f.opts.Sessions.Get(id)
-	if err != nil {
+	var g *gwSession
+	if s, err := f.opts.Sessions.Get(id); err == nil {
+		g, _ = s.Value.(*gwSession)
+	} else {
+		g = f.fetch(r.Context(), id)
+	}
+	if g == nil {
 		return nil, core.NewError(core.CodeSessionNotFound, "session not found: it expired, was ended or never existed; send initialize to start a new one").WithStatus(http.StatusNotFound)
 	}
-	g, ok := s.Value.(*gwSession)
-	if !ok || g.route != rt || g.info.Era != core.EraLegacy {
+	if g.route != rt || g.info.Era != core.EraLegacy {
 		return nil, core.NewError(core.CodeSessionNotFound, "session not found on this endpoint").WithStatus(http.StatusNotFound)
 	}
 	return g, nil

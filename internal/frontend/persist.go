@@ -2,6 +2,7 @@ package frontend
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/core"
@@ -19,6 +20,11 @@ const touchEvery = time.Second
 // sessions carry no protocol state and are not persisted.
 type persistence struct {
 	st store.Store
+	// bc is set when the store is shared between replicas: sessions ended
+	// here are announced, and sessions unknown here are looked up there.
+	bc store.Broadcaster
+	// origin names this replica in the events it publishes.
+	origin string
 }
 
 func storeCtx() (context.Context, context.CancelFunc) {
@@ -62,8 +68,12 @@ func (p *persistence) touch(g *gwSession) {
 
 // forget deletes the record of a session that ended for good. A session
 // ended by shutdown stays: it continues after the restart.
+//
+// On a store shared between replicas the end is announced, so the other
+// replicas drop their copies at once; a session ended because another
+// replica announced it is not announced again.
 func (p *persistence) forget(g *gwSession, reason session.Reason) {
-	if p == nil || reason == session.ReasonShutdown || g.info.Era != core.EraLegacy {
+	if p == nil || reason == session.ReasonShutdown || reason == session.ReasonEndedElsewhere || g.info.Era != core.EraLegacy {
 		return
 	}
 	ctx, cancel := storeCtx()
@@ -71,14 +81,96 @@ func (p *persistence) forget(g *gwSession, reason session.Reason) {
 	if err := p.st.Delete(ctx, g.info.ID); err != nil {
 		g.log.Error("store_delete_failed", "error", err)
 	}
+	if p.bc != nil {
+		ev := store.Event{Kind: "ended", SessionID: g.info.ID, Reason: string(reason), Origin: p.origin}
+		if err := p.bc.Publish(ctx, ev); err != nil {
+			g.log.Error("store_publish_failed", "error", err)
+		}
+	}
+}
+
+// Subscribe applies the other replicas' announcements until ctx ends: a
+// session ended elsewhere ends here too. It does nothing for a store that
+// is not shared.
+func (f *Frontend) Subscribe(ctx context.Context) error {
+	p := f.persist
+	if p == nil || p.bc == nil {
+		return nil
+	}
+	return p.bc.Subscribe(ctx, func(ev store.Event) {
+		if ev.Kind != "ended" || ev.Origin == p.origin {
+			return
+		}
+		_ = f.opts.Sessions.End(context.WithoutCancel(ctx), ev.SessionID, session.ReasonEndedElsewhere)
+	})
+}
+
+// fetch looks a session this replica does not know up in a shared store
+// and brings it here, as after a restart. Only shared stores are asked:
+// on a single node every stored session was restored at start, so a miss
+// is a genuinely unknown id and must not cost a store read.
+func (f *Frontend) fetch(ctx context.Context, id string) *gwSession {
+	p := f.persist
+	if p == nil || p.bc == nil {
+		return nil
+	}
+	rec, err := p.st.Get(ctx, id)
+	if err != nil {
+		return nil
+	}
+	g, err := f.restoreRecord(ctx, rec)
+	if err != nil {
+		f.log.Warn("session_not_fetched", "session_id", id, "error", err)
+		return nil
+	}
+	if g.sess != nil {
+		f.opts.Sessions.Resumed(g.sess, "replica")
+	}
+	return g
+}
+
+// restoreRecord admits a stored session again under the caps, keeping
+// its id and creation time; its upstream side comes back on first use.
+func (f *Frontend) restoreRecord(ctx context.Context, rec *store.Record) (*gwSession, error) {
+	var rt *Route
+	for _, r := range f.routes {
+		if r.Name == rec.Route {
+			rt = r
+		}
+	}
+	if rt == nil || rec.Era != core.EraLegacy || len(rec.InitRaw) == 0 || rec.Expired(time.Now()) {
+		return nil, errors.New("record not restorable (route gone, not legacy, or expired)")
+	}
+	info := &core.SessionInfo{
+		ID: rec.ID, Route: rt.Name, Era: core.EraLegacy, ProtocolVersion: rec.ProtocolVersion,
+		Principal: rec.Principal, Tenant: rec.Tenant, RemoteAddr: rec.RemoteAddr,
+		ClientName: rec.ClientName, ClientVersion: rec.ClientVersion, Created: rec.Created,
+	}
+	res, err := f.opts.Sessions.Reserve(ctx, session.Admission{Route: rt.Name, RouteCap: rt.Cap, Principal: info.Principal, Tenant: info.Tenant})
+	if err != nil {
+		return nil, err
+	}
+	g := newGWSession(f, rt, info)
+	g.initRaw = rec.InitRaw
+	s, err := res.Commit(info, session.Limits{IdleTimeout: rt.IdleTimeout, TTL: rt.TTL}, g.teardown, g)
+	if err != nil {
+		return nil, err
+	}
+	g.sess = s
+	return g, nil
 }
 
 // UseStore makes the frontend write legacy sessions through to st. Call it
 // before serving.
 func (f *Frontend) UseStore(st store.Store) {
-	if st != nil {
-		f.persist = &persistence{st: st}
+	if st == nil {
+		return
 	}
+	p := &persistence{st: st, origin: session.NewID()}
+	if bc, ok := st.(store.Broadcaster); ok {
+		p.bc = bc
+	}
+	f.persist = p
 }
 
 // Restore brings back the legacy sessions in the store after a restart:
@@ -88,44 +180,24 @@ func (f *Frontend) UseStore(st store.Store) {
 // records of routes that no longer exist are deleted.
 func (f *Frontend) Restore(ctx context.Context) (int, error) {
 	p := f.persist
-	if p == nil {
+	if p == nil || p.bc != nil {
+		// A shared store holds every replica's sessions: they are fetched
+		// on demand, not all loaded into each replica.
 		return 0, nil
 	}
 	recs, err := p.st.List(ctx)
 	if err != nil {
 		return 0, err
 	}
-	byName := map[string]*Route{}
-	for _, rt := range f.routes {
-		byName[rt.Name] = rt
-	}
-	now := time.Now()
 	restored := 0
 	for _, rec := range recs {
-		rt := byName[rec.Route]
-		if rt == nil || rec.Era != core.EraLegacy || len(rec.InitRaw) == 0 || rec.Expired(now) {
+		g, err := f.restoreRecord(ctx, rec)
+		if err != nil {
+			f.log.Info("session_not_restored", "session_id", rec.ID, "error", err)
 			_ = p.st.Delete(ctx, rec.ID)
 			continue
 		}
-		info := &core.SessionInfo{
-			ID: rec.ID, Route: rt.Name, Era: core.EraLegacy, ProtocolVersion: rec.ProtocolVersion,
-			Principal: rec.Principal, Tenant: rec.Tenant, RemoteAddr: rec.RemoteAddr,
-			ClientName: rec.ClientName, ClientVersion: rec.ClientVersion, Created: rec.Created,
-		}
-		res, err := f.opts.Sessions.Reserve(ctx, session.Admission{Route: rt.Name, RouteCap: rt.Cap, Principal: info.Principal, Tenant: info.Tenant})
-		if err != nil {
-			f.log.Warn("session_not_restored", "session_id", rec.ID, "error", err)
-			_ = p.st.Delete(ctx, rec.ID)
-			continue
-		}
-		g := newGWSession(f, rt, info)
-		g.initRaw = rec.InitRaw
-		s, err := res.Commit(info, session.Limits{IdleTimeout: rt.IdleTimeout, TTL: rt.TTL}, g.teardown, g)
-		if err != nil {
-			continue
-		}
-		g.sess = s
-		f.opts.Sessions.Resumed(s, "restart")
+		f.opts.Sessions.Resumed(g.sess, "restart")
 		restored++
 	}
 	return restored, nil

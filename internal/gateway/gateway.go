@@ -184,6 +184,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	g.store = st
 	g.front.UseStore(st)
+	go func() {
+		if err := g.front.Subscribe(ctx); err != nil && ctx.Err() == nil {
+			g.log.Error("store_subscribe_failed", "error", err)
+		}
+	}()
 	// Sessions from before a restart come back before the first request.
 	if n, err := g.front.Restore(ctx); err != nil {
 		g.log.Error("sessions_not_restored", "error", err)

@@ -22,13 +22,14 @@ var ErrClosed = errors.New("session manager closed")
 type Reason string
 
 const (
-	ReasonDeleted      Reason = "deleted"       // the client sent DELETE
-	ReasonIdle         Reason = "idle_timeout"  // no activity for IdleTimeout
-	ReasonUpstreamGone Reason = "upstream_gone" // the upstream process or session ended
-	ReasonInitFailed   Reason = "init_failed"   // initialize did not succeed
-	ReasonShutdown     Reason = "shutdown"      // the gateway is stopping
-	ReasonTTL          Reason = "ttl"           // the session reached its absolute lifetime
-	ReasonEvicted      Reason = "evicted"       // a full cap made room for a newer session
+	ReasonDeleted        Reason = "deleted"         // the client sent DELETE
+	ReasonIdle           Reason = "idle_timeout"    // no activity for IdleTimeout
+	ReasonUpstreamGone   Reason = "upstream_gone"   // the upstream process or session ended
+	ReasonInitFailed     Reason = "init_failed"     // initialize did not succeed
+	ReasonShutdown       Reason = "shutdown"        // the gateway is stopping
+	ReasonTTL            Reason = "ttl"             // the session reached its absolute lifetime
+	ReasonEvicted        Reason = "evicted"         // a full cap made room for a newer session
+	ReasonEndedElsewhere Reason = "ended_elsewhere" // another replica ended it
 )
 
 // Hooks are called on lifecycle events. Each may be nil. They run

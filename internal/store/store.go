@@ -92,3 +92,23 @@ func (r *Record) Clone() *Record {
 	}
 	return &c
 }
+
+// Event tells the replicas sharing a store about a change one of them made.
+type Event struct {
+	// Kind is "ended" (the session was ended for good: DELETE, eviction,
+	// expiry, revocation).
+	Kind      string `json:"kind"`
+	SessionID string `json:"session_id"`
+	Reason    string `json:"reason,omitempty"`
+	// Origin is the replica that made the change, so it can ignore its own.
+	Origin string `json:"origin"`
+}
+
+// Broadcaster is implemented by stores shared between gateway replicas.
+// Publish must reach every subscriber that is connected when it returns;
+// Subscribe calls fn for each event (its own included) until ctx ends,
+// reconnecting after errors. Safe for use by multiple goroutines.
+type Broadcaster interface {
+	Publish(ctx context.Context, ev Event) error
+	Subscribe(ctx context.Context, fn func(Event)) error
+}
