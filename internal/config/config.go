@@ -125,6 +125,19 @@ type Sessions struct {
 	RequestRate RequestRate `yaml:"request_rate"`
 	// Resumption bounds the SSE events kept for Last-Event-ID.
 	Resumption Resumption `yaml:"resumption"`
+	// IDKeys sign session ids (HMAC) so that forged or random ids are
+	// refused without a store look-up; the first key mints, all verify
+	// (rotation: add the new key first, drop the old one later). Replicas
+	// of a cluster must share them. Default: none (plain random ids).
+	IDKeys []IDKey `yaml:"id_keys"`
+}
+
+// IDKey is one session id signing key.
+type IDKey struct {
+	// ID is 1–16 of [A-Za-z0-9], public, carried in every id.
+	ID string `yaml:"id"`
+	// Secret is at least 32 bytes; never logged.
+	Secret Secret `yaml:"secret"`
 }
 
 // Cap is a session cap with its policy. Max zero means no cap.

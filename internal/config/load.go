@@ -227,6 +227,11 @@ func (c *Config) Validate() error {
 	if ss.RequestRate.PerSecond < 0 || ss.RequestRate.Burst < 0 {
 		bad("sessions.request_rate", "must not be negative")
 	}
+	for i, k := range ss.IDKeys {
+		if k.ID == "" || len(k.Secret) < 32 {
+			bad(fmt.Sprintf("sessions.id_keys[%d]", i), "want an id and a secret of at least 32 bytes")
+		}
+	}
 	if ss.Resumption.TotalBytes < ss.Resumption.SessionBytes {
 		bad("sessions.resumption.total_bytes", "must be at least session_bytes")
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/session"
+	"github.com/mcpgate/mcpgate/internal/sessionid"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
@@ -22,8 +23,13 @@ func (f *Frontend) lookupLegacy(r *http.Request, rt *Route) (*gwSession, *core.E
 	if id == "" {
 		return nil, core.NewError(core.CodeInvalidRequest, "bad request: Mcp-Session-Id header is required (send initialize first)").WithStatus(http.StatusBadRequest)
 	}
-	if !session.ValidID(id) {
-		return nil, core.NewError(core.CodeInvalidRequest, "bad request: malformed Mcp-Session-Id (visible ASCII, at most 128 characters)").WithStatus(http.StatusBadRequest)
+	if err := f.opts.IDs.Verify(id); err != nil {
+		if errors.Is(err, sessionid.ErrMalformed) {
+			return nil, core.NewError(core.CodeInvalidRequest, "bad request: malformed Mcp-Session-Id").WithStatus(http.StatusBadRequest)
+		}
+		// Signed with a key we do not have, or forged: no such session.
+		f.log.Info("session_id_refused", "reason", err.Error(), "remote_addr", r.RemoteAddr)
+		return nil, core.NewError(core.CodeSessionNotFound, "session not found: send initialize to start a new one").WithStatus(http.StatusNotFound)
 	}
 	var g *gwSession
 	if s, err := f.opts.Sessions.Get(id); err == nil {
@@ -172,7 +178,7 @@ func (f *Frontend) initialize(w http.ResponseWriter, r *http.Request, rt *Route,
 		return
 	}
 	info := &core.SessionInfo{
-		ID: session.NewID(), Route: rt.Name, Era: core.EraLegacy, ProtocolVersion: params.ProtocolVersion,
+		ID: f.opts.IDs.Mint(), Route: rt.Name, Era: core.EraLegacy, ProtocolVersion: params.ProtocolVersion,
 		Principal: "anonymous", RemoteAddr: r.RemoteAddr,
 		ClientName: params.ClientInfo.Name, ClientVersion: params.ClientInfo.Version,
 	}

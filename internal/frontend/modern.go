@@ -133,7 +133,7 @@ func legacyOnlyError(rt *Route) *core.Error {
 // share a session lose nothing; authentication (later) keys sessions by
 // principal instead.
 func (f *Frontend) modernSession(r *http.Request, rt *Route, version string) (*gwSession, *core.Error) {
-	if key := r.Header.Get(SessionHeader); key != "" && session.ValidID(key) {
+	if key := r.Header.Get(SessionHeader); key != "" && f.opts.IDs.Verify(key) == nil {
 		if s, err := f.opts.Sessions.Get(key); err == nil {
 			if g, ok := s.Value.(*gwSession); ok && g.route == rt && g.info.Era == core.EraModern {
 				return g, nil
@@ -163,7 +163,7 @@ func (f *Frontend) newModernSession(r *http.Request, rt *Route, version, anonAdd
 		return nil, e
 	}
 	info := &core.SessionInfo{
-		ID: session.NewID(), Route: rt.Name, Era: core.EraModern, ProtocolVersion: version,
+		ID: f.opts.IDs.Mint(), Route: rt.Name, Era: core.EraModern, ProtocolVersion: version,
 		Principal: "anonymous", RemoteAddr: r.RemoteAddr,
 	}
 	g := newGWSession(f, rt, info)

@@ -8,6 +8,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
+	"github.com/mcpgate/mcpgate/internal/sessionid"
 	"github.com/mcpgate/mcpgate/internal/store"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
@@ -78,6 +79,8 @@ type Options struct {
 	ServerRequestBacklog int
 	// Creation are the session creation rate limits; nil windows are off.
 	Creation CreationLimits
+	// IDs mints and verifies session ids; nil mints plain random ids.
+	IDs *sessionid.Minter
 	// Store persists legacy sessions so they survive a restart; nil keeps
 	// them in memory only.
 	Store store.Store

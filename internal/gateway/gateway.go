@@ -19,6 +19,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/limits"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
+	"github.com/mcpgate/mcpgate/internal/sessionid"
 	"github.com/mcpgate/mcpgate/internal/store"
 	"github.com/mcpgate/mcpgate/internal/store/bolt"
 	"github.com/mcpgate/mcpgate/internal/store/memory"
@@ -94,6 +95,11 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		g.closeUpstreams()
 		return nil, errors.Join(errs...)
 	}
+	ids, err := minter(ss.IDKeys)
+	if err != nil {
+		g.closeUpstreams()
+		return nil, err
+	}
 	g.sessions = session.NewManager(session.Options{
 		Logger: log, Hooks: opts.SessionHooks,
 		DefaultIdleTimeout: ss.IdleTimeout, DefaultTTL: ss.TTL,
@@ -110,6 +116,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			PerPrincipal: window(ss.CreationRate.PerPrincipal),
 		},
 		ResumeSessionBytes: int64(ss.Resumption.SessionBytes), ResumeTotalBytes: int64(ss.Resumption.TotalBytes),
+		IDs: ids,
 	}, routes)
 	if err != nil {
 		g.Close()
@@ -130,6 +137,22 @@ func openStore(c config.Store, log *slog.Logger) (store.Store, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	return st, nil
+}
+
+// minter builds the session id signer; nil (plain ids) without keys.
+func minter(keys []config.IDKey) (*sessionid.Minter, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	conv := make([]sessionid.Key, len(keys))
+	for i, k := range keys {
+		conv[i] = sessionid.Key{ID: k.ID, Secret: []byte(k.Secret.Reveal())}
+	}
+	m, err := sessionid.NewMinter(conv[0], conv[1:]...)
+	if err != nil {
+		return nil, fmt.Errorf("sessions.id_keys: %w", err)
+	}
+	return m, nil
 }
 
 // window builds a creation limiter; nil (no limit, no cost) when off.
