@@ -1,0 +1,5 @@
+//go:build race
+
+package sessionid_test
+
+const raceEnabled = true
