@@ -52,7 +52,7 @@ func (s *sources) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&s.stdio, "stdio", "", "serve one route at /mcp in front of this command (e.g. 'npx server-everything')")
 	cmd.Flags().StringVar(&s.http, "http", "", "serve one route at /mcp in front of this Streamable HTTP URL")
 	cmd.Flags().StringVar(&s.dataDir, "data-dir", "", "directory of the embedded session store (overrides store.data_dir; default ./"+config.DefaultDataDir+")")
-	cmd.Flags().StringVar(&s.storeKind, "store", "", "session store: embedded or memory (overrides store.kind)")
+	cmd.Flags().StringVar(&s.storeKind, "store", "", "session store: embedded, memory or redis (overrides store.kind)")
 }
 
 func (s *sources) load() (*config.Config, error) {

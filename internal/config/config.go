@@ -26,12 +26,14 @@ type Config struct {
 const (
 	StoreEmbedded = "embedded"
 	StoreMemory   = "memory"
+	StoreRedis    = "redis"
 )
 
 // Store selects the session store.
 type Store struct {
-	// Kind is embedded (a file under DataDir; sessions survive restarts)
-	// or memory (nothing survives). Default embedded.
+	// Kind is embedded (a file under DataDir; sessions survive restarts),
+	// memory (nothing survives) or redis (shared by several replicas).
+	// Default embedded.
 	Kind string `yaml:"kind"`
 	// DataDir holds the embedded store's file. Default ./mcpgate-data.
 	DataDir string `yaml:"data_dir"`
@@ -39,6 +41,23 @@ type Store struct {
 	// before it is written; a crash loses at most this much activity time,
 	// never a session. Default 1s.
 	FlushInterval time.Duration `yaml:"flush_interval"`
+	// Redis is the shared store of a cluster (kind: redis).
+	Redis *RedisStore `yaml:"redis"`
+}
+
+// RedisStore locates a Redis server.
+type RedisStore struct {
+	// Addr is host:port. Default 127.0.0.1:6379.
+	Addr     string `yaml:"addr"`
+	Username string `yaml:"username"`
+	// Password is a secret: never logged.
+	Password Secret `yaml:"password"`
+	DB       int    `yaml:"db"`
+	// Prefix starts every key, so deployments can share a server.
+	// Default "mcpgate:".
+	Prefix string `yaml:"prefix"`
+	// TLS connects with TLS (system roots) when true.
+	TLS bool `yaml:"tls"`
 }
 
 // Listener is one address mcpgate accepts clients on.

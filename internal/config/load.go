@@ -236,9 +236,12 @@ func (c *Config) Validate() error {
 		bad("sessions.resumption.total_bytes", "must be at least session_bytes")
 	}
 	switch c.Store.Kind {
-	case StoreEmbedded, StoreMemory:
+	case StoreEmbedded, StoreMemory, StoreRedis:
 	default:
-		bad("store.kind", "want embedded or memory, got %q", c.Store.Kind)
+		bad("store.kind", "want embedded, memory or redis, got %q", c.Store.Kind)
+	}
+	if c.Store.Redis != nil && c.Store.Kind != StoreRedis {
+		bad("store.redis", "set only with kind: redis")
 	}
 	if len(c.Routes) == 0 {
 		bad("routes", "at least one route is required")

@@ -45,6 +45,10 @@ type Route struct {
 	// RetryTools are tools safe to call again after the upstream lost its
 	// session mid-call.
 	RetryTools []string
+	// Local marks an upstream that lives in this replica (a stdio process):
+	// its sessions cannot be taken over by another replica from a shared
+	// store.
+	Local bool
 	// TrustAnnotations lets readOnlyHint/idempotentHint from the upstream's
 	// tools/list mark tools safe to retry.
 	TrustAnnotations bool

@@ -118,6 +118,12 @@ func (f *Frontend) fetch(ctx context.Context, id string) *gwSession {
 	if err != nil {
 		return nil
 	}
+	if rt := f.routeNamed(rec.Route); rt != nil && rt.Local {
+		// The session's process lives in another replica; forwarding to it
+		// is not built yet, and a second process would split its state.
+		f.log.Warn("session_elsewhere", "session_id", id, "route", rec.Route)
+		return nil
+	}
 	g, err := f.restoreRecord(ctx, rec)
 	if err != nil {
 		f.log.Warn("session_not_fetched", "session_id", id, "error", err)
@@ -132,12 +138,7 @@ func (f *Frontend) fetch(ctx context.Context, id string) *gwSession {
 // restoreRecord admits a stored session again under the caps, keeping
 // its id and creation time; its upstream side comes back on first use.
 func (f *Frontend) restoreRecord(ctx context.Context, rec *store.Record) (*gwSession, error) {
-	var rt *Route
-	for _, r := range f.routes {
-		if r.Name == rec.Route {
-			rt = r
-		}
-	}
+	rt := f.routeNamed(rec.Route)
 	if rt == nil || rec.Era != core.EraLegacy || len(rec.InitRaw) == 0 || rec.Expired(time.Now()) {
 		return nil, errors.New("record not restorable (route gone, not legacy, or expired)")
 	}
@@ -158,6 +159,15 @@ func (f *Frontend) restoreRecord(ctx context.Context, rec *store.Record) (*gwSes
 	}
 	g.sess = s
 	return g, nil
+}
+
+func (f *Frontend) routeNamed(name string) *Route {
+	for _, r := range f.routes {
+		if r.Name == name {
+			return r
+		}
+	}
+	return nil
 }
 
 // UseStore makes the frontend write legacy sessions through to st. Call it

@@ -23,6 +23,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/store"
 	"github.com/mcpgate/mcpgate/internal/store/bolt"
 	"github.com/mcpgate/mcpgate/internal/store/memory"
+	redisstore "github.com/mcpgate/mcpgate/internal/store/redis"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 	"github.com/mcpgate/mcpgate/internal/upstream/httpup"
 	"github.com/mcpgate/mcpgate/internal/upstream/stdio"
@@ -82,6 +83,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			RequestTimeout: rc.RequestTimeout, IdleTimeout: rc.IdleTimeout, TTL: rc.TTL,
 			Cap:        session.Cap{Max: rc.MaxSessions, Policy: session.Policy(rc.WhenFull)},
 			RetryTools: rc.RetryTools, TrustAnnotations: rc.TrustAnnotations,
+			Local: rc.Upstream.Stdio != nil,
 		})
 	}
 	for i, l := range cfg.Listeners {
@@ -128,8 +130,24 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 
 // openStore opens the configured session store.
 func openStore(c config.Store, log *slog.Logger) (store.Store, error) {
-	if c.Kind == config.StoreMemory {
+	switch c.Kind {
+	case config.StoreMemory:
 		return memory.New(), nil
+	case config.StoreRedis:
+		opts := redisstore.Options{FlushInterval: c.FlushInterval, Logger: log}
+		if r := c.Redis; r != nil {
+			opts.Addr, opts.Username, opts.Password, opts.DB, opts.Prefix = r.Addr, r.Username, r.Password.Reveal(), r.DB, r.Prefix
+			if r.TLS {
+				opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st, err := redisstore.Open(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		return st, nil
 	}
 	path := filepath.Join(c.DataDir, "sessions.db")
 	st, err := bolt.Open(path, bolt.Options{FlushInterval: c.FlushInterval, Logger: log})

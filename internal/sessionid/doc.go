@@ -62,11 +62,11 @@
 //	id := m.Mint()                            // on initialize
 //
 //	switch err := m.Verify(id); {             // on every request, before the store
-//	case err == nil:                          // look the session up as usual
-//	case errors.Is(err, sessionid.ErrUnknownKey):
-//		// minted with a key dropped since: the session is gone (404)
+//	case err == nil:                          // authentic: look the session up
+//	case errors.Is(err, sessionid.ErrMalformed):
+//		// not a session id at all: 400
 //	default:
-//		// ErrMalformed or ErrForged: never minted here (400 or 404)
+//		// ErrForged, or ErrUnknownKey (its key was dropped since): 404
 //	}
 //
 // A Minter is immutable and safe for concurrent use.
