@@ -44,11 +44,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 type sources struct {
 	configPath, listen, stdio, http string
 	dataDir, storeKind              string
+	// listenSet: --listen was given explicitly.
+	listenSet bool
 }
 
 func (s *sources) register(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&s.configPath, "config", "c", "", "configuration file (YAML)")
-	cmd.Flags().StringVar(&s.listen, "listen", config.DefaultAddress, "listen address when no config file is given")
+	cmd.Flags().StringVar(&s.listen, "listen", config.DefaultAddress, "listen address (with --config: replaces the file's listeners)")
 	cmd.Flags().StringVar(&s.stdio, "stdio", "", "serve one route at /mcp in front of this command (e.g. 'npx server-everything')")
 	cmd.Flags().StringVar(&s.http, "http", "", "serve one route at /mcp in front of this Streamable HTTP URL")
 	cmd.Flags().StringVar(&s.dataDir, "data-dir", "", "directory of the embedded session store (overrides store.data_dir; default ./"+config.DefaultDataDir+")")
@@ -70,6 +72,11 @@ func (s *sources) load() (*config.Config, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if s.configPath != "" && s.listenSet {
+		// One file for several replicas on one host: each gets its address.
+		cfg.Listeners = cfg.Listeners[:1]
+		cfg.Listeners[0].Address = s.listen
 	}
 	if s.dataDir != "" {
 		cfg.Store.DataDir = s.dataDir
@@ -110,6 +117,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
   mcpgate serve --http https://mcp.example.com/mcp`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			serveSrc.listenSet = cmd.Flags().Changed("listen")
 			cfg, err := serveSrc.load()
 			if err != nil {
 				return err
@@ -133,6 +141,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Load and build the configuration exactly as serve does, without listening",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			validateSrc.listenSet = cmd.Flags().Changed("listen")
 			cfg, err := validateSrc.load()
 			if err != nil {
 				return err
