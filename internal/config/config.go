@@ -90,6 +90,9 @@ type Server struct {
 	MaxBodyBytes ByteSize `yaml:"max_body_bytes"`
 	// ReadHeaderTimeout bounds reading request headers. Default 10s.
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds reading a whole request, body included, so a
+	// client cannot hold a handler by sending its body slowly. Default 30s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
 	// KeepAlive is the interval of SSE keep-alive comments on quiet
 	// streams. Default 15s.
 	KeepAlive time.Duration `yaml:"keepalive"`

@@ -14,6 +14,7 @@ const (
 	DefaultAddress           = "127.0.0.1:8080"
 	DefaultMaxBodyBytes      = 4 << 20
 	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
 	DefaultKeepAlive         = 15 * time.Second
 	DefaultStreamAfter       = 5 * time.Second
 	DefaultWriteTimeout      = 30 * time.Second
@@ -67,6 +68,7 @@ func (c *Config) SetDefaults() {
 	}
 	s := &c.Server
 	setDur(&s.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setDur(&s.ReadTimeout, DefaultReadTimeout)
 	setDur(&s.KeepAlive, DefaultKeepAlive)
 	setDur(&s.StreamAfter, DefaultStreamAfter)
 	setDur(&s.WriteTimeout, DefaultWriteTimeout)
@@ -242,6 +244,10 @@ func (c *Config) Validate() error {
 	}
 	if c.Store.Redis != nil && c.Store.Kind != StoreRedis {
 		bad("store.redis", "set only with kind: redis")
+	}
+	if c.Store.Kind == StoreRedis && len(c.Sessions.IDKeys) == 0 {
+		// Without signed ids every made-up id would cost a Redis look-up.
+		bad("sessions.id_keys", "required with store kind redis: replicas must share signing keys")
 	}
 	if len(c.Routes) == 0 {
 		bad("routes", "at least one route is required")

@@ -250,6 +250,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		srv := &http.Server{
 			Handler:           g.Handler(i),
 			ReadHeaderTimeout: g.cfg.Server.ReadHeaderTimeout,
+			ReadTimeout:       g.cfg.Server.ReadTimeout,
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
