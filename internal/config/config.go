@@ -41,6 +41,11 @@ type Store struct {
 	// before it is written; a crash loses at most this much activity time,
 	// never a session. Default 1s.
 	FlushInterval time.Duration `yaml:"flush_interval"`
+	// OnUnavailable is what the gateway does while the store cannot be
+	// reached: fail-closed (refuse new sessions and look-ups it cannot
+	// check, 503 with Retry-After) or fail-open (serve from memory; new
+	// sessions are not shared or persisted). Default fail-closed.
+	OnUnavailable string `yaml:"on_unavailable"`
 	// Redis is the shared store of a cluster (kind: redis).
 	Redis *RedisStore `yaml:"redis"`
 }

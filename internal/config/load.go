@@ -115,6 +115,9 @@ func (c *Config) SetDefaults() {
 		c.Store.DataDir = DefaultDataDir
 	}
 	setDur(&c.Store.FlushInterval, time.Second)
+	if c.Store.OnUnavailable == "" {
+		c.Store.OnUnavailable = "fail-closed"
+	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		if r.Name == "" {
@@ -241,6 +244,11 @@ func (c *Config) Validate() error {
 	case StoreEmbedded, StoreMemory, StoreRedis:
 	default:
 		bad("store.kind", "want embedded, memory or redis, got %q", c.Store.Kind)
+	}
+	switch c.Store.OnUnavailable {
+	case "fail-closed", "fail-open":
+	default:
+		bad("store.on_unavailable", "want fail-closed or fail-open, got %q", c.Store.OnUnavailable)
 	}
 	if c.Store.Redis != nil && c.Store.Kind != StoreRedis {
 		bad("store.redis", "set only with kind: redis")

@@ -35,7 +35,10 @@ func (f *Frontend) lookupLegacy(r *http.Request, rt *Route) (*gwSession, *core.E
 	if s, err := f.opts.Sessions.Get(id); err == nil {
 		g, _ = s.Value.(*gwSession)
 	} else {
-		g = f.fetch(r.Context(), id)
+		var err error
+		if g, err = f.fetch(r.Context(), id); err != nil {
+			return nil, storeUnavailable(err)
+		}
 	}
 	if g == nil {
 		return nil, core.NewError(core.CodeSessionNotFound, "session not found: it expired, was ended or never existed; send initialize to start a new one").WithStatus(http.StatusNotFound)
@@ -210,7 +213,17 @@ func (f *Frontend) initialize(w http.ResponseWriter, r *http.Request, rt *Route,
 			adm = nil
 			if cerr == nil {
 				g.sess = s
-				f.persist.put(g)
+				if perr := f.persist.put(g); perr != nil && !f.opts.StoreFailOpen {
+					// Fail closed: a session the store does not have would
+					// be lost on restart and unknown to other replicas.
+					_ = f.opts.Sessions.End(context.WithoutCancel(r.Context()), info.ID, session.ReasonInitFailed)
+					w.Header().Del("Mcp-Session-Id")
+					e := storeUnavailable(perr)
+					st.addHeaders(e.Header)
+					st.finish(core.ErrorResponse(m.ID, e), e.HTTPStatus())
+					f.waitReleased(r, st)
+					return
+				}
 				st.finish(resp, http.StatusOK)
 				f.waitReleased(r, st)
 				return

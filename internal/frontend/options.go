@@ -85,6 +85,10 @@ type Options struct {
 	Creation CreationLimits
 	// IDs mints and verifies session ids; nil mints plain random ids.
 	IDs *sessionid.Minter
+	// StoreFailOpen keeps serving when the store is unreachable: new
+	// sessions live only here, unknown ids are unknown. The default (false)
+	// fails closed: 503 with Retry-After until the store answers again.
+	StoreFailOpen bool
 	// Store persists legacy sessions so they survive a restart; nil keeps
 	// them in memory only.
 	Store store.Store

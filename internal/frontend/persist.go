@@ -3,6 +3,7 @@ package frontend
 import (
 	"context"
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/core"
@@ -31,9 +32,9 @@ func storeCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 5*time.Second)
 }
 
-func (p *persistence) put(g *gwSession) {
+func (p *persistence) put(g *gwSession) error {
 	if p == nil || g.info.Era != core.EraLegacy {
-		return
+		return nil
 	}
 	ctx, cancel := storeCtx()
 	defer cancel()
@@ -46,7 +47,18 @@ func (p *persistence) put(g *gwSession) {
 	}
 	if err := p.st.Put(ctx, rec); err != nil {
 		g.log.Error("store_put_failed", "error", err)
+		return err
 	}
+	return nil
+}
+
+// storeUnavailable answers a request that needs the store while it is
+// unreachable: 503 with a short Retry-After, never a 404 that would make
+// the client drop a session that may well exist.
+func storeUnavailable(err error) *core.Error {
+	e := core.NewError(core.CodeInternalError, "session store unavailable; retry shortly").WithStatus(http.StatusServiceUnavailable).Wrap(err)
+	e.Header = http.Header{"Retry-After": {"1"}}
+	return e
 }
 
 // touch records activity, at most once per touchEvery per session.
@@ -109,30 +121,38 @@ func (f *Frontend) Subscribe(ctx context.Context) error {
 // and brings it here, as after a restart. Only shared stores are asked:
 // on a single node every stored session was restored at start, so a miss
 // is a genuinely unknown id and must not cost a store read.
-func (f *Frontend) fetch(ctx context.Context, id string) *gwSession {
+//
+// It returns (nil, nil) for a session the store does not have, and an
+// error when the store could not answer — unless the gateway runs fail
+// open, where an unreachable store counts as "unknown".
+func (f *Frontend) fetch(ctx context.Context, id string) (*gwSession, error) {
 	p := f.persist
 	if p == nil || p.bc == nil {
-		return nil
+		return nil, nil
 	}
 	rec, err := p.st.Get(ctx, id)
 	if err != nil {
-		return nil
+		if errors.Is(err, store.ErrNotFound) || f.opts.StoreFailOpen {
+			return nil, nil
+		}
+		f.log.Error("store_get_failed", "session_id", id, "error", err)
+		return nil, err
 	}
 	if rt := f.routeNamed(rec.Route); rt != nil && rt.Local {
 		// The session's process lives in another replica; forwarding to it
 		// is not built yet, and a second process would split its state.
 		f.log.Warn("session_elsewhere", "session_id", id, "route", rec.Route)
-		return nil
+		return nil, nil
 	}
 	g, err := f.restoreRecord(ctx, rec)
 	if err != nil {
 		f.log.Warn("session_not_fetched", "session_id", id, "error", err)
-		return nil
+		return nil, nil
 	}
 	if g.sess != nil {
 		f.opts.Sessions.Resumed(g.sess, "replica")
 	}
-	return g
+	return g, nil
 }
 
 // restoreRecord admits a stored session again under the caps, keeping
