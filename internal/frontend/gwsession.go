@@ -48,6 +48,9 @@ type gwSession struct {
 	anonAddr string
 }
 
+// BindSession implements session.Binder.
+func (g *gwSession) BindSession(s *session.Session) { g.sess = s }
+
 type call struct {
 	st     *stream
 	cancel context.CancelFunc

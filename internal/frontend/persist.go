@@ -146,6 +146,12 @@ func (f *Frontend) fetch(ctx context.Context, id string) (*gwSession, error) {
 	}
 	g, err := f.restoreRecord(ctx, rec)
 	if err != nil {
+		// A concurrent request may have fetched it first.
+		if s, gerr := f.opts.Sessions.Get(id); gerr == nil {
+			if g, ok := s.Value.(*gwSession); ok {
+				return g, nil
+			}
+		}
 		f.log.Warn("session_not_fetched", "session_id", id, "error", err)
 		return nil, nil
 	}

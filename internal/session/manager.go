@@ -361,6 +361,9 @@ func (r *Reservation) Commit(info *core.SessionInfo, lim Limits, closer Closer, 
 	s.Touch()
 	s.hooks.Lock() // held until the Created hooks have run
 	defer s.hooks.Unlock()
+	if b, ok := value.(Binder); ok {
+		b.BindSession(s) // before anyone can look the session up
+	}
 	sh := m.shardOf(info.ID)
 	m.admit.Lock()
 	if m.closed {
@@ -392,6 +395,13 @@ func (r *Reservation) Commit(info *core.SessionInfo, lim Limits, closer Closer, 
 		}
 	}
 	return s, nil
+}
+
+// Binder is implemented by session values that keep a pointer to their
+// session: Commit hands it over before the session is published, so a
+// concurrent lookup never finds the value without it.
+type Binder interface {
+	BindSession(s *Session)
 }
 
 // Create reserves and commits in one step, for sessions under no route,
