@@ -11,7 +11,7 @@ import (
 
 // requireRedis fails under CI=true and skips elsewhere when the Redis at
 // 127.0.0.1:6379 is not there.
-func requireRedis(t *testing.T) {
+func requireRedis(t testing.TB) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", "127.0.0.1:6379", time.Second)
 	if err != nil {
@@ -25,7 +25,7 @@ func requireRedis(t *testing.T) {
 }
 
 // cleanupRedis deletes the keys a test wrote under its prefix.
-func cleanupRedis(t *testing.T, prefix string) {
+func cleanupRedis(t testing.TB, prefix string) {
 	keys, err := exec.Command("redis-cli", "-h", "127.0.0.1", "--scan", "--pattern", prefix+"*").Output()
 	if err != nil || len(keys) == 0 {
 		return
