@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -77,6 +78,21 @@ type listenerHandler struct {
 
 func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f := h.f
+	defer func() {
+		// A bug must cost one request a clear error, never the process or
+		// a silently dropped connection.
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			f.log.Error("handler_panic", "panic", fmt.Sprint(v), "stack", string(debug.Stack()),
+				"http_method", r.Method, "path", r.URL.Path)
+			body := core.AppendErrorResponse(nil, "", core.NewError(core.CodeInternalError, "internal error"))
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = w.Write(body)
+		}
+	}()
 	if !h.p.hostAllowed(r.Host) {
 		f.reject(w, r, nil, core.NewError(core.CodeInvalidRequest, "forbidden: Host "+strconv.Quote(r.Host)+" is not allowed on this listener").WithStatus(http.StatusForbidden))
 		return
