@@ -1,0 +1,66 @@
+package arch
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const mod = "github.com/mcpgate/mcpgate/"
+
+// TestImportDirection fails when a package imports one above it.
+func TestImportDirection(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, mod+"...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	// Who may import each package (by prefix); anything else is a violation.
+	allowed := map[string][]string{
+		"internal/gateway":  {"internal/cli", "bench", "test/"},
+		"internal/frontend": {"internal/gateway", "test/"},
+		"internal/cli":      {"cmd/"},
+	}
+	// Packages that must import nothing above them.
+	below := map[string][]string{
+		"internal/core":         {"internal/"},
+		"internal/session":      {"internal/frontend", "internal/gateway", "internal/upstream", "internal/store"},
+		"internal/upstream":     {"internal/frontend", "internal/gateway", "internal/session"},
+		"internal/store":        {"internal/frontend", "internal/gateway", "internal/session", "internal/upstream"},
+		"internal/limits":       {"internal/frontend", "internal/gateway", "internal/session"},
+		"internal/sessionid":    {"internal/"},
+		"internal/pipeline":     {"internal/frontend", "internal/gateway", "internal/interceptors"},
+		"internal/sse":          {"internal/"},
+		"internal/interceptors": {"internal/frontend", "internal/gateway", "internal/session", "internal/upstream"},
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg := strings.TrimPrefix(fields[0], mod)
+		for _, imp := range fields[1:] {
+			if !strings.HasPrefix(imp, mod) {
+				continue
+			}
+			dep := strings.TrimPrefix(imp, mod)
+			for target, who := range allowed {
+				if dep == target || strings.HasPrefix(dep, target+"/") {
+					ok := false
+					for _, w := range who {
+						ok = ok || strings.HasPrefix(pkg, w)
+					}
+					if !ok {
+						t.Errorf("%s imports %s (only %v may)", pkg, dep, who)
+					}
+				}
+			}
+			for low, forbidden := range below {
+				if pkg != low && !strings.HasPrefix(pkg, low+"/") {
+					continue
+				}
+				for _, f := range forbidden {
+					if strings.HasPrefix(dep, f) && !strings.HasPrefix(dep, low) && dep != "internal/core" {
+						t.Errorf("%s imports %s, which is above it", pkg, dep)
+					}
+				}
+			}
+		}
+	}
+}
