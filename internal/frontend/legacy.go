@@ -372,6 +372,10 @@ func (f *Frontend) get(w http.ResponseWriter, r *http.Request, rt *Route) {
 		return
 	}
 	defer g.sess.Release(g.sess.Acquire())
+	// A session kept alive by its GET stream alone must not look idle to
+	// the store after a restart.
+	f.persist.touch(g)
+	defer f.persist.touch(g)
 	if last := r.Header.Get("Last-Event-ID"); last != "" {
 		streamID, seqStr, ok := strings.Cut(last, "_")
 		seq, err := strconv.Atoi(seqStr)
