@@ -282,7 +282,7 @@ func (f *Frontend) exchange(ctx context.Context, g *gwSession, st *stream, m *co
 	if err != nil {
 		e := f.callError(ctx, g, m, err)
 		status = e.HTTPStatus()
-		if e.Status == 0 {
+		if e.Status == 0 && !transportCode(e.Code) {
 			status = http.StatusOK // a JSON-RPC error inside a working session
 		}
 		resp = core.ErrorResponse(m.ID, e)
@@ -294,6 +294,17 @@ func (f *Frontend) exchange(ctx context.Context, g *gwSession, st *stream, m *co
 		resp = core.ErrorResponse(m.ID, core.NewError(core.CodeInternalError, "no response"))
 	}
 	st.finish(resp, status)
+}
+
+// transportCode reports codes whose HTTP status matters to the client's
+// transport even inside a working session (it backs off on 429 and 503,
+// starts over on 404), so they keep it in a plain JSON response.
+func transportCode(code int) bool {
+	switch code {
+	case core.CodeRateLimited, core.CodeSessionCap, core.CodeSessionNotFound:
+		return true
+	}
+	return false
 }
 
 // callError turns a failed round trip into what the client should see.

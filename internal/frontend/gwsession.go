@@ -125,9 +125,11 @@ func (g *gwSession) forgetStream(s *stream) {
 	if !s.resumable {
 		return
 	}
-	if s.done() && s.seq > 0 {
-		// The final event may not have reached the client; keep the stream
-		// for a grace period so a reconnect can still fetch it.
+	if s.done() && s.missed() {
+		// The client lost the stream before it had everything; keep the
+		// history for a grace period so a reconnect can still fetch it. A
+		// stream delivered whole is forgotten at once: it holds budget
+		// other streams may need.
 		time.AfterFunc(resumeGrace, func() { g.dropStream(s) })
 		return
 	}

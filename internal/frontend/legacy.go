@@ -239,31 +239,27 @@ func (f *Frontend) initialize(w http.ResponseWriter, r *http.Request, rt *Route,
 	}
 	w.Header().Del("Mcp-Session-Id")
 	g.teardown(context.WithoutCancel(r.Context()), session.ReasonInitFailed)
-	switch {
-	case err != nil:
-		e := core.AsError(err)
-		var ce *core.Error
-		if !errors.As(err, &ce) {
-			e = core.NewError(core.CodeUpstreamError, "upstream unavailable: initialize failed").WithStatus(http.StatusBadGateway).Wrap(err)
-		}
-		if rt.Era == EraAuto {
-			if info, perr := rt.Upstream.Probe(r.Context()); perr == nil && info.Era == core.EraModern {
-				e = crossEraInitError(params.ProtocolVersion, info.ModernVersions)
-			}
+	if err == nil && resp == nil {
+		err = errors.New("no answer to initialize")
+	}
+	var fail *core.Error
+	if err != nil {
+		if !errors.As(err, &fail) {
+			fail = core.NewError(core.CodeUpstreamError, "upstream unavailable: initialize failed").WithStatus(http.StatusBadGateway).Wrap(err)
 		}
 		f.log.Info("initialize_failed", "route", rt.Name, "error", err)
-		st.addHeaders(e.Header)
-		st.finish(core.ErrorResponse(m.ID, e), e.HTTPStatus())
-	default:
-		// The upstream's own error response goes back as it is.
-		if resp.Kind == core.KindError && rt.Era == EraAuto {
-			if pinfo, perr := rt.Upstream.Probe(r.Context()); perr == nil && pinfo.Era == core.EraModern {
-				e := crossEraInitError(params.ProtocolVersion, pinfo.ModernVersions)
-				st.finish(core.ErrorResponse(m.ID, e), e.HTTPStatus())
-				break
-			}
+	}
+	if (err != nil || resp.Kind == core.KindError) && rt.Era == EraAuto {
+		// A refusal from a modern-only upstream is explained as such.
+		if info, perr := rt.Upstream.Probe(r.Context()); perr == nil && info.Era == core.EraModern {
+			fail = crossEraInitError(params.ProtocolVersion, info.ModernVersions)
 		}
-		st.finish(resp, http.StatusOK)
+	}
+	if fail == nil {
+		st.finish(resp, http.StatusOK) // the upstream's own answer, as it is
+	} else {
+		st.addHeaders(fail.Header)
+		st.finish(core.ErrorResponse(m.ID, fail), fail.HTTPStatus())
 	}
 	f.waitReleased(r, st)
 }

@@ -35,6 +35,7 @@ type stream struct {
 	seq      int
 	sse      bool
 	finished bool          // final message produced (or stream closed)
+	lost     bool          // the client missed events: a write failed or it left before the end
 	released chan struct{} // closed when the handler owning w may return
 	opts     *Options
 	budget   *historyBudget // nil for streams that keep no history
@@ -116,6 +117,7 @@ func (s *stream) writeLocked(b []byte) {
 		_ = s.rc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
 	}
 	if _, err := s.w.Write(b); err != nil {
+		s.lost = true
 		s.detachLocked()
 		return
 	}
@@ -127,6 +129,7 @@ func (s *stream) flushLocked() {
 		return
 	}
 	if err := s.rc.Flush(); err != nil {
+		s.lost = true
 		s.detachLocked()
 	}
 }
@@ -302,6 +305,14 @@ func (s *stream) done() bool {
 	return s.finished && s.w == nil
 }
 
+// missed reports whether the client may lack events of this stream and
+// could come back for them with Last-Event-ID.
+func (s *stream) missed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lost
+}
+
 // releasedCh returns the channel the owning handler waits on.
 func (s *stream) releasedCh() <-chan struct{} {
 	s.mu.Lock()
@@ -313,6 +324,9 @@ func (s *stream) releasedCh() <-chan struct{} {
 // context ended) without finishing the stream.
 func (s *stream) abandon() {
 	s.mu.Lock()
+	if !s.finished {
+		s.lost = true
+	}
 	s.detachLocked()
 	s.mu.Unlock()
 }

@@ -23,7 +23,7 @@ func New(b *limits.Buckets) core.Interceptor {
 			}
 			if ok, retry := b.Allow(Key(m.Session), time.Now()); !ok {
 				secs := limits.RetryAfterSeconds(retry)
-				e := core.NewError(core.CodeRateLimited, "request rate limit exceeded; retry after "+secs+"s").WithStatus(http.StatusTooManyRequests)
+				e := core.NewError(core.CodeRateLimited, "request rate limit exceeded; retry after "+secs+"s")
 				e.Header = http.Header{"Retry-After": {secs}}
 				return nil, e
 			}
