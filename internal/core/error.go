@@ -157,7 +157,8 @@ func ResultResponse(id ID, result []byte) *Message {
 }
 
 // Notification builds a notification with encoded params (nil for none).
-func Notification(method string, params []byte) *Message {
+// It fails only for params that are not a JSON object or array.
+func Notification(method string, params []byte) (*Message, error) {
 	raw := make([]byte, 0, len(params)+len(method)+40)
 	raw = append(raw, `{"jsonrpc":"2.0","method":`...)
 	q, _ := json.Marshal(method)
@@ -167,11 +168,7 @@ func Notification(method string, params []byte) *Message {
 		raw = append(raw, params...)
 	}
 	raw = append(raw, '}')
-	m, err := Decode(raw)
-	if err != nil {
-		panic("core: bad notification " + method + ": " + err.Error()) // only reached with constant inputs
-	}
-	return m
+	return Decode(raw)
 }
 
 // ErrorCode reads the code of an error response, or 0.

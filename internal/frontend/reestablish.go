@@ -109,7 +109,10 @@ func (g *gwSession) reestablish(ctx context.Context, gen int) error {
 		err = errors.New("upstream refused the repeated initialize")
 	}
 	if err == nil {
-		err = conn.Send(ctx, core.Notification("notifications/initialized", nil))
+		var initialized *core.Message
+		if initialized, err = core.Notification("notifications/initialized", nil); err == nil {
+			err = conn.Send(ctx, initialized)
+		}
 	}
 	if err != nil {
 		_ = conn.Close(ctx)
