@@ -23,6 +23,7 @@ type CreationLimits struct {
 type admission struct {
 	f         *Frontend
 	res       session.Reservation
+	id        string // the new session's id, minted before admission
 	addr      string
 	principal string
 	at        time.Time
@@ -53,10 +54,20 @@ func (f *Frontend) admit(ctx context.Context, r *http.Request, rt *Route, princi
 			return nil, e
 		}
 	}
-	res, err := f.opts.Sessions.Reserve(ctx, session.Admission{Route: rt.Name, RouteCap: rt.Cap, Principal: principal, Tenant: tenant})
+	a.id = f.opts.IDs.Mint()
+	adm := session.Admission{ID: a.id, Route: rt.Name, RouteCap: rt.Cap, Principal: principal, Tenant: tenant, IdleTimeout: rt.IdleTimeout}
+	res, err := f.opts.Sessions.Reserve(ctx, adm)
+	var ce *session.CapError
+	if err != nil && !errors.As(err, &ce) && !errors.Is(err, session.ErrClosed) && f.opts.StoreFailOpen {
+		// The shared store that counts the cluster's sessions cannot be
+		// reached, and the gateway runs fail-open: admit outside the
+		// shared caps.
+		f.log.Warn("session_admitted_unshared", "route", rt.Name, "error", err)
+		adm.Adopt = true
+		res, err = f.opts.Sessions.Reserve(ctx, adm)
+	}
 	if err != nil {
 		a.undoRates()
-		var ce *session.CapError
 		if errors.As(err, &ce) {
 			secs := limits.RetryAfterSeconds(ce.RetryAfter)
 			e := core.NewError(core.CodeSessionCap, "session limit reached: "+capName(ce)+" allows "+strconv.Itoa(ce.Max)+" sessions; retry after "+secs+"s").
@@ -64,7 +75,11 @@ func (f *Frontend) admit(ctx context.Context, r *http.Request, rt *Route, princi
 			e.Header = http.Header{"Retry-After": {secs}}
 			return nil, e
 		}
-		return nil, core.NewError(core.CodeInternalError, "gateway is shutting down").WithStatus(http.StatusServiceUnavailable).Wrap(err)
+		if errors.Is(err, session.ErrClosed) {
+			return nil, core.NewError(core.CodeInternalError, "gateway is shutting down").WithStatus(http.StatusServiceUnavailable).Wrap(err)
+		}
+		f.log.Error("session_admission_failed", "route", rt.Name, "error", err)
+		return nil, storeUnavailable(err)
 	}
 	a.res = res
 	return a, nil

@@ -181,7 +181,7 @@ func (f *Frontend) initialize(w http.ResponseWriter, r *http.Request, rt *Route,
 		return
 	}
 	info := &core.SessionInfo{
-		ID: f.opts.IDs.Mint(), Route: rt.Name, Era: core.EraLegacy, ProtocolVersion: params.ProtocolVersion,
+		ID: adm.id, Route: rt.Name, Era: core.EraLegacy, ProtocolVersion: params.ProtocolVersion,
 		Principal: "anonymous", RemoteAddr: r.RemoteAddr,
 		ClientName: params.ClientInfo.Name, ClientVersion: params.ClientInfo.Version,
 	}

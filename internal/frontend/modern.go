@@ -103,6 +103,7 @@ func (f *Frontend) modernPost(w http.ResponseWriter, r *http.Request, rt *Route,
 	}
 	w.Header().Set(SessionHeader, g.info.ID)
 	defer g.sess.Release(g.sess.Acquire())
+	f.persist.touch(g)
 	m.Header = upstream.ForwardHeaders(nil, r.Header)
 	if m.Kind == core.KindNotification {
 		f.notify(w, r, g, m)
@@ -163,7 +164,7 @@ func (f *Frontend) newModernSession(r *http.Request, rt *Route, version, anonAdd
 		return nil, e
 	}
 	info := &core.SessionInfo{
-		ID: f.opts.IDs.Mint(), Route: rt.Name, Era: core.EraModern, ProtocolVersion: version,
+		ID: adm.id, Route: rt.Name, Era: core.EraModern, ProtocolVersion: version,
 		Principal: "anonymous", RemoteAddr: r.RemoteAddr,
 	}
 	g := newGWSession(f, rt, info)

@@ -61,9 +61,16 @@ func storeUnavailable(err error) *core.Error {
 	return e
 }
 
+// kept says whether the store keeps g: legacy sessions always, and on a
+// shared store modern ones too (their record holds their place under the
+// cluster's caps, which activity keeps and the end gives back).
+func (p *persistence) kept(g *gwSession) bool {
+	return p != nil && (g.info.Era == core.EraLegacy || p.bc != nil)
+}
+
 // touch records activity, at most once per touchEvery per session.
 func (p *persistence) touch(g *gwSession) {
-	if p == nil || g.info.Era != core.EraLegacy {
+	if !p.kept(g) {
 		return
 	}
 	now := time.Now()
@@ -84,16 +91,30 @@ func (p *persistence) touch(g *gwSession) {
 // On a store shared between replicas the end is announced, so the other
 // replicas drop their copies at once; a session ended because another
 // replica announced it is not announced again.
+//
+// On a shared store two ends are not this replica's to announce: an
+// eviction (the cluster's admission deleted and announced it already), and
+// an idle timeout of this replica's copy while the store shows the session
+// active through other replicas — only the copy here goes.
 func (p *persistence) forget(g *gwSession, reason session.Reason) {
-	if p == nil || reason == session.ReasonShutdown || reason == session.ReasonEndedElsewhere || g.info.Era != core.EraLegacy {
+	if !p.kept(g) || reason == session.ReasonShutdown || reason == session.ReasonEndedElsewhere {
+		return
+	}
+	if p.bc != nil && reason == session.ReasonEvicted {
 		return
 	}
 	ctx, cancel := storeCtx()
 	defer cancel()
+	if p.bc != nil && reason == session.ReasonIdle {
+		if rec, err := p.st.Get(ctx, g.info.ID); err == nil && !rec.Expired(time.Now()) {
+			g.log.Info("session_copy_dropped", "last_active", rec.LastActive)
+			return
+		}
+	}
 	if err := p.st.Delete(ctx, g.info.ID); err != nil {
 		g.log.Error("store_delete_failed", "error", err)
 	}
-	if p.bc != nil {
+	if p.bc != nil && g.info.Era == core.EraLegacy {
 		ev := store.Event{Kind: "ended", SessionID: g.info.ID, Reason: string(reason), Origin: p.origin}
 		if err := p.bc.Publish(ctx, ev); err != nil {
 			g.log.Error("store_publish_failed", "error", err)
@@ -144,7 +165,7 @@ func (f *Frontend) fetch(ctx context.Context, id string) (*gwSession, error) {
 		f.log.Warn("session_elsewhere", "session_id", id, "route", rec.Route)
 		return nil, nil
 	}
-	g, err := f.restoreRecord(ctx, rec)
+	g, err := f.restoreRecord(ctx, rec, true)
 	if err != nil {
 		// A concurrent request may have fetched it first.
 		if s, gerr := f.opts.Sessions.Get(id); gerr == nil {
@@ -163,7 +184,9 @@ func (f *Frontend) fetch(ctx context.Context, id string) (*gwSession, error) {
 
 // restoreRecord admits a stored session again under the caps, keeping
 // its id and creation time; its upstream side comes back on first use.
-func (f *Frontend) restoreRecord(ctx context.Context, rec *store.Record) (*gwSession, error) {
+// A session adopted from a shared store already counts under the
+// cluster's caps and is not admitted again.
+func (f *Frontend) restoreRecord(ctx context.Context, rec *store.Record, adopt bool) (*gwSession, error) {
 	rt := f.routeNamed(rec.Route)
 	if rt == nil || rec.Era != core.EraLegacy || len(rec.InitRaw) == 0 || rec.Expired(time.Now()) {
 		return nil, errors.New("record not restorable (route gone, not legacy, or expired)")
@@ -173,7 +196,10 @@ func (f *Frontend) restoreRecord(ctx context.Context, rec *store.Record) (*gwSes
 		Principal: rec.Principal, Tenant: rec.Tenant, RemoteAddr: rec.RemoteAddr,
 		ClientName: rec.ClientName, ClientVersion: rec.ClientVersion, Created: rec.Created,
 	}
-	res, err := f.opts.Sessions.Reserve(ctx, session.Admission{Route: rt.Name, RouteCap: rt.Cap, Principal: info.Principal, Tenant: info.Tenant})
+	res, err := f.opts.Sessions.Reserve(ctx, session.Admission{
+		ID: rec.ID, Route: rt.Name, RouteCap: rt.Cap, Principal: info.Principal, Tenant: info.Tenant,
+		IdleTimeout: rt.IdleTimeout, Adopt: adopt,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +253,7 @@ func (f *Frontend) Restore(ctx context.Context) (int, error) {
 	}
 	restored := 0
 	for _, rec := range recs {
-		g, err := f.restoreRecord(ctx, rec)
+		g, err := f.restoreRecord(ctx, rec, false)
 		if err != nil {
 			f.log.Info("session_not_restored", "session_id", rec.ID, "error", err)
 			_ = p.st.Delete(ctx, rec.ID)

@@ -225,6 +225,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	g.store = st
 	g.front.UseStore(st)
+	if rs, ok := st.(*redisstore.Store); ok {
+		g.sessions.UseAdmitter(sharedCaps{rs})
+	}
 	go func() {
 		if err := g.front.Subscribe(ctx); err != nil && ctx.Err() == nil {
 			g.log.Error("store_subscribe_failed", "error", err)

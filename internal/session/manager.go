@@ -62,10 +62,21 @@ func (e *CapError) Error() string {
 
 // Admission describes a session asking to be created.
 type Admission struct {
+	// ID is the session's id, if the caller mints its own (signed ids);
+	// if empty, Reserve mints one. An Admitter needs it before the
+	// session exists: it is what the shared counts hold.
+	ID        string
 	Route     string
 	RouteCap  Cap
 	Principal string
 	Tenant    string
+	// IdleTimeout is the session's idle timeout, for an Admitter; if
+	// zero, the manager's default.
+	IdleTimeout time.Duration
+	// Adopt admits, outside every cap, a session another replica of a
+	// cluster created and the cluster already counts: this process only
+	// takes a copy of it.
+	Adopt bool
 }
 
 // Options configure a Manager.
@@ -134,6 +145,9 @@ type Manager struct {
 	principals map[string]*scope
 	tenants    map[string]*scope
 	closed     bool
+	// admitter, when set (UseAdmitter), decides admission instead of the
+	// scopes above.
+	admitter Admitter
 
 	teardowns chan teardownJob
 	stop      chan struct{}
@@ -192,17 +206,33 @@ type Reservation struct {
 	m      *Manager
 	scopes []*scope
 	done   bool
+	// id is the session's id when it was fixed at Reserve; shared is the
+	// Admitter that holds its place, if one does.
+	id     string
+	shared Admitter
 }
+
+// ID is the id the session will have, if Reserve fixed it (it does when
+// the admission named one or an Admitter decided); otherwise empty, and
+// Commit mints one.
+func (r *Reservation) ID() string { return r.id }
 
 // Reserve admits a session under every cap that applies, evicting others
 // where a cap's policy says so. The place is held until Commit or Cancel,
 // so a creation that fails afterwards gives it back. A full cap with the
 // reject policy returns a *CapError.
 func (m *Manager) Reserve(ctx context.Context, a Admission) (Reservation, error) {
+	if a.Adopt {
+		return Reservation{m: m, id: a.ID}, nil
+	}
 	m.admit.Lock()
 	if m.closed {
 		m.admit.Unlock()
 		return Reservation{}, ErrClosed
+	}
+	if adm := m.admitter; adm != nil {
+		m.admit.Unlock()
+		return m.reserveShared(ctx, a, adm)
 	}
 	scopes := m.scopesFor(a)
 	// Decide first, change nothing until every scope agrees: a scope that
@@ -239,7 +269,7 @@ func (m *Manager) Reserve(ctx context.Context, a Admission) (Reservation, error)
 		}
 		m.enqueueTeardown(ctx, v, ReasonEvicted)
 	}
-	return Reservation{m: m, scopes: scopes}, nil
+	return Reservation{m: m, scopes: scopes, id: a.ID}, nil
 }
 
 // scopesFor returns the capped scopes an admission counts in, creating
@@ -327,6 +357,10 @@ func (r *Reservation) Cancel() {
 		return
 	}
 	r.done = true
+	if r.shared != nil {
+		r.releaseShared()
+		return
+	}
 	r.m.admit.Lock()
 	for _, sc := range r.scopes {
 		sc.count--
@@ -345,7 +379,13 @@ func (r *Reservation) Commit(info *core.SessionInfo, lim Limits, closer Closer, 
 		return nil, errors.New("session: reservation already used")
 	}
 	m := r.m
-	if info.ID == "" {
+	switch {
+	case r.id != "" && info.ID == "":
+		info.ID = r.id
+	case r.id != "" && info.ID != r.id:
+		r.Cancel()
+		return nil, errors.New("session: id differs from the reserved one")
+	case info.ID == "":
 		info.ID = NewID()
 	}
 	if info.Created.IsZero() {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -30,6 +31,9 @@ type Record struct {
 	ClientVersion   string        `json:"client_version,omitempty"`
 	InitRaw         []byte        `json:"init_raw,omitempty"`
 	UpstreamSession string        `json:"upstream_session,omitempty"`
+	// Owner is the replica that holds the session's upstream process (a
+	// stdio route in a cluster); empty when any replica may serve it.
+	Owner string `json:"owner,omitempty"`
 	Created         time.Time     `json:"created"`
 	LastActive      time.Time     `json:"last_active"`
 	IdleTimeout     time.Duration `json:"idle_timeout"`
@@ -96,12 +100,33 @@ func (r *Record) Clone() *Record {
 // Event tells the replicas sharing a store about a change one of them made.
 type Event struct {
 	// Kind is "ended" (the session was ended for good: DELETE, eviction,
-	// expiry, revocation).
+	// expiry, revocation) or "answer" (a client's answer to a server
+	// request reached a replica that is not waiting for it; Data is the
+	// JSON-RPC response, for the replica that is).
 	Kind      string `json:"kind"`
 	SessionID string `json:"session_id"`
 	Reason    string `json:"reason,omitempty"`
 	// Origin is the replica that made the change, so it can ignore its own.
-	Origin string `json:"origin"`
+	Origin string          `json:"origin"`
+	Data   json.RawMessage `json:"data,omitempty"`
+}
+
+// Owners is implemented by stores shared between replicas that keep track
+// of which replica holds a session's process, so that the others forward
+// its requests there and take it over when that replica is gone. Safe for
+// use by multiple goroutines.
+type Owners interface {
+	// Announce says replica is alive and reachable at addr, for ttl.
+	// Replicas repeat it well within ttl.
+	Announce(ctx context.Context, replica, addr string, ttl time.Duration) error
+	// Retire says replica is gone (a clean shutdown), at once.
+	Retire(ctx context.Context, replica string) error
+	// Replica returns the address replica announced, or ErrNotFound once
+	// its announcement has lapsed.
+	Replica(ctx context.Context, replica string) (addr string, err error)
+	// Claim makes to the owner of session id if from owns it now, and
+	// reports whether it did; ErrNotFound if there is no such session.
+	Claim(ctx context.Context, id, from, to string) (bool, error)
 }
 
 // Broadcaster is implemented by stores shared between gateway replicas.

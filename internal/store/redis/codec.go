@@ -31,6 +31,10 @@ const (
 	fieldDeadline = "deadline"
 	fieldTouchSec = "ts"
 	fieldTouchNs  = "tn"
+	// fieldOwner is the replica holding the session's process; Claim
+	// changes it without rewriting the record, and reads prefer it to
+	// the record's Owner.
+	fieldOwner = "owner"
 )
 
 func encodeRecord(r *store.Record) ([]byte, error) {

@@ -123,6 +123,7 @@ type Store struct {
 	timeout  time.Duration
 	log      *slog.Logger
 
+	prefix     string // Options.Prefix
 	keySession string // + id: a session's hash
 	keyCounter string // + name: a counter
 	keyIndex   string // sorted set of session ids, scored by key expiry
@@ -236,6 +237,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		margin:     opts.ExpiryMargin.Milliseconds(),
 		timeout:    opts.DialTimeout + opts.WriteTimeout + opts.ReadTimeout,
 		log:        opts.Logger,
+		prefix:     opts.Prefix,
 		keySession: opts.Prefix + "session:",
 		keyCounter: opts.Prefix + "counter:",
 		keyIndex:   opts.Prefix + "sessions",
@@ -288,7 +290,7 @@ func (s *Store) Put(ctx context.Context, r *store.Record) error {
 		return err
 	}
 	err = putScript.Run(ctx, s.rdb, []string{s.keySession + r.ID, s.keyIndex},
-		r.ID, v, idleMillis(r.IdleTimeout), deadlineMillis(r), time.Now().UnixMilli(), s.margin).Err()
+		r.ID, v, idleMillis(r.IdleTimeout), deadlineMillis(r), time.Now().UnixMilli(), s.margin, r.Owner).Err()
 	return s.wrap(err, "put", r.ID)
 }
 
@@ -309,7 +311,7 @@ func (s *Store) Get(ctx context.Context, id string) (*store.Record, error) {
 	// Pending first, Redis second: a touch flushed in between is then in
 	// what Redis returns.
 	pend := s.pendingAt(id)
-	vals, err := s.rdb.HMGet(ctx, s.keySession+id, fieldRecord, fieldTouchSec, fieldTouchNs).Result()
+	vals, err := s.rdb.HMGet(ctx, s.keySession+id, fieldRecord, fieldTouchSec, fieldTouchNs, fieldOwner).Result()
 	if err != nil {
 		return nil, s.wrap(err, "get", id)
 	}
@@ -323,9 +325,9 @@ func (s *Store) Get(ctx context.Context, id string) (*store.Record, error) {
 	return r, nil
 }
 
-// decode makes a record of the HMGET record, ts, tn reply for id.
+// decode makes a record of the HMGET record, ts, tn, owner reply for id.
 func (s *Store) decode(id string, vals []any) (*store.Record, error) {
-	if len(vals) != 3 || vals[0] == nil {
+	if len(vals) != 4 || vals[0] == nil {
 		return nil, store.ErrNotFound
 	}
 	v, _ := vals[0].(string)
@@ -342,6 +344,9 @@ func (s *Store) decode(id string, vals []any) (*store.Record, error) {
 		} else if at.After(r.LastActive) {
 			r.LastActive = at
 		}
+	}
+	if o, ok := vals[3].(string); ok {
+		r.Owner = o
 	}
 	return r, nil
 }
@@ -365,8 +370,8 @@ func (s *Store) Touch(ctx context.Context, id string, at time.Time) error {
 	return nil
 }
 
-// Delete removes the record with id and its index entry, atomically, in
-// one round trip (MULTI, DEL, ZREM, EXEC).
+// Delete removes the record with id, its index entry and its place under
+// cluster caps, atomically, in one round trip (one script).
 func (s *Store) Delete(ctx context.Context, id string) error {
 	end, err := s.begin(ctx)
 	if err != nil {
@@ -382,11 +387,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	if err := s.settle(ctx, id); err != nil {
 		return err
 	}
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, s.keySession+id)
-		p.ZRem(ctx, s.keyIndex, id)
-		return nil
-	})
+	err = deleteScript.Run(ctx, s.rdb, []string{s.keySession + id, s.keyIndex}, id, s.prefix).Err()
 	return s.wrap(err, "delete", id)
 }
 
@@ -420,7 +421,7 @@ func (s *Store) List(ctx context.Context) ([]*store.Record, error) {
 	for chunk := range slices.Chunk(ids, listChunk) {
 		cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, id := range chunk {
-				p.HMGet(ctx, s.keySession+id, fieldRecord, fieldTouchSec, fieldTouchNs)
+				p.HMGet(ctx, s.keySession+id, fieldRecord, fieldTouchSec, fieldTouchNs, fieldOwner)
 			}
 			return nil
 		})
@@ -598,8 +599,8 @@ func (s *Store) writeTouches(ctx context.Context, batch map[string]time.Time) er
 				if keys == nil {
 					keys = make([]string, 1, flushChunk+1)
 					keys[0] = s.keyIndex
-					args = make([]any, 2, 2+3*flushChunk)
-					args[0], args[1] = now, s.margin
+					args = make([]any, 3, 3+3*flushChunk)
+					args[0], args[1], args[2] = now, s.margin, s.prefix
 				}
 				sec, nsec := touchArgs(at)
 				keys = append(keys, s.keySession+id)

@@ -46,15 +46,20 @@ end
 `
 
 // putScript replaces a session: the whole hash (dropping flushed touches
-// of the record it replaces), its TTL and its index entry.
+// of the record it replaces, keeping the caps it was admitted under), its
+// TTL and its index entry.
 //
 // KEYS[1] session key, KEYS[2] index.
 // ARGV[1] id, ARGV[2] record JSON, ARGV[3] idle ms, ARGV[4] deadline ms (empty
-// for none), ARGV[5] gateway now (Unix ms), ARGV[6] margin ms.
+// for none), ARGV[5] gateway now (Unix ms), ARGV[6] margin ms, ARGV[7]
+// owner ('' for none).
 var putScript = newScript(`redis.replicate_commands()` + luaHelpers + `
 local ttl = keyttl(tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]))
+local caps = redis.call('HGET', KEYS[1], 'caps')
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'record', ARGV[2], 'idle', ARGV[3], 'deadline', ARGV[4])
+if caps then redis.call('HSET', KEYS[1], 'caps', caps) end
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'owner', ARGV[7]) end
 if ttl then
   redis.call('PEXPIRE', KEYS[1], fmt(ttl))
   redis.call('ZADD', KEYS[2], fmt(nowms() + ttl), ARGV[1])
@@ -70,16 +75,19 @@ return 1
 // created, deleted, expired) is skipped: Touch creates nothing. It returns
 // how many sessions it found.
 //
+// A session admitted under cluster caps also has its cap deadlines
+// refreshed (see Admit).
+//
 // KEYS[1] index, KEYS[2..] session keys.
-// ARGV[1] gateway now (Unix ms), ARGV[2] margin ms, then for each session
-// key, in order: id, Unix seconds, nanoseconds.
-var touchScript = newScript(`redis.replicate_commands()` + luaHelpers + `
-local gwnow, margin = tonumber(ARGV[1]), tonumber(ARGV[2])
+// ARGV[1] gateway now (Unix ms), ARGV[2] margin ms, ARGV[3] key prefix,
+// then for each session key, in order: id, Unix seconds, nanoseconds.
+var touchScript = newScript(`redis.replicate_commands()` + luaHelpers + capTouchLua + `
+local gwnow, margin, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local now = nil
 local found = 0
 for i = 2, #KEYS do
-  local a = 3 + (i - 2) * 3
-  local f = redis.pcall('HMGET', KEYS[i], 'idle', 'deadline', 'ts', 'tn')
+  local a = 4 + (i - 2) * 3
+  local f = redis.pcall('HMGET', KEYS[i], 'idle', 'deadline', 'ts', 'tn', 'caps')
   if type(f) == 'table' and not f.err and f[1] then
     found = found + 1
     local s, n = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
@@ -92,6 +100,7 @@ for i = 2, #KEYS do
       if not now then now = nowms() end
       redis.call('PEXPIRE', KEYS[i], fmt(ttl))
       redis.call('ZADD', KEYS[1], 'XX', fmt(now + ttl), ARGV[a])
+      captouch(prefix, ARGV[a], f[5], tonumber(f[1]) or 0, f[2], gwnow, now)
     end
   end
 end
@@ -124,7 +133,7 @@ end
 return n
 `)
 
-var scripts = []*script{putScript, touchScript, listScript, pruneScript}
+var scripts = []*script{putScript, touchScript, listScript, pruneScript, admitScript, releaseScript, deleteScript, capCountScript, claimScript}
 
 // script keeps the source of a redis.Script, to load it in a pipeline:
 // redis.Script.Load there would record the digest before the reply (as

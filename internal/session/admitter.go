@@ -1,0 +1,116 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Admitter decides admission under caps that several gateway processes
+// share (a cluster on one store). With an Admitter (UseAdmitter) the
+// Manager keeps no
+// caps of its own: every new session is admitted by Admit, atomically
+// across the cluster, and the Admitter removes a session from its counts
+// when its shared record is deleted or expires.
+//
+// Implementations must be safe for use by multiple goroutines.
+type Admitter interface {
+	// Admit places the session id under every scope in scopes, making
+	// room where a scope's policy says so, all or nothing: a scope that
+	// refuses leaves every count unchanged and evicts nothing. It returns
+	// the ids it evicted (already gone from the shared store and announced
+	// to every replica), or a *CapError naming the full scope. idle is the
+	// session's idle timeout: a session the cluster hears nothing of for
+	// that long stops counting.
+	Admit(ctx context.Context, id string, scopes []ScopeCap, idle time.Duration) (evicted []string, err error)
+	// Release removes id from every count it was admitted under. Releasing
+	// an id that is not counted is not an error.
+	Release(ctx context.Context, id string) error
+}
+
+// ScopeCap is one capped scope a session is admitted under.
+type ScopeCap struct {
+	Scope Scope
+	Key   string // the route, principal or tenant; empty for global
+	Cap   Cap
+}
+
+// capsFor lists the capped scopes of an admission, for an Admitter.
+func (m *Manager) capsFor(a Admission) []ScopeCap {
+	var out []ScopeCap
+	add := func(kind Scope, key string, c Cap) {
+		if c.Max > 0 {
+			out = append(out, ScopeCap{Scope: kind, Key: key, Cap: c})
+		}
+	}
+	add(ScopeGlobal, "", m.opts.Global)
+	add(ScopeRoute, a.Route, a.RouteCap)
+	add(ScopePrincipal, a.Principal, m.opts.PerPrincipal)
+	add(ScopeTenant, a.Tenant, m.opts.PerTenant)
+	return out
+}
+
+// releaseTimeout bounds giving a shared place back.
+const releaseTimeout = 5 * time.Second
+
+// reserveShared admits through the Admitter. The shared store, not this
+// process, decides; a session it evicts that lives here ends here at
+// once (its id answers 404 before the new session counts), and the
+// other replicas end theirs when they hear the announcement.
+func (m *Manager) reserveShared(ctx context.Context, a Admission, adm Admitter) (Reservation, error) {
+	id := a.ID
+	if id == "" {
+		id = NewID()
+	}
+	scopes := m.capsFor(a)
+	if len(scopes) == 0 {
+		return Reservation{m: m, id: id}, nil
+	}
+	idle := a.IdleTimeout
+	if idle <= 0 {
+		idle = m.opts.DefaultIdleTimeout
+	}
+	evicted, err := adm.Admit(ctx, id, scopes, idle)
+	if err != nil {
+		var ce *CapError
+		if errors.As(err, &ce) {
+			ce.RetryAfter = min(max(ce.RetryAfter, time.Second), 5*time.Minute)
+		}
+		return Reservation{}, err
+	}
+	for _, vid := range evicted {
+		v, err := m.Get(vid)
+		if err != nil || !m.detach(v) {
+			continue // held by another replica, or already gone
+		}
+		m.log.Info("session_evicted", "session_id", vid, "route", v.info.Route, "principal", v.info.Principal, "by", "cluster")
+		v.hooks.Lock() // after its Created hooks
+		v.hooks.Unlock()
+		for _, h := range m.opts.Hooks {
+			if h.Evicted != nil {
+				h.Evicted(v.info)
+			}
+		}
+		m.enqueueTeardown(ctx, v, ReasonEvicted)
+	}
+	return Reservation{m: m, id: id, shared: adm}, nil
+}
+
+// UseAdmitter makes a shares the manager's caps with other gateway
+// processes: from then on a decides every admission, and the manager's
+// own cap counts are not used. Call it before sessions are created.
+func (m *Manager) UseAdmitter(a Admitter) {
+	m.admit.Lock()
+	m.admitter = a
+	m.admit.Unlock()
+}
+
+// releaseShared gives a reservation's shared place back.
+func (r *Reservation) releaseShared() {
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	defer cancel()
+	if err := r.shared.Release(ctx, r.id); err != nil {
+		// The place frees itself when its idle timeout passes unrefreshed.
+		r.m.log.Warn("session_release_failed", "session_id", r.id, "error", err)
+	}
+}
