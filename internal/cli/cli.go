@@ -46,6 +46,9 @@ type sources struct {
 	dataDir, storeKind              string
 	// listenSet: --listen was given explicitly.
 	listenSet bool
+	// adminListen overrides admin.listen, so that replicas sharing one
+	// file each get their own admin address.
+	adminListen string
 }
 
 func (s *sources) register(cmd *cobra.Command) {
@@ -55,6 +58,7 @@ func (s *sources) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&s.http, "http", "", "serve one route at /mcp in front of this Streamable HTTP URL")
 	cmd.Flags().StringVar(&s.dataDir, "data-dir", "", "directory of the embedded session store (overrides store.data_dir; default ./"+config.DefaultDataDir+")")
 	cmd.Flags().StringVar(&s.storeKind, "store", "", "session store: embedded, memory or redis (overrides store.kind)")
+	cmd.Flags().StringVar(&s.adminListen, "admin-listen", "", "admin listener for /metrics, /healthz and /readyz, e.g. 127.0.0.1:9180 (overrides admin.listen)")
 }
 
 func (s *sources) load() (*config.Config, error) {
@@ -81,8 +85,17 @@ func (s *sources) load() (*config.Config, error) {
 	if s.dataDir != "" {
 		cfg.Store.DataDir = s.dataDir
 	}
+	if s.adminListen != "" {
+		cfg.Admin.Listen = s.adminListen
+		cfg.SetDefaults() // a port alone binds loopback
+	}
 	if s.storeKind != "" {
 		cfg.Store.Kind = s.storeKind
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	if s.adminListen != "" {
 		if err := cfg.Validate(); err != nil {
 			return nil, err
 		}

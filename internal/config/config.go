@@ -14,6 +14,8 @@ type Config struct {
 	Server Server `yaml:"server"`
 	// Log configures the structured log.
 	Log Log `yaml:"log"`
+	// Admin is the operators' listener: metrics and health. Default: off.
+	Admin Admin `yaml:"admin"`
 	// Sessions holds defaults for every route's sessions.
 	Sessions Sessions `yaml:"sessions"`
 	// Routes map client-facing paths to upstream MCP servers. At least one.

@@ -66,6 +66,7 @@ func (c *Config) SetDefaults() {
 			c.Listeners[i].Address = DefaultAddress
 		}
 	}
+	c.adminDefaults()
 	s := &c.Server
 	setDur(&s.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	setDur(&s.ReadTimeout, DefaultReadTimeout)
@@ -193,6 +194,7 @@ func (c *Config) Validate() error {
 			bad(p+".tls", "cert_file and key_file are both required")
 		}
 	}
+	c.validateAdmin(bad)
 	if c.Server.MaxBodyBytes < 1024 {
 		bad("server.max_body_bytes", "must be at least 1KiB")
 	}

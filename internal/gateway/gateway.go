@@ -17,6 +17,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/interceptors/logging"
 	"github.com/mcpgate/mcpgate/internal/interceptors/ratelimit"
 	"github.com/mcpgate/mcpgate/internal/limits"
+	"github.com/mcpgate/mcpgate/internal/metrics"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/sessionid"
@@ -35,6 +36,9 @@ type Options struct {
 	Logger *slog.Logger
 	// SessionHooks subscribe to session lifecycle events.
 	SessionHooks []session.Hooks
+	// Metrics is the registry the gateway's metrics go to, one per
+	// gateway. If nil, the gateway makes its own (see Gateway.Metrics).
+	Metrics *metrics.Registry
 }
 
 // Gateway is a built, not yet running, mcpgate.
@@ -50,6 +54,8 @@ type Gateway struct {
 	listeners []net.Listener
 	ready     chan struct{}
 	readyOnce sync.Once
+
+	health health
 }
 
 // New builds everything the configuration describes without listening:
@@ -60,6 +66,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{cfg: cfg, log: log, ready: make(chan struct{})}
+	if err := g.initHealth(opts.Metrics); err != nil {
+		return nil, err
+	}
 	var routes []*frontend.Route
 	var errs []error
 	ss := cfg.Sessions
@@ -110,7 +119,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		PerTenant:    session.Cap{Max: ss.PerTenant.Max, Policy: session.Policy(ss.PerTenant.WhenFull)},
 	})
 	front, err := frontend.New(frontend.Options{
-		Logger: log, Sessions: g.sessions, MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
+		Logger: g.countStoreErrors(log), Sessions: g.sessions, MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
 		KeepAlive: cfg.Server.KeepAlive, StreamAfter: cfg.Server.StreamAfter, WriteTimeout: cfg.Server.WriteTimeout,
 		Creation: frontend.CreationLimits{
 			Global:       window(ss.CreationRate.Global),
@@ -118,7 +127,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			PerPrincipal: window(ss.CreationRate.PerPrincipal),
 		},
 		ResumeSessionBytes: int64(ss.Resumption.SessionBytes), ResumeTotalBytes: int64(ss.Resumption.TotalBytes),
-		IDs: ids,
+		IDs: ids, StoreFailOpen: cfg.Store.OnUnavailable == "fail-open",
 	}, routes)
 	if err != nil {
 		g.Close()
@@ -215,6 +224,13 @@ func (g *Gateway) Addrs() []net.Addr {
 // accepting, drain in-flight requests within the shutdown timeout, end
 // every session (stopping stdio processes), close upstreams.
 func (g *Gateway) Run(ctx context.Context) error {
+	// The admin listener comes first: /healthz answers while the store
+	// opens and sessions come back, and /readyz says what is not ready.
+	if err := g.startAdmin(); err != nil {
+		g.readyOnce.Do(func() { close(g.ready) })
+		g.shutdown(nil)
+		return err
+	}
 	// The store is opened here, not in New, so that validate never takes
 	// the data directory's lock from a running gateway.
 	st, err := openStore(g.cfg.Store, g.log)
@@ -225,6 +241,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	g.store = st
 	g.front.UseStore(st)
+	g.watchStore(st)
 	if rs, ok := st.(*redisstore.Store); ok {
 		g.sessions.UseAdmitter(sharedCaps{rs})
 	}
@@ -279,6 +296,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	for _, rc := range g.cfg.Routes {
 		g.log.Info("route", "name", rc.Name, "path", rc.Path, "upstream", rc.Upstream.Kind(), "era", rc.Upstream.Era)
 	}
+	g.health.serving.Store(true)
 	g.readyOnce.Do(func() { close(g.ready) })
 	<-ctx.Done()
 	g.log.Info("shutting_down", "timeout", g.cfg.Server.ShutdownTimeout)
@@ -287,6 +305,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 }
 
 func (g *Gateway) shutdown(servers []*http.Server) {
+	g.health.serving.Store(false) // /readyz: 503 while draining
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Server.ShutdownTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -316,9 +335,11 @@ func (g *Gateway) shutdown(servers []*http.Server) {
 	<-drained
 	g.closeUpstreams()
 	g.closeStore()
+	g.stopAdmin()
 }
 
 func (g *Gateway) closeStore() {
+	g.stopStoreMonitor()
 	if g.store != nil {
 		if err := g.store.Close(); err != nil {
 			g.log.Error("store_close_failed", "error", err)

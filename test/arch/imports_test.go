@@ -30,6 +30,7 @@ func TestImportDirection(t *testing.T) {
 		"internal/sessionid":    {"internal/"},
 		"internal/pipeline":     {"internal/frontend", "internal/gateway", "internal/interceptors"},
 		"internal/sse":          {"internal/"},
+		"internal/metrics":      {"internal/frontend", "internal/gateway", "internal/cli", "internal/interceptors"},
 		"internal/interceptors": {"internal/frontend", "internal/gateway", "internal/session", "internal/upstream"},
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {

@@ -46,6 +46,7 @@
 //	           one more per further 1000, and one more when it finds index
 //	           entries without a key (which it then removes)
 //	Add        1: INCRBY
+//	Ping       1: PING (the gateway's health check, once a second)
 //	Publish    1: PUBLISH
 //	Subscribe  a dedicated connection for as long as it runs; 1 round trip
 //	           to subscribe, then pushed messages; PING after 15s of silence

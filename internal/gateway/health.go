@@ -1,0 +1,261 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/metrics"
+	"github.com/mcpgate/mcpgate/internal/store"
+)
+
+// health is the gateway's operational side: its metrics registry, the
+// store monitor, readiness, and the admin listener that serves them.
+type health struct {
+	metrics  *metrics.Registry
+	storeMon *metrics.StoreMonitor
+	// serving is true while every client listener accepts and the gateway
+	// is not shutting down.
+	serving atomic.Bool
+
+	monCancel context.CancelFunc
+	monDone   chan struct{}
+
+	// admin and adminLn are set by Run (under Gateway.mu) when
+	// admin.listen is configured.
+	admin   *http.Server
+	adminLn net.Listener
+}
+
+// adminShutdownTimeout bounds the admin server's drain: its requests are
+// short, and the admin listener is the last thing to close.
+const adminShutdownTimeout = 2 * time.Second
+
+// initHealth makes the registry (reg, or a new one) and registers the
+// store monitor's metrics in it; New calls it, so validate checks it too.
+func (g *Gateway) initHealth(reg *metrics.Registry) error {
+	if reg == nil {
+		reg = metrics.New()
+	}
+	mon, err := metrics.NewStoreMonitor(reg, metrics.StoreMonitorOptions{Backend: g.cfg.Store.Kind, Logger: g.log})
+	if err != nil {
+		return fmt.Errorf("metrics: %w (one registry per gateway)", err)
+	}
+	g.health.metrics, g.health.storeMon = reg, mon
+	return nil
+}
+
+// Metrics returns the gateway's registry: serve it elsewhere, or register
+// an embedding program's own collectors in it.
+func (g *Gateway) Metrics() *metrics.Registry { return g.health.metrics }
+
+// AdminAddr returns the admin listener's bound address once Run is
+// listening, or nil when there is none.
+func (g *Gateway) AdminAddr() net.Addr {
+	<-g.ready
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.health.adminLn == nil {
+		return nil
+	}
+	return g.health.adminLn.Addr()
+}
+
+// watchStore starts the store monitor on st; stopStoreMonitor ends it.
+func (g *Gateway) watchStore(st store.Store) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	g.health.monCancel, g.health.monDone = cancel, done
+	go func() {
+		defer close(done)
+		g.health.storeMon.Run(ctx, st)
+	}()
+}
+
+// stopStoreMonitor stops the monitor before the store closes, so that
+// closing is not reported as an outage.
+func (g *Gateway) stopStoreMonitor() {
+	if g.health.monCancel != nil {
+		g.health.monCancel()
+		<-g.health.monDone
+		g.health.monCancel = nil
+	}
+}
+
+// startAdmin binds admin.listen, if set, and serves the admin endpoints.
+func (g *Gateway) startAdmin() error {
+	addr := g.cfg.Admin.Listen
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("admin: listen %s: %w", addr, err)
+	}
+	loopback := isLoopbackAddr(addr)
+	srv := &http.Server{
+		Handler:           g.adminHandler(loopback),
+		ReadHeaderTimeout: g.cfg.Server.ReadHeaderTimeout,
+		ReadTimeout:       g.cfg.Server.ReadTimeout,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+	g.mu.Lock()
+	g.health.admin, g.health.adminLn = srv, ln
+	g.mu.Unlock()
+	g.log.Info("admin_listening", "address", ln.Addr().String(), "loopback", loopback)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			g.log.Error("admin_serve_failed", "address", ln.Addr().String(), "error", err)
+		}
+	}()
+	return nil
+}
+
+// stopAdmin closes the admin listener, letting requests in flight finish.
+func (g *Gateway) stopAdmin() {
+	g.mu.Lock()
+	srv := g.health.admin
+	g.health.admin = nil
+	g.mu.Unlock()
+	if srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), adminShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		_ = srv.Close()
+	}
+}
+
+// adminHandler serves /metrics, /healthz and /readyz. On a loopback
+// listener only loopback Host names are accepted, so that a web page
+// cannot read it through DNS rebinding.
+func (g *Gateway) adminHandler(loopback bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", g.health.metrics.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeStatus(w, http.StatusOK, readiness{Status: "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		r := g.readiness()
+		code := http.StatusOK
+		if len(r.NotReady) > 0 {
+			code = http.StatusServiceUnavailable
+		}
+		writeStatus(w, code, r)
+	})
+	if !loopback {
+		return mux
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !isLoopbackHost(r.Host) {
+			http.Error(w, "host not allowed on a loopback admin listener", http.StatusForbidden)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// readiness is the body of /healthz and /readyz.
+type readiness struct {
+	// Status is "ok" (healthz), "ready" or "not_ready".
+	Status string `json:"status"`
+	// NotReady names what keeps the gateway from serving: "listeners"
+	// (starting or shutting down), "store" (unreachable, fail-closed).
+	NotReady []string `json:"not_ready,omitempty"`
+	// Degraded names what is down without stopping service: "store"
+	// under store.on_unavailable: fail-open.
+	Degraded []string `json:"degraded,omitempty"`
+}
+
+func (g *Gateway) readiness() readiness {
+	var r readiness
+	if !g.health.serving.Load() {
+		r.NotReady = append(r.NotReady, "listeners")
+	}
+	if !g.health.storeMon.Up() {
+		if g.cfg.Store.OnUnavailable == "fail-open" {
+			r.Degraded = append(r.Degraded, "store")
+		} else {
+			r.NotReady = append(r.NotReady, "store")
+		}
+	}
+	r.Status = "ready"
+	if len(r.NotReady) > 0 {
+		r.Status = "not_ready"
+	}
+	return r
+}
+
+func writeStatus(w http.ResponseWriter, code int, body readiness) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// isLoopbackHost reports whether a Host header names this machine by a
+// loopback name or address.
+func isLoopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// countStoreErrors returns log, counting each store_<op>_failed record
+// it receives in mcpgate_store_errors_total{op}. The frontend logs a
+// failed store call once, where it handles it, so the count is what the
+// log shows. Wrapping the store instead would hide from the frontend the
+// optional interfaces it looks for on it (store.Broadcaster and others).
+func (g *Gateway) countStoreErrors(log *slog.Logger) *slog.Logger {
+	return slog.New(storeErrorCounter{Handler: log.Handler(), mon: g.health.storeMon})
+}
+
+// storeErrorCounter is a slog.Handler that counts store failures and
+// passes every record on. Store failures are warnings or errors; they are
+// counted even when the log level hides them.
+type storeErrorCounter struct {
+	slog.Handler
+	mon *metrics.StoreMonitor
+}
+
+func (h storeErrorCounter) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn || h.Handler.Enabled(ctx, l)
+}
+
+func (h storeErrorCounter) Handle(ctx context.Context, r slog.Record) error {
+	if op, ok := strings.CutPrefix(r.Message, "store_"); ok {
+		if op, ok = strings.CutSuffix(op, "_failed"); ok {
+			h.mon.CountError(op)
+		}
+	}
+	if !h.Handler.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h storeErrorCounter) WithAttrs(as []slog.Attr) slog.Handler {
+	return storeErrorCounter{Handler: h.Handler.WithAttrs(as), mon: h.mon}
+}
+
+func (h storeErrorCounter) WithGroup(name string) slog.Handler {
+	return storeErrorCounter{Handler: h.Handler.WithGroup(name), mon: h.mon}
+}

@@ -1,0 +1,24 @@
+// Package metrics owns mcpgate's Prometheus metrics: the gateway's own
+// Registry (never the process-wide default one, so that two gateways in
+// one process, or a library user's registry, do not collide), the
+// process and Go runtime collectors, the /metrics handler, and the
+// collectors of gateway-wide state — today the session store's health
+// (StoreMonitor).
+//
+// Every metric mcpgate defines starts with "mcpgate_" (Namespace). A
+// capability that adds metrics takes a prometheus.Registerer — the
+// gateway passes its *Registry — and registers its collectors when it is
+// built, so a name clash fails at start (and in `mcpgate validate`), not
+// at the first scrape:
+//
+//	reg := metrics.New()                      // process and Go collectors included
+//	mon, err := metrics.NewStoreMonitor(reg, metrics.StoreMonitorOptions{Backend: "redis", Logger: log})
+//	if err != nil { ... }                      // a collector already registered
+//	go mon.Run(ctx, st)                        // pings st, reports up/down
+//	mon.CountError("put")                      // where a failed store call is handled
+//	mux.Handle("GET /metrics", reg.Handler())
+//
+// Later capabilities (per-route requests, sessions, quotas) follow the
+// same shape: a constructor taking the Registerer, collectors created and
+// registered once, label values bound ahead of the hot path.
+package metrics
