@@ -12,11 +12,16 @@ import (
 	"github.com/mcpgate/mcpgate/internal/session"
 )
 
-// CreationLimits are the sliding windows a new session must pass. A nil
-// window is no limit.
+// CreationLimits are the sliding windows a new session must pass: each a
+// *limits.Window, or a window every replica shares. A nil or switched-off
+// window (see limits.Off) is no limit.
 type CreationLimits struct {
-	Global, PerAddress, PerPrincipal *limits.Window
+	Global, PerAddress, PerPrincipal limits.UndoLimiter
 }
+
+// undoTimeout bounds giving back creation slots to a shared window: the
+// request that took them may be gone by then.
+const undoTimeout = 2 * time.Second
 
 // admission is a session creation that passed the rate limits and holds a
 // place under the caps. Exactly one of commit and cancel follows.
@@ -36,7 +41,7 @@ func (f *Frontend) admit(ctx context.Context, r *http.Request, rt *Route, princi
 	a := &admission{f: f, addr: clientAddr(r.RemoteAddr), principal: principal, at: now}
 	c := f.opts.Creation
 	checks := []struct {
-		w    *limits.Window
+		w    limits.UndoLimiter
 		key  string
 		what string
 	}{
@@ -45,14 +50,28 @@ func (f *Frontend) admit(ctx context.Context, r *http.Request, rt *Route, princi
 		{c.PerPrincipal, principal, "per principal"},
 	}
 	for i, chk := range checks {
-		if ok, retry := chk.w.Allow(chk.key, now); !ok {
-			for _, prev := range checks[:i] {
-				prev.w.Undo(prev.key, now)
-			}
-			e := core.NewError(core.CodeRateLimited, "too many new sessions ("+chk.what+" creation rate limit); retry after "+limits.RetryAfterSeconds(retry)+"s")
-			e.Header = http.Header{"Retry-After": {limits.RetryAfterSeconds(retry)}}
+		if limits.Off(chk.w) {
+			continue
+		}
+		retry, err := chk.w.Admit(ctx, chk.key, now)
+		if err == nil {
+			continue
+		}
+		for _, prev := range checks[:i] {
+			undo(prev.w, prev.key, now)
+		}
+		if !limits.Refused(err) {
+			// A shared window whose store cannot be reached, and the
+			// gateway fails closed.
+			f.log.Warn("creation_rate_unavailable", "route", rt.Name, "limit", chk.what, "error", err)
+			e := core.NewError(core.CodeInternalError, "session creation rate limit unavailable (its store cannot be reached); retry shortly").
+				WithStatus(http.StatusServiceUnavailable).Wrap(err)
+			e.Header = http.Header{"Retry-After": {"1"}}
 			return nil, e
 		}
+		e := core.NewError(core.CodeRateLimited, "too many new sessions ("+chk.what+" creation rate limit); retry after "+limits.RetryAfterSeconds(retry)+"s")
+		e.Header = http.Header{"Retry-After": {limits.RetryAfterSeconds(retry)}}
+		return nil, e
 	}
 	a.id = f.opts.IDs.Mint()
 	adm := session.Admission{ID: a.id, Route: rt.Name, RouteCap: rt.Cap, Principal: principal, Tenant: tenant, IdleTimeout: rt.IdleTimeout}
@@ -99,9 +118,21 @@ func capName(ce *session.CapError) string {
 
 func (a *admission) undoRates() {
 	c := a.f.opts.Creation
-	c.Global.Undo("", a.at)
-	c.PerAddress.Undo(a.addr, a.at)
-	c.PerPrincipal.Undo(a.principal, a.at)
+	undo(c.Global, "", a.at)
+	undo(c.PerAddress, a.addr, a.at)
+	undo(c.PerPrincipal, a.principal, a.at)
+}
+
+// undo gives back a creation slot of w, if w is on. It runs after the
+// request that took the slot may have ended, so it has a context of its
+// own.
+func undo(w limits.UndoLimiter, key string, at time.Time) {
+	if limits.Off(w) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), undoTimeout)
+	defer cancel()
+	w.Undo(ctx, key, at)
 }
 
 // cancel gives back the place and the rate-limit slots: the creation

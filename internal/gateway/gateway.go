@@ -16,7 +16,6 @@ import (
 	"github.com/mcpgate/mcpgate/internal/frontend"
 	"github.com/mcpgate/mcpgate/internal/interceptors/logging"
 	"github.com/mcpgate/mcpgate/internal/interceptors/ratelimit"
-	"github.com/mcpgate/mcpgate/internal/limits"
 	"github.com/mcpgate/mcpgate/internal/metrics"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
@@ -49,6 +48,7 @@ type Gateway struct {
 	sessions  *session.Manager
 	front     *frontend.Frontend
 	upstreams []upstream.Upstream
+	rates     *rateLimits
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -72,10 +72,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	var routes []*frontend.Route
 	var errs []error
 	ss := cfg.Sessions
-	var requests *limits.Buckets
-	if ss.RequestRate.PerSecond > 0 {
-		requests = limits.NewBuckets(ss.RequestRate.PerSecond, ss.RequestRate.Burst, limits.BucketOptions{})
-	}
+	g.rates = newRateLimits(cfg, log)
 	for i, rc := range cfg.Routes {
 		up, err := newUpstream(rc, log)
 		if err != nil {
@@ -87,7 +84,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			Name: rc.Name, Path: rc.Path, Era: rc.Upstream.Era, Upstream: up,
 			Stages: []pipeline.Stage{
 				{Name: "logging", Interceptor: logging.New(log)},
-				{Name: "limits", Interceptor: ratelimit.New(requests)},
+				{Name: "limits", Interceptor: ratelimit.New(g.rates.requestLimiter())},
 			},
 			RequestTimeout: rc.RequestTimeout, IdleTimeout: rc.IdleTimeout, TTL: rc.TTL,
 			Cap:        session.Cap{Max: rc.MaxSessions, Policy: session.Policy(rc.WhenFull)},
@@ -121,11 +118,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	front, err := frontend.New(frontend.Options{
 		Logger: g.countStoreErrors(log), Sessions: g.sessions, MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
 		KeepAlive: cfg.Server.KeepAlive, StreamAfter: cfg.Server.StreamAfter, WriteTimeout: cfg.Server.WriteTimeout,
-		Creation: frontend.CreationLimits{
-			Global:       window(ss.CreationRate.Global),
-			PerAddress:   window(*ss.CreationRate.PerAddress),
-			PerPrincipal: window(ss.CreationRate.PerPrincipal),
-		},
+		Creation:           g.rates.creationLimits(),
 		ResumeSessionBytes: int64(ss.Resumption.SessionBytes), ResumeTotalBytes: int64(ss.Resumption.TotalBytes),
 		IDs: ids, StoreFailOpen: cfg.Store.OnUnavailable == "fail-open",
 	}, routes)
@@ -182,11 +175,6 @@ func minter(keys []config.IDKey) (*sessionid.Minter, error) {
 	return m, nil
 }
 
-// window builds a creation limiter; nil (no limit, no cost) when off.
-func window(w config.Window) *limits.Window {
-	return limits.NewWindow(w.Limit, w.Window, limits.WindowOptions{})
-}
-
 func newUpstream(rc config.Route, log *slog.Logger) (upstream.Upstream, error) {
 	switch {
 	case rc.Upstream.HTTP != nil:
@@ -241,6 +229,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	g.store = st
 	g.front.UseStore(st)
+	g.rates.bind(ctx, st, g.cfg.Store.FlushInterval)
 	g.watchStore(st)
 	if rs, ok := st.(*redisstore.Store); ok {
 		g.sessions.UseAdmitter(sharedCaps{rs})
@@ -333,6 +322,7 @@ func (g *Gateway) shutdown(servers []*http.Server) {
 	tick.Stop()
 	g.sessions.Close(ctx)
 	<-drained
+	g.rates.close()
 	g.closeUpstreams()
 	g.closeStore()
 	g.stopAdmin()

@@ -72,3 +72,33 @@ func benchmarkSerial(b *testing.B, l allower, step time.Duration) {
 		l.Allow("203.0.113.7", now)
 	}
 }
+
+// BenchmarkSnapshot measures what the gateway's saver pays per save: one
+// MarshalBinary of 100k keys (a Window of 4 admissions each, a bucket
+// each).
+func BenchmarkSnapshot(b *testing.B) {
+	const keys = 100_000
+	now := time.Now()
+	w := NewWindow(4, time.Hour, WindowOptions{MaxKeys: keys})
+	bk := NewBuckets(1, 4, BucketOptions{MaxKeys: keys})
+	for i := range keys {
+		k := fmt.Sprintf("198.51.%d.%d", i/256, i%256)
+		for j := range 4 {
+			w.Allow(k, now.Add(time.Duration(j)*time.Second))
+		}
+		bk.Allow(k, now)
+	}
+	for _, l := range []struct {
+		name string
+		m    interface{ AppendBinary([]byte) ([]byte, error) }
+	}{{"window", w}, {"buckets", bk}} {
+		b.Run(l.name, func(b *testing.B) {
+			var buf []byte
+			b.ReportAllocs()
+			for b.Loop() {
+				buf, _ = l.m.AppendBinary(buf[:0])
+			}
+			b.ReportMetric(float64(len(buf))/keys, "B/key")
+		})
+	}
+}

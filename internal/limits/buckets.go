@@ -1,6 +1,7 @@
 package limits
 
 import (
+	"context"
 	"math"
 	"time"
 
@@ -74,7 +75,7 @@ func NewBuckets(perSecond float64, burst int, opts BucketOptions) *Buckets {
 // Allow is Admit reduced to a yes or no: ok reports whether the event is
 // admitted; when it is not, retryAfter is how long until it would be.
 func (b *Buckets) Allow(key string, now time.Time) (ok bool, retryAfter time.Duration) {
-	retryAfter, err := b.Admit(key, now)
+	retryAfter, err := b.admit(key, now)
 	return err == nil, retryAfter
 }
 
@@ -85,7 +86,13 @@ func (b *Buckets) Allow(key string, now time.Time) (ok bool, retryAfter time.Dur
 //
 // If key is new and MaxKeys keys are tracked, it returns [ErrTooManyKeys]
 // and IdleTimeout: a hint, as keys used meanwhile stay.
-func (b *Buckets) Admit(key string, now time.Time) (retryAfter time.Duration, err error) {
+//
+// ctx is unused: the state is in memory. It is there for [Limiter].
+func (b *Buckets) Admit(_ context.Context, key string, now time.Time) (retryAfter time.Duration, err error) {
+	return b.admit(key, now)
+}
+
+func (b *Buckets) admit(key string, now time.Time) (retryAfter time.Duration, err error) {
 	if b == nil {
 		return 0, nil
 	}
@@ -103,6 +110,7 @@ func (b *Buckets) Admit(key string, now time.Time) (retryAfter time.Duration, er
 	// untouched when it refuses; and since the shard lock serialises this
 	// key, TokensAt sees the state AllowN refused on.
 	if e.lim.AllowN(at, 1) {
+		s.changes.Add(1)
 		s.mu.Unlock()
 		return 0, nil
 	}

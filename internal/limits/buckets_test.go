@@ -264,7 +264,7 @@ func TestBucketsMaxKeys(t *testing.T) {
 		const every = 2 * time.Second // burst 4 at 2 per second refills in 2s
 		b := NewBuckets(2, 4, BucketOptions{MaxKeys: 2, IdleTimeout: every})
 		start := time.Now()
-		admit := func(key string) (time.Duration, error) { return b.Admit(key, time.Now()) }
+		admit := func(key string) (time.Duration, error) { return b.Admit(t.Context(), key, time.Now()) }
 		for _, k := range []string{"a", "b"} {
 			if _, err := admit(k); err != nil {
 				t.Fatalf("Admit(%q): %v", k, err)

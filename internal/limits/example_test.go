@@ -1,6 +1,7 @@
 package limits_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -14,7 +15,7 @@ func ExampleWindow() {
 	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 
 	for i, at := range []time.Duration{0, 10 * time.Second, 20 * time.Second, time.Minute} {
-		retry, err := creations.Admit("203.0.113.7", t0.Add(at))
+		retry, err := creations.Admit(context.Background(), "203.0.113.7", t0.Add(at))
 		switch {
 		case errors.Is(err, limits.ErrLimited):
 			fmt.Printf("creation %d: 429, Retry-After: %s\n", i, limits.RetryAfterSeconds(retry))
@@ -37,7 +38,7 @@ func ExampleWindow_Undo() {
 
 	if ok, _ := creations.Allow("alice", now); ok {
 		// Creating the session failed upstream: the attempt costs no slot.
-		creations.Undo("alice", now)
+		creations.Undo(context.Background(), "alice", now)
 	}
 	ok, _ := creations.Allow("alice", now)
 	fmt.Println("retry admitted:", ok)

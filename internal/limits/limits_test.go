@@ -1,7 +1,9 @@
 package limits
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -34,11 +36,11 @@ func TestRetryAfterSeconds(t *testing.T) {
 
 func TestLimiterFunc(t *testing.T) {
 	var gotKey string
-	l := Limiter(LimiterFunc(func(key string, _ time.Time) (time.Duration, error) {
+	l := Limiter(LimiterFunc(func(_ context.Context, key string, _ time.Time) (time.Duration, error) {
 		gotKey = key
 		return time.Second, ErrLimited
 	}))
-	d, err := l.Admit("k", time.Now())
+	d, err := l.Admit(t.Context(), "k", time.Now())
 	if gotKey != "k" || d != time.Second || !errors.Is(err, ErrLimited) {
 		t.Errorf("Admit = %v, %v (key %q), want 1s, ErrLimited (key k)", d, err, gotKey)
 	}
@@ -68,7 +70,7 @@ func TestNilLimiters(t *testing.T) {
 				if l != nil {
 					t.Fatal("constructor returned a non-nil *Window")
 				}
-				l.Undo("k", now)
+				l.Undo(t.Context(), "k", now)
 				if n := l.Sweep(now); n != 0 {
 					t.Errorf("Sweep = %d, want 0", n)
 				}
@@ -78,7 +80,7 @@ func TestNilLimiters(t *testing.T) {
 				if ok, d := l.Allow("k", now); !ok || d != 0 {
 					t.Errorf("Allow = %v, %v, want true, 0", ok, d)
 				}
-				if a := testing.AllocsPerRun(100, func() { l.Allow("k", now); l.Undo("k", now) }); a != 0 {
+				if a := testing.AllocsPerRun(100, func() { l.Allow("k", now); l.Undo(t.Context(), "k", now) }); a != 0 {
 					t.Errorf("nil Window allocates %v per call, want 0", a)
 				}
 			case *Buckets:
@@ -98,11 +100,55 @@ func TestNilLimiters(t *testing.T) {
 					t.Errorf("nil Buckets allocates %v per call, want 0", a)
 				}
 			}
+			if !Off(tt.limiter) {
+				t.Error("Off = false for a switched-off limiter")
+			}
 			for range 1000 {
-				if d, err := tt.limiter.Admit("k", now); err != nil || d != 0 {
+				if d, err := tt.limiter.Admit(t.Context(), "k", now); err != nil || d != 0 {
 					t.Fatalf("Admit = %v, %v, want 0, nil", d, err)
 				}
 			}
 		})
+	}
+}
+
+func TestOff(t *testing.T) {
+	tests := []struct {
+		name string
+		l    Limiter
+		want bool
+	}{
+		{"nil interface", nil, true},
+		{"nil window", (*Window)(nil), true},
+		{"nil buckets", (*Buckets)(nil), true},
+		{"window", NewWindow(1, time.Second, WindowOptions{}), false},
+		{"buckets", NewBuckets(1, 1, BucketOptions{}), false},
+		{"func", LimiterFunc(func(context.Context, string, time.Time) (time.Duration, error) { return 0, nil }), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Off(tt.l); got != tt.want {
+				t.Errorf("Off = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRefused(t *testing.T) {
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{ErrLimited, true},
+		{ErrTooManyKeys, true},
+		{fmt.Errorf("shared window: %w", ErrLimited), true},
+		{errors.New("connection refused"), false},
+		{context.DeadlineExceeded, false},
+	}
+	for _, tt := range tests {
+		if got := Refused(tt.err); got != tt.want {
+			t.Errorf("Refused(%v) = %v, want %v", tt.err, got, tt.want)
+		}
 	}
 }

@@ -42,7 +42,11 @@ type shard[E any] struct {
 	mu   sync.Mutex
 	m    map[string]*E // nil until the first key, and again once swept empty
 	next int64         // offset at which this shard is next swept
-	_    [64]byte      // keep neighbouring shards' locks off one cache line
+	// changes counts the admissions and undos of this shard's keys, for
+	// Version. Per shard, written under mu, so that counting costs no
+	// contention between shards; atomic, so Version reads it without mu.
+	changes atomic.Uint64
+	_       [64]byte // keep neighbouring shards' locks off one cache line
 }
 
 func (t *table[E]) init(period time.Duration, maxKeys int, newE func() *E, idle func(*E, time.Time, int64) bool) {
@@ -104,6 +108,15 @@ func (t *table[E]) acquire(key string, now time.Time, off int64) (s *shard[E], e
 	}
 	s.m[key] = e
 	return s, e, nil
+}
+
+// version sums the shards' change counts.
+func (t *table[E]) version() uint64 {
+	var v uint64
+	for i := range t.shards {
+		v += t.shards[i].changes.Load()
+	}
+	return v
 }
 
 // lookup returns key's state, if tracked, with its shard locked.

@@ -1,6 +1,9 @@
 package limits
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // WindowOptions configures a [Window].
 type WindowOptions struct {
@@ -49,7 +52,7 @@ func NewWindow(limit int, window time.Duration, opts WindowOptions) *Window {
 // Allow is Admit reduced to a yes or no: ok reports whether the event is
 // admitted; when it is not, retryAfter is how long until it would be.
 func (w *Window) Allow(key string, now time.Time) (ok bool, retryAfter time.Duration) {
-	retryAfter, err := w.Admit(key, now)
+	retryAfter, err := w.admit(key, now)
 	return err == nil, retryAfter
 }
 
@@ -60,7 +63,13 @@ func (w *Window) Allow(key string, now time.Time) (ok bool, retryAfter time.Dura
 //
 // If key is new and MaxKeys keys are tracked, it returns [ErrTooManyKeys]
 // and the window: by then every key tracked now can be dropped.
-func (w *Window) Admit(key string, now time.Time) (retryAfter time.Duration, err error) {
+//
+// ctx is unused: the state is in memory. It is there for [Limiter].
+func (w *Window) Admit(_ context.Context, key string, now time.Time) (retryAfter time.Duration, err error) {
+	return w.admit(key, now)
+}
+
+func (w *Window) admit(key string, now time.Time) (retryAfter time.Duration, err error) {
 	if w == nil {
 		return 0, nil
 	}
@@ -70,6 +79,9 @@ func (w *Window) Admit(key string, now time.Time) (retryAfter time.Duration, err
 		return time.Duration(w.window), err
 	}
 	wait, ok := r.admit(off, w.window, w.limit)
+	if ok {
+		s.changes.Add(1)
+	}
 	s.mu.Unlock()
 	if !ok {
 		return wait, ErrLimited
@@ -81,8 +93,9 @@ func (w *Window) Admit(key string, now time.Time) (retryAfter time.Duration, err
 // window, for a creation that was admitted and then failed. Undo cannot
 // tell which admission it is undoing: pair it with exactly one successful
 // Admit or Allow. Without such an admission it is harmless — it never
-// creates a key and never goes below zero. Undo does not allocate.
-func (w *Window) Undo(key string, now time.Time) {
+// creates a key and never goes below zero. Undo does not allocate; ctx is
+// unused.
+func (w *Window) Undo(_ context.Context, key string, now time.Time) {
 	if w == nil {
 		return
 	}
@@ -93,6 +106,7 @@ func (w *Window) Undo(key string, now time.Time) {
 		r.expire(w.t.off(now), w.window)
 		if r.n > 0 {
 			r.n-- // the newest admission
+			s.changes.Add(1)
 		}
 	}
 	s.mu.Unlock()

@@ -28,7 +28,7 @@ func runWindow(t *testing.T, limit int, window time.Duration, steps []windowStep
 		for i, s := range steps {
 			sleepUntil(start, s.at)
 			if s.undo {
-				w.Undo(s.key, time.Now())
+				w.Undo(t.Context(), s.key, time.Now())
 				continue
 			}
 			ok, retry := w.Allow(s.key, time.Now())
@@ -284,7 +284,7 @@ func TestWindowMaxKeys(t *testing.T) {
 		const window = 10 * time.Second
 		w := NewWindow(2, window, WindowOptions{MaxKeys: 2})
 		start := time.Now()
-		admit := func(key string) (time.Duration, error) { return w.Admit(key, time.Now()) }
+		admit := func(key string) (time.Duration, error) { return w.Admit(t.Context(), key, time.Now()) }
 		for _, k := range []string{"a", "b"} {
 			if _, err := admit(k); err != nil {
 				t.Fatalf("Admit(%q): %v", k, err)
@@ -437,7 +437,7 @@ func TestWindowAllowDoesNotAllocate(t *testing.T) {
 	if admitted == 0 || refused == 0 {
 		t.Errorf("admitted %d, refused %d: want both paths measured", admitted, refused)
 	}
-	if a := testing.AllocsPerRun(1000, func() { w.Undo("203.0.113.7", now); call() }); a != 0 {
+	if a := testing.AllocsPerRun(1000, func() { w.Undo(t.Context(), "203.0.113.7", now); call() }); a != 0 {
 		t.Errorf("Undo+Allow allocates %v per call, want 0", a)
 	}
 }
@@ -448,7 +448,7 @@ func TestWindowUndoneKeyIsSwept(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := NewWindow(3, time.Minute, WindowOptions{})
 		w.Allow("a", time.Now())
-		w.Undo("a", time.Now())
+		w.Undo(t.Context(), "a", time.Now())
 		if n := w.Len(); n != 1 {
 			t.Fatalf("Len = %d, want 1", n)
 		}

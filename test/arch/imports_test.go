@@ -26,7 +26,7 @@ func TestImportDirection(t *testing.T) {
 		"internal/session":      {"internal/frontend", "internal/gateway", "internal/upstream", "internal/store"},
 		"internal/upstream":     {"internal/frontend", "internal/gateway", "internal/session"},
 		"internal/store":        {"internal/frontend", "internal/gateway", "internal/session", "internal/upstream"},
-		"internal/limits":       {"internal/frontend", "internal/gateway", "internal/session"},
+		"internal/limits":       {"internal/frontend", "internal/gateway", "internal/session", "internal/store"},
 		"internal/sessionid":    {"internal/"},
 		"internal/pipeline":     {"internal/frontend", "internal/gateway", "internal/interceptors"},
 		"internal/sse":          {"internal/"},

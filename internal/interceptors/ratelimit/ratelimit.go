@@ -10,10 +10,17 @@ import (
 	"github.com/mcpgate/mcpgate/internal/limits"
 )
 
-// New returns the request rate interceptor. With a nil limiter it returns
-// nil: the stage is left out of the chain and costs nothing.
-func New(b *limits.Buckets) core.Interceptor {
-	if b == nil {
+// New returns the request rate interceptor. With a switched-off limiter
+// (see [limits.Off]) it returns nil: the stage is left out of the chain and
+// costs nothing.
+//
+// A refusal ([limits.ErrLimited], [limits.ErrTooManyKeys]) answers 429 with
+// Retry-After. Any other error means a shared limiter could not decide
+// (its store is unreachable, and the gateway runs fail-closed): the
+// request is refused with 503 and a short Retry-After, not forwarded
+// unchecked.
+func New(l limits.Limiter) core.Interceptor {
+	if limits.Off(l) {
 		return nil
 	}
 	return func(next core.Handler) core.Handler {
@@ -21,15 +28,26 @@ func New(b *limits.Buckets) core.Interceptor {
 			if m.Kind != core.KindRequest || m.Direction != core.ClientToServer || m.Session == nil {
 				return next(ctx, m)
 			}
-			if ok, retry := b.Allow(Key(m.Session), time.Now()); !ok {
-				secs := limits.RetryAfterSeconds(retry)
-				e := core.NewError(core.CodeRateLimited, "request rate limit exceeded; retry after "+secs+"s")
-				e.Header = http.Header{"Retry-After": {secs}}
-				return nil, e
+			retry, err := l.Admit(ctx, Key(m.Session), time.Now())
+			if err != nil {
+				return nil, refusal(retry, err)
 			}
 			return next(ctx, m)
 		}
 	}
+}
+
+func refusal(retry time.Duration, err error) *core.Error {
+	if limits.Refused(err) {
+		secs := limits.RetryAfterSeconds(retry)
+		e := core.NewError(core.CodeRateLimited, "request rate limit exceeded; retry after "+secs+"s")
+		e.Header = http.Header{"Retry-After": {secs}}
+		return e
+	}
+	e := core.NewError(core.CodeInternalError, "request rate limit unavailable (its store cannot be reached); retry shortly").
+		WithStatus(http.StatusServiceUnavailable).Wrap(err)
+	e.Header = http.Header{"Retry-After": {"1"}}
+	return e
 }
 
 // Key is what a session's requests are counted under: its principal, or

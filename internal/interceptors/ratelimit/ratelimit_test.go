@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/interceptors/ratelimit"
@@ -57,4 +58,55 @@ func TestRateLimit(t *testing.T) {
 	if ratelimit.New(nil) != nil {
 		t.Error("a nil limiter must leave the stage out")
 	}
+	if ratelimit.New(limits.NewBuckets(0, 0, limits.BucketOptions{})) != nil {
+		t.Error("a switched-off bucket must leave the stage out")
+	}
 }
+
+// A limiter that cannot decide (a shared store out of reach) refuses with
+// 503 and a short Retry-After; the request is not forwarded.
+func TestRateLimitUnavailable(t *testing.T) {
+	down := errors.New("dial tcp 127.0.0.1:6379: connection refused")
+	tests := []struct {
+		name       string
+		retry      time.Duration
+		err        error
+		wantStatus int
+		wantCode   int
+		wantRetry  string
+	}{
+		{"limited", 2500 * time.Millisecond, limits.ErrLimited, http.StatusTooManyRequests, core.CodeRateLimited, "3"},
+		{"too many keys", time.Minute, limits.ErrTooManyKeys, http.StatusTooManyRequests, core.CodeRateLimited, "60"},
+		{"store unreachable", 0, down, http.StatusServiceUnavailable, core.CodeInternalError, "1"},
+		{"deadline", 0, context.DeadlineExceeded, http.StatusServiceUnavailable, core.CodeInternalError, "1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var gotCtx context.Context
+			l := limits.LimiterFunc(func(ctx context.Context, key string, _ time.Time) (time.Duration, error) {
+				gotCtx = ctx
+				return tt.retry, tt.err
+			})
+			called := false
+			h := ratelimit.New(l)(func(context.Context, *core.Message) (*core.Message, error) { called = true; return nil, nil })
+			ctx := context.WithValue(t.Context(), ctxKey{}, 1)
+			_, err := h(ctx, msg(t, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, &core.SessionInfo{ID: "1", Principal: "alice"}))
+			var e *core.Error
+			if !errors.As(err, &e) || e.HTTPStatus() != tt.wantStatus || e.Code != tt.wantCode || e.Header.Get("Retry-After") != tt.wantRetry {
+				t.Fatalf("error %v (status %d, Retry-After %q); want code %d, status %d, Retry-After %q",
+					err, e.HTTPStatus(), e.Header.Get("Retry-After"), tt.wantCode, tt.wantStatus, tt.wantRetry)
+			}
+			if tt.wantStatus == http.StatusServiceUnavailable && !errors.Is(err, tt.err) {
+				t.Errorf("the cause %v is not kept", tt.err)
+			}
+			if called {
+				t.Error("request forwarded")
+			}
+			if gotCtx.Value(ctxKey{}) != 1 {
+				t.Error("the limiter did not get the request's context")
+			}
+		})
+	}
+}
+
+type ctxKey struct{}

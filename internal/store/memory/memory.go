@@ -15,6 +15,7 @@ type Store struct {
 	mu       sync.RWMutex
 	records  map[string]*store.Record
 	counters map[string]int64
+	state    map[string][]byte // StateStore blobs; nil until the first
 	closed   bool
 }
 

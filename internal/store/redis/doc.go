@@ -58,6 +58,36 @@
 // List cost one more round trip (EVAL after NOSCRIPT), and the first flush
 // two more (SCRIPT LOAD, then the flush again).
 //
+// # Rate limits
+//
+// NewWindow and NewBuckets make limiters (limits.UndoLimiter and
+// limits.Limiter) whose state is here, so that every replica that makes
+// one with the same name shares one budget. Each check is one script,
+// atomic, so concurrent checks from any number of replicas never admit
+// more than the limit; time is Redis's (TIME), never the caller's, so
+// replicas with skewed clocks agree. Their keys, one per limited key:
+//
+//	<prefix>ratelimit:<name>:<key>
+//	    Window: sorted set of admissions (members unique per check,
+//	    scored by Redis time in µs), expiring a window after the last
+//	    Buckets: string, the bucket's theoretical arrival time (GCRA, Redis
+//	    time in µs), expiring when the bucket is full again
+//
+// so an idle key costs nothing; unlike the in-memory limiters there is no
+// bound on the number of keys, only on how long an idle one lives. Round
+// trips:
+//
+//	Window.Admit   1: EVALSHA (expire, count, admit or oldest's age)
+//	Window.Undo    1: EVALSHA (expire, ZPOPMAX)
+//	Buckets.Admit  1: EVALSHA (GET, compare, SET PX)
+//
+// These scripts are not loaded at Open: the first check of each kind, and
+// the first after Redis lost its script cache, costs one more (EVAL after
+// NOSCRIPT). A check that cannot reach Redis returns the error: refusing
+// (fail closed) or falling back to a local limiter (fail open) is the
+// caller's choice. Besides the commands below, an ACL user needs ZCARD,
+// ZPOPMAX, GET and SET for them.
+//
 // # Durability
 //
 // When Put, Delete or Add returns nil, Redis has applied it: every replica
