@@ -44,6 +44,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 type sources struct {
 	configPath, listen, stdio, http string
 	dataDir, storeKind              string
+	clusterListen                   string
 	// listenSet: --listen was given explicitly.
 	listenSet bool
 	// adminListen overrides admin.listen, so that replicas sharing one
@@ -59,6 +60,7 @@ func (s *sources) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&s.dataDir, "data-dir", "", "directory of the embedded session store (overrides store.data_dir; default ./"+config.DefaultDataDir+")")
 	cmd.Flags().StringVar(&s.storeKind, "store", "", "session store: embedded, memory or redis (overrides store.kind)")
 	cmd.Flags().StringVar(&s.adminListen, "admin-listen", "", "admin listener for /metrics, /healthz and /readyz, e.g. 127.0.0.1:9180 (overrides admin.listen)")
+	cmd.Flags().StringVar(&s.clusterListen, "cluster-listen", "", "internal address other replicas forward to (overrides cluster.listen)")
 }
 
 func (s *sources) load() (*config.Config, error) {
@@ -89,8 +91,13 @@ func (s *sources) load() (*config.Config, error) {
 		cfg.Admin.Listen = s.adminListen
 		cfg.SetDefaults() // a port alone binds loopback
 	}
+	if s.clusterListen != "" {
+		cfg.Cluster.Listen = s.clusterListen
+	}
 	if s.storeKind != "" {
 		cfg.Store.Kind = s.storeKind
+	}
+	if s.storeKind != "" || s.clusterListen != "" {
 		if err := cfg.Validate(); err != nil {
 			return nil, err
 		}

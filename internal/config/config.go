@@ -22,6 +22,22 @@ type Config struct {
 	Routes []Route `yaml:"routes"`
 	// Store is where sessions are kept so they survive a restart.
 	Store Store `yaml:"store"`
+	// Cluster is how replicas sharing a Redis store reach each other.
+	Cluster Cluster `yaml:"cluster"`
+}
+
+// Cluster configures the internal hop between replicas. A stdio session's
+// process lives in one replica; the others forward its requests there
+// over this hop, authenticated with a key derived from sessions.id_keys,
+// and take the session over when that replica is gone.
+type Cluster struct {
+	// Listen is the internal listener's host:port. Required with store
+	// kind redis when a route has a stdio upstream. Keep it on a private
+	// network: only replicas need to reach it.
+	Listen string `yaml:"listen"`
+	// Advertise is the host:port other replicas dial to reach this one.
+	// Default: Listen (which then must not be a wildcard address).
+	Advertise string `yaml:"advertise"`
 }
 
 // Store kinds.
@@ -217,6 +233,11 @@ type Route struct {
 	Path string `yaml:"path"`
 	// Upstream is the server behind the route.
 	Upstream Upstream `yaml:"upstream"`
+	// ClientEra says which clients the route serves: auto (both eras;
+	// mcpgate translates when a client's era is not the upstream's),
+	// legacy (only clients that send initialize) or modern (only
+	// 2026-07-28 clients). Default auto.
+	ClientEra string `yaml:"client_era"`
 	// RequestTimeout bounds one request's round trip to the upstream;
 	// on expiry the upstream gets notifications/cancelled and the client
 	// -32001. Default 5m.

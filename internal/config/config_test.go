@@ -80,6 +80,22 @@ log: {format: xml}
 		{"no routes", "log: {level: info}\n", []string{"routes: at least one route is required"}},
 		{"managed header", "routes:\n  - path: /m\n    upstream:\n      http: {url: 'http://x', headers: {Mcp-Session-Id: a}}\n",
 			[]string{"routes[0].upstream.http.headers.Mcp-Session-Id: managed by mcpgate; cannot be set"}},
+		{"cluster needs the hop for stdio", `
+store: {kind: redis}
+sessions: {id_keys: [{id: k1, secret: "0123456789abcdef0123456789abcdef"}]}
+routes:
+  - {path: /a, upstream: {http: {url: "http://x"}}}
+  - {path: /b, upstream: {stdio: {command: x}}}
+`, []string{"cluster.listen: required with store kind redis and a stdio route (routes[1]): other replicas forward that route's sessions to the replica running its process"}},
+		{"cluster settings", `
+cluster: {listen: "0.0.0.0:9301"}
+routes: [{path: /a, upstream: {stdio: {command: x}}}]
+`, []string{
+			"cluster.listen: set only with store kind redis",
+			"cluster.advertise: required when cluster.listen is a wildcard address: other replicas need an address to dial",
+		}},
+		{"cluster advertise without listen", "cluster: {advertise: \"10.0.0.1:9301\"}\nroutes: [{path: /a, upstream: {stdio: {command: x}}}]\n",
+			[]string{"cluster.advertise: set only with cluster.listen"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

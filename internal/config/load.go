@@ -133,6 +133,9 @@ func (c *Config) SetDefaults() {
 		if r.Upstream.Era == "" {
 			r.Upstream.Era = EraAuto
 		}
+		if r.ClientEra == "" {
+			r.ClientEra = EraAuto
+		}
 		if h := r.Upstream.HTTP; h != nil {
 			setDur(&h.ConnectTimeout, DefaultConnectTimeout)
 			setDur(&h.ResponseHeaderTimeout, DefaultResponseHeader)
@@ -259,6 +262,7 @@ func (c *Config) Validate() error {
 		// Without signed ids every made-up id would cost a Redis look-up.
 		bad("sessions.id_keys", "required with store kind redis: replicas must share signing keys")
 	}
+	c.validateCluster(bad)
 	if len(c.Routes) == 0 {
 		bad("routes", "at least one route is required")
 	}
@@ -281,6 +285,11 @@ func (c *Config) Validate() error {
 		checkPolicy(p+".when_full", r.WhenFull)
 		if r.MaxSessions < 0 {
 			bad(p+".max_sessions", "must not be negative")
+		}
+		switch r.ClientEra {
+		case EraAuto, EraLegacy, EraModern:
+		default:
+			bad(p+".client_era", "want auto, legacy or modern, got %q", r.ClientEra)
 		}
 		u := r.Upstream
 		switch u.Era {
@@ -401,4 +410,43 @@ func SplitCommand(s string) ([]string, error) {
 		return nil, fmt.Errorf("config: empty command")
 	}
 	return words, nil
+}
+
+// validateCluster checks the internal hop: needed only when a stdio
+// session in a cluster may have to be reached on another replica.
+func (c *Config) validateCluster(bad func(path, format string, args ...any)) {
+	cl := c.Cluster
+	if cl.Listen == "" {
+		if cl.Advertise != "" {
+			bad("cluster.advertise", "set only with cluster.listen")
+		}
+		if c.Store.Kind == StoreRedis {
+			for i, r := range c.Routes {
+				if r.Upstream.Stdio != nil {
+					bad("cluster.listen", "required with store kind redis and a stdio route (routes[%d]): other replicas forward that route's sessions to the replica running its process", i)
+					break
+				}
+			}
+		}
+		return
+	}
+	if c.Store.Kind != StoreRedis {
+		bad("cluster.listen", "set only with store kind redis")
+	}
+	if _, _, err := net.SplitHostPort(cl.Listen); err != nil {
+		bad("cluster.listen", "want host:port, got %q", cl.Listen)
+	}
+	adv := cl.Advertise
+	if adv == "" {
+		adv = cl.Listen
+	}
+	host, port, err := net.SplitHostPort(adv)
+	switch {
+	case err != nil:
+		bad("cluster.advertise", "want host:port, got %q", adv)
+	case host == "" || host == "0.0.0.0" || host == "::":
+		bad("cluster.advertise", "required when cluster.listen is a wildcard address: other replicas need an address to dial")
+	case port == "0" && cl.Advertise != "":
+		bad("cluster.advertise", "want a fixed port, got %q", adv)
+	}
 }

@@ -97,7 +97,7 @@ func (f *Frontend) admit(ctx context.Context, r *http.Request, rt *Route, princi
 		if errors.Is(err, session.ErrClosed) {
 			return nil, core.NewError(core.CodeInternalError, "gateway is shutting down").WithStatus(http.StatusServiceUnavailable).Wrap(err)
 		}
-		f.log.Error("session_admission_failed", "route", rt.Name, "error", err)
+		f.log.Error("store_admit_failed", "route", rt.Name, "error", err)
 		return nil, storeUnavailable(err)
 	}
 	a.res = res

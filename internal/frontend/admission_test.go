@@ -47,7 +47,7 @@ func TestCreationRateUnavailable(t *testing.T) {
 			global := limits.NewWindow(1, time.Minute, limits.WindowOptions{})
 			shared := &sharedWindow{err: tt.err}
 			f, err := New(Options{Sessions: mgr, Creation: CreationLimits{Global: global, PerPrincipal: shared}},
-				[]*Route{{Name: "r", Path: "/mcp", Era: EraLegacy}})
+				[]*Route{{Name: "r", Path: "/mcp", Clients: EraAuto}})
 			if err != nil {
 				t.Fatal(err)
 			}

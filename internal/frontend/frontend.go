@@ -31,6 +31,8 @@ type Frontend struct {
 	historyBytes atomic.Int64
 	// persist writes sessions through to the store; nil without one.
 	persist *persistence
+	// hop forwards stdio sessions between replicas; nil outside a cluster.
+	hop *hop
 	// posts counts POST exchanges in progress (not the long-lived GET
 	// streams), so shutdown knows when in-flight requests have drained.
 	posts atomic.Int64
@@ -74,6 +76,9 @@ func (f *Frontend) Handler(p ListenerPolicy) http.Handler {
 type listenerHandler struct {
 	f *Frontend
 	p ListenerPolicy
+	// internal is the cluster hop's handler: requests other replicas
+	// forwarded, never forwarded again.
+	internal bool
 }
 
 func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -107,6 +112,9 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if cors(w, r) {
+		return
+	}
+	if rt.Local && !h.internal && f.forwardElsewhere(w, r) {
 		return
 	}
 	switch r.Method {

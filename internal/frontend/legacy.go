@@ -37,6 +37,11 @@ func (f *Frontend) lookupLegacy(r *http.Request, rt *Route) (*gwSession, *core.E
 	} else {
 		var err error
 		if g, err = f.fetch(r.Context(), id); err != nil {
+			if errors.Is(err, errSessionElsewhere) {
+				e := core.NewError(core.CodeInternalError, "session is moving between gateway replicas; retry shortly").WithStatus(http.StatusServiceUnavailable)
+				e.Header = http.Header{"Retry-After": {"1"}}
+				return nil, e
+			}
 			return nil, storeUnavailable(err)
 		}
 	}
@@ -118,6 +123,9 @@ func (f *Frontend) clientResponse(g *gwSession, m *core.Message) {
 	if g.resolve(m) {
 		return
 	}
+	if f.persist.answerElsewhere(g, m) {
+		return
+	}
 	// Not one mcpgate is waiting for: pass it on; the upstream decides.
 	ctx, cancel := context.WithTimeout(g.ctx, 10*time.Second)
 	defer cancel()
@@ -171,7 +179,7 @@ func (f *Frontend) initialize(w http.ResponseWriter, r *http.Request, rt *Route,
 		f.reject(w, r, m, core.NewError(core.CodeInvalidParams, "invalid params: initialize needs params.protocolVersion"))
 		return
 	}
-	if rt.Era == EraModern {
+	if rt.Clients == EraModern {
 		f.reject(w, r, m, crossEraInitError(params.ProtocolVersion, core.ModernVersions))
 		return
 	}
@@ -249,12 +257,6 @@ func (f *Frontend) initialize(w http.ResponseWriter, r *http.Request, rt *Route,
 		}
 		f.log.Info("initialize_failed", "route", rt.Name, "error", err)
 	}
-	if (err != nil || resp.Kind == core.KindError) && rt.Era == EraAuto {
-		// A refusal from a modern-only upstream is explained as such.
-		if info, perr := rt.Upstream.Probe(r.Context()); perr == nil && info.Era == core.EraModern {
-			fail = crossEraInitError(params.ProtocolVersion, info.ModernVersions)
-		}
-	}
 	if fail == nil {
 		st.finish(resp, http.StatusOK) // the upstream's own answer, as it is
 	} else {
@@ -264,12 +266,12 @@ func (f *Frontend) initialize(w http.ResponseWriter, r *http.Request, rt *Route,
 	f.waitReleased(r, st)
 }
 
-// crossEraInitError answers a legacy client whose upstream speaks only the
-// modern era (until era bridging exists).
+// crossEraInitError answers a legacy client on a route that serves only
+// modern clients (client_era: modern).
 func crossEraInitError(requested string, upstreamVersions []string) *core.Error {
 	return core.NewError(core.CodeInvalidParams,
-		"Unsupported protocol version: the client requested "+requested+" (legacy era, with initialize) but this route's upstream speaks only "+
-			strings.Join(upstreamVersions, ", ")+" (modern era); era bridging is not enabled on this route").
+		"Unsupported protocol version: the client requested "+requested+" (legacy era, with initialize) but this route serves only "+
+			strings.Join(upstreamVersions, ", ")+" (modern era, client_era: modern)").
 		WithStatus(http.StatusBadRequest).
 		WithData(map[string]any{"supported": upstreamVersions, "requested": requested})
 }
@@ -449,17 +451,11 @@ func (f *Frontend) delete(w http.ResponseWriter, r *http.Request, rt *Route) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// modernOnly reports whether the route's upstream is known to speak only
-// the modern era (so legacy GET/DELETE get 405, as a modern server answers).
-func (f *Frontend) modernOnly(ctx context.Context, rt *Route) bool {
-	switch rt.Era {
-	case EraModern:
-		return true
-	case EraLegacy:
-		return false
-	}
-	info, err := rt.Upstream.Probe(ctx)
-	return err == nil && info.Era == core.EraModern
+// modernOnly reports whether the route serves only modern clients (so
+// legacy GET/DELETE get 405, as a modern server answers). Whatever the
+// upstream speaks, the bridge serves legacy clients otherwise.
+func (f *Frontend) modernOnly(_ context.Context, rt *Route) bool {
+	return rt.Clients == EraModern
 }
 
 // cancelledID reads params.requestId of notifications/cancelled.

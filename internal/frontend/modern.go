@@ -72,24 +72,20 @@ func (f *Frontend) modernPost(w http.ResponseWriter, r *http.Request, rt *Route,
 	if version == "" {
 		version = hdrVersion
 	}
-	supported := core.ModernVersions
-	switch rt.Era {
-	case EraLegacy:
+	if rt.Clients == EraLegacy {
 		f.reject(w, r, m, legacyOnlyError(rt))
 		return
-	case EraAuto:
-		info, err := rt.Upstream.Probe(r.Context())
-		if err != nil {
-			f.reject(w, r, m, core.NewError(core.CodeUpstreamError, "upstream unavailable").WithStatus(http.StatusBadGateway).Wrap(err))
-			return
-		}
-		if info.Era != core.EraModern {
-			f.reject(w, r, m, legacyOnlyError(rt))
-			return
-		}
-		if len(info.ModernVersions) > 0 {
-			supported = info.ModernVersions
-		}
+	}
+	// A modern upstream decides which modern versions it serves; a legacy
+	// one is bridged, and mcpgate serves every modern version it knows.
+	supported := core.ModernVersions
+	info, err := rt.Upstream.Probe(r.Context())
+	if err != nil {
+		f.reject(w, r, m, core.NewError(core.CodeUpstreamError, "upstream unavailable").WithStatus(http.StatusBadGateway).Wrap(err))
+		return
+	}
+	if info.Era == core.EraModern && len(info.ModernVersions) > 0 {
+		supported = info.ModernVersions
 	}
 	if !slices.Contains(supported, version) {
 		f.reject(w, r, m, core.NewError(core.CodeUnsupportedProtocolVersion, "Unsupported protocol version "+strconv.Quote(version)+"; supported: "+strings.Join(supported, ", ")).
@@ -121,7 +117,7 @@ func (f *Frontend) modernPost(w http.ResponseWriter, r *http.Request, rt *Route,
 // that reads it falls back to initialize, which this route serves.
 func legacyOnlyError(rt *Route) *core.Error {
 	return core.NewError(core.CodeInvalidRequest, "bad request: route "+strconv.Quote(rt.Name)+" serves protocol versions "+
-		strings.Join(core.LegacyVersions, ", ")+" (legacy era): send initialize; its upstream does not speak "+core.Version20260728).
+		strings.Join(core.LegacyVersions, ", ")+" (legacy era, client_era: legacy): send initialize").
 		WithStatus(http.StatusBadRequest)
 }
 

@@ -18,7 +18,7 @@ import (
 // session; without it every request starts a new one.
 const SessionHeader = "Mcpgate-Session"
 
-// Era pins for Route.Era.
+// Era values for Route.Clients.
 const (
 	EraAuto   = "auto"
 	EraLegacy = "legacy"
@@ -29,8 +29,10 @@ const (
 type Route struct {
 	Name string
 	Path string
-	// Era pins the upstream's era ("auto", "legacy", "modern").
-	Era      string
+	// Clients says which clients the route serves ("auto": both eras,
+	// "legacy", "modern"). The upstream's own era is the bridge's concern
+	// (upstream/bridge): the frontend serves each client in its era.
+	Clients  string
 	Upstream upstream.Upstream
 	// Stages are the interceptors for this route, ordered by pipeline.Order.
 	Stages []pipeline.Stage

@@ -16,7 +16,7 @@ import (
 func TestPanicBecomesJSONRPCError(t *testing.T) {
 	mgr := session.NewManager(session.Options{})
 	defer mgr.Close(context.Background())
-	f, err := New(Options{Sessions: mgr}, []*Route{{Name: "broken", Path: "/mcp", Era: EraAuto}})
+	f, err := New(Options{Sessions: mgr}, []*Route{{Name: "broken", Path: "/mcp", Clients: EraAuto}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,6 +45,9 @@ func (p *persistence) put(g *gwSession) error {
 		ClientName: i.ClientName, ClientVersion: i.ClientVersion, InitRaw: g.initRaw,
 		Created: i.Created, LastActive: time.Now(), IdleTimeout: g.route.IdleTimeout, TTL: g.route.TTL,
 	}
+	if g.route.Local && g.f.hop != nil {
+		rec.Owner = p.origin // its process lives here
+	}
 	if err := p.st.Put(ctx, rec); err != nil {
 		g.log.Error("store_put_failed", "error", err)
 		return err
@@ -131,11 +134,45 @@ func (f *Frontend) Subscribe(ctx context.Context) error {
 		return nil
 	}
 	return p.bc.Subscribe(ctx, func(ev store.Event) {
-		if ev.Kind != "ended" || ev.Origin == p.origin {
+		if ev.Origin == p.origin {
 			return
 		}
-		_ = f.opts.Sessions.End(context.WithoutCancel(ctx), ev.SessionID, session.ReasonEndedElsewhere)
+		switch ev.Kind {
+		case "ended":
+			_ = f.opts.Sessions.End(context.WithoutCancel(ctx), ev.SessionID, session.ReasonEndedElsewhere)
+		case "answer":
+			s, err := f.opts.Sessions.Get(ev.SessionID)
+			if err != nil {
+				return
+			}
+			g, ok := s.Value.(*gwSession)
+			m, derr := core.Decode(ev.Data)
+			if !ok || derr != nil || (m.Kind != core.KindResponse && m.Kind != core.KindError) {
+				return
+			}
+			m.Session, m.Direction, m.Era = g.info, core.ClientToServer, g.info.Era
+			g.resolve(m)
+		}
 	})
+}
+
+// answerElsewhere hands a client's answer to a server request that no
+// request here is waiting for to the replica that is: in a cluster, the
+// client may post it to any replica, while the server request came through
+// the one that relayed the client's call. Every replica hears it; the one
+// waiting takes it. Sessions of local processes are forwarded whole to
+// their owner instead, so they never get here.
+func (p *persistence) answerElsewhere(g *gwSession, m *core.Message) bool {
+	if p == nil || p.bc == nil || g.route.Local {
+		return false
+	}
+	ctx, cancel := storeCtx()
+	defer cancel()
+	ev := store.Event{Kind: "answer", SessionID: g.info.ID, Origin: p.origin, Data: m.Raw}
+	if err := p.bc.Publish(ctx, ev); err != nil {
+		g.log.Warn("store_publish_failed", "kind", "answer", "error", err)
+	}
+	return true
 }
 
 // fetch looks a session this replica does not know up in a shared store
@@ -159,11 +196,12 @@ func (f *Frontend) fetch(ctx context.Context, id string) (*gwSession, error) {
 		f.log.Error("store_get_failed", "session_id", id, "error", err)
 		return nil, err
 	}
-	if rt := f.routeNamed(rec.Route); rt != nil && rt.Local {
-		// The session's process lives in another replica; forwarding to it
-		// is not built yet, and a second process would split its state.
-		f.log.Warn("session_elsewhere", "session_id", id, "route", rec.Route)
-		return nil, nil
+	if rt := f.routeNamed(rec.Route); rt != nil && rt.Local && rec.Owner != p.origin {
+		// The session's process lives in another replica (the hop
+		// forwards there, or claims it first when that replica is gone):
+		// a second process here would split its state.
+		f.log.Warn("session_elsewhere", "session_id", id, "route", rec.Route, "owner", rec.Owner)
+		return nil, errSessionElsewhere
 	}
 	g, err := f.restoreRecord(ctx, rec, true)
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/store/memory"
 	redisstore "github.com/mcpgate/mcpgate/internal/store/redis"
 	"github.com/mcpgate/mcpgate/internal/upstream"
+	"github.com/mcpgate/mcpgate/internal/upstream/bridge"
 	"github.com/mcpgate/mcpgate/internal/upstream/httpup"
 	"github.com/mcpgate/mcpgate/internal/upstream/stdio"
 )
@@ -79,9 +80,12 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			errs = append(errs, fmt.Errorf("routes[%d] (%s): %w", i, rc.Name, err))
 			continue
 		}
+		// Every route serves clients of both eras (unless client_era pins
+		// one): the bridge translates when the upstream speaks the other.
+		up = bridge.New(up, bridge.Options{Era: upstreamEra(rc.Upstream.Era), StateKey: stateKey(ss.IDKeys), Logger: log.With("route", rc.Name)})
 		g.upstreams = append(g.upstreams, up)
 		routes = append(routes, &frontend.Route{
-			Name: rc.Name, Path: rc.Path, Era: rc.Upstream.Era, Upstream: up,
+			Name: rc.Name, Path: rc.Path, Clients: rc.ClientEra, Upstream: up,
 			Stages: []pipeline.Stage{
 				{Name: "logging", Interceptor: logging.New(log)},
 				{Name: "limits", Interceptor: ratelimit.New(g.rates.requestLimiter())},
@@ -246,6 +250,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 		g.log.Info("sessions_restored", "count", n)
 	}
 	var servers []*http.Server
+	hopSrv, err := g.startHop(ctx)
+	if err != nil {
+		g.readyOnce.Do(func() { close(g.ready) })
+		g.shutdown(nil)
+		return err
+	}
+	if hopSrv != nil {
+		servers = append(servers, hopSrv)
+	}
 	for i, lc := range g.cfg.Listeners {
 		ln, err := net.Listen("tcp", lc.Address)
 		if err != nil {

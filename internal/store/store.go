@@ -20,24 +20,24 @@ var ErrClosed = errors.New("store: closed")
 // the client's initialize request (to re-establish the upstream side
 // lazily), and its bounds.
 type Record struct {
-	ID              string        `json:"id"`
-	Route           string        `json:"route"`
-	Era             core.Era      `json:"era"`
-	ProtocolVersion string        `json:"protocol_version"`
-	Principal       string        `json:"principal"`
-	Tenant          string        `json:"tenant,omitempty"`
-	RemoteAddr      string        `json:"remote_addr,omitempty"`
-	ClientName      string        `json:"client_name,omitempty"`
-	ClientVersion   string        `json:"client_version,omitempty"`
-	InitRaw         []byte        `json:"init_raw,omitempty"`
-	UpstreamSession string        `json:"upstream_session,omitempty"`
+	ID              string   `json:"id"`
+	Route           string   `json:"route"`
+	Era             core.Era `json:"era"`
+	ProtocolVersion string   `json:"protocol_version"`
+	Principal       string   `json:"principal"`
+	Tenant          string   `json:"tenant,omitempty"`
+	RemoteAddr      string   `json:"remote_addr,omitempty"`
+	ClientName      string   `json:"client_name,omitempty"`
+	ClientVersion   string   `json:"client_version,omitempty"`
+	InitRaw         []byte   `json:"init_raw,omitempty"`
+	UpstreamSession string   `json:"upstream_session,omitempty"`
 	// Owner is the replica that holds the session's upstream process (a
 	// stdio route in a cluster); empty when any replica may serve it.
-	Owner string `json:"owner,omitempty"`
-	Created         time.Time     `json:"created"`
-	LastActive      time.Time     `json:"last_active"`
-	IdleTimeout     time.Duration `json:"idle_timeout"`
-	TTL             time.Duration `json:"ttl,omitempty"`
+	Owner       string        `json:"owner,omitempty"`
+	Created     time.Time     `json:"created"`
+	LastActive  time.Time     `json:"last_active"`
+	IdleTimeout time.Duration `json:"idle_timeout"`
+	TTL         time.Duration `json:"ttl,omitempty"`
 	// Usage holds per-session counters (requests, tokens, ...), by name.
 	Usage map[string]int64 `json:"usage,omitempty"`
 	// Overrides holds per-session settings an operator changed, by name.

@@ -52,15 +52,28 @@ func (r *rotator) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // TestClusterAnyReplicaServesAnySession: three mcpgate processes share one
 // Redis; clients send every request to the next replica; one replica is
-// killed mid-run. Sessions over an HTTP upstream continue on whichever
-// replica gets the request, and a session ended on one replica is gone on
+// killed mid-run. Over an HTTP upstream, any replica serves any session;
+// over stdio, requests reach the replica running the session's process
+// over the internal hop, and the sessions of the killed replica are taken
+// over (their processes respawned) by the others. The route's session cap
+// holds across the cluster, and a session ended on one replica is gone on
 // all of them.
 func TestClusterAnyReplicaServesAnySession(t *testing.T) {
 	requireRedis(t)
 	bin := buildMCPGate(t)
-	upstream := fixtureHTTP(t, false)
+	upstreams := map[string]string{
+		"http":  fmt.Sprintf(`{era: legacy, http: {url: "%s"}}`, fixtureHTTP(t, false)),
+		"stdio": fmt.Sprintf(`{era: legacy, stdio: {command: "%s"}}`, fixtureBin),
+	}
+	for name, up := range upstreams {
+		t.Run(name, func(t *testing.T) { clusterRun(t, bin, up) })
+	}
+}
+
+func clusterRun(t *testing.T, bin, upstream string) {
 	prefix := "mcpgate-test:" + session.NewID()[:12] + ":"
 	t.Cleanup(func() { cleanupRedis(t, prefix) })
+	const clients, calls = 4, 12
 	var addrs []string
 	var procs []*gatewayProcess
 	for i := range 3 {
@@ -68,11 +81,12 @@ func TestClusterAnyReplicaServesAnySession(t *testing.T) {
 		cfg := fmt.Sprintf(`
 listeners: [{address: "%s"}]
 store: {kind: redis, redis: {addr: "127.0.0.1:6379", prefix: "%s"}}
+cluster: {listen: "%s"}
 sessions:
   id_keys: [{id: k1, secret: "%s"}]
 routes:
-  - {name: fixture, path: /mcp, upstream: {era: legacy, http: {url: "%s"}}}
-`, addr, prefix, strings.Repeat("s", 40), upstream)
+  - {name: fixture, path: /mcp, max_sessions: %d, when_full: reject, upstream: %s}
+`, addr, prefix, freeAddr(t), strings.Repeat("s", 40), clients, upstream)
 		path := filepath.Join(t.TempDir(), fmt.Sprintf("replica%d.yaml", i))
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
@@ -83,15 +97,26 @@ routes:
 	rot := &rotator{addrs: addrs}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	const clients, calls = 4, 12
 	var sessions []*mcp.ClientSession
-	for range clients {
+	for i := range clients {
+		// Sessions start on every replica in turn (1, 2, 0, 1), so the
+		// replica killed below holds some.
+		rot.next.Store(uint64(i))
 		c := newSDKClient()
 		cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: "http://" + addrs[0] + "/mcp", HTTPClient: &http.Client{Transport: rot}}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		sessions = append(sessions, cs)
+	}
+	// The cap of 4 is the cluster's, not each replica's: every replica
+	// refuses a fifth session.
+	initialize := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"extra","version":"1"}}}`
+	for _, addr := range addrs {
+		r := do(t, "POST", "http://"+addr+"/mcp", initialize, nil)
+		if r.Status != http.StatusServiceUnavailable || !strings.Contains(r.Body, "-32013") {
+			t.Errorf("fifth session on %s: %d %s; want 503 with -32013 (cluster-wide cap)", addr, r.Status, r.Body)
+		}
 	}
 	var failed atomic.Int64
 	var wg sync.WaitGroup
@@ -120,7 +145,9 @@ routes:
 	if f := failed.Load(); f > clients {
 		t.Errorf("%d of %d calls failed", f, clients*calls)
 	}
-	// Ending a session on one replica ends it on all.
+	t.Logf("calls: %d, failed: %d", clients*calls, failed.Load())
+	// Ending a session on one replica ends it on all, and frees its place
+	// under the cap for a session on any replica.
 	ended := sessions[0].ID()
 	if err := sessions[0].Close(); err != nil {
 		t.Fatal(err)
@@ -135,6 +162,9 @@ routes:
 		}
 		return true
 	})
+	if r := do(t, "POST", "http://"+addrs[1]+"/mcp", initialize, nil); r.Status != http.StatusOK {
+		t.Errorf("a new session after one ended: %d %s; want 200", r.Status, r.Body)
+	}
 	for _, cs := range sessions[1:] {
 		_ = cs.Close()
 	}

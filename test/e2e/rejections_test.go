@@ -83,8 +83,11 @@ func legacySession(t testing.TB, url string) string {
 func TestRejections(t *testing.T) {
 	g := startGateway(t, func(c *config.Config) { c.Server.MaxBodyBytes = 64 << 10 },
 		httpRoute("legacy", "/mcp", fixtureHTTP(t, false)),
-		httpRoute("modern", "/modern/mcp", fixtureHTTP(t, true)))
+		httpRoute("modern", "/modern/mcp", fixtureHTTP(t, true)),
+		withClientEra(httpRoute("legacy-clients", "/legacy-clients/mcp", fixtureHTTP(t, false)), config.EraLegacy),
+		withClientEra(httpRoute("modern-clients", "/modern-clients/mcp", fixtureHTTP(t, true)), config.EraModern))
 	legacy, modern := g.URL+"/mcp", g.URL+"/modern/mcp"
+	legacyClients, modernClients := g.URL+"/legacy-clients/mcp", g.URL+"/modern-clients/mcp"
 	sid := legacySession(t, legacy)
 	ended := legacySession(t, legacy)
 	if r := do(t, "DELETE", legacy, "", map[string]string{"Mcp-Session-Id": ended}); r.Status != http.StatusNoContent {
@@ -145,8 +148,10 @@ func TestRejections(t *testing.T) {
 		{"modern: unsupported version", "POST", modern, strings.ReplaceAll(modernCall, `"2026-07-28"`, `"2027-01-01"`), with(mh, "MCP-Protocol-Version", "2027-01-01"), 400, -32022, "5", "Unsupported protocol version"},
 		{"modern: unknown method", "POST", modern, `{"jsonrpc":"2.0","id":6,"method":"nope/nope","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`,
 			with(mh, "Mcp-Method", "nope/nope", "Mcp-Name", ""), 404, -32601, "6", ""},
-		{"modern: GET", "GET", modern, "", nil, 405, -32600, "", "GET"},
-		{"modern at legacy-only upstream", "POST", legacy, modernCall, mh, 400, -32600, "5", "initialize"},
+		{"modern-only route: GET", "GET", modernClients, "", nil, 405, -32600, "", "GET"},
+		{"modern-only route: initialize", "POST", modernClients, `{"jsonrpc":"2.0","id":7,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"c","version":"1"}}}`,
+			nil, 400, -32602, "7", "client_era: modern"},
+		{"legacy-only route: modern request", "POST", legacyClients, modernCall, mh, 400, -32600, "5", "initialize"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -171,4 +176,9 @@ func TestRejections(t *testing.T) {
 	if !strings.Contains(string(r.Data), "2026-07-28") {
 		t.Errorf("-32022 data = %s, want supported versions", r.Data)
 	}
+}
+
+func withClientEra(r config.Route, era string) config.Route {
+	r.ClientEra = era
+	return r
 }

@@ -29,9 +29,18 @@
 //	<prefix>sessions      sorted set of session ids, scored by the Unix ms
 //	                      (Redis clock) at which their key expires, +inf if never
 //	<prefix>counter:<n>   string: the counter's value (INCRBY)
+//	<prefix>cap:<scope>   sorted set of the session ids counted under a
+//	                      cluster-wide cap, scored by the Unix ms (Redis
+//	                      clock) at which each stops counting unless touched
+//	<prefix>capc:<scope>  the same ids, scored by when they were admitted
+//	<prefix>replica:<r>   string: the internal address replica r announced
+//	                      (with a short TTL, renewed while it lives)
+//
+// A session's hash also holds caps (the JSON array of the scopes it counts
+// in) and owner (the replica running its process, for stdio routes).
 //
 // and events are JSON store.Event messages on the channel <prefix>events.
-// Put and the touch flush are Lua scripts and Delete is MULTI/EXEC, so a
+// Put, Delete and the touch flush are Lua scripts, so a
 // session's key and its index entry change together: no reader, on any
 // replica, sees one without the other.
 //
@@ -41,7 +50,11 @@
 //	Put        1: EVALSHA (replace hash, set TTL, index)
 //	Get        1: HMGET
 //	Touch      0: memory only; Get and List merge it at once
-//	Delete     1: MULTI DEL ZREM EXEC, sent together
+//	Delete     1: EVALSHA (caps, key and index entry together)
+//	Admit      1: EVALSHA (expire, check, evict and announce, count)
+//	Release    1: EVALSHA
+//	Claim      1: EVALSHA (compare-and-set of the owner)
+//	Announce   1: SET PX;  Replica 1: GET;  Retire 1: DEL
 //	List       2 for up to 1000 records (index script; pipelined HMGETs),
 //	           one more per further 1000, and one more when it finds index
 //	           entries without a key (which it then removes)

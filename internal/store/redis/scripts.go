@@ -52,7 +52,7 @@ end
 // KEYS[1] session key, KEYS[2] index.
 // ARGV[1] id, ARGV[2] record JSON, ARGV[3] idle ms, ARGV[4] deadline ms (empty
 // for none), ARGV[5] gateway now (Unix ms), ARGV[6] margin ms, ARGV[7]
-// owner ('' for none).
+// owner (empty for none).
 var putScript = newScript(`redis.replicate_commands()` + luaHelpers + `
 local ttl = keyttl(tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]))
 local caps = redis.call('HGET', KEYS[1], 'caps')

@@ -35,6 +35,9 @@ type fixture struct {
 	stateKey []byte
 	// watchedRevision counts the changes of WatchedResourceURI.
 	watchedRevision atomic.Int64
+	// cancelled counts calls of test_wait_for_cancellation that ended
+	// because the caller cancelled them.
+	cancelled atomic.Int64
 }
 
 // New returns a fresh server. Background goroutines (e.g. the

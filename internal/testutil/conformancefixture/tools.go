@@ -34,6 +34,8 @@ const (
 	toolStreaming           = "test_streaming_elicitation"
 	toolLogGate             = "test_logging_tool"
 	toolTriggerToolChange   = "test_trigger_tool_change"
+	toolWaitCancel          = "test_wait_for_cancellation"
+	toolCancellations       = "test_cancellations"
 	toolTriggerPromptChange = "test_trigger_prompt_change"
 
 	// transientTool and transientPrompt are added and removed in turn by the
@@ -118,6 +120,18 @@ func (f *fixture) addTools() {
 			return textResult("The client declared the sampling capability."), nil, nil
 		})
 	mcp.AddTool(s, &mcp.Tool{Name: toolStreaming, Description: "Streams progress notifications, never requests, while the call is in flight."}, f.streaming)
+	mcp.AddTool(s, &mcp.Tool{Name: toolWaitCancel, Description: "Waits up to 30s for the caller to cancel the call, and counts the cancellations it sees."},
+		func(ctx context.Context, _ *mcp.CallToolRequest, _ noArgs) (*mcp.CallToolResult, any, error) {
+			if err := sleep(ctx, 30*time.Second); err != nil {
+				f.cancelled.Add(1)
+				return nil, nil, err
+			}
+			return textResult("not cancelled"), nil, nil
+		})
+	mcp.AddTool(s, &mcp.Tool{Name: toolCancellations, Description: "Reports how many calls of " + toolWaitCancel + " were cancelled."},
+		func(context.Context, *mcp.CallToolRequest, noArgs) (*mcp.CallToolResult, any, error) {
+			return textResult(fmt.Sprintf("cancelled=%d", f.cancelled.Load())), nil, nil
+		})
 	mcp.AddTool(s, &mcp.Tool{Name: toolLogGate, Description: "Tries to log; the message is dropped unless the request set a log level."},
 		func(ctx context.Context, req *mcp.CallToolRequest, _ noArgs) (*mcp.CallToolResult, any, error) {
 			_ = req.Session.Log(ctx, &mcp.LoggingMessageParams{Level: "info", Logger: "fixture", Data: "test_logging_tool ran"})
