@@ -1,6 +1,7 @@
 // Command echo-server is a small MCP server for trying mcpgate: an echo
 // tool, an add tool, and a countdown tool that reports progress. It speaks
-// stdio by default, Streamable HTTP with -http ADDR.
+// stdio by default, Streamable HTTP with -http ADDR; with -modern as well,
+// only protocol version 2026-07-28 (no initialize, no sessions).
 package main
 
 import (
@@ -59,10 +60,11 @@ func newServer() *mcp.Server {
 
 func main() {
 	addr := flag.String("http", "", "serve Streamable HTTP on this address instead of stdio")
+	modern := flag.Bool("modern", false, "with -http: serve only protocol version 2026-07-28 (stateless)")
 	flag.Parse()
 	s := newServer()
 	if *addr != "" {
-		h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil)
+		h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, &mcp.StreamableHTTPOptions{Stateless: *modern})
 		log.Printf("echo-server listening on http://%s", *addr)
 		log.Fatal(http.ListenAndServe(*addr, h))
 	}

@@ -108,4 +108,8 @@ func TestConformanceAcrossTheBreak(t *testing.T) {
 
 // knownBridgeGaps are scenario failures across the break that
 // docs/era-bridging.md explains.
-var knownBridgeGaps = []string{}
+var knownBridgeGaps = []string{
+	// A legacy server's questions carry no key; the bridge names them
+	// itself, and the scenario expects the fixture's own key.
+	"input-required-result-basic-elicitation: sep-2322-elicitation-incomplete",
+}

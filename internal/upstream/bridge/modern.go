@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,10 +44,17 @@ const (
 	discoverTTL = 5 * time.Minute
 )
 
-// removedMethods do not exist in the modern era; a modern server answers
-// them with -32601 (HTTP 404), and so does the bridge rather than pass them
-// to the legacy server, which would answer.
-var removedMethods = []string{"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"}
+// modernMethods are the requests a 2026-07-28 client may send. Anything
+// else — methods the era removed (initialize, ping, logging/setLevel,
+// resources/subscribe), unknown ones — gets -32601 (HTTP 404) from the
+// bridge, as from a modern server, rather than reach the legacy server,
+// which would serve the removed ones and may answer unknown ones with a
+// bare HTTP error.
+var modernMethods = []string{
+	"server/discover", "subscriptions/listen",
+	"tools/list", "tools/call", "prompts/list", "prompts/get",
+	"resources/list", "resources/read", "resources/templates/list", "completion/complete",
+}
 
 // modernError is an error answer to a modern client: its HTTP status is
 // the one the 2026-07-28 transport gives the code.
@@ -366,7 +374,7 @@ func (c *modernOverLegacy) RoundTrip(ctx context.Context, req *core.Message, rel
 	if req.Kind != core.KindRequest {
 		return nil, errors.New("bridge: RoundTrip takes a request; use Send")
 	}
-	if slices.Contains(removedMethods, req.Method) {
+	if !slices.Contains(modernMethods, req.Method) {
 		return modernError(req.ID, core.CodeMethodNotFound, "Method not found: "+req.Method+" does not exist in protocol version 2026-07-28"), nil
 	}
 	params, err := parseObject(req.Params)
@@ -379,9 +387,12 @@ func (c *modernOverLegacy) RoundTrip(ctx context.Context, req *core.Message, rel
 			return modernError(req.ID, core.CodeInvalidParams, "invalid params: _meta[\""+k+"\"] is required"), nil
 		}
 	}
-	if state := params.str("requestState"); state != "" {
+	if state := params.str("requestState"); strings.HasPrefix(state, statePrefix) {
 		return c.resume(ctx, req, params, state, related)
 	}
+	// A requestState that is not mcpgate's is the server's own: a legacy
+	// server that speaks MRTR itself answered input_required (see final);
+	// the retry goes to it as it is.
 	s, err := c.sideFor(ctx, meta)
 	if err != nil {
 		return nil, err
@@ -715,7 +726,19 @@ func (c *modernOverLegacy) final(resp *core.Message, req *core.Message) *core.Me
 	switch resp.Kind {
 	case core.KindResponse:
 		out, err := withResult(resp, func(r object) error {
-			if _, ok := r["resultType"]; !ok {
+			if _, ok := r["resultType"]; ok {
+				return nil
+			}
+			// A legacy server that itself speaks MRTR (go-sdk serves
+			// input requests it cannot fulfil over the session this way)
+			// answers with inputRequests or requestState: to a modern
+			// client that is input_required.
+			_, in := r["inputRequests"]
+			_, st := r["requestState"]
+			if in || st {
+				r.set("resultType", resultInputRequired)
+				delete(r, "content")
+			} else {
 				r.set("resultType", resultComplete)
 			}
 			return nil

@@ -30,17 +30,25 @@ type stateClaims struct {
 
 var errBadState = errors.New("requestState failed verification")
 
+// statePrefix starts every requestState mcpgate mints, so that a retry
+// carrying a server's own requestState is told apart without guessing.
+const statePrefix = "mcpgate1."
+
 // sealState encodes c and protects it with an HMAC-SHA256 under key.
 func sealState(key []byte, c stateClaims) string {
 	body, _ := json.Marshal(c)
 	b := base64.RawURLEncoding.EncodeToString(body)
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte(b))
-	return b + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	m.Write([]byte(statePrefix + b))
+	return statePrefix + b + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // openState verifies s under key and that it has not lapsed at now.
 func openState(key []byte, s string, now time.Time) (stateClaims, error) {
+	s, ok := strings.CutPrefix(s, statePrefix)
+	if !ok {
+		return stateClaims{}, errBadState
+	}
 	b, sig, ok := strings.Cut(s, ".")
 	if !ok {
 		return stateClaims{}, errBadState
@@ -50,7 +58,7 @@ func openState(key []byte, s string, now time.Time) (stateClaims, error) {
 		return stateClaims{}, errBadState
 	}
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte(b))
+	m.Write([]byte(statePrefix + b))
 	if !hmac.Equal(got, m.Sum(nil)) {
 		return stateClaims{}, errBadState
 	}
