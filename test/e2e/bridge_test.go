@@ -11,6 +11,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/testutil/conformancefixture"
 )
 
 // TestEraPairings: the same scenarios for every pairing of client era and
@@ -41,7 +42,7 @@ func TestEraPairings(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 				defer cancel()
 				c := newSDKClient()
-				var toolsChanged atomic.Int32
+				var toolsChanged, updated atomic.Int32
 				c.Client = mcp.NewClient(&mcp.Implementation{Name: "pairing-client", Version: "1.0.0"}, &mcp.ClientOptions{
 					CreateMessageHandler: func(_ context.Context, _ *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
 						c.sampled.Add(1)
@@ -53,6 +54,11 @@ func TestEraPairings(t *testing.T) {
 					},
 					ProgressNotificationHandler: func(context.Context, *mcp.ProgressNotificationClientRequest) { c.progress.Add(1) },
 					ToolListChangedHandler:      func(context.Context, *mcp.ToolListChangedRequest) { toolsChanged.Add(1) },
+					ResourceUpdatedHandler: func(_ context.Context, r *mcp.ResourceUpdatedNotificationRequest) {
+						if r.Params.URI == conformancefixture.WatchedResourceURI {
+							updated.Add(1)
+						}
+					},
 				})
 				c.AddRoots(&mcp.Root{URI: "file:///workspace", Name: "workspace"})
 				cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: g.URL + "/mcp", MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: version})
@@ -77,6 +83,14 @@ func TestEraPairings(t *testing.T) {
 					t.Fatalf("trigger tool change: %v", err)
 				}
 				waitFor(t, "notifications/tools/list_changed", func() bool { return toolsChanged.Load() >= 1 })
+
+				// A resource subscription: resources/subscribe for a legacy
+				// client, subscriptions/listen for a modern one; the fixture
+				// changes the watched resource every few seconds.
+				if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: conformancefixture.WatchedResourceURI}); err != nil {
+					t.Fatalf("subscribe: %v", err)
+				}
+				waitFor(t, "notifications/resources/updated", func() bool { return updated.Load() >= 1 })
 
 				// Cancellation: the client gives up on a slow call; the
 				// server hears of it (notifications/cancelled, or its
