@@ -436,6 +436,14 @@ func (c *Config) validateCluster(bad func(path, format string, args ...any)) {
 	if _, _, err := net.SplitHostPort(cl.Listen); err != nil {
 		bad("cluster.listen", "want host:port, got %q", cl.Listen)
 	}
+	if cl.Listen == c.Admin.Listen {
+		bad("cluster.listen", "same address as admin.listen: the internal hop needs its own")
+	}
+	for i, l := range c.Listeners {
+		if cl.Listen == l.Address {
+			bad("cluster.listen", "same address as listeners[%d]: the internal hop needs its own", i)
+		}
+	}
 	adv := cl.Advertise
 	if adv == "" {
 		adv = cl.Listen
