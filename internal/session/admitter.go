@@ -83,15 +83,7 @@ func (m *Manager) reserveShared(ctx context.Context, a Admission, adm Admitter) 
 		if err != nil || !m.detach(v) {
 			continue // held by another replica, or already gone
 		}
-		m.log.Info("session_evicted", "session_id", vid, "route", v.info.Route, "principal", v.info.Principal, "by", "cluster")
-		v.hooks.Lock() // after its Created hooks
-		v.hooks.Unlock()
-		for _, h := range m.opts.Hooks {
-			if h.Evicted != nil {
-				h.Evicted(v.info)
-			}
-		}
-		m.enqueueTeardown(ctx, v, ReasonEvicted)
+		m.evict(ctx, v, "cluster")
 	}
 	return Reservation{m: m, id: id, shared: adm}, nil
 }

@@ -259,17 +259,24 @@ func (m *Manager) Reserve(ctx context.Context, a Admission) (Reservation, error)
 	}
 	m.admit.Unlock()
 	for _, v := range victims {
-		m.log.Info("session_evicted", "session_id", v.info.ID, "route", v.info.Route, "principal", v.info.Principal)
-		v.hooks.Lock() // after its Created hooks
-		v.hooks.Unlock()
-		for _, h := range m.opts.Hooks {
-			if h.Evicted != nil {
-				h.Evicted(v.info)
-			}
-		}
-		m.enqueueTeardown(ctx, v, ReasonEvicted)
+		m.evict(ctx, v, "cap")
 	}
 	return Reservation{m: m, scopes: scopes, id: a.ID}, nil
+}
+
+// evict runs the Evicted hooks of a session already detached by an
+// admission (by: "cap" for this manager's caps, "cluster" for an
+// Admitter's) and queues its teardown.
+func (m *Manager) evict(ctx context.Context, v *Session, by string) {
+	m.log.Info("session_evicted", "session_id", v.info.ID, "route", v.info.Route, "principal", v.info.Principal, "by", by)
+	v.hooks.Lock() // after its Created hooks
+	v.hooks.Unlock()
+	for _, h := range m.opts.Hooks {
+		if h.Evicted != nil {
+			h.Evicted(v.info)
+		}
+	}
+	m.enqueueTeardown(ctx, v, ReasonEvicted)
 }
 
 // scopesFor returns the capped scopes an admission counts in, creating

@@ -571,6 +571,12 @@ collect:
 	}
 	c.armTimer(call)
 	call.mu.Unlock()
+	return c.ask(call, req, inputs), nil
+}
+
+// ask ends the client's request with the questions in inputs: the call
+// waits for the retry, whose requestState names it.
+func (c *modernOverLegacy) ask(call *pendingCall, req *core.Message, inputs object) *core.Message {
 	c.mu.Lock()
 	c.calls[call.key] = call
 	c.mu.Unlock()
@@ -581,7 +587,7 @@ collect:
 		Session: c.sessionID(), Principal: c.principal(), Method: call.method, Name: call.name,
 		Pending: call.key, Round: c.seq.Add(1), Expires: time.Now().Add(pendingTTL).Unix(),
 	}))
-	return core.ResultResponse(req.ID, res.encode()), nil
+	return core.ResultResponse(req.ID, res.encode())
 }
 
 // clientCan reports whether the client declared the capability a server
@@ -649,17 +655,7 @@ func (c *modernOverLegacy) askAgain(call *pendingCall, req *core.Message) (*core
 		inputs.set(k, json.RawMessage(call.asked[k]))
 	}
 	call.mu.Unlock()
-	c.mu.Lock()
-	c.calls[call.key] = call
-	c.mu.Unlock()
-	res := object{}
-	res.set("resultType", resultInputRequired)
-	res.set("inputRequests", inputs)
-	res.set("requestState", sealState(c.u.opts.StateKey, stateClaims{
-		Session: c.sessionID(), Principal: c.principal(), Method: call.method, Name: call.name,
-		Pending: call.key, Round: c.seq.Add(1), Expires: time.Now().Add(pendingTTL).Unix(),
-	}))
-	return core.ResultResponse(req.ID, res.encode()), nil
+	return c.ask(call, req, inputs), nil
 }
 
 // armTimer ends a call whose client does not come back with a retry
