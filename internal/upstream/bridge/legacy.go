@@ -307,7 +307,7 @@ func (c *legacyOverModern) meta(withLevel bool) object {
 // request builds a request to send upstream; like (if not nil) lends it
 // its routing fields and forwarded headers.
 func (c *legacyOverModern) request(id core.ID, method string, params object, like *core.Message) (*core.Message, error) {
-	m, err := lomBuild(id, method, params)
+	m, err := buildRequest(id, method, params)
 	if err != nil {
 		return nil, err
 	}
@@ -348,7 +348,7 @@ func (c *legacyOverModern) initialize(ctx context.Context, req *core.Message) (*
 		if len(info) > 0 {
 			meta[metaClientInfo] = info
 		}
-		d, err := c.request(req.ID, "server/discover", object{"_meta": lomEncode(meta)}, req)
+		d, err := c.request(req.ID, "server/discover", object{"_meta": meta.encode()}, req)
 		if err != nil {
 			return c.refuse(req.ID, core.CodeInvalidParams, "invalid params: "+err.Error()), nil
 		}
@@ -415,43 +415,6 @@ func (c *legacyOverModern) initialize(ctx context.Context, req *core.Message) (*
 	return c.stamp(core.ResultResponse(req.ID, out.encode())), nil
 }
 
-// lomBuild makes a request from its parts, with lomEncode.
-func lomBuild(id core.ID, method string, params object) (*core.Message, error) {
-	raw := []byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"method":` + lomQuote(method) + `,"params":`)
-	return core.Decode(append(append(raw, lomEncode(params)...), '}'))
-}
-
-// lomEncode encodes o with its members' values exactly as they are held.
-// json.Marshal would re-escape <, > and & inside them: the same JSON
-// values, but not the same bytes, and the client's arguments and the
-// server's requestState are meant to travel byte for byte.
-func lomEncode(o object) []byte {
-	keys := make([]string, 0, len(o))
-	for k := range o {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	b := []byte{'{'}
-	for i, k := range keys {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, lomQuote(k)...)
-		b = append(b, ':')
-		b = append(b, o[k]...)
-	}
-	return append(b, '}')
-}
-
-// lomQuote encodes s as a JSON string without HTML escaping.
-func lomQuote(s string) string {
-	var sb strings.Builder
-	enc := json.NewEncoder(&sb)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s) // a string always encodes
-	return strings.TrimSuffix(sb.String(), "\n")
-}
-
 // lomClientCaps translates a legacy client's capabilities for the modern
 // _meta: the 2025-11-25 tasks capability is dropped (see the file comment);
 // the rest has the same shape in both eras.
@@ -461,7 +424,7 @@ func lomClientCaps(raw json.RawMessage) (json.RawMessage, error) {
 		return nil, err
 	}
 	delete(caps, "tasks")
-	return lomEncode(caps), nil
+	return caps.encode(), nil
 }
 
 // setLevel remembers the client's log level; later requests carry it.
@@ -548,7 +511,7 @@ func (c *legacyOverModern) forward(ctx context.Context, req *core.Message, relat
 	for k, v := range c.meta(true) {
 		meta[k] = v
 	}
-	params["_meta"] = lomEncode(meta)
+	params["_meta"] = meta.encode()
 	out, err := c.request(req.ID, req.Method, params, req)
 	if err != nil {
 		return c.refuse(req.ID, core.CodeInvalidParams, "invalid params: "+err.Error()), nil
@@ -599,7 +562,7 @@ func (c *legacyOverModern) forward(ctx context.Context, req *core.Message, relat
 		delete(retry, "inputResponses")
 		delete(retry, "requestState")
 		if answers != nil {
-			retry["inputResponses"] = lomEncode(answers)
+			retry["inputResponses"] = answers.encode()
 		}
 		if ir.state != nil {
 			retry["requestState"] = ir.state
@@ -724,7 +687,7 @@ func (c *legacyOverModern) askClient(ctx context.Context, orig *core.Message, re
 			_ = json.Unmarshal([]byte(a.id), &s)
 			p.set("elicitationId", s)
 		}
-		if a.msg, err = lomBuild(a.id, method, p); err != nil {
+		if a.msg, err = buildRequest(a.id, method, p); err != nil {
 			return nil, c.refuse(orig.ID, core.CodeUpstreamError, orig.Method+" failed: the upstream sent a malformed input request "+strconv.Quote(k)), nil
 		}
 		asks[i] = a
@@ -886,9 +849,9 @@ func (c *legacyOverModern) deliver(m *core.Message) {
 				if len(meta) == 0 {
 					delete(params, "_meta")
 				} else {
-					params["_meta"] = lomEncode(meta)
+					params["_meta"] = meta.encode()
 				}
-				if n, err := core.Notification(m.Method, lomEncode(params)); err == nil {
+				if n, err := core.Notification(m.Method, params.encode()); err == nil {
 					n.Received = m.Received
 					m = n
 				}
@@ -1204,7 +1167,7 @@ func lomOutcome(s *lomStream) string {
 func (c *legacyOverModern) openStream(filter object) *lomStream {
 	ctx, cancel := context.WithCancel(c.life)
 	s := &lomStream{id: c.mint("listen"), cancel: cancel, acked: make(chan struct{}), ended: make(chan struct{})}
-	params := object{"_meta": lomEncode(c.meta(false))}
+	params := object{"_meta": c.meta(false).encode()}
 	params.set("notifications", filter)
 	req, err := c.request(s.id, "subscriptions/listen", params, nil)
 	if err != nil { // unreachable: every part is JSON the bridge encoded
@@ -1327,7 +1290,7 @@ func lomBindings(schema json.RawMessage, path []string, out []lomBinding) []lomB
 func (c *legacyOverModern) learnAllTools(ctx context.Context) error {
 	cursor := ""
 	for range lomMaxListPages {
-		params := object{"_meta": lomEncode(c.meta(false))}
+		params := object{"_meta": c.meta(false).encode()}
 		if cursor != "" {
 			params.set("cursor", cursor)
 		}

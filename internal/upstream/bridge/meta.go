@@ -3,7 +3,8 @@ package bridge
 import (
 	"encoding/json"
 	"errors"
-	"strconv"
+	"slices"
+	"strings"
 
 	"github.com/mcpgate/mcpgate/internal/core"
 )
@@ -81,14 +82,40 @@ func (o object) str(key string) string {
 	return s
 }
 
+// encode writes o with sorted keys and its members' values exactly as they
+// are held: json.Marshal would re-escape <, > and & inside them (the same
+// JSON values, not the same bytes), and the client's arguments and a
+// server's requestState travel byte for byte.
 func (o object) encode() []byte {
-	b, _ := json.Marshal(map[string]json.RawMessage(o))
-	return b
+	keys := make([]string, 0, len(o))
+	for k := range o {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b := []byte{'{'}
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendQuoted(b, k)
+		b = append(b, ':')
+		b = append(b, o[k]...)
+	}
+	return append(b, '}')
+}
+
+// appendQuoted appends s as a JSON string, without HTML escaping.
+func appendQuoted(b []byte, s string) []byte {
+	var sb strings.Builder
+	enc := json.NewEncoder(&sb)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s) // a string always encodes
+	return append(b, strings.TrimSuffix(sb.String(), "\n")...)
 }
 
 // buildRequest makes a request message from its parts.
 func buildRequest(id core.ID, method string, params object) (*core.Message, error) {
-	raw := []byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"method":` + strconv.Quote(method))
+	raw := appendQuoted([]byte(`{"jsonrpc":"2.0","id":`+string(id)+`,"method":`), method)
 	if params != nil {
 		raw = append(append(raw, `,"params":`...), params.encode()...)
 	}
