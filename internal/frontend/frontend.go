@@ -272,7 +272,20 @@ func (f *Frontend) toClient(ctx context.Context, m *core.Message) (*core.Message
 // request timeout, ended with the session, and (when cancelOnClose) with
 // the client's HTTP request.
 func (g *gwSession) callContext(r *http.Request, st *stream, cancelOnClose bool) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(g.ctx, g.route.RequestTimeout)
+	return g.streamContext(r, st, cancelOnClose, g.route.RequestTimeout)
+}
+
+// streamContext is callContext with its own bound; zero means none (a
+// subscriptions/listen stream lasts until the client or the session ends
+// it, not a request timeout).
+func (g *gwSession) streamContext(r *http.Request, st *stream, cancelOnClose bool, timeout time.Duration) (context.Context, context.CancelFunc) {
+	var ctx context.Context
+	var cancel context.CancelFunc
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(g.ctx, timeout)
+	} else {
+		ctx, cancel = context.WithCancel(g.ctx)
+	}
 	if cancelOnClose {
 		stop := context.AfterFunc(r.Context(), cancel)
 		inner := cancel

@@ -106,7 +106,11 @@ func (f *Frontend) modernPost(w http.ResponseWriter, r *http.Request, rt *Route,
 		return
 	}
 	st := newStream(w, &f.opts, "", false)
-	ctx, cancel := g.callContext(r, st, true)
+	timeout := g.route.RequestTimeout
+	if m.Method == "subscriptions/listen" {
+		timeout = 0 // a stream of notifications, for as long as the client listens
+	}
+	ctx, cancel := g.streamContext(r, st, true, timeout)
 	defer cancel()
 	st.armKeepAlive(f.opts.StreamAfter)
 	f.exchange(ctx, g, st, m)

@@ -128,3 +128,37 @@ func TestEraPairings(t *testing.T) {
 		}
 	}
 }
+
+// TestListenOutlivesRequestTimeout: a subscriptions/listen stream is not a
+// request that times out; it lasts as long as the client listens, natively
+// and through the bridge.
+func TestListenOutlivesRequestTimeout(t *testing.T) {
+	for name, route := range map[string]config.Route{
+		"modern server": httpRoute("fixture", "/mcp", fixtureHTTP(t, true)),
+		"legacy server": httpRoute("fixture", "/mcp", fixtureHTTP(t, false)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			route.RequestTimeout = time.Second
+			if name == "legacy server" {
+				route.Upstream.Era = config.EraLegacy
+			}
+			g := startGateway(t, nil, route)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var changed atomic.Int32
+			c := mcp.NewClient(&mcp.Implementation{Name: "listener", Version: "1"}, &mcp.ClientOptions{
+				ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { changed.Add(1) },
+			})
+			cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: g.URL + "/mcp", MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: "2026-07-28"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cs.Close()
+			time.Sleep(1500 * time.Millisecond) // past the route's request timeout
+			if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_trigger_tool_change"}); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "a list change on the listen stream opened before the timeout", func() bool { return changed.Load() >= 1 })
+		})
+	}
+}
