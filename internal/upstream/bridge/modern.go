@@ -410,7 +410,7 @@ func (c *modernOverLegacy) RoundTrip(ctx context.Context, req *core.Message, rel
 	if err != nil {
 		return nil, err
 	}
-	call := c.start(s, req, fwd)
+	call := c.start(s, req, fwd, related)
 	return c.wait(ctx, call, req, related)
 }
 
@@ -467,12 +467,15 @@ func (s *side) applyLogLevel(ctx context.Context, level string) error {
 // start sends fwd upstream on its own goroutine: the call may outlive the
 // client request that started it (input_required), so it is bound to the
 // Conn's life, not to that request.
-func (c *modernOverLegacy) start(s *side, req, fwd *core.Message) *pendingCall {
+func (c *modernOverLegacy) start(s *side, req, fwd *core.Message, related upstream.Related) *pendingCall {
 	ctx, cancel := context.WithCancel(c.life)
 	call := &pendingCall{
 		key: strconv.FormatUint(c.seq.Add(1), 10), method: req.Method, name: req.Name, side: s, cancel: cancel,
 		done: make(chan *core.Message, 1), inputs: make(chan *core.Message, 16),
 		outstanding: map[string]core.ID{}, asked: map[string][]byte{},
+		// Set before the call starts: the server may report progress
+		// before wait runs.
+		related: related,
 	}
 	mrtr := slices.Contains(mrtrMethods, req.Method)
 	go func() {
