@@ -175,7 +175,7 @@ func (h *hop) verify(r *http.Request, now time.Time) (string, bool) {
 	if err != nil || now.Sub(time.Unix(sec, 0)).Abs() > hopSkew {
 		return "", false
 	}
-	got, err := base64.RawURLEncoding.DecodeString(sig)
+	got, err := base64.RawURLEncoding.Strict().DecodeString(sig)
 	if err != nil {
 		return "", false
 	}

@@ -53,7 +53,9 @@ func openState(key []byte, s string, now time.Time) (stateClaims, error) {
 	if !ok {
 		return stateClaims{}, errBadState
 	}
-	got, err := base64.RawURLEncoding.DecodeString(sig)
+	// Strict: a signature with other trailing bits is another string for
+	// the same MAC, and only the string sealState wrote is accepted.
+	got, err := base64.RawURLEncoding.Strict().DecodeString(sig)
 	if err != nil {
 		return stateClaims{}, errBadState
 	}
