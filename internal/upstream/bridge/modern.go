@@ -486,7 +486,11 @@ func (c *modernOverLegacy) start(s *side, req, fwd *core.Message, related upstre
 					go s.refuse(m, "the client speaks protocol version 2026-07-28 and can be asked only within tools/call, prompts/get or resources/read")
 					return
 				}
-				call.inputs <- m
+				select {
+				case call.inputs <- m:
+				default: // never block the upstream's stream
+					go s.refuse(m, "too many questions open at once for one call")
+				}
 				return
 			}
 			call.mu.Lock()
