@@ -611,11 +611,17 @@ func clientCan(caps object, method string) bool {
 // resume continues a call with the client's answers.
 func (c *modernOverLegacy) resume(ctx context.Context, req *core.Message, params object, state string, related upstream.Related) (*core.Message, error) {
 	claims, err := openState(c.u.opts.StateKey, state, time.Now())
-	if err != nil || claims.Session != c.sessionID() || claims.Principal != c.principal() ||
-		claims.Method != req.Method || claims.Name != req.Name {
-		if err == nil {
-			err = errBadState
-		}
+	switch {
+	case err != nil:
+	case claims.Principal != c.principal() || claims.Method != req.Method || claims.Name != req.Name:
+		err = errBadState
+	case claims.Session != c.sessionID():
+		// Genuine, but issued to another gateway session: the call it
+		// continues waits there (with several replicas, on the one that
+		// issued it).
+		err = errors.New("requestState was issued to another gateway session; the retry must reach the session (and gateway replica) that issued it")
+	}
+	if err != nil {
 		return modernError(req.ID, core.CodeInvalidParams, "invalid params: "+err.Error()), nil
 	}
 	c.mu.Lock()

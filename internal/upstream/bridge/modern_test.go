@@ -281,3 +281,48 @@ func TestModernClientCancelReachesLegacyServer(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestRequestStateBoundToSession: mcpgate's requestState continues a call
+// only in the gateway session, and for the principal, it was issued to.
+func TestRequestStateBoundToSession(t *testing.T) {
+	u := legacyFixture(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	const caps = `{"sampling":{}}`
+	open := func(id, principal string) upstream.Conn {
+		info := &core.SessionInfo{ID: id, Principal: principal, Era: core.EraModern}
+		conn, err := u.Open(ctx, upstream.OpenParams{Session: info, Era: core.EraModern}, nopSink{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close(context.Background()) })
+		return conn
+	}
+	first := open("sess-a", "alice")
+	resp, err := first.RoundTrip(ctx, modernRequest(t, 1, "tools/call", map[string]any{"name": "test_sampling", "arguments": map[string]any{"prompt": "q"}}, caps), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ir struct {
+		RequestState string `json:"requestState"`
+	}
+	if json.Unmarshal(resp.Result, &ir) != nil || ir.RequestState == "" {
+		t.Fatalf("no input_required: %s", resp.Raw)
+	}
+	retry := func(conn upstream.Conn) *core.Message {
+		resp, err := conn.RoundTrip(ctx, modernRequest(t, 2, "tools/call", map[string]any{
+			"name": "test_sampling", "arguments": map[string]any{"prompt": "q"}, "requestState": ir.RequestState,
+			"inputResponses": map[string]any{},
+		}, caps), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	if r := retry(open("sess-b", "alice")); r.ErrorCode() != core.CodeInvalidParams || !strings.Contains(string(r.Error), "another gateway session") {
+		t.Errorf("retry in another session: %s", r.Raw)
+	}
+	if r := retry(open("sess-a", "mallory")); r.ErrorCode() != core.CodeInvalidParams || !strings.Contains(string(r.Error), "failed verification") {
+		t.Errorf("retry by another principal: %s", r.Raw)
+	}
+}
