@@ -3,6 +3,7 @@ package frontend
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -97,7 +98,7 @@ func (f *Frontend) admit(ctx context.Context, r *http.Request, rt *Route, princi
 		if errors.Is(err, session.ErrClosed) {
 			return nil, core.NewError(core.CodeInternalError, "gateway is shutting down").WithStatus(http.StatusServiceUnavailable).Wrap(err)
 		}
-		f.log.Error("store_admit_failed", "route", rt.Name, "error", err)
+		f.storeFailed(f.log, slog.LevelError, "admit", err, "route", rt.Name)
 		return nil, storeUnavailable(err)
 	}
 	a.res = res

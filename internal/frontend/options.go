@@ -91,6 +91,10 @@ type Options struct {
 	// sessions live only here, unknown ids are unknown. The default (false)
 	// fails closed: 503 with Retry-After until the store answers again.
 	StoreFailOpen bool
+	// StoreErrors, if not nil, is told of every store call that failed,
+	// by operation ("put", "get", "touch", "delete", "publish", "admit"),
+	// where the failure is handled and logged (for metrics).
+	StoreErrors func(op string)
 	// Store persists legacy sessions so they survive a restart; nil keeps
 	// them in memory only.
 	Store store.Store

@@ -3,6 +3,7 @@ package frontend
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -28,6 +29,15 @@ type persistence struct {
 	origin string
 }
 
+// storeFailed logs a failed store call, once, where it is handled
+// (message store_<op>_failed), and reports it to Options.StoreErrors.
+func (f *Frontend) storeFailed(log *slog.Logger, level slog.Level, op string, err error, attrs ...any) {
+	log.Log(context.Background(), level, "store_"+op+"_failed", append(attrs, "error", err)...)
+	if f.opts.StoreErrors != nil {
+		f.opts.StoreErrors(op)
+	}
+}
+
 func storeCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 5*time.Second)
 }
@@ -49,7 +59,7 @@ func (p *persistence) put(g *gwSession) error {
 		rec.Owner = p.origin // its process lives here
 	}
 	if err := p.st.Put(ctx, rec); err != nil {
-		g.log.Error("store_put_failed", "error", err)
+		g.f.storeFailed(g.log, slog.LevelError, "put", err)
 		return err
 	}
 	return nil
@@ -84,7 +94,7 @@ func (p *persistence) touch(g *gwSession) {
 	ctx, cancel := storeCtx()
 	defer cancel()
 	if err := p.st.Touch(ctx, g.info.ID, now); err != nil {
-		g.log.Warn("store_touch_failed", "error", err)
+		g.f.storeFailed(g.log, slog.LevelWarn, "touch", err)
 	}
 }
 
@@ -115,12 +125,12 @@ func (p *persistence) forget(g *gwSession, reason session.Reason) {
 		}
 	}
 	if err := p.st.Delete(ctx, g.info.ID); err != nil {
-		g.log.Error("store_delete_failed", "error", err)
+		g.f.storeFailed(g.log, slog.LevelError, "delete", err)
 	}
 	if p.bc != nil && g.info.Era == core.EraLegacy {
 		ev := store.Event{Kind: "ended", SessionID: g.info.ID, Reason: string(reason), Origin: p.origin}
 		if err := p.bc.Publish(ctx, ev); err != nil {
-			g.log.Error("store_publish_failed", "error", err)
+			g.f.storeFailed(g.log, slog.LevelError, "publish", err)
 		}
 	}
 }
@@ -170,7 +180,7 @@ func (p *persistence) answerElsewhere(g *gwSession, m *core.Message) bool {
 	defer cancel()
 	ev := store.Event{Kind: "answer", SessionID: g.info.ID, Origin: p.origin, Data: m.Raw}
 	if err := p.bc.Publish(ctx, ev); err != nil {
-		g.log.Warn("store_publish_failed", "kind", "answer", "error", err)
+		g.f.storeFailed(g.log, slog.LevelWarn, "publish", err, "kind", "answer")
 	}
 	return true
 }
@@ -193,7 +203,7 @@ func (f *Frontend) fetch(ctx context.Context, id string) (*gwSession, error) {
 		if errors.Is(err, store.ErrNotFound) || f.opts.StoreFailOpen {
 			return nil, nil
 		}
-		f.log.Error("store_get_failed", "session_id", id, "error", err)
+		f.storeFailed(f.log, slog.LevelError, "get", err, "session_id", id)
 		return nil, err
 	}
 	if rt := f.routeNamed(rec.Route); rt != nil && rt.Local && rec.Owner != p.origin {

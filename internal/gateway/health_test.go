@@ -3,9 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -254,50 +252,6 @@ func TestReadiness(t *testing.T) {
 				t.Errorf("body %s does not round-trip: %v", b, err)
 			}
 		})
-	}
-}
-
-// TestStoreErrorCounter: the frontend's store_<op>_failed records are
-// counted by op, also below the log level; other records are not; every
-// record reaches the log as before.
-func TestStoreErrorCounter(t *testing.T) {
-	reg := metrics.New()
-	mon, err := metrics.NewStoreMonitor(reg, metrics.StoreMonitorOptions{Backend: "redis"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &Gateway{}
-	g.health.storeMon = mon
-	var buf strings.Builder
-	log := g.countStoreErrors(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelError})))
-	sess := log.With("session_id", "s1")
-	sess.Error("store_put_failed", "error", errors.New("dial tcp: connection refused"))
-	sess.Warn("store_touch_failed", "error", "x") // below the level: counted, not logged
-	log.WithGroup("g").Error("store_get_failed")
-	log.Error("sessions_not_restored")
-	log.Error("store_corrupt")
-	log.Info("store_put_failed_not") // not a failure record
-
-	fams, err := metricstest.Gather(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for op, want := range map[string]float64{"put": 1, "touch": 1, "get": 1, "delete": 0} {
-		if v, _ := fams.Value("mcpgate_store_errors_total", "backend", "redis", "op", op); v != want {
-			t.Errorf("errors_total{op=%q} = %v; want %v", op, v, want)
-		}
-	}
-	if n := len(fams["mcpgate_store_errors_total"].GetMetric()); n != 6 {
-		t.Errorf("%d op series; want the 6 pre-made ones", n)
-	}
-	logged := buf.String()
-	for _, want := range []string{"store_put_failed", "session_id=s1", "store_get_failed", "sessions_not_restored", "store_corrupt"} {
-		if !strings.Contains(logged, want) {
-			t.Errorf("log lacks %q:\n%s", want, logged)
-		}
-	}
-	if strings.Contains(logged, "store_touch_failed") {
-		t.Errorf("a record below the level was logged:\n%s", logged)
 	}
 }
 
