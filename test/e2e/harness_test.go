@@ -52,6 +52,12 @@ func testLogger(t testing.TB) *slog.Logger {
 // startGateway runs mcpgate on a loopback port with the given routes.
 func startGateway(t testing.TB, mutate func(*config.Config), routes ...config.Route) *gw {
 	t.Helper()
+	return startGatewayLogging(t, testLogger(t), mutate, routes...)
+}
+
+// startGatewayLogging is startGateway with its log going to log.
+func startGatewayLogging(t testing.TB, log *slog.Logger, mutate func(*config.Config), routes ...config.Route) *gw {
+	t.Helper()
 	cfg := &config.Config{Listeners: []config.Listener{{Address: "127.0.0.1:0"}}, Routes: routes}
 	cfg.Server.ShutdownTimeout = 5 * time.Second
 	cfg.Store.Kind = config.StoreMemory // tests that need persistence set a data dir
@@ -62,7 +68,7 @@ func startGateway(t testing.TB, mutate func(*config.Config), routes ...config.Ro
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	g, err := gateway.New(cfg, gateway.Options{Logger: testLogger(t)})
+	g, err := gateway.New(cfg, gateway.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

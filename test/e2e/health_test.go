@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/config"
-	"github.com/mcpgate/mcpgate/internal/gateway"
 	"github.com/mcpgate/mcpgate/internal/metrics/metricstest"
 )
 
@@ -128,34 +126,12 @@ func (l *logLines) records(msg string) []map[string]any {
 // loopback port and its log kept.
 func startAdminGateway(t *testing.T, mutate func(*config.Config), routes ...config.Route) (*gw, string, *logLines) {
 	t.Helper()
-	cfg := &config.Config{Listeners: []config.Listener{{Address: "127.0.0.1:0"}}, Routes: routes}
-	cfg.Admin.Listen = "127.0.0.1:0"
-	cfg.Server.ShutdownTimeout = 5 * time.Second
-	mutate(cfg)
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	logs := new(logLines)
-	g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("gateway Run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("gateway did not shut down")
-		}
-	})
-	return &gw{Gateway: g, URL: "http://" + g.Addrs()[0].String()}, "http://" + g.AdminAddr().String(), logs
+	g := startGatewayLogging(t, slog.New(slog.NewJSONHandler(logs, nil)), func(c *config.Config) {
+		c.Admin.Listen = "127.0.0.1:0"
+		mutate(c)
+	}, routes...)
+	return g, "http://" + g.AdminAddr().String(), logs
 }
 
 // healthReading is what the admin endpoints say at one moment.
