@@ -1,6 +1,8 @@
 package core
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"time"
 )
@@ -146,3 +148,23 @@ type SessionInfo struct {
 
 // LogValue-friendly identity helpers live on the logging interceptor; core
 // keeps SessionInfo a plain value.
+
+// Fingerprint is what logs, metrics and error messages carry instead of a
+// session id: the id is a bearer handle (anyone holding it can use or end the
+// session), a fingerprint only tells sessions apart. It is the first 12 hex
+// digits of the id's SHA-256; "" for "".
+func Fingerprint(id string) string {
+	if id == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:6])
+}
+
+// LogID is the session's fingerprint (see Fingerprint); "" for nil.
+func (s *SessionInfo) LogID() string {
+	if s == nil {
+		return ""
+	}
+	return Fingerprint(s.ID)
+}

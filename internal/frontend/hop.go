@@ -250,7 +250,7 @@ func (f *Frontend) forwardElsewhere(w http.ResponseWriter, r *http.Request) bool
 			return true
 		}
 		if won {
-			f.log.Info("session_taken_over", "session_id", id, "from_replica", owner)
+			f.log.Info("session_taken_over", "session", core.Fingerprint(id), "from_replica", owner)
 			if body != nil {
 				r.Body = io.NopCloser(bytes.NewReader(body))
 			}

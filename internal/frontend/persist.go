@@ -203,14 +203,14 @@ func (f *Frontend) fetch(ctx context.Context, id string) (*gwSession, error) {
 		if errors.Is(err, store.ErrNotFound) || f.opts.StoreFailOpen {
 			return nil, nil
 		}
-		f.storeFailed(f.log, slog.LevelError, "get", err, "session_id", id)
+		f.storeFailed(f.log, slog.LevelError, "get", err, "session", core.Fingerprint(id))
 		return nil, err
 	}
 	if rt := f.routeNamed(rec.Route); rt != nil && rt.Local && rec.Owner != p.origin {
 		// The session's process lives in another replica (the hop
 		// forwards there, or claims it first when that replica is gone):
 		// a second process here would split its state.
-		f.log.Warn("session_elsewhere", "session_id", id, "route", rec.Route, "owner", rec.Owner)
+		f.log.Warn("session_elsewhere", "session", core.Fingerprint(id), "route", rec.Route, "owner", rec.Owner)
 		return nil, errSessionElsewhere
 	}
 	g, err := f.restoreRecord(ctx, rec, true)
@@ -221,7 +221,7 @@ func (f *Frontend) fetch(ctx context.Context, id string) (*gwSession, error) {
 				return g, nil
 			}
 		}
-		f.log.Warn("session_not_fetched", "session_id", id, "error", err)
+		f.log.Warn("session_not_fetched", "session", core.Fingerprint(id), "error", err)
 		return nil, nil
 	}
 	if g.sess != nil {
@@ -303,7 +303,7 @@ func (f *Frontend) Restore(ctx context.Context) (int, error) {
 	for _, rec := range recs {
 		g, err := f.restoreRecord(ctx, rec, false)
 		if err != nil {
-			f.log.Info("session_not_restored", "session_id", rec.ID, "error", err)
+			f.log.Info("session_not_restored", "session", core.Fingerprint(rec.ID), "error", err)
 			_ = p.st.Delete(ctx, rec.ID)
 			continue
 		}

@@ -50,7 +50,7 @@ func TestStoreErrorsReported(t *testing.T) {
 		t.Fatalf("reported %q; want put,touch,delete", got)
 	}
 	logged := buf.String()
-	for _, want := range []string{"store_put_failed", "store_delete_failed", "session_id=s1"} {
+	for _, want := range []string{"store_put_failed", "store_delete_failed", "session=" + core.Fingerprint("s1")} {
 		if !strings.Contains(logged, want) {
 			t.Errorf("log lacks %q:\n%s", want, logged)
 		}

@@ -47,6 +47,6 @@ func ExampleBuild() {
 	}
 	fmt.Println(string(resp.Raw))
 	// Output:
-	// level=DEBUG msg=mcp_exchange direction=client_to_server kind=request method=tools/call session_id=s1 route=default era=legacy tool=echo id=1
+	// level=DEBUG msg=mcp_exchange direction=client_to_server kind=request method=tools/call session=e8bc163c82ee route=default era=legacy tool=echo id=1
 	// {"jsonrpc":"2.0","id":1,"result":{"content":[]}}
 }

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"github.com/mcpgate/mcpgate/internal/core"
 	"time"
 )
 
@@ -103,6 +104,6 @@ func (r *Reservation) releaseShared() {
 	defer cancel()
 	if err := r.shared.Release(ctx, r.id); err != nil {
 		// The place frees itself when its idle timeout passes unrefreshed.
-		r.m.log.Warn("session_release_failed", "session_id", r.id, "error", err)
+		r.m.log.Warn("session_release_failed", "session", core.Fingerprint(r.id), "error", err)
 	}
 }

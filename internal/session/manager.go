@@ -268,7 +268,7 @@ func (m *Manager) Reserve(ctx context.Context, a Admission) (Reservation, error)
 // admission (by: "cap" for this manager's caps, "cluster" for an
 // Admitter's) and queues its teardown.
 func (m *Manager) evict(ctx context.Context, v *Session, by string) {
-	m.log.Info("session_evicted", "session_id", v.info.ID, "route", v.info.Route, "principal", v.info.Principal, "by", by)
+	m.log.Info("session_evicted", "session", v.info.LogID(), "route", v.info.Route, "principal", v.info.Principal, "by", by)
 	v.hooks.Lock() // after its Created hooks
 	v.hooks.Unlock()
 	for _, h := range m.opts.Hooks {
@@ -434,7 +434,7 @@ func (r *Reservation) Commit(info *core.SessionInfo, lim Limits, closer Closer, 
 		m.linkLocked(sc, s)
 	}
 	m.admit.Unlock()
-	m.log.Info("session_created", "session_id", info.ID, "route", info.Route, "era", info.Era.String(),
+	m.log.Info("session_created", "session", info.LogID(), "route", info.Route, "era", info.Era.String(),
 		"principal", info.Principal, "remote_addr", info.RemoteAddr, "idle_timeout", lim.IdleTimeout, "ttl", lim.TTL)
 	for _, h := range m.opts.Hooks {
 		if h.Created != nil {
@@ -626,7 +626,7 @@ func (m *Manager) teardown(ctx context.Context, s *Session, reason Reason) {
 		if s.closer != nil {
 			s.closer(ctx, reason)
 		}
-		m.log.Info("session_ended", "session_id", s.info.ID, "route", s.info.Route, "reason", string(reason),
+		m.log.Info("session_ended", "session", s.info.LogID(), "route", s.info.Route, "reason", string(reason),
 			"age", time.Since(s.info.Created).Round(time.Millisecond))
 		s.hooks.Lock() // after its Created hooks
 		s.hooks.Unlock()
@@ -641,7 +641,7 @@ func (m *Manager) teardown(ctx context.Context, s *Session, reason Reason) {
 // Resumed reports that a session continued after an interruption (a
 // stream resumed with Last-Event-ID, an upstream session re-established).
 func (m *Manager) Resumed(s *Session, how string) {
-	m.log.Info("session_resumed", "session_id", s.info.ID, "route", s.info.Route, "how", how)
+	m.log.Info("session_resumed", "session", s.info.LogID(), "route", s.info.Route, "how", how)
 	for _, h := range m.opts.Hooks {
 		if h.Resumed != nil {
 			h.Resumed(s.info, how)

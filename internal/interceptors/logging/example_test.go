@@ -39,5 +39,5 @@ func ExampleNew() {
 		_, _ = h(context.Background(), m)
 	}
 	// Output:
-	// level=INFO msg=mcp_exchange direction=client_to_server kind=request method=tools/call session_id=s1 route=default era=legacy tool=missing id=2 error_code=-32602
+	// level=INFO msg=mcp_exchange direction=client_to_server kind=request method=tools/call session=e8bc163c82ee route=default era=legacy tool=missing id=2 error_code=-32602
 }

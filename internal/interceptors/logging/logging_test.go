@@ -72,7 +72,7 @@ func TestRecords(t *testing.T) {
 			handler: func(_ context.Context, m *core.Message) (*core.Message, error) { return resultFor(m), nil },
 			want: map[string]any{
 				"level": "DEBUG", "msg": "mcp_exchange", "direction": "client_to_server", "kind": "request",
-				"method": "tools/call", "tool": "create_issue", "session_id": "sess-1", "route": "github",
+				"method": "tools/call", "tool": "create_issue", "session": core.Fingerprint("sess-1"), "route": "github",
 				"era": "legacy", "id": "7",
 			},
 		},
@@ -86,7 +86,7 @@ func TestRecords(t *testing.T) {
 			handler: func(_ context.Context, m *core.Message) (*core.Message, error) { return resultFor(m), nil },
 			want: map[string]any{
 				"level": "DEBUG", "msg": "mcp_exchange", "direction": "client_to_server", "kind": "request",
-				"method": "resources/read", "uri": "file:///etc/motd", "session_id": "sess-2", "route": "files",
+				"method": "resources/read", "uri": "file:///etc/motd", "session": core.Fingerprint("sess-2"), "route": "files",
 				"era": "modern", "id": `"r-1"`,
 			},
 		},
@@ -100,7 +100,7 @@ func TestRecords(t *testing.T) {
 			handler: func(_ context.Context, m *core.Message) (*core.Message, error) { return resultFor(m), nil },
 			want: map[string]any{
 				"level": "DEBUG", "msg": "mcp_exchange", "direction": "client_to_server", "kind": "request",
-				"method": "prompts/get", "prompt": "summarize", "session_id": "sess-1", "route": "github",
+				"method": "prompts/get", "prompt": "summarize", "session": core.Fingerprint("sess-1"), "route": "github",
 				"era": "legacy", "id": "3",
 			},
 		},
@@ -115,7 +115,7 @@ func TestRecords(t *testing.T) {
 			handler: func(context.Context, *core.Message) (*core.Message, error) { return nil, nil },
 			want: map[string]any{
 				"level": "DEBUG", "msg": "mcp_exchange", "direction": "server_to_client", "kind": "notification",
-				"method": "notifications/message", "session_id": "sess-1", "route": "github", "era": "legacy",
+				"method": "notifications/message", "session": core.Fingerprint("sess-1"), "route": "github", "era": "legacy",
 			},
 		},
 		{
@@ -139,7 +139,7 @@ func TestRecords(t *testing.T) {
 			handler: func(context.Context, *core.Message) (*core.Message, error) { return upstreamErr, nil },
 			want: map[string]any{
 				"level": "INFO", "msg": "mcp_exchange", "direction": "client_to_server", "kind": "request",
-				"method": "tools/call", "tool": "create_issue", "session_id": "sess-1", "route": "github",
+				"method": "tools/call", "tool": "create_issue", "session": core.Fingerprint("sess-1"), "route": "github",
 				"era": "legacy", "id": "8", "error_code": float64(core.CodeInvalidParams),
 			},
 		},
@@ -153,7 +153,7 @@ func TestRecords(t *testing.T) {
 			handler: func(context.Context, *core.Message) (*core.Message, error) { return nil, handlerErr },
 			want: map[string]any{
 				"level": "WARN", "msg": "mcp_exchange", "direction": "client_to_server", "kind": "request",
-				"method": "tools/call", "tool": "create_issue", "session_id": "sess-1", "route": "github",
+				"method": "tools/call", "tool": "create_issue", "session": core.Fingerprint("sess-1"), "route": "github",
 				"era": "legacy", "id": "9", "error": handlerErr.Error(),
 			},
 		},

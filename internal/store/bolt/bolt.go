@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/mcpgate/mcpgate/internal/core"
 	"hash/maphash"
 	"log/slog"
 	"os"
@@ -300,7 +301,7 @@ func (s *Store) List(ctx context.Context) ([]*store.Record, error) {
 			}
 			r, err := decodeRecord(k, v)
 			if err != nil {
-				s.log.Warn("store record corrupt, skipped", "path", s.path, "session_id", string(k), "error", err)
+				s.log.Warn("store record corrupt, skipped", "path", s.path, "session", core.Fingerprint(string(k)), "error", err)
 				continue
 			}
 			s.mergeStored(r, touches.Get(k))
@@ -487,7 +488,7 @@ func (s *Store) mergeStored(r *store.Record, v []byte) {
 	}
 	at, err := decodeTouch(v)
 	if err != nil {
-		s.log.Warn("store touch value corrupt, ignored", "path", s.path, "session_id", r.ID, "error", err)
+		s.log.Warn("store touch value corrupt, ignored", "path", s.path, "session", core.Fingerprint(r.ID), "error", err)
 		return
 	}
 	if at.After(r.LastActive) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mcpgate/mcpgate/internal/core"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -198,7 +199,7 @@ func TestCorruptValues(t *testing.T) {
 		t.Errorf("List (-want +got):\n%s", d)
 	}
 	for id := range corrupt {
-		if !strings.Contains(logs.String(), fmt.Sprintf("session_id=%q", id)) && !strings.Contains(logs.String(), "session_id="+id+" ") {
+		if !strings.Contains(logs.String(), "session="+core.Fingerprint(id)) || strings.Contains(logs.String(), id) {
 			t.Errorf("no warning logged for corrupt record %q; logs:\n%s", id, logs.String())
 		}
 		r, err := s.Get(ctx, id)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/mcpgate/mcpgate/internal/core"
 	"hash/maphash"
 	"log/slog"
 	"slices"
@@ -340,7 +341,7 @@ func (s *Store) decode(id string, vals []any) (*store.Record, error) {
 	if ok1 && ok2 {
 		at, err := decodeTouch(ts, tn)
 		if err != nil {
-			s.log.Warn("store_touch_corrupt", "addr", s.addr, "session_id", id, "error", err)
+			s.log.Warn("store_touch_corrupt", "addr", s.addr, "session", core.Fingerprint(id), "error", err)
 		} else if at.After(r.LastActive) {
 			r.LastActive = at
 		}
@@ -444,7 +445,7 @@ func (s *Store) List(ctx context.Context) ([]*store.Record, error) {
 			if errors.Is(err, store.ErrNotFound) {
 				orphans = append(orphans, id)
 			} else {
-				s.log.Warn("store_record_corrupt", "addr", s.addr, "session_id", id, "error", err)
+				s.log.Warn("store_record_corrupt", "addr", s.addr, "session", core.Fingerprint(id), "error", err)
 			}
 		}
 	}

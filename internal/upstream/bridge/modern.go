@@ -121,7 +121,7 @@ func newModernOverLegacy(_ context.Context, u *Upstream, p upstream.OpenParams, 
 	life, kill := context.WithCancel(context.Background())
 	log := u.opts.Logger
 	if p.Session != nil {
-		log = log.With("session_id", p.Session.ID)
+		log = log.With("session", p.Session.LogID())
 	}
 	return &modernOverLegacy{
 		u: u, p: p, log: log, life: life, kill: kill,

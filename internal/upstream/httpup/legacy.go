@@ -237,19 +237,12 @@ func (c *legacyConn) sessionLost() error {
 	c.lost = true
 	c.mu.Unlock()
 	if notify {
-		c.u.log.Info("upstream_session_lost", "session_id", sessionID(c.session))
+		c.u.log.Info("upstream_session_lost", "session", c.session.LogID())
 		if c.sink != nil {
 			c.sink.Closed(errSessionLost)
 		}
 	}
 	return errSessionLost
-}
-
-func sessionID(s *core.SessionInfo) string {
-	if s == nil {
-		return ""
-	}
-	return s.ID
 }
 
 // notifyCancelled tells the upstream a request was abandoned. It runs on a
@@ -452,7 +445,7 @@ func (c *legacyConn) listenLoop(ctx context.Context, stop func(), resp *http.Res
 				c.mu.Unlock()
 				return
 			}
-			c.u.log.Debug("upstream_listen_reconnect_failed", "session_id", sessionID(c.session), "attempt", failures, "error", err)
+			c.u.log.Debug("upstream_listen_reconnect_failed", "session", c.session.LogID(), "attempt", failures, "error", err)
 		}
 	}
 }
@@ -479,7 +472,7 @@ func (c *legacyConn) consume(br *bufio.Reader, lastID *string, retry *time.Durat
 		}
 		m, err := core.Decode(bytes.Clone(ev.Data))
 		if err != nil {
-			c.u.log.Warn("upstream_invalid_message", "session_id", sessionID(c.session), "error", err)
+			c.u.log.Warn("upstream_invalid_message", "session", c.session.LogID(), "error", err)
 			continue
 		}
 		c.stamp(m)

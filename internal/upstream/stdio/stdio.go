@@ -328,7 +328,7 @@ func (u *Upstream) start(sess *core.SessionInfo, sid string, era core.Era, sink 
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
 	if err := cmd.Start(); err != nil {
 		closeAll()
-		u.logger.Warn("stdio_spawn_failed", "route", u.route, "session_id", sid, "command", u.cfg.Command, "error", err)
+		u.logger.Warn("stdio_spawn_failed", "route", u.route, "session", core.Fingerprint(sid), "command", u.cfg.Command, "error", err)
 		return nil, fmt.Errorf("stdio: start %s: %w", u.cfg.Command, err)
 	}
 	// The child holds its ends now.
@@ -337,7 +337,7 @@ func (u *Upstream) start(sess *core.SessionInfo, sid string, era core.Era, sink 
 	_ = errW.Close()
 
 	pid := cmd.Process.Pid
-	log := u.logger.With("route", u.route, "session_id", sid, "pid", pid)
+	log := u.logger.With("route", u.route, "session", core.Fingerprint(sid), "pid", pid)
 	log.Info("stdio_spawn", "command", u.cfg.Command, "args", u.cfg.Args, "dir", u.cfg.Dir)
 
 	c := &Conn{

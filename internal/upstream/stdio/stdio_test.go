@@ -45,7 +45,7 @@ func TestInitializeAndToolCall(t *testing.T) {
 		t.Errorf("Listen: %v", err)
 	}
 	spawn := u.rec.wait(t, "spawn", func(r record) bool { return r.Msg == "stdio_spawn" })
-	if spawn.Attrs["session_id"] != info.ID || spawn.Attrs["route"] != "test-route" || spawn.Attrs["pid"] == "" || spawn.Attrs["command"] != serverBin {
+	if spawn.Attrs["session"] != info.LogID() || spawn.Attrs["route"] != "test-route" || spawn.Attrs["pid"] == "" || spawn.Attrs["command"] != serverBin {
 		t.Errorf("spawn log attrs = %v", spawn.Attrs)
 	}
 	if d, _ := s.snapshot(); len(d) != 0 {
@@ -367,7 +367,7 @@ func TestStderrLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := u.rec.wait(t, "stderr line", stderrLine("hello on stderr"))
-	want := map[string]string{"line": "hello on stderr", "session_id": info.ID, "route": "test-route", "pid": fmt.Sprint(c.pid)}
+	want := map[string]string{"line": "hello on stderr", "session": info.LogID(), "route": "test-route", "pid": fmt.Sprint(c.pid)}
 	if diff := cmp.Diff(want, r.Attrs); diff != "" {
 		t.Errorf("stderr record (-want +got):\n%s", diff)
 	}
