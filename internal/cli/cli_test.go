@@ -150,7 +150,7 @@ log:
 routes:
   - path: mcp
     upstream:
-      stdio: {command: server}
+      stdio: {command: sh}
   - path: /b
     upstream:
       http: {url: "ftp://example.com/mcp"}
@@ -175,12 +175,36 @@ routes:
   - path: /mcp
     request_timeout: soon
     upstream:
-      stdio: {command: server, inherit_env: maybe}
+      stdio: {command: sh, inherit_env: maybe}
 `,
 			want: []string{
 				`sever: unknown field; did you mean "server"? (line 2)`,
 				`routes[0].request_timeout: invalid duration "soon" (want e.g. 30s, 5m, 1h) (line 6)`,
 				`routes[0].upstream.stdio.inherit_env: want a boolean, got "maybe" (line 8)`,
+			},
+		},
+		{
+			// One pass: a decoding problem does not hide the others, and
+			// each comes with its line.
+			name: "decoding and semantic problems together",
+			yaml: `
+listeners:
+  - address: localhost
+routes:
+  - path: /mcp
+    request_timeout: soon
+    upstream:
+      stdio: {command: mcpgate-no-such-server}
+sessions:
+  id_keys:
+    - {id: k1, secret: "replace-me-with-at-least-32-random-bytes-0123456789"}
+`,
+			want: []string{
+				`config: 4 problem(s):`,
+				`listeners[0].address: want host:port, got "localhost" (line 3)`,
+				`routes[0].request_timeout: invalid duration "soon" (want e.g. 30s, 5m, 1h) (line 6)`,
+				`routes[0].upstream.stdio.command: "mcpgate-no-such-server" not found in PATH (line 8)`,
+				`sessions.id_keys[0].secret: looks like a placeholder (contains "replace"), not a generated secret; generate one with: openssl rand -base64 48`,
 			},
 		},
 	}
@@ -207,7 +231,7 @@ routes:
 }
 
 func TestUsageErrors(t *testing.T) {
-	cfg := writeConfig(t, "routes:\n  - path: /mcp\n    upstream:\n      stdio: {command: server}\n")
+	cfg := writeConfig(t, "routes:\n  - path: /mcp\n    upstream:\n      stdio: {command: sh}\n")
 	tests := []struct {
 		name string
 		args []string
@@ -247,7 +271,7 @@ func TestServeBadListenAddressFailsFast(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	route := "routes:\n  - path: /mcp\n    upstream:\n      stdio: {command: server}\n"
+	route := "routes:\n  - path: /mcp\n    upstream:\n      stdio: {command: sh}\n"
 	tests := []struct {
 		name string
 		yaml string
