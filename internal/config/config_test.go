@@ -51,14 +51,14 @@ func TestLoadErrors(t *testing.T) {
 	}{
 		{"unknown field with suggestion", "routes:\n  - path: /mcp\n    upstreem: {}\n",
 			[]string{`routes[0].upstreem: unknown field; did you mean "upstream"? (line 3)`}},
-		{"unknown top-level", "listners: []\n"+oneRoute,
+		{"unknown top-level", "listners: []\n" + oneRoute,
 			[]string{`listners: unknown field; did you mean "listeners"? (line 1)`}},
-		{"wrong type", "server:\n  keepalive: [1]\n"+oneRoute, []string{"server.keepalive: want a duration such as 30s or 5m (line 2)"}},
-		{"bad duration", "server:\n  keepalive: 5 minutes\n"+oneRoute, []string{`server.keepalive: invalid duration "5 minutes" (want e.g. 30s, 5m, 1h) (line 2)`}},
-		{"bad size", "server:\n  max_body_bytes: 4 parsecs\n"+oneRoute, []string{`server.max_body_bytes: invalid size "4 parsecs" (want e.g. 4MiB, 512KiB, 1024) (line 2)`}},
+		{"wrong type", "server:\n  keepalive: [1]\n" + oneRoute, []string{"server.keepalive: want a duration such as 30s or 5m (line 2)"}},
+		{"bad duration", "server:\n  keepalive: 5 minutes\n" + oneRoute, []string{`server.keepalive: invalid duration "5 minutes" (want e.g. 30s, 5m, 1h) (line 2)`}},
+		{"bad size", "server:\n  max_body_bytes: 4 parsecs\n" + oneRoute, []string{`server.max_body_bytes: invalid size "4 parsecs" (want e.g. 4MiB, 512KiB, 1024) (line 2)`}},
 		{"int for bool", "routes:\n  - path: /m\n    upstream:\n      stdio: {command: sh, inherit_env: maybe}\n",
 			[]string{`routes[0].upstream.stdio.inherit_env: want a boolean, got "maybe" (line 4)`}},
-		{"duplicate key", "log:\n  level: info\n  level: debug\n"+oneRoute, []string{"log.level: duplicate field (line 3)"}},
+		{"duplicate key", "log:\n  level: info\n  level: debug\n" + oneRoute, []string{"log.level: duplicate field (line 3)"}},
 		{"several at once", `
 listeners:
   - address: nope
