@@ -143,6 +143,9 @@ func (c *Config) SetDefaults() {
 	if s.MaxBodyBytes == 0 {
 		s.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if s.MaxConnections == 0 {
+		s.MaxConnections = DefaultMaxConnections()
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -266,6 +269,9 @@ func (c *Config) Validate() error {
 	c.validateAdmin(bad)
 	if c.Server.MaxBodyBytes < 1024 {
 		bad("server.max_body_bytes", "must be at least 1KiB")
+	}
+	if c.Server.MaxConnections < 0 {
+		bad("server.max_connections", "must not be negative")
 	}
 	switch c.Log.Format {
 	case "json", "text":
