@@ -96,6 +96,8 @@ routes:
 			`routes[0].request_timeout: want a duration such as 30s or 5m (line 8)`,
 			`routes[0].upstreem: unknown field; did you mean "upstream"? (line 9)`,
 		}},
+		{"negative connection limit", "server: {max_connections: -1}\n" + oneRoute,
+			[]string{"server.max_connections: must not be negative (line 1)"}},
 		{"no routes", "log: {level: info}\n", []string{"routes: at least one route is required"}},
 		{"managed header", "routes:\n  - path: /m\n    upstream:\n      http: {url: 'http://x', headers: {Mcp-Session-Id: a}}\n",
 			[]string{"routes[0].upstream.http.headers.Mcp-Session-Id: managed by mcpgate; cannot be set (line 4)"}},
