@@ -92,6 +92,22 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// TestServeHelp: --help shows no default for --listen, which applies only
+// without --config, and says which applies when.
+func TestServeHelp(t *testing.T) {
+	r := run(t, "serve", "--help")
+	var line string
+	for l := range strings.Lines(r.stdout) {
+		if strings.Contains(l, "--listen") && !strings.Contains(l, "mcpgate serve") {
+			line = strings.TrimSpace(l)
+		}
+	}
+	want := "--listen string           listen address: with --stdio or --http, default 127.0.0.1:8080; with --config, replaces the file's listeners (default: the file's)"
+	if r.code != 0 || line != want {
+		t.Errorf("exit %d, --listen line:\n  %s\nwant:\n  %s", r.code, line, want)
+	}
+}
+
 func TestValidateOK(t *testing.T) {
 	good := writeConfig(t, `
 listeners:
