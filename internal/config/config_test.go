@@ -1,6 +1,9 @@
 package config
 
 import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -124,9 +127,9 @@ routes: [{path: /a, upstream: {stdio: {command: sh}}}]
 		{"short secret", idKey("k8Qz3vX1pL0w"),
 			[]string{`sessions.id_keys[0].secret: want at least 32 bytes, got 12; ` + howToSecret + ` (line 2)`}},
 		{"repeated secret", idKey(strings.Repeat("a", 40)),
-			[]string{`sessions.id_keys[0].secret: too predictable (about 0 bits of entropy, want at least 128): repeated or patterned characters; ` + howToSecret + ` (line 2)`}},
+			[]string{`sessions.id_keys[0].secret: too predictable (about 0 bits of entropy, want at least 64): repeated or patterned characters; ` + howToSecret + ` (line 2)`}},
 		{"patterned secret", idKey("0123456789abcdef0123456789abcdef"),
-			[]string{`sessions.id_keys[0].secret: too predictable (about 16 bits of entropy, want at least 128): repeated or patterned characters; ` + howToSecret + ` (line 2)`}},
+			[]string{`sessions.id_keys[0].secret: too predictable (about 32 bits of entropy, want at least 64): repeated or patterned characters; ` + howToSecret + ` (line 2)`}},
 		{"key without id", "sessions:\n  id_keys:\n    - secret: Qm9vdHN0cmFwIGtleSBmb3IgdGVzdHMgb25seSE3OTFhNGM\n" + oneRoute,
 			[]string{"sessions.id_keys[0].id: required (line 3)"}},
 		{"secret from an unset variable", "sessions:\n  id_keys:\n    - {id: k1, secret: \"${MCPGATE_TEST_UNSET_KEY}\"}\n" + oneRoute,
@@ -244,4 +247,31 @@ func FuzzParse(f *testing.F) {
 		cfg.SetDefaults()
 		_ = cfg.Validate()
 	})
+}
+
+// TestGeneratedSecretsAccepted: what the usual generators make is never
+// refused as weak (openssl rand -base64 48, -base64 32, -hex 32, -hex 16).
+func TestGeneratedSecretsAccepted(t *testing.T) {
+	gens := []struct {
+		name string
+		n    int
+		enc  func([]byte) string
+	}{
+		{"base64 of 48 bytes", 48, base64.StdEncoding.EncodeToString},
+		{"base64 of 32 bytes", 32, base64.StdEncoding.EncodeToString},
+		{"base64 of 24 bytes", 24, base64.StdEncoding.EncodeToString},
+		{"hex of 32 bytes", 32, hex.EncodeToString},
+		{"hex of 16 bytes", 16, hex.EncodeToString},
+	}
+	for _, g := range gens {
+		t.Run(g.name, func(t *testing.T) {
+			b := make([]byte, g.n)
+			for range 2000 {
+				_, _ = rand.Read(b)
+				if s := g.enc(b); weakSecret(s) != "" {
+					t.Fatalf("%q refused: %s", s, weakSecret(s))
+				}
+			}
+		})
+	}
 }
