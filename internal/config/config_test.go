@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -239,13 +240,32 @@ func TestForCommandLine(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte("routes:\n  - path: /mcp\n    upstream: {stdio: {command: sh}}\n"))
 	f.Add([]byte("listeners: [{address: 1}]\nserver: {max_body_bytes: 1KiB}"))
+	f.Add([]byte("server:\n  keepalive: soon\nroutes:\n  - path: mcp\n    upstreem: {}\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// LoadBytes is Parse, SetDefaults and Validate in one pass: it
+		// accepts exactly what they accept, and each problem it reports
+		// names a path and a line inside the file (or none).
+		_, lerr := LoadBytes(b)
+		var cerr *Error
+		if errors.As(lerr, &cerr) {
+			lines := bytes.Count(b, []byte("\n")) + bytes.Count(b, []byte("\r")) + 1 // YAML breaks lines at either
+			for _, e := range cerr.Problems {
+				if p, ok := e.(*Problem); !ok || p.Path == "" || p.Line < 0 || p.Line > lines {
+					t.Errorf("problem %#v in a file of %d lines", e, lines)
+				}
+			}
+		}
 		cfg, err := Parse(b)
 		if err != nil {
+			if lerr == nil {
+				t.Errorf("Parse: %v; LoadBytes accepted", err)
+			}
 			return
 		}
 		cfg.SetDefaults()
-		_ = cfg.Validate()
+		if verr := cfg.Validate(); (verr == nil) != (lerr == nil) {
+			t.Errorf("Validate: %v; LoadBytes: %v", verr, lerr)
+		}
 	})
 }
 
