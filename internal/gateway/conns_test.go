@@ -200,3 +200,61 @@ func dropTime(_ []string, a slog.Attr) slog.Attr {
 	}
 	return a
 }
+
+// TestConnectionLimitWithoutAnswer: where a refusal cannot be answered in
+// HTTP (a TLS listener, before its handshake) the connection is closed at
+// once; a slot is given back once however often its connection closes.
+func TestConnectionLimitWithoutAnswer(t *testing.T) {
+	m, err := newConnMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newConnLimit("client", 1, m, slog.New(slog.DiscardHandler))
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := l.wrap(inner, false)
+	defer ln.Close()
+	accepted := make(chan net.Conn)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	first, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	held := <-accepted
+	second, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	_ = second.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := second.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("over the limit: read %d bytes, %v; want EOF at once", n, err)
+	}
+	_ = held.Close()
+	_ = held.Close()
+	if len(l.slots) != 0 {
+		t.Fatalf("slots held after close: %d", len(l.slots))
+	}
+	third, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	c := <-accepted
+	defer c.Close()
+	if len(l.slots) != 1 {
+		t.Errorf("slots = %d after a new connection, want 1", len(l.slots))
+	}
+}
