@@ -18,7 +18,7 @@ func TestAdminListen(t *testing.T) {
 	}
 	defer taken.Close()
 	inUse := taken.Addr().String()
-	route := "listeners:\n  - address: 127.0.0.1:0\nroutes:\n  - path: /mcp\n    upstream:\n      stdio: {command: server}\n"
+	route := "listeners:\n  - address: 127.0.0.1:0\nroutes:\n  - path: /mcp\n    upstream:\n      stdio: {command: sh}\n"
 	withAdmin := writeConfig(t, "admin:\n  listen: "+inUse+"\n"+route)
 	without := writeConfig(t, route)
 	tests := []struct {
@@ -33,7 +33,7 @@ func TestAdminListen(t *testing.T) {
 			[]string{"configuration OK"}},
 		{"flag checked", []string{"validate", "--config", without, "--admin-listen", "9090"}, 1,
 			[]string{`admin.listen: want host:port, got "9090"`}},
-		{"flag clashing with --listen", []string{"validate", "--stdio", "server", "--listen", "127.0.0.1:8181", "--admin-listen", ":8181"}, 1,
+		{"flag clashing with --listen", []string{"validate", "--stdio", "sh", "--listen", "127.0.0.1:8181", "--admin-listen", ":8181"}, 1,
 			[]string{"admin.listen: same address as listeners[0]"}},
 		{"serve fails fast on an address in use", []string{"serve", "--config", withAdmin}, 1,
 			[]string{"admin: listen " + inUse, "address already in use"}},

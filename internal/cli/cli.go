@@ -54,7 +54,10 @@ type sources struct {
 
 func (s *sources) register(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&s.configPath, "config", "c", "", "configuration file (YAML)")
-	cmd.Flags().StringVar(&s.listen, "listen", config.DefaultAddress, "listen address (with --config: replaces the file's listeners)")
+	// No flag default: 127.0.0.1:8080 applies only without --config (with
+	// it, the file's listeners do), and a default shown in --help would
+	// claim otherwise.
+	cmd.Flags().StringVar(&s.listen, "listen", "", "listen address: with --stdio or --http, default "+config.DefaultAddress+"; with --config, replaces the file's listeners (default: the file's)")
 	cmd.Flags().StringVar(&s.stdio, "stdio", "", "serve one route at /mcp in front of this command (e.g. 'npx server-everything')")
 	cmd.Flags().StringVar(&s.http, "http", "", "serve one route at /mcp in front of this Streamable HTTP URL")
 	cmd.Flags().StringVar(&s.dataDir, "data-dir", "", "directory of the embedded session store (overrides store.data_dir; default ./"+config.DefaultDataDir+")")
@@ -115,7 +118,18 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	if cfg.Log.Format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
+	opts.ReplaceAttr = durationString
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// durationString writes durations as the text handler and the
+// configuration file do ("1.5s", "30m0s"), not as the JSON handler's
+// integer nanoseconds, which read as a count of nothing in particular.
+func durationString(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {

@@ -92,6 +92,22 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// TestServeHelp: --help shows no default for --listen, which applies only
+// without --config, and says which applies when.
+func TestServeHelp(t *testing.T) {
+	r := run(t, "serve", "--help")
+	var line string
+	for l := range strings.Lines(r.stdout) {
+		if strings.Contains(l, "--listen") && !strings.Contains(l, "mcpgate serve") {
+			line = strings.TrimSpace(l)
+		}
+	}
+	want := "--listen string           listen address: with --stdio or --http, default 127.0.0.1:8080; with --config, replaces the file's listeners (default: the file's)"
+	if r.code != 0 || line != want {
+		t.Errorf("exit %d, --listen line:\n  %s\nwant:\n  %s", r.code, line, want)
+	}
+}
+
 func TestValidateOK(t *testing.T) {
 	good := writeConfig(t, `
 listeners:
@@ -150,7 +166,7 @@ log:
 routes:
   - path: mcp
     upstream:
-      stdio: {command: server}
+      stdio: {command: sh}
   - path: /b
     upstream:
       http: {url: "ftp://example.com/mcp"}
@@ -175,12 +191,36 @@ routes:
   - path: /mcp
     request_timeout: soon
     upstream:
-      stdio: {command: server, inherit_env: maybe}
+      stdio: {command: sh, inherit_env: maybe}
 `,
 			want: []string{
 				`sever: unknown field; did you mean "server"? (line 2)`,
 				`routes[0].request_timeout: invalid duration "soon" (want e.g. 30s, 5m, 1h) (line 6)`,
 				`routes[0].upstream.stdio.inherit_env: want a boolean, got "maybe" (line 8)`,
+			},
+		},
+		{
+			// One pass: a decoding problem does not hide the others, and
+			// each comes with its line.
+			name: "decoding and semantic problems together",
+			yaml: `
+listeners:
+  - address: localhost
+routes:
+  - path: /mcp
+    request_timeout: soon
+    upstream:
+      stdio: {command: mcpgate-no-such-server}
+sessions:
+  id_keys:
+    - {id: k1, secret: "replace-me-with-at-least-32-random-bytes-0123456789"}
+`,
+			want: []string{
+				`config: 4 problem(s):`,
+				`listeners[0].address: want host:port, got "localhost" (line 3)`,
+				`routes[0].request_timeout: invalid duration "soon" (want e.g. 30s, 5m, 1h) (line 6)`,
+				`routes[0].upstream.stdio.command: "mcpgate-no-such-server" not found in PATH (line 8)`,
+				`sessions.id_keys[0].secret: looks like a placeholder (contains "replace"), not a generated secret; generate one with: openssl rand -base64 48`,
 			},
 		},
 	}
@@ -207,7 +247,7 @@ routes:
 }
 
 func TestUsageErrors(t *testing.T) {
-	cfg := writeConfig(t, "routes:\n  - path: /mcp\n    upstream:\n      stdio: {command: server}\n")
+	cfg := writeConfig(t, "routes:\n  - path: /mcp\n    upstream:\n      stdio: {command: sh}\n")
 	tests := []struct {
 		name string
 		args []string
@@ -247,7 +287,7 @@ func TestServeBadListenAddressFailsFast(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	route := "routes:\n  - path: /mcp\n    upstream:\n      stdio: {command: server}\n"
+	route := "routes:\n  - path: /mcp\n    upstream:\n      stdio: {command: sh}\n"
 	tests := []struct {
 		name string
 		yaml string

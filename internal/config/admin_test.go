@@ -7,7 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-const oneRoute = "routes:\n  - path: /mcp\n    upstream: {stdio: {command: x}}\n"
+const oneRoute = "routes:\n  - path: /mcp\n    upstream: {stdio: {command: sh}}\n"
 
 func TestAdminListen(t *testing.T) {
 	tests := []struct {
@@ -44,15 +44,15 @@ func TestAdminErrors(t *testing.T) {
 		want []string
 	}{
 		{"not host:port", "admin: {listen: localhost}\n",
-			[]string{`admin.listen: want host:port, got "localhost"`}},
+			[]string{`admin.listen: want host:port, got "localhost" (line 1)`}},
 		{"port not a number", "admin: {listen: \"127.0.0.1:metrics\"}\n",
-			[]string{`admin.listen: want host:port, got "127.0.0.1:metrics"`}},
+			[]string{`admin.listen: want host:port, got "127.0.0.1:metrics" (line 1)`}},
 		{"port out of range", "admin: {listen: \"127.0.0.1:99999\"}\n",
-			[]string{`admin.listen: want host:port, got "127.0.0.1:99999"`}},
+			[]string{`admin.listen: want host:port, got "127.0.0.1:99999" (line 1)`}},
 		{"a client listener's address", "listeners: [{address: \"127.0.0.1:8080\"}]\nadmin: {listen: \"127.0.0.1:8080\"}\n",
-			[]string{"admin.listen: same address as listeners[0]: the admin listener needs its own"}},
+			[]string{"admin.listen: same address as listeners[0]: the admin listener needs its own (line 2)"}},
 		{"port alone, same as a listener once bound", "admin: {listen: \":8080\"}\n",
-			[]string{"admin.listen: same address as listeners[0]: the admin listener needs its own"}},
+			[]string{"admin.listen: same address as listeners[0]: the admin listener needs its own (line 1)"}},
 		{"misspelt field", "admin: {listne: 127.0.0.1:9090}\n",
 			[]string{`admin.listne: unknown field; did you mean "listen"? (line 1)`}},
 		{"not a mapping", "admin: 127.0.0.1:9090\n",

@@ -129,6 +129,15 @@ type Server struct {
 	// ShutdownTimeout bounds the drain of in-flight requests on shutdown.
 	// Default 15s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// MaxConnections caps the client connections open at once, across
+	// every client listener. A connection beyond it is answered 503 and
+	// closed, so the gateway never runs out of file descriptors and the
+	// admin listener (which has its own AdminMaxConnections) keeps
+	// answering. Default: half the file descriptors the process may open
+	// once AdminMaxConnections and a fixed reserve are set aside; the
+	// other half is left for upstream sockets, stdio pipes and the store
+	// (see DefaultMaxConnections).
+	MaxConnections int `yaml:"max_connections"`
 }
 
 // Log configures logging.

@@ -1,9 +1,14 @@
 package config
 
 import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +22,7 @@ routes:
   - path: /mcp
     upstream:
       stdio:
-        command: server
+        command: sh
         args: [--x, "y z"]
         env: {TOKEN: s3cret}
 `))
@@ -50,14 +55,14 @@ func TestLoadErrors(t *testing.T) {
 	}{
 		{"unknown field with suggestion", "routes:\n  - path: /mcp\n    upstreem: {}\n",
 			[]string{`routes[0].upstreem: unknown field; did you mean "upstream"? (line 3)`}},
-		{"unknown top-level", "listners: []\n",
+		{"unknown top-level", "listners: []\n" + oneRoute,
 			[]string{`listners: unknown field; did you mean "listeners"? (line 1)`}},
-		{"wrong type", "server:\n  keepalive: [1]\n", []string{"server.keepalive: want a duration such as 30s or 5m (line 2)"}},
-		{"bad duration", "server:\n  keepalive: 5 minutes\n", []string{`server.keepalive: invalid duration "5 minutes" (want e.g. 30s, 5m, 1h) (line 2)`}},
-		{"bad size", "server:\n  max_body_bytes: 4 parsecs\n", []string{`server.max_body_bytes: invalid size "4 parsecs" (want e.g. 4MiB, 512KiB, 1024) (line 2)`}},
-		{"int for bool", "routes:\n  - path: /m\n    upstream:\n      stdio: {command: x, inherit_env: maybe}\n",
+		{"wrong type", "server:\n  keepalive: [1]\n" + oneRoute, []string{"server.keepalive: want a duration such as 30s or 5m (line 2)"}},
+		{"bad duration", "server:\n  keepalive: 5 minutes\n" + oneRoute, []string{`server.keepalive: invalid duration "5 minutes" (want e.g. 30s, 5m, 1h) (line 2)`}},
+		{"bad size", "server:\n  max_body_bytes: 4 parsecs\n" + oneRoute, []string{`server.max_body_bytes: invalid size "4 parsecs" (want e.g. 4MiB, 512KiB, 1024) (line 2)`}},
+		{"int for bool", "routes:\n  - path: /m\n    upstream:\n      stdio: {command: sh, inherit_env: maybe}\n",
 			[]string{`routes[0].upstream.stdio.inherit_env: want a boolean, got "maybe" (line 4)`}},
-		{"duplicate key", "log:\n  level: info\n  level: debug\n", []string{"log.level: duplicate field (line 3)"}},
+		{"duplicate key", "log:\n  level: info\n  level: debug\n" + oneRoute, []string{"log.level: duplicate field (line 3)"}},
 		{"several at once", `
 listeners:
   - address: nope
@@ -65,37 +70,79 @@ routes:
   - path: mcp
     upstream:
       http: {url: "ftp://x"}
-      stdio: {command: x}
+      stdio: {command: sh}
   - path: /b
     upstream: {era: sideways}
 log: {format: xml}
 `, []string{
-			`listeners[0].address: want host:port, got "nope"`,
-			`log.format: want json or text, got "xml"`,
-			`routes[0].path: want an absolute path such as /mcp or /servers/name/mcp, got "mcp"`,
-			`routes[0].upstream: set exactly one of http and stdio, not both`,
-			`routes[1].upstream.era: want auto, legacy or modern, got "sideways"`,
-			`routes[1].upstream: set exactly one of http and stdio`,
+			`listeners[0].address: want host:port, got "nope" (line 3)`,
+			`routes[0].path: want an absolute path such as /mcp or /servers/name/mcp, got "mcp" (line 5)`,
+			`routes[0].upstream: set exactly one of http and stdio, not both (line 6)`,
+			`routes[1].upstream.era: want auto, legacy or modern, got "sideways" (line 10)`,
+			`routes[1].upstream: set exactly one of http and stdio (line 10)`,
+			`log.format: want json or text, got "xml" (line 11)`,
 		}},
+		// Decoding problems do not hide semantic ones: one pass, in file
+		// order, and nothing said twice about a field that did not decode
+		// (or that a misspelt key was meant to be).
+		{"decoding and semantic together", `
+server:
+  keepalive: soon
+listeners:
+  - address: nope
+routes:
+  - path: /mcp
+    request_timeout: [1]
+    upstreem: {}
+`, []string{
+			`server.keepalive: invalid duration "soon" (want e.g. 30s, 5m, 1h) (line 3)`,
+			`listeners[0].address: want host:port, got "nope" (line 5)`,
+			`routes[0].request_timeout: want a duration such as 30s or 5m (line 8)`,
+			`routes[0].upstreem: unknown field; did you mean "upstream"? (line 9)`,
+		}},
+		{"negative connection limit", "server: {max_connections: -1}\n" + oneRoute,
+			[]string{"server.max_connections: must not be negative (line 1)"}},
 		{"no routes", "log: {level: info}\n", []string{"routes: at least one route is required"}},
 		{"managed header", "routes:\n  - path: /m\n    upstream:\n      http: {url: 'http://x', headers: {Mcp-Session-Id: a}}\n",
-			[]string{"routes[0].upstream.http.headers.Mcp-Session-Id: managed by mcpgate; cannot be set"}},
+			[]string{"routes[0].upstream.http.headers.Mcp-Session-Id: managed by mcpgate; cannot be set (line 4)"}},
 		{"cluster needs the hop for stdio", `
 store: {kind: redis}
-sessions: {id_keys: [{id: k1, secret: "0123456789abcdef0123456789abcdef"}]}
+sessions: {id_keys: [{id: k1, secret: "Qm9vdHN0cmFwIGtleSBmb3IgdGVzdHMgb25seSE3OTFhNGM"}]}
 routes:
   - {path: /a, upstream: {http: {url: "http://x"}}}
-  - {path: /b, upstream: {stdio: {command: x}}}
+  - {path: /b, upstream: {stdio: {command: sh}}}
 `, []string{"cluster.listen: required with store kind redis and a stdio route (routes[1]): other replicas forward that route's sessions to the replica running its process"}},
 		{"cluster settings", `
 cluster: {listen: "0.0.0.0:9301"}
-routes: [{path: /a, upstream: {stdio: {command: x}}}]
+routes: [{path: /a, upstream: {stdio: {command: sh}}}]
 `, []string{
-			"cluster.listen: set only with store kind redis",
-			"cluster.advertise: required when cluster.listen is a wildcard address: other replicas need an address to dial",
+			"cluster.listen: set only with store kind redis (line 2)",
+			"cluster.advertise: required when cluster.listen is a wildcard address: other replicas need an address to dial (line 2)",
 		}},
-		{"cluster advertise without listen", "cluster: {advertise: \"10.0.0.1:9301\"}\nroutes: [{path: /a, upstream: {stdio: {command: x}}}]\n",
-			[]string{"cluster.advertise: set only with cluster.listen"}},
+		{"cluster advertise without listen", "cluster: {advertise: \"10.0.0.1:9301\"}\nroutes: [{path: /a, upstream: {stdio: {command: sh}}}]\n",
+			[]string{"cluster.advertise: set only with cluster.listen (line 1)"}},
+		{"example secret", idKey("replace-me-with-at-least-32-random-bytes-0123456789"),
+			[]string{`sessions.id_keys[0].secret: looks like a placeholder (contains "replace"), not a generated secret; ` + howToSecret + ` (line 2)`}},
+		{"changeme secret", idKey("ChangeMe-0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"),
+			[]string{`sessions.id_keys[0].secret: looks like a placeholder (contains "change"), not a generated secret; ` + howToSecret + ` (line 2)`}},
+		{"short secret", idKey("k8Qz3vX1pL0w"),
+			[]string{`sessions.id_keys[0].secret: want at least 32 bytes, got 12; ` + howToSecret + ` (line 2)`}},
+		{"repeated secret", idKey(strings.Repeat("a", 40)),
+			[]string{`sessions.id_keys[0].secret: too predictable (about 0 bits of entropy, want at least 64): repeated or patterned characters; ` + howToSecret + ` (line 2)`}},
+		{"patterned secret", idKey("0123456789abcdef0123456789abcdef"),
+			[]string{`sessions.id_keys[0].secret: too predictable (about 32 bits of entropy, want at least 64): repeated or patterned characters; ` + howToSecret + ` (line 2)`}},
+		{"key without id", "sessions:\n  id_keys:\n    - secret: Qm9vdHN0cmFwIGtleSBmb3IgdGVzdHMgb25seSE3OTFhNGM\n" + oneRoute,
+			[]string{"sessions.id_keys[0].id: required (line 3)"}},
+		{"secret from an unset variable", "sessions:\n  id_keys:\n    - {id: k1, secret: \"${MCPGATE_TEST_UNSET_KEY}\"}\n" + oneRoute,
+			[]string{"sessions.id_keys[0].secret: environment variable MCPGATE_TEST_UNSET_KEY is not set (the value is ${MCPGATE_TEST_UNSET_KEY}) (line 3)"}},
+		{"stdio command not in PATH", "routes:\n  - path: /m\n    upstream:\n      stdio:\n        command: mcpgate-no-such-server\n",
+			[]string{`routes[0].upstream.stdio.command: "mcpgate-no-such-server" not found in PATH (line 5)`}},
+		{"stdio command relative to dir", "routes:\n  - path: /m\n    upstream:\n      stdio: {command: ./server, dir: /}\n",
+			[]string{`routes[0].upstream.stdio.command: /server: no such file or directory (line 4)`}},
+		{"stdio command not executable", "routes:\n  - path: /m\n    upstream:\n      stdio: {command: testdata/not-executable}\n",
+			[]string{`routes[0].upstream.stdio.command: testdata/not-executable is not executable (line 4)`}},
+		{"stdio dir missing", "routes:\n  - path: /m\n    upstream:\n      stdio: {command: sh, dir: /nonexistent-mcpgate}\n",
+			[]string{`routes[0].upstream.stdio.dir: /nonexistent-mcpgate: no such file or directory (line 4)`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -114,6 +161,45 @@ routes: [{path: /a, upstream: {stdio: {command: x}}}]
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("problems (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+const howToSecret = "generate one with: openssl rand -base64 48 (and keep it out of the file: secret: ${MCPGATE_ID_KEY})"
+
+// idKey is a configuration whose one id key has secret; the secret is on
+// line 2.
+func idKey(secret string) string {
+	return "sessions:\n  id_keys: [{id: k1, secret: \"" + secret + "\"}]\n" + oneRoute
+}
+
+// TestSecretFromEnvironment: a secret written ${NAME} is read from the
+// environment, so a shared file need not hold it.
+func TestSecretFromEnvironment(t *testing.T) {
+	const secret = "Qm9vdHN0cmFwIGtleSBmb3IgdGVzdHMgb25seSE3OTFhNGM"
+	t.Setenv("MCPGATE_TEST_ID_KEY", secret)
+	cfg, err := LoadBytes([]byte("sessions:\n  id_keys: [{id: k1, secret: \"${MCPGATE_TEST_ID_KEY}\"}]\n" + oneRoute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Sessions.IDKeys[0].Secret.Reveal(); got != secret {
+		t.Errorf("secret = %q, want the variable's value", got)
+	}
+}
+
+// TestExamplesLoad: every file in examples/ loads as it is, given the
+// environment its comments ask for.
+func TestExamplesLoad(t *testing.T) {
+	t.Setenv("MCPGATE_ID_KEY", "Qm9vdHN0cmFwIGtleSBmb3IgdGVzdHMgb25seSE3OTFhNGM")
+	files, err := filepath.Glob("../../examples/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no examples: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			if _, err := Load(f); err != nil {
+				t.Error(err)
 			}
 		})
 	}
@@ -152,14 +238,60 @@ func TestForCommandLine(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	f.Add([]byte("routes:\n  - path: /mcp\n    upstream: {stdio: {command: x}}\n"))
+	f.Add([]byte("routes:\n  - path: /mcp\n    upstream: {stdio: {command: sh}}\n"))
 	f.Add([]byte("listeners: [{address: 1}]\nserver: {max_body_bytes: 1KiB}"))
+	f.Add([]byte("server:\n  keepalive: soon\nroutes:\n  - path: mcp\n    upstreem: {}\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// LoadBytes is Parse, SetDefaults and Validate in one pass: it
+		// accepts exactly what they accept, and each problem it reports
+		// names a path and a line inside the file (or none).
+		_, lerr := LoadBytes(b)
+		var cerr *Error
+		if errors.As(lerr, &cerr) {
+			lines := bytes.Count(b, []byte("\n")) + bytes.Count(b, []byte("\r")) + 1 // YAML breaks lines at either
+			for _, e := range cerr.Problems {
+				if p, ok := e.(*Problem); !ok || p.Path == "" || p.Line < 0 || p.Line > lines {
+					t.Errorf("problem %#v in a file of %d lines", e, lines)
+				}
+			}
+		}
 		cfg, err := Parse(b)
 		if err != nil {
+			if lerr == nil {
+				t.Errorf("Parse: %v; LoadBytes accepted", err)
+			}
 			return
 		}
 		cfg.SetDefaults()
-		_ = cfg.Validate()
+		if verr := cfg.Validate(); (verr == nil) != (lerr == nil) {
+			t.Errorf("Validate: %v; LoadBytes: %v", verr, lerr)
+		}
 	})
+}
+
+// TestGeneratedSecretsAccepted: what the usual generators make is never
+// refused as weak (openssl rand -base64 48, -base64 32, -hex 32, -hex 16).
+func TestGeneratedSecretsAccepted(t *testing.T) {
+	gens := []struct {
+		name string
+		n    int
+		enc  func([]byte) string
+	}{
+		{"base64 of 48 bytes", 48, base64.StdEncoding.EncodeToString},
+		{"base64 of 32 bytes", 32, base64.StdEncoding.EncodeToString},
+		{"base64 of 24 bytes", 24, base64.StdEncoding.EncodeToString},
+		{"hex of 32 bytes", 32, hex.EncodeToString},
+		{"hex of 16 bytes", 16, hex.EncodeToString},
+	}
+	for _, g := range gens {
+		t.Run(g.name, func(t *testing.T) {
+			b := make([]byte, g.n)
+			for range 2000 {
+				_, _ = rand.Read(b)
+				if s := g.enc(b); weakSecret(s) != "" {
+					t.Fatalf("%q refused: %s", s, weakSecret(s))
+				}
+			}
+		})
+	}
 }

@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"os"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -41,20 +43,43 @@ func ParseByteSize(s string) (ByteSize, error) {
 var (
 	durationType = reflect.TypeFor[time.Duration]()
 	byteSizeType = reflect.TypeFor[ByteSize]()
+	secretType   = reflect.TypeFor[Secret]()
 )
 
+// envRef matches a secret written as a reference to an environment
+// variable: the whole value is ${NAME}.
+var envRef = regexp.MustCompile(`^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$`)
+
 // decoder maps a YAML node tree onto Go values strictly, collecting every
-// problem with its path and line instead of stopping at the first.
+// problem with its path and line instead of stopping at the first. It
+// also records the line of every path it meets, so that the semantic
+// checks that run later (Validate) can name lines too.
 type decoder struct {
 	errs []error
+	// lines maps a field path (routes[0].upstream.stdio.command) to the
+	// line of its key, or of its item in a list.
+	lines map[string]int
+	// broken lists the paths that did not decode, and the fields a
+	// misspelt key was probably meant to be: the semantic checks keep
+	// quiet about them.
+	broken []string
 }
 
 func (d *decoder) fail(path string, n *yaml.Node, format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
 	if path == "" {
 		path = "(root)"
 	}
-	d.errs = append(d.errs, fmt.Errorf("%s: %s (line %d)", path, msg, n.Line))
+	d.errs = append(d.errs, &Problem{Path: path, Line: n.Line, Msg: fmt.Sprintf(format, args...)})
+	d.broken = append(d.broken, path)
+}
+
+func (d *decoder) at(path string, n *yaml.Node) {
+	if d.lines == nil {
+		d.lines = map[string]int{}
+	}
+	if _, ok := d.lines[path]; !ok {
+		d.lines[path] = n.Line
+	}
 }
 
 func join(path, key string) string {
@@ -103,6 +128,20 @@ func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
 		}
 		v.SetInt(int64(size))
 		return
+	case secretType:
+		// A secret may name an environment variable instead of holding
+		// the value, so that a file can be shared without its secrets.
+		if n.Kind == yaml.ScalarNode {
+			if m := envRef.FindStringSubmatch(n.Value); m != nil {
+				val, ok := os.LookupEnv(m[1])
+				if !ok || val == "" {
+					d.fail(path, n, "environment variable %s is not set (the value is %s)", m[1], n.Value)
+					return
+				}
+				v.SetString(val)
+				return
+			}
+		}
 	}
 	switch v.Kind() {
 	case reflect.Pointer:
@@ -129,7 +168,11 @@ func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
 			k, val := n.Content[i], n.Content[i+1]
 			idx, ok := fields[k.Value]
 			if !ok {
-				d.fail(join(path, k.Value), k, "unknown field%s", suggest(k.Value, names))
+				hint, meant := suggest(k.Value, names)
+				d.fail(join(path, k.Value), k, "unknown field%s", hint)
+				if meant != "" {
+					d.broken = append(d.broken, join(path, meant))
+				}
 				continue
 			}
 			if seen[k.Value] {
@@ -137,6 +180,7 @@ func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
 				continue
 			}
 			seen[k.Value] = true
+			d.at(join(path, k.Value), k)
 			d.decode(join(path, k.Value), val, v.Field(idx))
 		}
 	case reflect.Slice:
@@ -146,6 +190,7 @@ func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 		for i, item := range n.Content {
+			d.at(fmt.Sprintf("%s[%d]", path, i), item)
 			d.decode(fmt.Sprintf("%s[%d]", path, i), item, s.Index(i))
 		}
 		v.Set(s)
@@ -163,6 +208,7 @@ func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
 				d.fail(join(path, k.Value), k, "duplicate key")
 				continue
 			}
+			d.at(join(path, k.Value), k)
 			elem := reflect.New(v.Type().Elem()).Elem()
 			d.decode(join(path, k.Value), val, elem)
 			m.SetMapIndex(key, elem)
@@ -198,8 +244,9 @@ func kindName(k reflect.Kind) string {
 	return "string"
 }
 
-// suggest names the closest known field for a misspelt one.
-func suggest(got string, names []string) string {
+// suggest names the closest known field for a misspelt one, and returns
+// it, or lists the known fields when none is close.
+func suggest(got string, names []string) (hint, meant string) {
 	best, bestDist := "", 3
 	for _, n := range names {
 		if d := levenshtein(strings.ToLower(got), strings.ToLower(n)); d < bestDist {
@@ -207,9 +254,9 @@ func suggest(got string, names []string) string {
 		}
 	}
 	if best == "" {
-		return "; known fields: " + strings.Join(names, ", ")
+		return "; known fields: " + strings.Join(names, ", "), ""
 	}
-	return fmt.Sprintf("; did you mean %q?", best)
+	return fmt.Sprintf("; did you mean %q?", best), best
 }
 
 func levenshtein(a, b string) int {
@@ -234,20 +281,47 @@ func levenshtein(a, b string) int {
 
 // Parse decodes YAML into a Config without defaults or validation.
 func Parse(data []byte) (*Config, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+	cfg, d, err := parse(data)
+	if err != nil {
+		return nil, err
 	}
-	cfg := new(Config)
-	if root.Kind == 0 {
-		return cfg, nil
-	}
-	var d decoder
-	d.decode("", &root, reflect.ValueOf(cfg).Elem())
 	if len(d.errs) > 0 {
 		return nil, &Error{Problems: d.errs}
 	}
 	return cfg, nil
+}
+
+// parse decodes as much of data as it can: the Config holds every field
+// that decoded, the decoder every problem and line. err is set only when
+// data is not YAML at all.
+func parse(data []byte) (*Config, *decoder, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	cfg, d := new(Config), new(decoder)
+	if root.Kind == 0 {
+		return cfg, d, nil
+	}
+	d.decode("", &root, reflect.ValueOf(cfg).Elem())
+	return cfg, d, nil
+}
+
+// Problem is one thing wrong in a configuration.
+type Problem struct {
+	// Path names the field: routes[0].upstream.stdio.command.
+	Path string
+	// Line is the field's line in the file, or zero when it is not in
+	// the file (a missing field, a configuration built in code).
+	Line int
+	Msg  string
+}
+
+func (p *Problem) Error() string {
+	if p.Line > 0 {
+		return fmt.Sprintf("%s: %s (line %d)", p.Path, p.Msg, p.Line)
+	}
+	return p.Path + ": " + p.Msg
 }
 
 // Error lists every problem found in a configuration.

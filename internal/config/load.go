@@ -1,10 +1,14 @@
 package config
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -43,17 +47,79 @@ func Load(path string) (*Config, error) {
 	return LoadBytes(data)
 }
 
-// LoadBytes is Load for an in-memory document.
+// LoadBytes is Load for an in-memory document. It reports every problem
+// at once, decoding and semantic alike, each with its path and line, in
+// the order of the file.
 func LoadBytes(data []byte) (*Config, error) {
-	cfg, err := Parse(data)
+	cfg, d, err := parse(data)
 	if err != nil {
 		return nil, err
 	}
+	// Fields that failed to decode keep their zero value and get their
+	// default, so the semantic checks can run on the rest; what they say
+	// about a field that already has a decoding problem is left out.
 	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+	problems := d.errs
+	var verr *Error
+	if errors.As(cfg.Validate(), &verr) {
+		for _, e := range verr.Problems {
+			p, ok := e.(*Problem)
+			if !ok {
+				problems = append(problems, e)
+				continue
+			}
+			if overlaps(p.Path, d.broken) {
+				continue
+			}
+			p.Line = lineOf(p.Path, d.lines)
+			problems = append(problems, p)
+		}
 	}
-	return cfg, nil
+	if len(problems) == 0 {
+		return cfg, nil
+	}
+	slices.SortStableFunc(problems, func(a, b error) int {
+		return cmp.Compare(problemLine(a), problemLine(b))
+	})
+	return nil, &Error{Problems: problems}
+}
+
+// lineOf finds path's line, or its closest ancestor's: a missing field
+// is reported at the mapping that lacks it.
+func lineOf(path string, lines map[string]int) int {
+	for path != "" {
+		if l, ok := lines[path]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
+}
+
+// overlaps reports whether path is, contains or is inside a path that
+// already has a decoding problem.
+func overlaps(path string, broken []string) bool {
+	within := func(inner, outer string) bool {
+		return inner == outer || strings.HasPrefix(inner, outer+".") || strings.HasPrefix(inner, outer+"[")
+	}
+	for _, b := range broken {
+		if within(path, b) || within(b, path) {
+			return true
+		}
+	}
+	return false
+}
+
+// problemLine orders problems by line, those without one last.
+func problemLine(e error) int {
+	if p, ok := e.(*Problem); ok && p.Line > 0 {
+		return p.Line
+	}
+	return math.MaxInt
 }
 
 // SetDefaults fills every unset field with its documented default.
@@ -76,6 +142,9 @@ func (c *Config) SetDefaults() {
 	setDur(&s.ShutdownTimeout, DefaultShutdownTimeout)
 	if s.MaxBodyBytes == 0 {
 		s.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if s.MaxConnections == 0 {
+		s.MaxConnections = DefaultMaxConnections()
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -173,7 +242,7 @@ func nameFromPath(p string) string {
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(path, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+		errs = append(errs, &Problem{Path: path, Msg: fmt.Sprintf(format, args...)})
 	}
 	addrs := map[string]bool{}
 	for i, l := range c.Listeners {
@@ -200,6 +269,9 @@ func (c *Config) Validate() error {
 	c.validateAdmin(bad)
 	if c.Server.MaxBodyBytes < 1024 {
 		bad("server.max_body_bytes", "must be at least 1KiB")
+	}
+	if c.Server.MaxConnections < 0 {
+		bad("server.max_connections", "must not be negative")
 	}
 	switch c.Log.Format {
 	case "json", "text":
@@ -238,8 +310,12 @@ func (c *Config) Validate() error {
 		bad("sessions.request_rate", "must not be negative")
 	}
 	for i, k := range ss.IDKeys {
-		if k.ID == "" || len(k.Secret) < 32 {
-			bad(fmt.Sprintf("sessions.id_keys[%d]", i), "want an id and a secret of at least 32 bytes")
+		p := fmt.Sprintf("sessions.id_keys[%d]", i)
+		if k.ID == "" {
+			bad(p+".id", "required")
+		}
+		if msg := weakSecret(k.Secret.Reveal()); msg != "" {
+			bad(p+".secret", "%s; generate one with: openssl rand -base64 48 (and keep it out of the file: secret: ${MCPGATE_ID_KEY})", msg)
 		}
 	}
 	if ss.Resumption.TotalBytes < ss.Resumption.SessionBytes {
@@ -317,9 +393,7 @@ func (c *Config) Validate() error {
 				bad(p+".upstream.http.tls", "cert_file and key_file go together")
 			}
 		case u.Stdio != nil:
-			if u.Stdio.Command == "" {
-				bad(p+".upstream.stdio.command", "required")
-			}
+			checkStdio(p+".upstream.stdio", u.Stdio, bad)
 		}
 	}
 	if len(errs) > 0 {

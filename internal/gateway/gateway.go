@@ -266,6 +266,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 			g.shutdown(servers)
 			return fmt.Errorf("listen %s: %w", lc.Address, err)
 		}
+		// Every client listener draws on one budget of connections: the
+		// descriptors it protects are the process's.
+		ln = g.health.clientConns.wrap(ln, lc.TLS == nil)
 		g.mu.Lock()
 		g.listeners = append(g.listeners, ln)
 		g.mu.Unlock()
@@ -295,6 +298,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	g.logConnectionBudget()
 	for _, rc := range g.cfg.Routes {
 		g.log.Info("route", "name", rc.Name, "path", rc.Path, "upstream", rc.Upstream.Kind(), "era", rc.Upstream.Era)
 	}
@@ -376,4 +380,19 @@ func isLoopbackAddr(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// logConnectionBudget says how many client connections the gateway takes
+// and warns when that leaves too few descriptors for everything else.
+func (g *Gateway) logConnectionBudget() {
+	maxConns := g.cfg.Server.MaxConnections
+	limit, ok := config.FDLimit()
+	if !ok {
+		g.log.Info("connection_limit", "max_connections", maxConns)
+		return
+	}
+	g.log.Info("connection_limit", "max_connections", maxConns, "admin_max_connections", config.AdminMaxConnections, "fd_limit", limit)
+	if maxConns+config.AdminMaxConnections >= limit {
+		g.log.Warn("connection_limit_above_fd_limit", "max_connections", maxConns, "fd_limit", limit)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/metrics"
 	"github.com/mcpgate/mcpgate/internal/store"
 )
@@ -32,6 +33,10 @@ type health struct {
 	// admin.listen is configured.
 	admin   *http.Server
 	adminLn net.Listener
+
+	// clientConns bounds every client listener together
+	// (server.max_connections); adminConns the admin listener.
+	clientConns, adminConns *connLimit
 }
 
 // adminShutdownTimeout bounds the admin server's drain: its requests are
@@ -48,7 +53,13 @@ func (g *Gateway) initHealth(reg *metrics.Registry) error {
 	if err != nil {
 		return fmt.Errorf("metrics: %w (one registry per gateway)", err)
 	}
+	conns, err := newConnMetrics(reg)
+	if err != nil {
+		return fmt.Errorf("metrics: %w (one registry per gateway)", err)
+	}
 	g.health.metrics, g.health.storeMon = reg, mon
+	g.health.clientConns = newConnLimit("client", g.cfg.Server.MaxConnections, conns, g.log)
+	g.health.adminConns = newConnLimit("admin", config.AdminMaxConnections, conns, g.log)
 	return nil
 }
 
@@ -99,6 +110,7 @@ func (g *Gateway) startAdmin() error {
 	if err != nil {
 		return fmt.Errorf("admin: listen %s: %w", addr, err)
 	}
+	ln = g.health.adminConns.wrap(ln, true)
 	loopback := isLoopbackAddr(addr)
 	srv := &http.Server{
 		Handler:           g.adminHandler(loopback),

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -28,6 +27,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/store/bolt"
 	"github.com/mcpgate/mcpgate/internal/store/memory"
 	redisstore "github.com/mcpgate/mcpgate/internal/store/redis"
+	"github.com/mcpgate/mcpgate/internal/testutil/testenv"
 )
 
 // rateConfig is a configuration with every rate limit on: requests at
@@ -419,21 +419,17 @@ func TestRateLimitFailModes(t *testing.T) {
 }
 
 // The test Redis, as in the store's own tests: MCPGATE_TEST_REDIS_ADDR
-// or 127.0.0.1:6379; without one the test skips, except under CI=true.
-var gatewayRedisAddr = cmp.Or(os.Getenv("MCPGATE_TEST_REDIS_ADDR"), "127.0.0.1:6379")
+// or 127.0.0.1:6379; without one the test skips (TestMain says so),
+// except under CI=true.
+var gatewayRedisAddr = testenv.RedisAddr()
 
 // redisReplicas opens n stores on the test Redis under one fresh prefix,
 // whose keys are deleted when t ends.
 func redisReplicas(t *testing.T, n int) []*redisstore.Store {
 	t.Helper()
+	testenv.Redis(t)
 	c := redis.NewClient(&redis.Options{Addr: gatewayRedisAddr, Protocol: 2, DisableIdentity: true, MaxRetries: -1, DialTimeout: time.Second})
 	t.Cleanup(func() { _ = c.Close() })
-	if err := c.Ping(t.Context()).Err(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("Redis at %s is unreachable: %v (CI=true: a Redis is required)", gatewayRedisAddr, err)
-		}
-		t.Skipf("Redis at %s is unreachable: %v", gatewayRedisAddr, err)
-	}
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	prefix := "mcpgate-test:" + hex.EncodeToString(b) + ":"

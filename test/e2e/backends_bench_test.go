@@ -2,11 +2,11 @@ package e2e
 
 import (
 	"net/http"
-	"strings"
 	"testing"
 
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/session"
+	"github.com/mcpgate/mcpgate/internal/testutil/testenv"
 )
 
 // BenchmarkBackends measures session creation (initialize + initialized)
@@ -28,14 +28,14 @@ func BenchmarkBackends(b *testing.B) {
 			requireRedis(b)
 			prefix := "mcpgate-bench:" + session.NewID()[:12] + ":"
 			b.Cleanup(func() { cleanupRedis(b, prefix) })
-			return config.Store{Kind: config.StoreRedis, Redis: &config.RedisStore{Prefix: prefix}}
+			return config.Store{Kind: config.StoreRedis, Redis: &config.RedisStore{Addr: redisAddr, Prefix: prefix}}
 		}},
 	}
 	for _, be := range backends {
 		st := be.store(b)
 		g := startGateway(b, func(c *config.Config) {
 			c.Store = st
-			c.Sessions.IDKeys = []config.IDKey{{ID: "k1", Secret: config.Secret(strings.Repeat("b", 32))}}
+			c.Sessions.IDKeys = []config.IDKey{{ID: "k1", Secret: config.Secret(testenv.IDKeySecret())}}
 			c.Sessions.CreationRate.PerAddress = &config.Window{} // off: the benchmark creates many
 			c.Sessions.Max = 1 << 20
 		}, httpRoute("fixture", "/mcp", upstream))

@@ -15,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/internal/session"
+	"github.com/mcpgate/mcpgate/internal/testutil/testenv"
 )
 
 // rotator sends every request to the next replica in turn, and to the one
@@ -74,19 +75,20 @@ func clusterRun(t *testing.T, bin, upstream string) {
 	prefix := "mcpgate-test:" + session.NewID()[:12] + ":"
 	t.Cleanup(func() { cleanupRedis(t, prefix) })
 	const clients, calls = 4, 12
+	secret := testenv.IDKeySecret() // shared by the replicas
 	var addrs []string
 	var procs []*gatewayProcess
 	for i := range 3 {
 		addr := freeAddr(t)
 		cfg := fmt.Sprintf(`
 listeners: [{address: "%s"}]
-store: {kind: redis, redis: {addr: "127.0.0.1:6379", prefix: "%s"}}
+store: {kind: redis, redis: {addr: "%s", prefix: "%s"}}
 cluster: {listen: "%s"}
 sessions:
   id_keys: [{id: k1, secret: "%s"}]
 routes:
   - {name: fixture, path: /mcp, max_sessions: %d, when_full: reject, upstream: %s}
-`, addr, prefix, freeAddr(t), strings.Repeat("s", 40), clients, upstream)
+`, addr, redisAddr, prefix, freeAddr(t), secret, clients, upstream)
 		path := filepath.Join(t.TempDir(), fmt.Sprintf("replica%d.yaml", i))
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/gateway"
 	"github.com/mcpgate/mcpgate/internal/testutil/conformancefixture"
+	"github.com/mcpgate/mcpgate/internal/testutil/testenv"
 )
 
 // fixtureBin is the conformance fixture built as a stdio server.
@@ -33,6 +34,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)
+	testenv.Report()
 	os.Exit(code)
 }
 

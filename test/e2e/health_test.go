@@ -17,6 +17,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/metrics/metricstest"
+	"github.com/mcpgate/mcpgate/internal/testutil/testenv"
 )
 
 // redisServer is a redis-server child process of the test, on a port of
@@ -36,11 +37,7 @@ func startRedisServer(t *testing.T) *redisServer {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		msg := "redis-server not found in PATH; install Redis to run this test"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testenv.Missing(t, "redis-server", "redis-server not found in PATH; install Redis to run this test")
 	}
 	r := &redisServer{t: t, bin: bin, addr: freeAddr(t), dir: t.TempDir()}
 	r.start()
@@ -194,10 +191,11 @@ func within(t *testing.T, limit time.Duration, what, admin string, cond func(hea
 func TestStoreHealthRedisRestart(t *testing.T) {
 	rs := startRedisServer(t)
 	upstream := fixtureHTTP(t, false)
+	secret := testenv.IDKeySecret() // shared by the two gateways
 	withRedis := func(onUnavailable string) func(*config.Config) {
 		return func(c *config.Config) {
 			c.Store = config.Store{Kind: config.StoreRedis, OnUnavailable: onUnavailable, Redis: &config.RedisStore{Addr: rs.addr}}
-			c.Sessions.IDKeys = []config.IDKey{{ID: "k1", Secret: config.Secret(strings.Repeat("k", 32))}}
+			c.Sessions.IDKeys = []config.IDKey{{ID: "k1", Secret: config.Secret(secret)}}
 		}
 	}
 	closed, closedAdmin, closedLog := startAdminGateway(t, withRedis("fail-closed"), httpRoute("fixture", "/mcp", upstream))

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/testutil/testenv"
 )
 
 // TestSignedSessionIDs: with id_keys configured, minted ids carry a MAC;
@@ -17,8 +18,8 @@ func TestSignedSessionIDs(t *testing.T) {
 			c.Sessions.IDKeys = []config.IDKey{{ID: "k1", Secret: config.Secret(secret)}}
 		}
 	}
-	g := startGateway(t, keys(strings.Repeat("a", 32)), httpRoute("fixture", "/mcp", fixtureHTTP(t, false)))
-	other := startGateway(t, keys(strings.Repeat("b", 32)), httpRoute("fixture", "/mcp", fixtureHTTP(t, false)))
+	g := startGateway(t, keys(testenv.IDKeySecret()), httpRoute("fixture", "/mcp", fixtureHTTP(t, false)))
+	other := startGateway(t, keys(testenv.IDKeySecret()), httpRoute("fixture", "/mcp", fixtureHTTP(t, false)))
 	url := g.URL + "/mcp"
 	sid := legacySession(t, url)
 	if !strings.Contains(sid, ".k1.") {

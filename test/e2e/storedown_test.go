@@ -4,13 +4,13 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/session"
+	"github.com/mcpgate/mcpgate/internal/testutil/testenv"
 )
 
 // cutProxy forwards TCP to a target until cut, and can be restored.
@@ -74,12 +74,13 @@ func (p *cutProxy) setCut(cut bool) {
 // working; when the store is back, everything works again.
 func TestStoreUnavailableFailsClosed(t *testing.T) {
 	requireRedis(t)
-	proxy := newCutProxy(t, "127.0.0.1:6379")
+	proxy := newCutProxy(t, redisAddr)
 	prefix := "mcpgate-test:" + session.NewID()[:12] + ":"
 	t.Cleanup(func() { cleanupRedis(t, prefix) })
+	secret := testenv.IDKeySecret() // shared by the replicas
 	withRedis := func(c *config.Config) {
 		c.Store = config.Store{Kind: config.StoreRedis, Redis: &config.RedisStore{Addr: proxy.ln.Addr().String(), Prefix: prefix}}
-		c.Sessions.IDKeys = []config.IDKey{{ID: "k1", Secret: config.Secret(strings.Repeat("k", 32))}}
+		c.Sessions.IDKeys = []config.IDKey{{ID: "k1", Secret: config.Secret(secret)}}
 	}
 	upstream := fixtureHTTP(t, false)
 	a := startGateway(t, withRedis, httpRoute("fixture", "/mcp", upstream))

@@ -1,44 +1,31 @@
 package redisstore
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/mcpgate/mcpgate/internal/testutil/testenv"
 )
 
 // The tests talk to a real Redis: MCPGATE_TEST_REDIS_ADDR, or
-// 127.0.0.1:6379. Without one they skip, except under CI=true, where they
-// fail. Each test works under its own key prefix and deletes its keys
-// when it ends; nothing flushes a database.
-var redisAddr = cmp.Or(os.Getenv("MCPGATE_TEST_REDIS_ADDR"), defaultAddr)
-
-var redisUp = sync.OnceValue(func() error {
-	c := redis.NewClient(&redis.Options{Addr: redisAddr, Protocol: 2, DisableIdentity: true, MaxRetries: -1, DialerRetries: 1, DialTimeout: time.Second})
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	return c.Ping(ctx).Err()
-})
+// 127.0.0.1:6379. Without one they skip (and TestMain says so), except
+// under CI=true, where they fail. Each test works under its own key
+// prefix and deletes its keys when it ends; nothing flushes a database.
+var redisAddr = testenv.RedisAddr()
 
 func needRedis(t testing.TB) {
 	t.Helper()
-	if err := redisUp(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("Redis at %s is unreachable: %v (CI=true: a Redis is required; .ci/run starts one)", redisAddr, err)
-		}
-		t.Skipf("Redis at %s is unreachable: %v; start redis-server or set MCPGATE_TEST_REDIS_ADDR to run this test", redisAddr, err)
-	}
+	testenv.Redis(t)
 }
 
 // rawClient is a plain client on the test Redis, for looking behind the

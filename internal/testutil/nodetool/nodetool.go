@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mcpgate/mcpgate/internal/testutil/testenv"
 )
 
 // InstallHint is the command that installs the toolchain, run from the
@@ -82,11 +84,7 @@ func need(t testing.TB, path, what string) string {
 		install(t)
 	}
 	if _, err := os.Stat(path); err != nil {
-		msg := fmt.Sprintf("nodetool: %s is not installed (%v); run `%s` in the module root", what, err, InstallHint)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testenv.Missing(t, "Node", fmt.Sprintf("nodetool: %s is not installed (%v); run `%s` in the module root", what, err, InstallHint))
 	}
 	return path
 }
