@@ -23,6 +23,11 @@ type Info struct {
 	// ModernVersions are the modern revisions it supports (from discover or
 	// an UnsupportedProtocolVersion error); empty for legacy-only servers.
 	ModernVersions []string
+	// ModernOnly: the server listed the versions it supports and none of
+	// them is a legacy one. A legacy client's initialize is then translated
+	// (a modern-only server still answers a handshake-era initialize, with
+	// a legacy version, and then refuses everything that follows).
+	ModernOnly bool
 }
 
 // Upstream is one configured server. Implementations must be safe for
