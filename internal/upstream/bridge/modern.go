@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,8 +23,8 @@ import (
 // mcpgate holds a legacy upstream session (a "side") for the client's
 // modern session, initialized with the capabilities and client info the
 // client's requests carry in _meta; a request declaring other capabilities
-// gets a side of its own, initialized with those (sides are kept per
-// capability set, at most maxSides).
+// gets a side of its own, initialized with those (sides are kept per set
+// of the capabilities a legacy server can observe, at most maxSides).
 //
 // A legacy server asks the client things (sampling, elicitation, roots)
 // with requests of its own while a call is in flight. A modern client
@@ -209,28 +210,83 @@ func stripModernMeta(params object) error {
 	return nil
 }
 
-// canonical re-encodes a JSON value with sorted keys, so that equal
-// capability sets compare equal.
-func canonical(raw json.RawMessage) string {
-	var v any
-	if len(raw) == 0 || json.Unmarshal(raw, &v) != nil || v == nil {
+// observableCaps is the part of a modern client's capabilities a legacy
+// server can observe and act on — sampling, elicitation and roots, with
+// their flags — in canonical form (sorted keys, flag values reduced to
+// what they mean). Sides are keyed on it: capabilities the server would
+// ignore (experimental keys, unknown flags) neither open another upstream
+// session nor reach the server.
+func observableCaps(raw json.RawMessage) string {
+	var caps map[string]json.RawMessage
+	if len(raw) == 0 || json.Unmarshal(raw, &caps) != nil {
 		return "{}"
 	}
-	b, _ := json.Marshal(v)
+	out := map[string]map[string]any{}
+	keep := func(name string, flags ...string) {
+		v, ok := caps[name]
+		if !ok || string(v) == "null" {
+			return
+		}
+		var sub map[string]json.RawMessage
+		_ = json.Unmarshal(v, &sub)
+		o := map[string]any{}
+		for _, f := range flags {
+			fv, ok := sub[f]
+			switch {
+			case !ok || string(fv) == "null" || string(fv) == "false":
+			case f == "listChanged":
+				if string(fv) == "true" {
+					o[f] = true
+				}
+			default:
+				o[f] = struct{}{}
+			}
+		}
+		out[name] = o
+	}
+	keep("sampling", "context", "tools")
+	keep("elicitation", "form", "url")
+	keep("roots", "listChanged")
+	b, _ := json.Marshal(out)
 	return string(b)
 }
 
+// errTooManySides refuses a request whose capability set would open one
+// legacy session more than a modern session may hold.
+func errTooManySides() *core.Error {
+	return core.NewError(core.CodeInvalidRequest, "this session already holds "+strconv.Itoa(maxSides)+
+		" upstream sessions, one per distinct set of sampling, elicitation and roots capabilities, the most one session may; "+
+		"send requests with a capability set already in use, or use another session").WithStatus(http.StatusBadRequest)
+}
+
 // sideFor returns the legacy session for the client capabilities in meta,
-// initializing one if there is none.
+// initializing one if there is none. A session holds at most maxSides;
+// past that a new capability set is refused (rather than evicting one:
+// a client rotating its capabilities would otherwise open an upstream
+// session per request).
 func (c *modernOverLegacy) sideFor(ctx context.Context, meta object) (*side, error) {
-	caps := canonical(meta[metaClientCaps])
+	caps := observableCaps(meta[metaClientCaps])
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return nil, upstream.ErrClosed
 	}
+	var dead []*side
+	c.sides = slices.DeleteFunc(c.sides, func(s *side) bool {
+		if s.dead.Load() {
+			dead = append(dead, s)
+			return true
+		}
+		return false
+	})
+	for _, s := range dead {
+		go func() {
+			c.abandonSide(s, "the upstream session ended")
+			s.close()
+		}()
+	}
 	for i, s := range c.sides {
-		if s.caps == caps && !s.dead.Load() {
+		if s.caps == caps {
 			c.sides = append(slices.Delete(c.sides, i, i+1), s)
 			c.mu.Unlock()
 			select {
@@ -241,20 +297,14 @@ func (c *modernOverLegacy) sideFor(ctx context.Context, meta object) (*side, err
 			return s, s.err
 		}
 	}
+	if len(c.sides) >= maxSides {
+		c.mu.Unlock()
+		c.log.Warn("bridge_capability_sets_exhausted", "max", maxSides)
+		return nil, errTooManySides()
+	}
 	s := &side{m: c, caps: caps, ready: make(chan struct{}), resources: map[string]int{}}
 	c.sides = append(c.sides, s)
-	var evicted *side
-	if len(c.sides) > maxSides {
-		evicted = c.sides[0]
-		c.sides = c.sides[1:]
-	}
 	c.mu.Unlock()
-	if evicted != nil {
-		go func() {
-			c.abandonSide(evicted, "the client's capabilities changed; this upstream session was closed")
-			evicted.close()
-		}()
-	}
 	s.err = s.open(ctx, meta)
 	if s.err != nil {
 		c.mu.Lock()
