@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/upstream"
@@ -25,6 +26,11 @@ type Options struct {
 	StateKey []byte
 	// Logger receives translation warnings. If nil, nothing is logged.
 	Logger *slog.Logger
+	// CacheTTL and CacheScope are the caching hints (ttlMs, cacheScope)
+	// put on cacheable results translated for modern clients where the
+	// legacy server gave none. Defaults: 0 (stale at once) and "private".
+	CacheTTL   time.Duration
+	CacheScope string
 }
 
 // Upstream is an upstream.Upstream that serves clients of both eras.
@@ -40,6 +46,10 @@ func New(inner upstream.Upstream, opts Options) *Upstream {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.CacheScope == "" {
+		opts.CacheScope = "private"
+	}
+	opts.CacheTTL = max(opts.CacheTTL, 0)
 	if len(opts.StateKey) == 0 {
 		opts.StateKey = make([]byte, 32)
 		_, _ = rand.Read(opts.StateKey)

@@ -65,6 +65,10 @@ func modernError(id core.ID, code int, msg string) *core.Message {
 	return m
 }
 
+// cacheableMethods are the requests whose 2026-07-28 results carry the
+// caching hints ttlMs and cacheScope (CacheableResult in the schema).
+var cacheableMethods = []string{"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"}
+
 // mrtrMethods are the requests that may answer input_required.
 var mrtrMethods = []string{"tools/call", "prompts/get", "resources/read"}
 
@@ -479,8 +483,10 @@ func (c *modernOverLegacy) discover(req *core.Message, s *side) (*core.Message, 
 	if instr, ok := s.init["instructions"]; ok {
 		res.set("instructions", instr)
 	}
-	res.set("ttlMs", discoverTTL.Milliseconds())
-	res.set("cacheScope", "private")
+	// The capabilities come from this side's InitializeResult, which does
+	// not change while it lives.
+	res.set("ttlMs", max(discoverTTL, c.u.opts.CacheTTL).Milliseconds())
+	res.set("cacheScope", c.u.opts.CacheScope)
 	return core.ResultResponse(req.ID, res.encode()), nil
 }
 
@@ -797,8 +803,11 @@ func (c *modernOverLegacy) final(resp *core.Message, req *core.Message) *core.Me
 			if in || st {
 				r.set("resultType", resultInputRequired)
 				delete(r, "content")
-			} else {
-				r.set("resultType", resultComplete)
+				return nil // an input_required result is never cached
+			}
+			r.set("resultType", resultComplete)
+			if slices.Contains(cacheableMethods, req.Method) {
+				c.fillCacheHints(r)
 			}
 			return nil
 		})
@@ -823,6 +832,18 @@ func (c *modernOverLegacy) final(resp *core.Message, req *core.Message) *core.Me
 		}
 	}
 	return resp
+}
+
+// fillCacheHints gives a cacheable result the hints 2026-07-28 requires
+// where the legacy server gave none: the route's (by default ttlMs 0,
+// cacheScope private: never cached across authorization contexts).
+func (c *modernOverLegacy) fillCacheHints(r object) {
+	if _, ok := r["ttlMs"]; !ok {
+		r.set("ttlMs", c.u.opts.CacheTTL.Milliseconds())
+	}
+	if _, ok := r["cacheScope"]; !ok {
+		r.set("cacheScope", c.u.opts.CacheScope)
+	}
 }
 
 // codeLegacyResourceNotFound is the legacy era's code for a resource that
