@@ -15,6 +15,15 @@ var ErrClosed = errors.New("upstream: connection closed")
 // ErrSessionLost means the upstream no longer knows the session (its 404).
 var ErrSessionLost = errors.New("upstream: session not found upstream")
 
+// ErrResponseLost means a request's response never arrived and the Conn
+// cannot recover it — the upstream ended the request's stream with no
+// event id to resume from, or lost the upstream session the Conn then
+// replaced — so the request may or may not have run. The Conn stays
+// usable: a request that is safe to repeat may be sent again. It comes
+// wrapped in a *core.Error without an HTTP status (one request failed, not
+// the session).
+var ErrResponseLost = errors.New("upstream: the response to the request was lost")
+
 // Info is what a probe learned about an upstream.
 type Info struct {
 	// Era is the upstream's preferred era: EraModern when it answered
