@@ -113,6 +113,9 @@ type pendingCall struct {
 	side   *side
 	cancel context.CancelFunc
 	done   chan *core.Message // the final response (or an error response)
+	// err, set before done receives, is a failure the frontend handles
+	// itself (a lost response).
+	err error
 	inputs chan *core.Message // server requests of the call
 
 	mu          sync.Mutex
@@ -556,6 +559,15 @@ func (c *modernOverLegacy) start(s *side, req, fwd *core.Message, related upstre
 				rel(m)
 			}
 		})
+		if errors.Is(err, upstream.ErrSessionLost) {
+			// The legacy server forgot the session (it restarted): the
+			// next request opens a new side, and the frontend repeats
+			// this one there if it is safe to.
+			s.dead.Store(true)
+			call.err = &core.Error{Code: core.CodeUpstreamError,
+				Message: "the upstream server lost its session during this " + req.Method + "; mcpgate opens a new one for the next request, but this call may or may not have run",
+				Err:     fmt.Errorf("%w: %w", upstream.ErrResponseLost, err)}
+		}
 		if err != nil {
 			e := core.AsError(err)
 			if errors.Is(err, context.Canceled) {
@@ -580,6 +592,9 @@ func (c *modernOverLegacy) wait(ctx context.Context, call *pendingCall, req *cor
 	select {
 	case resp := <-call.done:
 		c.forget(call)
+		if call.err != nil {
+			return nil, call.err
+		}
 		return c.final(resp, req), nil
 	case in := <-call.inputs:
 		return c.inputRequired(ctx, call, req, in, related)
