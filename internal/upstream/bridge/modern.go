@@ -184,6 +184,12 @@ func (c *modernOverLegacy) Send(ctx context.Context, m *core.Message) error {
 	if m.Kind != core.KindNotification {
 		return errors.New("bridge: a modern client sends no responses")
 	}
+	if m.Method == "notifications/cancelled" {
+		// It names the client's id, not the one the call has upstream;
+		// cancelling the request's context (the frontend does, as when
+		// the client closes the stream) cancels the call under its own.
+		return nil
+	}
 	c.mu.Lock()
 	var s *side
 	if n := len(c.sides); n > 0 {
@@ -463,12 +469,57 @@ func (c *modernOverLegacy) RoundTrip(ctx context.Context, req *core.Message, rel
 	if err := s.applyLogLevel(ctx, meta.str(metaLogLevel)); err != nil {
 		return nil, err
 	}
-	fwd, err := withParams(req, stripModernMeta)
+	fwd, token, err := c.upstreamRequest(req)
 	if err != nil {
 		return nil, err
 	}
-	call := c.start(s, req, fwd, related)
+	call := c.start(s, req, fwd, token, related)
 	return c.wait(ctx, call, req, related)
+}
+
+// upstreamRequest is req as the legacy session receives it: without the
+// modern _meta, under an id and a progress token of the bridge's own
+// (token is the client's, if it gave one). A modern session's requests are
+// independent — clients that share the session each count their ids from
+// 1 and may all name their progress "1" — while one legacy session needs
+// both unique among its requests in flight: a repeated id is refused, and
+// progress would reach only one of the calls that share a token.
+func (c *modernOverLegacy) upstreamRequest(req *core.Message) (fwd *core.Message, token json.RawMessage, err error) {
+	params, err := parseObject(req.Params)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := stripModernMeta(params); err != nil {
+		return nil, nil, err
+	}
+	n := strconv.FormatUint(c.seq.Add(1), 10)
+	if meta := params.sub("_meta"); meta["progressToken"] != nil {
+		token = meta["progressToken"]
+		meta.set("progressToken", "mcpgate-p"+n)
+		params.set("_meta", meta)
+	}
+	fwd, err = buildRequest(core.ID(`"mcpgate-r`+n+`"`), req.Method, params)
+	if err != nil {
+		return nil, nil, err
+	}
+	fwd.Direction, fwd.Era, fwd.Session, fwd.Header, fwd.Received = req.Direction, req.Era, req.Session, req.Header, req.Received
+	return fwd, token, nil
+}
+
+// clientProgress gives a progress notification of the call back the
+// client's own token.
+func clientProgress(m *core.Message, token json.RawMessage) *core.Message {
+	if m.Method != "notifications/progress" || token == nil {
+		return m
+	}
+	out, err := withParams(m, func(p object) error {
+		p.set("progressToken", token)
+		return nil
+	})
+	if err != nil {
+		return m
+	}
+	return out
 }
 
 // discover answers server/discover from the InitializeResult.
@@ -526,7 +577,7 @@ func (s *side) applyLogLevel(ctx context.Context, level string) error {
 // start sends fwd upstream on its own goroutine: the call may outlive the
 // client request that started it (input_required), so it is bound to the
 // Conn's life, not to that request.
-func (c *modernOverLegacy) start(s *side, req, fwd *core.Message, related upstream.Related) *pendingCall {
+func (c *modernOverLegacy) start(s *side, req, fwd *core.Message, token json.RawMessage, related upstream.Related) *pendingCall {
 	ctx, cancel := context.WithCancel(c.life)
 	call := &pendingCall{
 		key: strconv.FormatUint(c.seq.Add(1), 10), method: req.Method, name: req.Name, side: s, cancel: cancel,
@@ -556,7 +607,7 @@ func (c *modernOverLegacy) start(s *side, req, fwd *core.Message, related upstre
 			rel := call.related
 			call.mu.Unlock()
 			if rel != nil {
-				rel(m)
+				rel(clientProgress(m, token))
 			}
 		})
 		if errors.Is(err, upstream.ErrSessionLost) {
