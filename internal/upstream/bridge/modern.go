@@ -38,6 +38,10 @@ import (
 const (
 	// maxSides bounds the legacy sessions kept for one modern session.
 	maxSides = 4
+	// sideReplaceWindow: past maxSides, an idle side is replaced by one
+	// for a new capability set at most maxSides times per window; then
+	// the new set is refused.
+	sideReplaceWindow = time.Minute
 	// pendingTTL bounds how long a call waits for the client's retry
 	// after an input_required result.
 	pendingTTL = 5 * time.Minute
@@ -79,12 +83,15 @@ type modernOverLegacy struct {
 	life context.Context
 	kill context.CancelFunc
 
-	mu     sync.Mutex
-	sides  []*side // most recently used last
-	calls  map[string]*pendingCall
-	subs   map[*subscription]struct{}
-	closed bool
-	seq    atomic.Uint64
+	mu    sync.Mutex
+	sides []*side // most recently used last
+	// replaced are the times sides were replaced past maxSides, within
+	// the last sideReplaceWindow.
+	replaced []time.Time
+	calls    map[string]*pendingCall
+	subs     map[*subscription]struct{}
+	closed   bool
+	seq      atomic.Uint64
 }
 
 // side is one legacy upstream session.
@@ -97,6 +104,9 @@ type side struct {
 	// init is the upstream's InitializeResult.
 	init object
 	dead atomic.Bool
+	// busy counts what keeps the side in use: calls upstream (pending
+	// input_required ones included) and subscriptions.
+	busy atomic.Int32
 
 	mu        sync.Mutex
 	logLevel  string
@@ -115,7 +125,7 @@ type pendingCall struct {
 	done   chan *core.Message // the final response (or an error response)
 	// err, set before done receives, is a failure the frontend handles
 	// itself (a lost response).
-	err error
+	err    error
 	inputs chan *core.Message // server requests of the call
 
 	mu          sync.Mutex
@@ -268,15 +278,19 @@ func observableCaps(raw json.RawMessage) string {
 // legacy session more than a modern session may hold.
 func errTooManySides() *core.Error {
 	return core.NewError(core.CodeInvalidRequest, "this session already holds "+strconv.Itoa(maxSides)+
-		" upstream sessions, one per distinct set of sampling, elicitation and roots capabilities, the most one session may; "+
+		" upstream sessions, one per distinct set of sampling, elicitation and roots capabilities, the most one session may "+
+		"(and has replaced idle ones "+strconv.Itoa(maxSides)+" times in the last "+sideReplaceWindow.String()+"); "+
 		"send requests with a capability set already in use, or use another session").WithStatus(http.StatusBadRequest)
 }
 
 // sideFor returns the legacy session for the client capabilities in meta,
 // initializing one if there is none. A session holds at most maxSides;
-// past that a new capability set is refused (rather than evicting one:
-// a client rotating its capabilities would otherwise open an upstream
-// session per request).
+// past that the least recently used idle side (nothing in flight, no
+// subscription) makes room, at most maxSides times per
+// sideReplaceWindow — clients of one address that share the session may
+// differ in capabilities, but one rotating them must not open an upstream
+// session (for stdio, a process) per request — and otherwise the new set
+// is refused.
 func (c *modernOverLegacy) sideFor(ctx context.Context, meta object) (*side, error) {
 	caps := observableCaps(meta[metaClientCaps])
 	c.mu.Lock()
@@ -301,23 +315,38 @@ func (c *modernOverLegacy) sideFor(ctx context.Context, meta object) (*side, err
 	for i, s := range c.sides {
 		if s.caps == caps {
 			c.sides = append(slices.Delete(c.sides, i, i+1), s)
+			s.busy.Add(1) // the caller's hold, released by RoundTrip
 			c.mu.Unlock()
 			select {
 			case <-s.ready:
 			case <-ctx.Done():
+				s.busy.Add(-1)
 				return nil, ctx.Err()
 			}
 			return s, s.err
 		}
 	}
+	var evicted *side
 	if len(c.sides) >= maxSides {
-		c.mu.Unlock()
-		c.log.Warn("bridge_capability_sets_exhausted", "max", maxSides)
-		return nil, errTooManySides()
+		now := time.Now()
+		c.replaced = slices.DeleteFunc(c.replaced, func(at time.Time) bool { return now.Sub(at) >= sideReplaceWindow })
+		i := slices.IndexFunc(c.sides, (*side).idle)
+		if i < 0 || len(c.replaced) >= maxSides {
+			c.mu.Unlock()
+			c.log.Warn("bridge_capability_sets_exhausted", "max", maxSides)
+			return nil, errTooManySides()
+		}
+		evicted = c.sides[i]
+		c.sides = slices.Delete(c.sides, i, i+1)
+		c.replaced = append(c.replaced, now)
 	}
 	s := &side{m: c, caps: caps, ready: make(chan struct{}), resources: map[string]int{}}
+	s.busy.Add(1) // the caller's hold
 	c.sides = append(c.sides, s)
 	c.mu.Unlock()
+	if evicted != nil {
+		go evicted.close()
+	}
 	s.err = s.open(ctx, meta)
 	if s.err != nil {
 		c.mu.Lock()
@@ -377,6 +406,17 @@ func (s *side) open(ctx context.Context, meta object) error {
 	}
 	s.conn = conn
 	return nil
+}
+
+// idle reports whether nothing uses the side: it is open, with no call
+// upstream and no subscription.
+func (s *side) idle() bool {
+	select {
+	case <-s.ready:
+	default:
+		return false
+	}
+	return s.busy.Load() == 0
 }
 
 func (s *side) close() {
@@ -457,6 +497,9 @@ func (c *modernOverLegacy) RoundTrip(ctx context.Context, req *core.Message, rel
 	// server that speaks MRTR itself answered input_required (see final);
 	// the retry goes to it as it is.
 	s, err := c.sideFor(ctx, meta)
+	if s != nil {
+		defer s.busy.Add(-1) // sideFor's hold: the side is not replaced under this request
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -588,7 +631,9 @@ func (c *modernOverLegacy) start(s *side, req, fwd *core.Message, token json.Raw
 		related: related,
 	}
 	mrtr := slices.Contains(mrtrMethods, req.Method)
+	s.busy.Add(1)
 	go func() {
+		defer s.busy.Add(-1)
 		defer cancel()
 		resp, err := s.conn.RoundTrip(ctx, fwd, func(m *core.Message) {
 			if m.Kind == core.KindRequest {

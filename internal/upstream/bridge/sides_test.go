@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,7 +27,13 @@ func TestSidesKeyedOnObservableCapabilities(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	rec := &loRecorder{next: conformancefixture.Handler(ctx, false)}
-	srv := httptest.NewServer(rec)
+	var deletes atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodDelete {
+			deletes.Add(1)
+		}
+		rec.ServeHTTP(w, r)
+	}))
 	t.Cleanup(func() { cancel(); srv.Close() })
 	inner, err := httpup.New(config.HTTPUpstream{URL: srv.URL + "/"}, "fixture", nil)
 	if err != nil {
@@ -66,21 +73,31 @@ func TestSidesKeyedOnObservableCapabilities(t *testing.T) {
 		t.Errorf("upstream initialize declared %s; want only what the client declared that a legacy server observes", got)
 	}
 
-	// Three more observable sets fit (four in all); a fifth is refused.
-	for i, caps := range []string{`{}`, `{"roots":{"listChanged":true}}`, `{"elicitation":{"form":{},"url":{}}}`} {
+	// Three more observable sets fit (four in all); past that an idle set
+	// is replaced, four times a minute; then a new set is refused.
+	for i, caps := range []string{`{}`, `{"roots":{"listChanged":true}}`, `{"elicitation":{"form":{},"url":{}}}`,
+		`{"sampling":{"tools":{}}}`, `{"roots":{}}`, `{"elicitation":{}}`, `{"sampling":{"context":{}}}`} {
 		if body, code := call(100+i, caps); code != 0 {
 			t.Fatalf("set %s: %d %s", caps, code, body)
 		}
 	}
-	msg, code := call(200, `{"sampling":{"tools":{}}}`)
+	msg, code := call(200, `{"sampling":{"context":{},"tools":{}}}`)
 	if code != core.CodeInvalidRequest || !strings.Contains(msg, "capabilit") {
-		t.Fatalf("a fifth capability set: code %d %q; want -32600 naming the bound", code, msg)
+		t.Fatalf("a ninth capability set within the minute: code %d %q; want -32600 naming the bound", code, msg)
 	}
-	if n := len(rec.rpc("initialize")); n != 4 {
-		t.Fatalf("%d upstream sessions; want 4", n)
+	if n := len(rec.rpc("initialize")); n != 8 {
+		t.Fatalf("%d upstream sessions opened; want 8 (4, then 4 replacements)", n)
 	}
-	// Sets already in use keep working.
-	if body, code := call(201, `{"experimental":{"y":{}},"sampling":{}}`); code != 0 {
+	// The replaced ones were ended upstream: never more than 4 at once.
+	deadline := time.Now().Add(loWait)
+	for deletes.Load() < 4 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := deletes.Load(); n != 4 {
+		t.Errorf("%d replaced upstream sessions ended; want 4", n)
+	}
+	// Sets in use keep working.
+	if body, code := call(201, `{"experimental":{"y":{}},"sampling":{"context":{}}}`); code != 0 {
 		t.Fatalf("a set in use: %d %s", code, body)
 	}
 }
