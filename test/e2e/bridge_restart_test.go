@@ -21,7 +21,9 @@ type restartable struct {
 	h atomic.Pointer[http.Handler]
 }
 
-func (r *restartable) ServeHTTP(w http.ResponseWriter, req *http.Request) { (*r.h.Load()).ServeHTTP(w, req) }
+func (r *restartable) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	(*r.h.Load()).ServeHTTP(w, req)
+}
 
 func (r *restartable) restart(ctx context.Context) {
 	h := conformancefixture.Handler(ctx, false)
