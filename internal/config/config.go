@@ -266,7 +266,28 @@ type Route struct {
 	// (readOnlyHint, idempotentHint) mark tools safe to retry. Default
 	// false: annotations are untrusted unless the operator says so.
 	TrustAnnotations bool `yaml:"trust_annotations"`
+	// CacheHints are the 2026-07-28 caching hints (ttlMs, cacheScope)
+	// mcpgate puts on results it translates from a legacy server for
+	// modern clients, where the server gave none.
+	CacheHints CacheHints `yaml:"cache_hints"`
 }
+
+// CacheHints are caching hints for translated results (tools/list,
+// prompts/list, resources/list, resources/templates/list, resources/read).
+type CacheHints struct {
+	// TTL is how long a client may cache such a result. Default 0: stale
+	// at once, re-fetched whenever needed.
+	TTL time.Duration `yaml:"ttl"`
+	// Scope is public (no user-specific data: caches may be shared across
+	// authorization contexts) or private. Default private.
+	Scope string `yaml:"scope"`
+}
+
+// Cache scopes for CacheHints.Scope.
+const (
+	CacheScopePrivate = "private"
+	CacheScopePublic  = "public"
+)
 
 // Era values for Upstream.Era.
 const (

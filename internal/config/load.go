@@ -205,6 +205,9 @@ func (c *Config) SetDefaults() {
 		if r.ClientEra == "" {
 			r.ClientEra = EraAuto
 		}
+		if r.CacheHints.Scope == "" {
+			r.CacheHints.Scope = CacheScopePrivate
+		}
 		if h := r.Upstream.HTTP; h != nil {
 			setDur(&h.ConnectTimeout, DefaultConnectTimeout)
 			setDur(&h.ResponseHeaderTimeout, DefaultResponseHeader)
@@ -366,6 +369,14 @@ func (c *Config) Validate() error {
 		case EraAuto, EraLegacy, EraModern:
 		default:
 			bad(p+".client_era", "want auto, legacy or modern, got %q", r.ClientEra)
+		}
+		if r.CacheHints.TTL < 0 {
+			bad(p+".cache_hints.ttl", "must not be negative")
+		}
+		switch r.CacheHints.Scope {
+		case CacheScopePrivate, CacheScopePublic:
+		default:
+			bad(p+".cache_hints.scope", "want private or public, got %q", r.CacheHints.Scope)
 		}
 		u := r.Upstream
 		switch u.Era {

@@ -257,6 +257,13 @@ func (f *Frontend) toUpstream(ctx context.Context, m *core.Message) (*core.Messa
 		conn, _ = g.connection()
 		resp, err = conn.RoundTrip(ctx, m, related)
 	}
+	if errors.Is(err, upstream.ErrResponseLost) && g.safeToRetry(m) {
+		// The response was lost on the way (the Conn says the session
+		// goes on): a request safe to repeat is sent once more.
+		g.log.Info("upstream_request_repeated", "method", m.Method, "error", err)
+		conn, _ = g.connection()
+		resp, err = conn.RoundTrip(ctx, m, related)
+	}
 	if err == nil && g.route.TrustAnnotations && m.Method == "tools/list" && resp.Kind == core.KindResponse {
 		g.route.annotations.learn(resp.Result)
 	}

@@ -82,7 +82,8 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		}
 		// Every route serves clients of both eras (unless client_era pins
 		// one): the bridge translates when the upstream speaks the other.
-		up = bridge.New(up, bridge.Options{Era: upstreamEra(rc.Upstream.Era), StateKey: stateKey(ss.IDKeys), Logger: log.With("route", rc.Name)})
+		up = bridge.New(up, bridge.Options{Era: upstreamEra(rc.Upstream.Era), StateKey: stateKey(ss.IDKeys), Logger: log.With("route", rc.Name),
+			CacheTTL: rc.CacheHints.TTL, CacheScope: rc.CacheHints.Scope})
 		g.upstreams = append(g.upstreams, up)
 		routes = append(routes, &frontend.Route{
 			Name: rc.Name, Path: rc.Path, Clients: rc.ClientEra, Upstream: up,

@@ -15,6 +15,15 @@ var ErrClosed = errors.New("upstream: connection closed")
 // ErrSessionLost means the upstream no longer knows the session (its 404).
 var ErrSessionLost = errors.New("upstream: session not found upstream")
 
+// ErrResponseLost means a request's response never arrived and the Conn
+// cannot recover it — the upstream ended the request's stream with no
+// event id to resume from, or lost the upstream session the Conn then
+// replaced — so the request may or may not have run. The Conn stays
+// usable: a request that is safe to repeat may be sent again. It comes
+// wrapped in a *core.Error without an HTTP status (one request failed, not
+// the session).
+var ErrResponseLost = errors.New("upstream: the response to the request was lost")
+
 // Info is what a probe learned about an upstream.
 type Info struct {
 	// Era is the upstream's preferred era: EraModern when it answered
@@ -23,6 +32,11 @@ type Info struct {
 	// ModernVersions are the modern revisions it supports (from discover or
 	// an UnsupportedProtocolVersion error); empty for legacy-only servers.
 	ModernVersions []string
+	// ModernOnly: the server listed the versions it supports and none of
+	// them is a legacy one. A legacy client's initialize is then translated
+	// (a modern-only server still answers a handshake-era initialize, with
+	// a legacy version, and then refuses everything that follows).
+	ModernOnly bool
 }
 
 // Upstream is one configured server. Implementations must be safe for

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/upstream"
@@ -25,6 +26,11 @@ type Options struct {
 	StateKey []byte
 	// Logger receives translation warnings. If nil, nothing is logged.
 	Logger *slog.Logger
+	// CacheTTL and CacheScope are the caching hints (ttlMs, cacheScope)
+	// put on cacheable results translated for modern clients where the
+	// legacy server gave none. Defaults: 0 (stale at once) and "private".
+	CacheTTL   time.Duration
+	CacheScope string
 }
 
 // Upstream is an upstream.Upstream that serves clients of both eras.
@@ -40,6 +46,10 @@ func New(inner upstream.Upstream, opts Options) *Upstream {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.CacheScope == "" {
+		opts.CacheScope = "private"
+	}
+	opts.CacheTTL = max(opts.CacheTTL, 0)
 	if len(opts.StateKey) == 0 {
 		opts.StateKey = make([]byte, 32)
 		_, _ = rand.Read(opts.StateKey)
@@ -74,21 +84,23 @@ func (u *Upstream) UpstreamEra(ctx context.Context) (core.Era, error) {
 // Open returns a Conn that speaks p.Era to the gateway: the inner
 // upstream's own Conn when the eras match, a translating one otherwise.
 func (u *Upstream) Open(ctx context.Context, p upstream.OpenParams, sink upstream.Sink) (upstream.Conn, error) {
-	up, err := u.UpstreamEra(ctx)
+	info, err := u.Probe(ctx)
 	if err != nil {
 		return nil, err
 	}
+	up := info.Era
 	switch {
 	case p.Era == up:
 		return u.inner.Open(ctx, p, sink)
 	case p.Era == core.EraModern && up == core.EraLegacy:
 		return newModernOverLegacy(ctx, u, p, sink)
 	case p.Era == core.EraLegacy && up == core.EraModern:
-		if u.opts.Era == core.EraModern {
+		if u.opts.Era == core.EraModern || info.ModernOnly {
 			return newLegacyOverModern(ctx, u, p, sink)
 		}
-		// Probed, not pinned: the server may speak both eras, and then it
-		// serves a legacy client's session itself.
+		// Probed, not pinned, and the server did not say it speaks no
+		// legacy version: it may speak both eras, and then it serves a
+		// legacy client's session itself.
 		return &nativeFirst{u: u, p: p, sink: sink}, nil
 	}
 	return nil, fmt.Errorf("bridge: cannot serve a %s client from a %s upstream", p.Era, up)

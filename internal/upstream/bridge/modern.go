@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,8 +23,8 @@ import (
 // mcpgate holds a legacy upstream session (a "side") for the client's
 // modern session, initialized with the capabilities and client info the
 // client's requests carry in _meta; a request declaring other capabilities
-// gets a side of its own, initialized with those (sides are kept per
-// capability set, at most maxSides).
+// gets a side of its own, initialized with those (sides are kept per set
+// of the capabilities a legacy server can observe, at most maxSides).
 //
 // A legacy server asks the client things (sampling, elicitation, roots)
 // with requests of its own while a call is in flight. A modern client
@@ -37,6 +38,10 @@ import (
 const (
 	// maxSides bounds the legacy sessions kept for one modern session.
 	maxSides = 4
+	// sideReplaceWindow: past maxSides, an idle side is replaced by one
+	// for a new capability set at most maxSides times per window; then
+	// the new set is refused.
+	sideReplaceWindow = time.Minute
 	// pendingTTL bounds how long a call waits for the client's retry
 	// after an input_required result.
 	pendingTTL = 5 * time.Minute
@@ -64,6 +69,10 @@ func modernError(id core.ID, code int, msg string) *core.Message {
 	return m
 }
 
+// cacheableMethods are the requests whose 2026-07-28 results carry the
+// caching hints ttlMs and cacheScope (CacheableResult in the schema).
+var cacheableMethods = []string{"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"}
+
 // mrtrMethods are the requests that may answer input_required.
 var mrtrMethods = []string{"tools/call", "prompts/get", "resources/read"}
 
@@ -74,12 +83,15 @@ type modernOverLegacy struct {
 	life context.Context
 	kill context.CancelFunc
 
-	mu     sync.Mutex
-	sides  []*side // most recently used last
-	calls  map[string]*pendingCall
-	subs   map[*subscription]struct{}
-	closed bool
-	seq    atomic.Uint64
+	mu    sync.Mutex
+	sides []*side // most recently used last
+	// replaced are the times sides were replaced past maxSides, within
+	// the last sideReplaceWindow.
+	replaced []time.Time
+	calls    map[string]*pendingCall
+	subs     map[*subscription]struct{}
+	closed   bool
+	seq      atomic.Uint64
 }
 
 // side is one legacy upstream session.
@@ -92,6 +104,9 @@ type side struct {
 	// init is the upstream's InitializeResult.
 	init object
 	dead atomic.Bool
+	// busy counts what keeps the side in use: calls upstream (pending
+	// input_required ones included) and subscriptions.
+	busy atomic.Int32
 
 	mu        sync.Mutex
 	logLevel  string
@@ -108,6 +123,9 @@ type pendingCall struct {
 	side   *side
 	cancel context.CancelFunc
 	done   chan *core.Message // the final response (or an error response)
+	// err, set before done receives, is a failure the frontend handles
+	// itself (a lost response).
+	err    error
 	inputs chan *core.Message // server requests of the call
 
 	mu          sync.Mutex
@@ -176,6 +194,12 @@ func (c *modernOverLegacy) Send(ctx context.Context, m *core.Message) error {
 	if m.Kind != core.KindNotification {
 		return errors.New("bridge: a modern client sends no responses")
 	}
+	if m.Method == "notifications/cancelled" {
+		// It names the client's id, not the one the call has upstream;
+		// cancelling the request's context (the frontend does, as when
+		// the client closes the stream) cancels the call under its own.
+		return nil
+	}
 	c.mu.Lock()
 	var s *side
 	if n := len(c.sides); n > 0 {
@@ -209,51 +233,119 @@ func stripModernMeta(params object) error {
 	return nil
 }
 
-// canonical re-encodes a JSON value with sorted keys, so that equal
-// capability sets compare equal.
-func canonical(raw json.RawMessage) string {
-	var v any
-	if len(raw) == 0 || json.Unmarshal(raw, &v) != nil || v == nil {
+// observableCaps is the part of a modern client's capabilities a legacy
+// server can observe and act on — sampling, elicitation and roots, with
+// their flags — in canonical form (sorted keys, flag values reduced to
+// what they mean). Sides are keyed on it: capabilities the server would
+// ignore (experimental keys, unknown flags) neither open another upstream
+// session nor reach the server.
+func observableCaps(raw json.RawMessage) string {
+	var caps map[string]json.RawMessage
+	if len(raw) == 0 || json.Unmarshal(raw, &caps) != nil {
 		return "{}"
 	}
-	b, _ := json.Marshal(v)
+	out := map[string]map[string]any{}
+	keep := func(name string, flags ...string) {
+		v, ok := caps[name]
+		if !ok || string(v) == "null" {
+			return
+		}
+		var sub map[string]json.RawMessage
+		_ = json.Unmarshal(v, &sub)
+		o := map[string]any{}
+		for _, f := range flags {
+			fv, ok := sub[f]
+			switch {
+			case !ok || string(fv) == "null" || string(fv) == "false":
+			case f == "listChanged":
+				if string(fv) == "true" {
+					o[f] = true
+				}
+			default:
+				o[f] = struct{}{}
+			}
+		}
+		out[name] = o
+	}
+	keep("sampling", "context", "tools")
+	keep("elicitation", "form", "url")
+	keep("roots", "listChanged")
+	b, _ := json.Marshal(out)
 	return string(b)
 }
 
+// errTooManySides refuses a request whose capability set would open one
+// legacy session more than a modern session may hold.
+func errTooManySides() *core.Error {
+	return core.NewError(core.CodeInvalidRequest, "this session already holds "+strconv.Itoa(maxSides)+
+		" upstream sessions, one per distinct set of sampling, elicitation and roots capabilities, the most one session may "+
+		"(and has replaced idle ones "+strconv.Itoa(maxSides)+" times in the last "+sideReplaceWindow.String()+"); "+
+		"send requests with a capability set already in use, or use another session").WithStatus(http.StatusBadRequest)
+}
+
 // sideFor returns the legacy session for the client capabilities in meta,
-// initializing one if there is none.
+// initializing one if there is none. A session holds at most maxSides;
+// past that the least recently used idle side (nothing in flight, no
+// subscription) makes room, at most maxSides times per
+// sideReplaceWindow — clients of one address that share the session may
+// differ in capabilities, but one rotating them must not open an upstream
+// session (for stdio, a process) per request — and otherwise the new set
+// is refused.
 func (c *modernOverLegacy) sideFor(ctx context.Context, meta object) (*side, error) {
-	caps := canonical(meta[metaClientCaps])
+	caps := observableCaps(meta[metaClientCaps])
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return nil, upstream.ErrClosed
 	}
+	var dead []*side
+	c.sides = slices.DeleteFunc(c.sides, func(s *side) bool {
+		if s.dead.Load() {
+			dead = append(dead, s)
+			return true
+		}
+		return false
+	})
+	for _, s := range dead {
+		go func() {
+			c.abandonSide(s, "the upstream session ended")
+			s.close()
+		}()
+	}
 	for i, s := range c.sides {
-		if s.caps == caps && !s.dead.Load() {
+		if s.caps == caps {
 			c.sides = append(slices.Delete(c.sides, i, i+1), s)
+			s.busy.Add(1) // the caller's hold, released by RoundTrip
 			c.mu.Unlock()
 			select {
 			case <-s.ready:
 			case <-ctx.Done():
+				s.busy.Add(-1)
 				return nil, ctx.Err()
 			}
 			return s, s.err
 		}
 	}
-	s := &side{m: c, caps: caps, ready: make(chan struct{}), resources: map[string]int{}}
-	c.sides = append(c.sides, s)
 	var evicted *side
-	if len(c.sides) > maxSides {
-		evicted = c.sides[0]
-		c.sides = c.sides[1:]
+	if len(c.sides) >= maxSides {
+		now := time.Now()
+		c.replaced = slices.DeleteFunc(c.replaced, func(at time.Time) bool { return now.Sub(at) >= sideReplaceWindow })
+		i := slices.IndexFunc(c.sides, (*side).idle)
+		if i < 0 || len(c.replaced) >= maxSides {
+			c.mu.Unlock()
+			c.log.Warn("bridge_capability_sets_exhausted", "max", maxSides)
+			return nil, errTooManySides()
+		}
+		evicted = c.sides[i]
+		c.sides = slices.Delete(c.sides, i, i+1)
+		c.replaced = append(c.replaced, now)
 	}
+	s := &side{m: c, caps: caps, ready: make(chan struct{}), resources: map[string]int{}}
+	s.busy.Add(1) // the caller's hold
+	c.sides = append(c.sides, s)
 	c.mu.Unlock()
 	if evicted != nil {
-		go func() {
-			c.abandonSide(evicted, "the client's capabilities changed; this upstream session was closed")
-			evicted.close()
-		}()
+		go evicted.close()
 	}
 	s.err = s.open(ctx, meta)
 	if s.err != nil {
@@ -314,6 +406,17 @@ func (s *side) open(ctx context.Context, meta object) error {
 	}
 	s.conn = conn
 	return nil
+}
+
+// idle reports whether nothing uses the side: it is open, with no call
+// upstream and no subscription.
+func (s *side) idle() bool {
+	select {
+	case <-s.ready:
+	default:
+		return false
+	}
+	return s.busy.Load() == 0
 }
 
 func (s *side) close() {
@@ -394,6 +497,9 @@ func (c *modernOverLegacy) RoundTrip(ctx context.Context, req *core.Message, rel
 	// server that speaks MRTR itself answered input_required (see final);
 	// the retry goes to it as it is.
 	s, err := c.sideFor(ctx, meta)
+	if s != nil {
+		defer s.busy.Add(-1) // sideFor's hold: the side is not replaced under this request
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -406,12 +512,57 @@ func (c *modernOverLegacy) RoundTrip(ctx context.Context, req *core.Message, rel
 	if err := s.applyLogLevel(ctx, meta.str(metaLogLevel)); err != nil {
 		return nil, err
 	}
-	fwd, err := withParams(req, stripModernMeta)
+	fwd, token, err := c.upstreamRequest(req)
 	if err != nil {
 		return nil, err
 	}
-	call := c.start(s, req, fwd, related)
+	call := c.start(s, req, fwd, token, related)
 	return c.wait(ctx, call, req, related)
+}
+
+// upstreamRequest is req as the legacy session receives it: without the
+// modern _meta, under an id and a progress token of the bridge's own
+// (token is the client's, if it gave one). A modern session's requests are
+// independent — clients that share the session each count their ids from
+// 1 and may all name their progress "1" — while one legacy session needs
+// both unique among its requests in flight: a repeated id is refused, and
+// progress would reach only one of the calls that share a token.
+func (c *modernOverLegacy) upstreamRequest(req *core.Message) (fwd *core.Message, token json.RawMessage, err error) {
+	params, err := parseObject(req.Params)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := stripModernMeta(params); err != nil {
+		return nil, nil, err
+	}
+	n := strconv.FormatUint(c.seq.Add(1), 10)
+	if meta := params.sub("_meta"); meta["progressToken"] != nil {
+		token = meta["progressToken"]
+		meta.set("progressToken", "mcpgate-p"+n)
+		params.set("_meta", meta)
+	}
+	fwd, err = buildRequest(core.ID(`"mcpgate-r`+n+`"`), req.Method, params)
+	if err != nil {
+		return nil, nil, err
+	}
+	fwd.Direction, fwd.Era, fwd.Session, fwd.Header, fwd.Received = req.Direction, req.Era, req.Session, req.Header, req.Received
+	return fwd, token, nil
+}
+
+// clientProgress gives a progress notification of the call back the
+// client's own token.
+func clientProgress(m *core.Message, token json.RawMessage) *core.Message {
+	if m.Method != "notifications/progress" || token == nil {
+		return m
+	}
+	out, err := withParams(m, func(p object) error {
+		p.set("progressToken", token)
+		return nil
+	})
+	if err != nil {
+		return m
+	}
+	return out
 }
 
 // discover answers server/discover from the InitializeResult.
@@ -429,8 +580,10 @@ func (c *modernOverLegacy) discover(req *core.Message, s *side) (*core.Message, 
 	if instr, ok := s.init["instructions"]; ok {
 		res.set("instructions", instr)
 	}
-	res.set("ttlMs", discoverTTL.Milliseconds())
-	res.set("cacheScope", "private")
+	// The capabilities come from this side's InitializeResult, which does
+	// not change while it lives.
+	res.set("ttlMs", max(discoverTTL, c.u.opts.CacheTTL).Milliseconds())
+	res.set("cacheScope", c.u.opts.CacheScope)
 	return core.ResultResponse(req.ID, res.encode()), nil
 }
 
@@ -467,7 +620,7 @@ func (s *side) applyLogLevel(ctx context.Context, level string) error {
 // start sends fwd upstream on its own goroutine: the call may outlive the
 // client request that started it (input_required), so it is bound to the
 // Conn's life, not to that request.
-func (c *modernOverLegacy) start(s *side, req, fwd *core.Message, related upstream.Related) *pendingCall {
+func (c *modernOverLegacy) start(s *side, req, fwd *core.Message, token json.RawMessage, related upstream.Related) *pendingCall {
 	ctx, cancel := context.WithCancel(c.life)
 	call := &pendingCall{
 		key: strconv.FormatUint(c.seq.Add(1), 10), method: req.Method, name: req.Name, side: s, cancel: cancel,
@@ -478,7 +631,9 @@ func (c *modernOverLegacy) start(s *side, req, fwd *core.Message, related upstre
 		related: related,
 	}
 	mrtr := slices.Contains(mrtrMethods, req.Method)
+	s.busy.Add(1)
 	go func() {
+		defer s.busy.Add(-1)
 		defer cancel()
 		resp, err := s.conn.RoundTrip(ctx, fwd, func(m *core.Message) {
 			if m.Kind == core.KindRequest {
@@ -497,9 +652,18 @@ func (c *modernOverLegacy) start(s *side, req, fwd *core.Message, related upstre
 			rel := call.related
 			call.mu.Unlock()
 			if rel != nil {
-				rel(m)
+				rel(clientProgress(m, token))
 			}
 		})
+		if errors.Is(err, upstream.ErrSessionLost) {
+			// The legacy server forgot the session (it restarted): the
+			// next request opens a new side, and the frontend repeats
+			// this one there if it is safe to.
+			s.dead.Store(true)
+			call.err = &core.Error{Code: core.CodeUpstreamError,
+				Message: "the upstream server lost its session during this " + req.Method + "; mcpgate opens a new one for the next request, but this call may or may not have run",
+				Err:     fmt.Errorf("%w: %w", upstream.ErrResponseLost, err)}
+		}
 		if err != nil {
 			e := core.AsError(err)
 			if errors.Is(err, context.Canceled) {
@@ -524,6 +688,9 @@ func (c *modernOverLegacy) wait(ctx context.Context, call *pendingCall, req *cor
 	select {
 	case resp := <-call.done:
 		c.forget(call)
+		if call.err != nil {
+			return nil, call.err
+		}
 		return c.final(resp, req), nil
 	case in := <-call.inputs:
 		return c.inputRequired(ctx, call, req, in, related)
@@ -747,8 +914,11 @@ func (c *modernOverLegacy) final(resp *core.Message, req *core.Message) *core.Me
 			if in || st {
 				r.set("resultType", resultInputRequired)
 				delete(r, "content")
-			} else {
-				r.set("resultType", resultComplete)
+				return nil // an input_required result is never cached
+			}
+			r.set("resultType", resultComplete)
+			if slices.Contains(cacheableMethods, req.Method) {
+				c.fillCacheHints(r)
 			}
 			return nil
 		})
@@ -773,6 +943,18 @@ func (c *modernOverLegacy) final(resp *core.Message, req *core.Message) *core.Me
 		}
 	}
 	return resp
+}
+
+// fillCacheHints gives a cacheable result the hints 2026-07-28 requires
+// where the legacy server gave none: the route's (by default ttlMs 0,
+// cacheScope private: never cached across authorization contexts).
+func (c *modernOverLegacy) fillCacheHints(r object) {
+	if _, ok := r["ttlMs"]; !ok {
+		r.set("ttlMs", c.u.opts.CacheTTL.Milliseconds())
+	}
+	if _, ok := r["cacheScope"]; !ok {
+		r.set("cacheScope", c.u.opts.CacheScope)
+	}
 }
 
 // codeLegacyResourceNotFound is the legacy era's code for a resource that

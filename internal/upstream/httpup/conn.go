@@ -246,6 +246,17 @@ func upstreamErr(msg string, cause error) *core.Error {
 	return &core.Error{Code: core.CodeUpstreamError, Message: msg, Status: http.StatusBadGateway, Err: cause}
 }
 
+// responseLost is a request whose response the upstream never delivered:
+// -32010 without an HTTP status, wrapping upstream.ErrResponseLost.
+func responseLost(msg string, cause error) *core.Error {
+	if cause == nil {
+		cause = upstream.ErrResponseLost
+	} else {
+		cause = fmt.Errorf("%w: %w", upstream.ErrResponseLost, cause)
+	}
+	return &core.Error{Code: core.CodeUpstreamError, Message: msg, Err: cause}
+}
+
 // readHTTPError consumes a non-2xx body that holds no JSON-RPC error.
 func readHTTPError(resp *http.Response) *core.Error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
@@ -456,7 +467,17 @@ func (r *responseReader) readSSE(ctx context.Context, body io.ReadCloser, id cor
 		if errors.Is(err, io.EOF) {
 			err = nil
 		}
-		if r.resume == nil || r.lastID == "" {
+		if r.resume != nil && r.lastID == "" {
+			// SSE polling (2025-11-25) lets a server close a request's
+			// stream early only after an event with an id; without one
+			// there is nothing to resume from (go-sdk without an event
+			// store sends just a retry field), and the response is gone.
+			// One request failed, not the session: a JSON-RPC error, no
+			// HTTP failure, and the caller may repeat a safe request.
+			r.logger().Warn("upstream_stream_closed_without_event_id", "retry", r.retry)
+			return nil, responseLost("the upstream closed the request's stream before the response, with no event id to resume it from; the request may or may not have run", err)
+		}
+		if r.resume == nil {
 			return nil, upstreamErr("upstream stream ended before the response", err)
 		}
 		for {

@@ -275,7 +275,7 @@ func (u *Upstream) Probe(ctx context.Context) (upstream.Info, error) {
 		u.probeMu.Unlock()
 		close(c.done)
 		if c.err == nil {
-			u.log.Info("upstream_probed", "era", c.info.Era.String(), "modern_versions", c.info.ModernVersions)
+			u.log.Info("upstream_probed", "era", c.info.Era.String(), "modern_versions", c.info.ModernVersions, "modern_only", c.info.ModernOnly)
 		}
 		return c.info, c.err
 	}
@@ -320,7 +320,7 @@ func (u *Upstream) probe(ctx context.Context) (upstream.Info, error) {
 			}
 			_ = json.Unmarshal(m.Result, &res)
 			if v := modernOnly(res.SupportedVersions); len(v) > 0 {
-				return upstream.Info{Era: core.EraModern, ModernVersions: v}, nil
+				return upstream.Info{Era: core.EraModern, ModernVersions: v, ModernOnly: !anyLegacy(res.SupportedVersions)}, nil
 			}
 			return legacy, nil
 		}
@@ -350,7 +350,7 @@ func classifyError(m *core.Message) upstream.Info {
 	switch e.Code {
 	case core.CodeUnsupportedProtocolVersion:
 		if v := modernOnly(e.Data.Supported); len(v) > 0 {
-			return upstream.Info{Era: core.EraModern, ModernVersions: v}
+			return upstream.Info{Era: core.EraModern, ModernVersions: v, ModernOnly: !anyLegacy(e.Data.Supported)}
 		}
 	case core.CodeHeaderMismatch, core.CodeMissingRequiredCapability:
 		// Only modern servers validate these; which versions they speak
@@ -358,6 +358,13 @@ func classifyError(m *core.Message) upstream.Info {
 		return upstream.Info{Era: core.EraModern}
 	}
 	return upstream.Info{Era: core.EraLegacy}
+}
+
+// anyLegacy reports whether a server's list of supported versions names a
+// legacy one: a server that lists none serves legacy clients only through
+// the bridge.
+func anyLegacy(versions []string) bool {
+	return slices.ContainsFunc(versions, func(v string) bool { return core.EraOf(v) == core.EraLegacy })
 }
 
 func modernOnly(versions []string) []string {

@@ -44,8 +44,13 @@ func TestProbe(t *testing.T) {
 		return mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s },
 			&mcp.StreamableHTTPOptions{Stateless: stateless, JSONResponse: jsonResponse})
 	}
+	modernOnlySDK := func() http.Handler {
+		s := mcp.NewServer(&mcp.Implementation{Name: "s", Version: "1"}, &mcp.ServerOptions{SupportedProtocolVersions: []string{core.Version20260728}})
+		return mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, &mcp.StreamableHTTPOptions{Stateless: true})
+	}
 	legacy := upstream.Info{Era: core.EraLegacy}
 	modern := upstream.Info{Era: core.EraModern, ModernVersions: []string{core.Version20260728}}
+	modernOnly := upstream.Info{Era: core.EraModern, ModernVersions: []string{core.Version20260728}, ModernOnly: true}
 	tests := []struct {
 		name    string
 		h       http.Handler
@@ -59,6 +64,12 @@ func TestProbe(t *testing.T) {
 		{name: "go-sdk stateful json", h: sdk(false, true), want: legacy},
 		{name: "go-sdk stateless sse", h: sdk(true, false), want: modern},
 		{name: "go-sdk stateless json", h: sdk(true, true), want: modern},
+		// A server that lists no legacy version serves legacy clients only
+		// through the bridge.
+		{name: "go-sdk stateless restricted to 2026-07-28", h: modernOnlySDK(), want: modernOnly},
+		{name: "400 unsupported version lists only modern", h: fixed(400, "application/json",
+			`{"jsonrpc":"2.0","id":"mcpgate-discover","error":{"code":-32022,"message":"Unsupported protocol version","data":{"supported":["2026-07-28"]}}}`),
+			want: modernOnly},
 		{name: "400 missing session json-rpc", h: fixed(400, "application/json",
 			`{"jsonrpc":"2.0","error":{"code":-32000,"message":"Bad Request: No valid session ID provided"},"id":null}`), want: legacy},
 		{name: "400 plain text", h: fixed(400, "text/plain", "Bad Request: missing session"), want: legacy},
