@@ -16,7 +16,7 @@ import (
 
 func mustAdmit(t *testing.T, s *Store, id string, scopes []CapScope) []string {
 	t.Helper()
-	ev, err := s.Admit(t.Context(), id, scopes, time.Hour)
+	ev, err := s.Admit(t.Context(), id, "h", scopes, time.Hour)
 	if err != nil {
 		t.Fatalf("Admit(%s): %v", id, err)
 	}
@@ -38,7 +38,7 @@ func TestAdmitReject(t *testing.T) {
 	for i := range 3 {
 		mustAdmit(t, s, fmt.Sprintf("s%d", i), global)
 	}
-	_, err := s.Admit(t.Context(), "s3", global, time.Hour)
+	_, err := s.Admit(t.Context(), "s3", "h", global, time.Hour)
 	var cf *CapFullError
 	if !errors.As(err, &cf) || cf.Index != 0 || !errors.Is(err, ErrCapFull) {
 		t.Fatalf("fourth Admit = %v; want *CapFullError for scope 0", err)
@@ -92,7 +92,7 @@ func TestAdmitAcrossReplicas(t *testing.T) {
 	for r, s := range stores {
 		for i := range each {
 			wg.Go(func() {
-				_, err := s.Admit(context.Background(), fmt.Sprintf("r%d-%d", r, i), scopes, time.Hour)
+				_, err := s.Admit(context.Background(), fmt.Sprintf("r%d-%d", r, i), "h", scopes, time.Hour)
 				switch {
 				case err == nil:
 					admitted.Add(1)
@@ -151,7 +151,7 @@ func TestAdmitEvictIdlest(t *testing.T) {
 	s := openStore(t, Options{FlushInterval: 20 * time.Millisecond})
 	scopes := []CapScope{{Key: "global", Max: 2, Policy: PolicyEvictIdlest}}
 	for _, id := range []string{"a", "b"} {
-		if _, err := s.Admit(t.Context(), id, scopes, storetest.Record(id).IdleTimeout); err != nil {
+		if _, err := s.Admit(t.Context(), id, "h", scopes, storetest.Record(id).IdleTimeout); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.Put(t.Context(), storetest.Record(id)); err != nil {
@@ -179,7 +179,7 @@ func TestAdmitAllOrNothing(t *testing.T) {
 	evict := CapScope{Key: "global", Max: 1, Policy: PolicyEvictOldest}
 	mustAdmit(t, s, "a", []CapScope{evict, {Key: "principal:p", Max: 5, Policy: PolicyReject}})
 	mustAdmit(t, s, "full", []CapScope{{Key: "principal:q", Max: 1, Policy: PolicyReject}})
-	_, err := s.Admit(t.Context(), "b", []CapScope{evict, {Key: "principal:q", Max: 1, Policy: PolicyReject}}, time.Hour)
+	_, err := s.Admit(t.Context(), "b", "h", []CapScope{evict, {Key: "principal:q", Max: 1, Policy: PolicyReject}}, time.Hour)
 	var cf *CapFullError
 	if !errors.As(err, &cf) || cf.Index != 1 {
 		t.Fatalf("Admit = %v; want a refusal by scope 1", err)
@@ -203,7 +203,7 @@ func TestAdmitIdleDeadline(t *testing.T) {
 	s := openStore(t, Options{FlushInterval: 20 * time.Millisecond})
 	scopes := []CapScope{{Key: "global", Max: 2, Policy: PolicyReject}}
 	for _, id := range []string{"kept", "idle"} {
-		if _, err := s.Admit(t.Context(), id, scopes, 300*time.Millisecond); err != nil {
+		if _, err := s.Admit(t.Context(), id, "h", scopes, 300*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -222,7 +222,7 @@ func TestAdmitIdleDeadline(t *testing.T) {
 	if n := capCount(t, s, "global"); n != 1 {
 		t.Fatalf("count = %d; want 1 (the idle session stopped counting)", n)
 	}
-	if _, err := s.Admit(t.Context(), "new", scopes, time.Hour); err != nil {
+	if _, err := s.Admit(t.Context(), "new", "h", scopes, time.Hour); err != nil {
 		t.Fatalf("Admit after the idle deadline: %v", err)
 	}
 }
@@ -235,7 +235,7 @@ func BenchmarkAdmitRelease(b *testing.B) {
 	for b.Loop() {
 		id := fmt.Sprint("s", i)
 		i++
-		if _, err := s.Admit(context.Background(), id, scopes, time.Hour); err != nil {
+		if _, err := s.Admit(context.Background(), id, "h", scopes, time.Hour); err != nil {
 			b.Fatal(err)
 		}
 		if err := s.Release(context.Background(), id); err != nil {
