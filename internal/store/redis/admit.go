@@ -281,7 +281,7 @@ local function victim(i)
             end
           end
           c, cs = first(i, h)
-          if c and (not best or e > bestn or cs < bests) then
+          if c and (not best or e > bestn or cs < bests or (cs == bests and c < best)) then
             best, bestn, bests, bestown = c, e, cs, false
           end
         end
