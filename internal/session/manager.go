@@ -147,15 +147,22 @@ type shard struct {
 	byID map[string]*Session
 }
 
-// scope is one capped count, its members grouped by holder.
+// scope is one capped count with its members in creation order, and
+// grouped by holder.
 type scope struct {
 	kind     Scope
 	key      string
 	cap      Cap
 	count    int // members plus reservations
+	head     *Session
+	tail     *Session
 	slot     int // index of this scope's links in Session.links
 	reserved int
 	holders  map[string]*holder
+	// byCount indexes holders by their count, and top is the largest
+	// count, so the largest holders are found without visiting all.
+	byCount map[int]map[*holder]struct{}
+	top     int
 }
 
 // holder is one holder's share of a scope, its members in creation order.
@@ -171,11 +178,41 @@ func (sc *scope) holderLocked(key string) *holder {
 	if h == nil {
 		if sc.holders == nil {
 			sc.holders = map[string]*holder{}
+			sc.byCount = map[int]map[*holder]struct{}{}
 		}
 		h = &holder{key: key}
 		sc.holders[key] = h
 	}
 	return h
+}
+
+// addLocked changes h's count by d (+1 or -1), keeping the index, and
+// forgets h when it holds nothing.
+func (sc *scope) addLocked(h *holder, d int) {
+	if h.count > 0 {
+		set := sc.byCount[h.count]
+		delete(set, h)
+		if len(set) == 0 {
+			delete(sc.byCount, h.count)
+		}
+	}
+	h.count += d
+	if h.count <= 0 {
+		delete(sc.holders, h.key)
+	} else {
+		set := sc.byCount[h.count]
+		if set == nil {
+			set = map[*holder]struct{}{}
+			sc.byCount[h.count] = set
+		}
+		set[h] = struct{}{}
+	}
+	if h.count > sc.top {
+		sc.top = h.count
+	}
+	for sc.top > 0 && len(sc.byCount[sc.top]) == 0 {
+		sc.top--
+	}
 }
 
 // Manager is the one owner of live sessions: ids, caps, expiry, teardown.
@@ -322,7 +359,7 @@ func (m *Manager) Reserve(ctx context.Context, a Admission) (Reservation, error)
 		sc.count++
 		sc.reserved++
 		holders[i] = sc.holderLocked(owner)
-		holders[i].count++
+		sc.addLocked(holders[i], 1)
 	}
 	m.admit.Unlock()
 	for _, v := range victims {
@@ -389,6 +426,11 @@ func (m *Manager) victim(sc *scope, owner string, chosen []*Session) *Session {
 	if p != EvictOldest && p != EvictIdlest {
 		return nil
 	}
+	if len(chosen) == 0 {
+		if v := m.victimFast(sc, owner); v != nil {
+			return v
+		}
+	}
 	var best *Session
 	bestN, bestOwn := 0, false
 	for key, h := range sc.holders {
@@ -411,10 +453,51 @@ func (m *Manager) victim(sc *scope, owner string, chosen []*Session) *Session {
 	return best
 }
 
+// victimFast is victim with no victim chosen yet, from the index: the
+// own holder if it is among the largest counting the new session, else
+// the largest holders, compared one by one when few, or found by walking
+// the scope in creation order when many are tied (say, many holders of
+// one session each). nil when the largest hold only reservations; victim
+// then looks at every holder.
+func (m *Manager) victimFast(sc *scope, owner string) *Session {
+	p := sc.cap.Policy
+	own := sc.holders[owner]
+	if own != nil && own.count+1 >= sc.top {
+		if v := pick(p, sc.slot, own, nil); v != nil {
+			return v
+		}
+	}
+	top := sc.byCount[sc.top]
+	var best *Session
+	if len(top) <= 16 {
+		for h := range top {
+			if h == own {
+				continue
+			}
+			if c := pick(p, sc.slot, h, nil); c != nil && (best == nil || before(p, c, best)) {
+				best = c
+			}
+		}
+		return best
+	}
+	for s := sc.head; s != nil; s = s.links[sc.slot].next {
+		if h := s.links[sc.slot].holder; h == own || h.count != sc.top {
+			continue
+		}
+		if p == EvictOldest {
+			return s
+		}
+		if best == nil || before(p, s, best) {
+			best = s
+		}
+	}
+	return best
+}
+
 // pick is the session of h that policy p gives up first, or nil.
 func pick(p Policy, slot int, h *holder, chosen []*Session) *Session {
 	var best *Session
-	for s := h.head; s != nil; s = s.links[slot].next {
+	for s := h.head; s != nil; s = s.links[slot].hnext {
 		if slices.Contains(chosen, s) {
 			continue
 		}
@@ -467,11 +550,9 @@ func chosenInHolder(victims []*Session, sc *scope, h *holder) int {
 
 func (m *Manager) capError(sc *scope) *CapError {
 	retry := 5 * time.Minute
-	for _, h := range sc.holders {
-		if s := h.head; s != nil {
-			if idle := time.Until(time.Unix(0, s.lastActive.Load()).Add(s.idle)); idle < retry {
-				retry = idle
-			}
+	if s := sc.head; s != nil {
+		if idle := time.Until(time.Unix(0, s.lastActive.Load()).Add(s.idle)); idle < retry {
+			retry = idle
 		}
 	}
 	return &CapError{Scope: sc.kind, Key: sc.key, Max: sc.cap.Max, RetryAfter: max(retry, time.Second)}
@@ -491,8 +572,7 @@ func (r *Reservation) Cancel() {
 	for i, sc := range r.scopes {
 		sc.count--
 		sc.reserved--
-		r.holders[i].count--
-		dropHolderIfEmptyLocked(sc, r.holders[i])
+		sc.addLocked(r.holders[i], -1)
 		r.m.dropIfEmptyLocked(sc)
 	}
 	r.m.admit.Unlock()
@@ -595,9 +675,16 @@ func (m *Manager) Create(info *core.SessionInfo, lim Limits, closer Closer, valu
 func (m *Manager) linkLocked(sc *scope, h *holder, s *Session) {
 	l := &s.links[sc.slot]
 	l.scope, l.holder = sc, h
-	l.prev, l.next = h.tail, nil
+	l.prev, l.next = sc.tail, nil
+	if sc.tail != nil {
+		sc.tail.links[sc.slot].next = s
+	} else {
+		sc.head = s
+	}
+	sc.tail = s
+	l.hprev, l.hnext = h.tail, nil
 	if h.tail != nil {
-		h.tail.links[sc.slot].next = s
+		h.tail.links[sc.slot].hnext = s
 	} else {
 		h.head = s
 	}
@@ -615,17 +702,26 @@ func (m *Manager) unlinkLocked(s *Session) {
 		if l.prev != nil {
 			l.prev.links[i].next = l.next
 		} else {
-			h.head = l.next
+			sc.head = l.next
 		}
 		if l.next != nil {
 			l.next.links[i].prev = l.prev
 		} else {
-			h.tail = l.prev
+			sc.tail = l.prev
+		}
+		if l.hprev != nil {
+			l.hprev.links[i].hnext = l.hnext
+		} else {
+			h.head = l.hnext
+		}
+		if l.hnext != nil {
+			l.hnext.links[i].hprev = l.hprev
+		} else {
+			h.tail = l.hprev
 		}
 		sc.count--
-		h.count--
+		sc.addLocked(h, -1)
 		*l = link{}
-		dropHolderIfEmptyLocked(sc, h)
 		m.dropIfEmptyLocked(sc)
 	}
 }
@@ -645,13 +741,6 @@ func (m *Manager) dropIfEmptyLocked(sc *scope) {
 		delete(m.tenants, sc.key)
 	case ScopeAddress:
 		delete(m.addresses, sc.key)
-	}
-}
-
-// dropHolderIfEmptyLocked forgets a holder with nothing left in sc.
-func dropHolderIfEmptyLocked(sc *scope, h *holder) {
-	if h.count <= 0 {
-		delete(sc.holders, h.key)
 	}
 }
 

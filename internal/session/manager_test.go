@@ -611,3 +611,53 @@ func TestFairEvictionStrictUnderConcurrency(t *testing.T) {
 		})
 	}
 }
+
+// TestEvictionManyTiedAndSeveralVictims: with more holders tied at the
+// top than are compared one by one the policy still picks the scope's
+// oldest; and an admission that must evict several (a route cap lowered
+// by a reload) takes each from the holder largest at that point.
+func TestEvictionManyTiedAndSeveralVictims(t *testing.T) {
+	t.Parallel()
+	m := session.NewManager(session.Options{Global: session.Cap{Max: 40, Policy: session.EvictOldest}})
+	defer m.Close(context.Background())
+	var all []*session.Session
+	for i := range 40 {
+		s, err := anon(t, m, fmt.Sprint("10.1.0.", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, s)
+	}
+	gone := func(s *session.Session) bool { _, err := m.Get(s.ID()); return err != nil }
+	anon(t, m, "10.2.0.1")
+	if !gone(all[0]) || gone(all[1]) {
+		t.Fatal("a newcomer among 40 tied holders did not evict the oldest session")
+	}
+	// A holder of one asking for another is the largest: it evicts its own.
+	anon(t, m, "10.1.0.39")
+	if !gone(all[39]) || gone(all[1]) {
+		t.Fatal("the holder counting its new session as the largest did not evict its own")
+	}
+
+	r := session.NewManager(session.Options{})
+	defer r.Close(context.Background())
+	mk := func(addr string, max int) *session.Session {
+		t.Helper()
+		res, err := r.Reserve(t.Context(), session.Admission{Route: "r", RouteCap: session.Cap{Max: max, Policy: session.EvictOldest}, Address: addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := res.Commit(info("r", ""), session.Limits{}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	rgone := func(s *session.Session) bool { _, err := r.Get(s.ID()); return err != nil }
+	x1, y1, x2, x3 := mk("x", 4), mk("y", 4), mk("x", 4), mk("x", 4)
+	w := mk("w", 2) // three victims: x1, x2 (x largest), then y1 (x and y tied at one; y1 older)
+	if !rgone(x1) || !rgone(x2) || !rgone(y1) || rgone(x3) || rgone(w) || r.Len() != 2 {
+		t.Fatalf("after the lowered cap: x1 %v x2 %v y1 %v x3 %v, live %d; want x1, x2, y1 gone, 2 live",
+			rgone(x1), rgone(x2), rgone(y1), rgone(x3), r.Len())
+	}
+}

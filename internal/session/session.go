@@ -74,7 +74,8 @@ type Session struct {
 	endOnce    sync.Once
 	reason     Reason
 	// links place the session in its capped scopes (global, route,
-	// principal, tenant, address), in creation order within its holder.
+	// principal, tenant, address), in creation order, in the scope and
+	// within its holder.
 	// Guarded by Manager.admit, as is seq, its place in creation order.
 	links [5]link
 	seq   uint64
@@ -88,9 +89,10 @@ type Session struct {
 }
 
 type link struct {
-	scope      *scope
-	holder     *holder
-	prev, next *Session
+	scope        *scope
+	holder       *holder
+	prev, next   *Session // in the scope
+	hprev, hnext *Session // in the holder
 }
 
 // ID returns the session id.
