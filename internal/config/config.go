@@ -172,6 +172,10 @@ type Sessions struct {
 	// tenant. Default: no cap.
 	PerPrincipal Cap `yaml:"per_principal"`
 	PerTenant    Cap `yaml:"per_tenant"`
+	// PerAddress caps the sessions of anonymous clients per client IP
+	// address. Default (when absent) 32, evict-idlest (the address's own
+	// idlest session); `max: 0` switches it off.
+	PerAddress *Cap `yaml:"per_address"`
 	// CreationRate limits how fast sessions are created (429 beyond).
 	CreationRate CreationRate `yaml:"creation_rate"`
 	// RequestRate limits requests per principal (per client address for

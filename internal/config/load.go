@@ -28,6 +28,7 @@ const (
 	DefaultDataDir           = "mcpgate-data"
 	DefaultMaxSessions       = 10000
 	DefaultWhenFull          = "evict-idlest"
+	DefaultMaxPerAddress     = 32
 	DefaultResumeSession     = 1 << 20
 	DefaultResumeTotal       = 64 << 20
 	DefaultRequestTimeout    = 5 * time.Minute
@@ -166,6 +167,14 @@ func (c *Config) SetDefaults() {
 			cp.WhenFull = "reject"
 		}
 	}
+	if ss.PerAddress == nil {
+		ss.PerAddress = &Cap{Max: DefaultMaxPerAddress}
+	}
+	if ss.PerAddress.WhenFull == "" {
+		// Under its own cap an address can only give up its own sessions;
+		// the idlest of them is the likeliest to be abandoned.
+		ss.PerAddress.WhenFull = DefaultWhenFull
+	}
 	if ss.CreationRate.PerAddress == nil {
 		ss.CreationRate.PerAddress = &Window{Limit: 120, Window: 10 * time.Second}
 	}
@@ -300,6 +309,12 @@ func (c *Config) Validate() error {
 	checkPolicy("sessions.when_full", ss.WhenFull)
 	checkPolicy("sessions.per_principal.when_full", ss.PerPrincipal.WhenFull)
 	checkPolicy("sessions.per_tenant.when_full", ss.PerTenant.WhenFull)
+	if pa := ss.PerAddress; pa != nil {
+		if pa.Max < 0 {
+			bad("sessions.per_address.max", "must not be negative")
+		}
+		checkPolicy("sessions.per_address.when_full", pa.WhenFull)
+	}
 	windows := map[string]Window{"global": ss.CreationRate.Global, "per_principal": ss.CreationRate.PerPrincipal}
 	if ss.CreationRate.PerAddress != nil {
 		windows["per_address"] = *ss.CreationRate.PerAddress

@@ -75,7 +75,7 @@ func (f *Frontend) admit(ctx context.Context, r *http.Request, rt *Route, princi
 		return nil, e
 	}
 	a.id = f.opts.IDs.Mint()
-	adm := session.Admission{ID: a.id, Route: rt.Name, RouteCap: rt.Cap, Principal: principal, Tenant: tenant, IdleTimeout: rt.IdleTimeout}
+	adm := session.Admission{ID: a.id, Route: rt.Name, RouteCap: rt.Cap, Principal: principal, Tenant: tenant, Address: a.addr, IdleTimeout: rt.IdleTimeout}
 	res, err := f.opts.Sessions.Reserve(ctx, adm)
 	var ce *session.CapError
 	if err != nil && !errors.As(err, &ce) && !errors.Is(err, session.ErrClosed) && f.opts.StoreFailOpen {
@@ -113,6 +113,8 @@ func capName(ce *session.CapError) string {
 		return "the cap of route " + strconv.Quote(ce.Key)
 	case session.ScopePrincipal:
 		return "the per-principal cap"
+	case session.ScopeAddress:
+		return "the per-address cap"
 	}
 	return "the per-tenant cap"
 }

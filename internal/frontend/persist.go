@@ -224,9 +224,6 @@ func (f *Frontend) fetch(ctx context.Context, id string) (*gwSession, error) {
 		f.log.Warn("session_not_fetched", "session", core.Fingerprint(id), "error", err)
 		return nil, nil
 	}
-	if g.sess != nil {
-		f.opts.Sessions.Resumed(g.sess, "replica")
-	}
 	return g, nil
 }
 
@@ -244,9 +241,13 @@ func (f *Frontend) restoreRecord(ctx context.Context, rec *store.Record, adopt b
 		Principal: rec.Principal, Tenant: rec.Tenant, RemoteAddr: rec.RemoteAddr,
 		ClientName: rec.ClientName, ClientVersion: rec.ClientVersion, Created: rec.Created,
 	}
+	how := "restart" // logged as session_restored, with its Resumed hooks
+	if adopt {
+		how = "replica"
+	}
 	res, err := f.opts.Sessions.Reserve(ctx, session.Admission{
 		ID: rec.ID, Route: rt.Name, RouteCap: rt.Cap, Principal: info.Principal, Tenant: info.Tenant,
-		IdleTimeout: rt.IdleTimeout, Adopt: adopt,
+		Address: clientAddr(rec.RemoteAddr), IdleTimeout: rt.IdleTimeout, Adopt: adopt, Restored: how,
 	})
 	if err != nil {
 		return nil, err
@@ -301,13 +302,11 @@ func (f *Frontend) Restore(ctx context.Context) (int, error) {
 	}
 	restored := 0
 	for _, rec := range recs {
-		g, err := f.restoreRecord(ctx, rec, false)
-		if err != nil {
+		if _, err := f.restoreRecord(ctx, rec, false); err != nil {
 			f.log.Info("session_not_restored", "session", core.Fingerprint(rec.ID), "error", err)
 			_ = p.st.Delete(ctx, rec.ID)
 			continue
 		}
-		f.opts.Sessions.Resumed(g.sess, "restart")
 		restored++
 	}
 	return restored, nil

@@ -33,12 +33,12 @@ func scopeKey(sc session.ScopeCap) string {
 	return string(sc.Scope) + ":" + sc.Key
 }
 
-func (c sharedCaps) Admit(ctx context.Context, id string, scopes []session.ScopeCap, idle time.Duration) ([]string, error) {
+func (c sharedCaps) Admit(ctx context.Context, id, holder string, scopes []session.ScopeCap, idle time.Duration) ([]string, error) {
 	cs := make([]redisstore.CapScope, len(scopes))
 	for i, sc := range scopes {
 		cs[i] = redisstore.CapScope{Key: scopeKey(sc), Max: sc.Cap.Max, Policy: string(sc.Cap.Policy)}
 	}
-	evicted, err := c.st.Admit(ctx, id, cs, idle)
+	evicted, err := c.st.Admit(ctx, id, holder, cs, idle)
 	var full *redisstore.CapFullError
 	if errors.As(err, &full) && full.Index >= 0 && full.Index < len(scopes) {
 		sc := scopes[full.Index]

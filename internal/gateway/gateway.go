@@ -119,6 +119,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		Global:       session.Cap{Max: ss.Max, Policy: session.Policy(ss.WhenFull)},
 		PerPrincipal: session.Cap{Max: ss.PerPrincipal.Max, Policy: session.Policy(ss.PerPrincipal.WhenFull)},
 		PerTenant:    session.Cap{Max: ss.PerTenant.Max, Policy: session.Policy(ss.PerTenant.WhenFull)},
+		PerAddress:   perAddressCap(ss.PerAddress),
 	})
 	front, err := frontend.New(frontend.Options{
 		Logger: log, StoreErrors: g.health.storeMon.CountError, Sessions: g.sessions, MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
@@ -396,4 +397,13 @@ func (g *Gateway) logConnectionBudget() {
 	if maxConns+config.AdminMaxConnections >= limit {
 		g.log.Warn("connection_limit_above_fd_limit", "max_connections", maxConns, "fd_limit", limit)
 	}
+}
+
+// perAddressCap is the manager's per-address cap from the configuration
+// (nil, as from a Config built without defaults, is no cap).
+func perAddressCap(c *config.Cap) session.Cap {
+	if c == nil {
+		return session.Cap{}
+	}
+	return session.Cap{Max: c.Max, Policy: session.Policy(c.WhenFull)}
 }

@@ -18,12 +18,16 @@ import (
 type Admitter interface {
 	// Admit places the session id under every scope in scopes, making
 	// room where a scope's policy says so, all or nothing: a scope that
-	// refuses leaves every count unchanged and evicts nothing. It returns
+	// refuses leaves every count unchanged and evicts nothing. A scope
+	// makes room as the Manager does: its victim is a session of the
+	// holder (see Admission.Holder) with the most sessions in the scope,
+	// the new session counting with its own holder, which wins a tie;
+	// the policy picks within that holder and between tied ones. It returns
 	// the ids it evicted (already gone from the shared store and announced
 	// to every replica), or a *CapError naming the full scope. idle is the
 	// session's idle timeout: a session the cluster hears nothing of for
 	// that long stops counting.
-	Admit(ctx context.Context, id string, scopes []ScopeCap, idle time.Duration) (evicted []string, err error)
+	Admit(ctx context.Context, id, holder string, scopes []ScopeCap, idle time.Duration) (evicted []string, err error)
 	// Release removes id from every count it was admitted under. Releasing
 	// an id that is not counted is not an error.
 	Release(ctx context.Context, id string) error
@@ -32,7 +36,7 @@ type Admitter interface {
 // ScopeCap is one capped scope a session is admitted under.
 type ScopeCap struct {
 	Scope Scope
-	Key   string // the route, principal or tenant; empty for global
+	Key   string // the route, principal, tenant or address; empty for global
 	Cap   Cap
 }
 
@@ -48,6 +52,9 @@ func (m *Manager) capsFor(a Admission) []ScopeCap {
 	add(ScopeRoute, a.Route, a.RouteCap)
 	add(ScopePrincipal, a.Principal, m.opts.PerPrincipal)
 	add(ScopeTenant, a.Tenant, m.opts.PerTenant)
+	if IsAnonymous(a.Principal) && a.Address != "" {
+		add(ScopeAddress, a.Address, m.opts.PerAddress)
+	}
 	return out
 }
 
@@ -65,13 +72,13 @@ func (m *Manager) reserveShared(ctx context.Context, a Admission, adm Admitter) 
 	}
 	scopes := m.capsFor(a)
 	if len(scopes) == 0 {
-		return Reservation{m: m, id: id}, nil
+		return Reservation{m: m, id: id, restored: a.Restored}, nil
 	}
 	idle := a.IdleTimeout
 	if idle <= 0 {
 		idle = m.opts.DefaultIdleTimeout
 	}
-	evicted, err := adm.Admit(ctx, id, scopes, idle)
+	evicted, err := adm.Admit(ctx, id, a.Holder(), scopes, idle)
 	if err != nil {
 		var ce *CapError
 		if errors.As(err, &ce) {
@@ -86,7 +93,7 @@ func (m *Manager) reserveShared(ctx context.Context, a Admission, adm Admitter) 
 		}
 		m.evict(ctx, v, "cluster")
 	}
-	return Reservation{m: m, id: id, shared: adm}, nil
+	return Reservation{m: m, id: id, shared: adm, restored: a.Restored}, nil
 }
 
 // UseAdmitter makes a shares the manager's caps with other gateway

@@ -20,10 +20,12 @@ type Policy string
 const (
 	// Reject refuses the new session (HTTP 503 with Retry-After).
 	Reject Policy = "reject"
-	// EvictOldest ends the session created first within the cap's scope.
+	// EvictOldest ends the session created first within the cap's scope,
+	// among the sessions of its largest holder (see Admission.Holder).
 	EvictOldest Policy = "evict-oldest"
 	// EvictIdlest ends the least recently active session within the scope,
-	// preferring sessions with no request or stream open.
+	// preferring sessions with no request or stream open, among the
+	// sessions of its largest holder.
 	EvictIdlest Policy = "evict-idlest"
 )
 
@@ -41,12 +43,15 @@ const (
 	ScopeRoute     Scope = "route"
 	ScopePrincipal Scope = "principal"
 	ScopeTenant    Scope = "tenant"
+	// ScopeAddress counts the sessions of anonymous clients by client
+	// address.
+	ScopeAddress Scope = "address"
 )
 
 // CapError reports a session refused because a cap is full.
 type CapError struct {
 	Scope Scope
-	Key   string // the route, principal or tenant; empty for global
+	Key   string // the route, principal, tenant or address; empty for global
 	Max   int
 	// RetryAfter is a hint for the client: when the oldest idle session of
 	// the scope would expire, bounded to [1s, 5m].
@@ -70,6 +75,10 @@ type Admission struct {
 	RouteCap  Cap
 	Principal string
 	Tenant    string
+	// Address is the client's address (host, no port). It is the holder
+	// of an anonymous client's sessions and puts them under the
+	// per-address cap.
+	Address string
 	// IdleTimeout is the session's idle timeout, for an Admitter; if
 	// zero, the manager's default.
 	IdleTimeout time.Duration
@@ -77,6 +86,30 @@ type Admission struct {
 	// cluster created and the cluster already counts: this process only
 	// takes a copy of it.
 	Adopt bool
+	// Restored says how a session that existed before is being brought
+	// back ("restart": from the store after a restart; "replica": from a
+	// shared store, created by another replica); empty for a new session.
+	// It is logged as session_restored, not session_created.
+	Restored string
+}
+
+// Anonymous is the principal of clients that did not authenticate.
+const Anonymous = "anonymous"
+
+// IsAnonymous reports whether principal stands for no authenticated
+// caller.
+func IsAnonymous(principal string) bool { return principal == "" || principal == Anonymous }
+
+// Holder names who holds a session for fair eviction: its principal, or,
+// for an anonymous client, its address. A full scope whose policy evicts
+// takes its victim from the holder with the most sessions in the scope,
+// counting the new session with its own holder (which wins a tie), so a
+// client can push out only its own sessions unless others hold more.
+func (a Admission) Holder() string {
+	if !IsAnonymous(a.Principal) {
+		return "principal:" + a.Principal
+	}
+	return "address:" + a.Address
 }
 
 // Options configure a Manager.
@@ -94,6 +127,9 @@ type Options struct {
 	// Global, PerPrincipal and PerTenant are the caps across routes. A zero
 	// Max means no cap.
 	Global, PerPrincipal, PerTenant Cap
+	// PerAddress caps the sessions of anonymous clients per client
+	// address (Admission.Address). A zero Max means no cap.
+	PerAddress Cap
 	// ReapInterval is how often expired sessions are looked for. If zero,
 	// a tenth of the default idle timeout, at most 30s and at least 1s.
 	ReapInterval time.Duration
@@ -111,7 +147,8 @@ type shard struct {
 	byID map[string]*Session
 }
 
-// scope is one capped count with its members in creation order.
+// scope is one capped count with its members in creation order, and
+// grouped by holder.
 type scope struct {
 	kind     Scope
 	key      string
@@ -121,6 +158,61 @@ type scope struct {
 	tail     *Session
 	slot     int // index of this scope's links in Session.links
 	reserved int
+	holders  map[string]*holder
+	// byCount indexes holders by their count, and top is the largest
+	// count, so the largest holders are found without visiting all.
+	byCount map[int]map[*holder]struct{}
+	top     int
+}
+
+// holder is one holder's share of a scope, its members in creation order.
+type holder struct {
+	key        string
+	count      int // members plus reservations
+	head, tail *Session
+}
+
+// holderLocked returns sc's record of key, creating it.
+func (sc *scope) holderLocked(key string) *holder {
+	h := sc.holders[key]
+	if h == nil {
+		if sc.holders == nil {
+			sc.holders = map[string]*holder{}
+			sc.byCount = map[int]map[*holder]struct{}{}
+		}
+		h = &holder{key: key}
+		sc.holders[key] = h
+	}
+	return h
+}
+
+// addLocked changes h's count by d (+1 or -1), keeping the index, and
+// forgets h when it holds nothing.
+func (sc *scope) addLocked(h *holder, d int) {
+	if h.count > 0 {
+		set := sc.byCount[h.count]
+		delete(set, h)
+		if len(set) == 0 {
+			delete(sc.byCount, h.count)
+		}
+	}
+	h.count += d
+	if h.count <= 0 {
+		delete(sc.holders, h.key)
+	} else {
+		set := sc.byCount[h.count]
+		if set == nil {
+			set = map[*holder]struct{}{}
+			sc.byCount[h.count] = set
+		}
+		set[h] = struct{}{}
+	}
+	if h.count > sc.top {
+		sc.top = h.count
+	}
+	for sc.top > 0 && len(sc.byCount[sc.top]) == 0 {
+		sc.top--
+	}
 }
 
 // Manager is the one owner of live sessions: ids, caps, expiry, teardown.
@@ -144,6 +236,8 @@ type Manager struct {
 	routes     map[string]*scope
 	principals map[string]*scope
 	tenants    map[string]*scope
+	addresses  map[string]*scope
+	seq        uint64 // creation order of committed sessions
 	closed     bool
 	// admitter, when set (UseAdmitter), decides admission instead of the
 	// scopes above.
@@ -179,7 +273,7 @@ func NewManager(opts Options) *Manager {
 	}
 	m := &Manager{
 		opts: opts, log: opts.Logger, seed: maphash.MakeSeed(),
-		routes: map[string]*scope{}, principals: map[string]*scope{}, tenants: map[string]*scope{},
+		routes: map[string]*scope{}, principals: map[string]*scope{}, tenants: map[string]*scope{}, addresses: map[string]*scope{},
 		teardowns: make(chan teardownJob, 1024),
 		stop:      make(chan struct{}),
 	}
@@ -203,9 +297,12 @@ func (m *Manager) shardOf(id string) *shard {
 // Exactly one of Commit and Cancel must be called, on the same variable.
 // The zero Reservation (from a failed Reserve) does nothing.
 type Reservation struct {
-	m      *Manager
-	scopes []*scope
-	done   bool
+	m       *Manager
+	scopes  []*scope
+	holders []*holder // the new session's holder in each of scopes
+	done    bool
+	// restored is Admission.Restored.
+	restored string
 	// id is the session's id when it was fixed at Reserve; shared is the
 	// Admitter that holds its place, if one does.
 	id     string
@@ -223,7 +320,7 @@ func (r *Reservation) ID() string { return r.id }
 // reject policy returns a *CapError.
 func (m *Manager) Reserve(ctx context.Context, a Admission) (Reservation, error) {
 	if a.Adopt {
-		return Reservation{m: m, id: a.ID}, nil
+		return Reservation{m: m, id: a.ID, restored: a.Restored}, nil
 	}
 	m.admit.Lock()
 	if m.closed {
@@ -235,13 +332,14 @@ func (m *Manager) Reserve(ctx context.Context, a Admission) (Reservation, error)
 		return m.reserveShared(ctx, a, adm)
 	}
 	scopes := m.scopesFor(a)
+	owner := a.Holder()
 	// Decide first, change nothing until every scope agrees: a scope that
 	// rejects must not leave another scope's victim evicted.
 	var victims []*Session
 	for _, sc := range scopes {
 		for sc.count-chosenIn(victims, sc)+1 > sc.cap.Max {
-			v := m.victim(sc, victims)
-			if sc.cap.Policy == Reject || sc.cap.Policy == "" || v == nil {
+			v := m.victim(sc, owner, victims)
+			if v == nil {
 				err := m.capError(sc) // reads sc.head: only under m.admit
 				m.admit.Unlock()
 				return Reservation{}, err
@@ -253,15 +351,21 @@ func (m *Manager) Reserve(ctx context.Context, a Admission) (Reservation, error)
 		m.unlinkLocked(v)
 		m.removeFromShard(v) // lookups answer 404 before the new session counts
 	}
-	for _, sc := range scopes {
+	var holders []*holder
+	if len(scopes) > 0 {
+		holders = make([]*holder, len(scopes))
+	}
+	for i, sc := range scopes {
 		sc.count++
 		sc.reserved++
+		holders[i] = sc.holderLocked(owner)
+		sc.addLocked(holders[i], 1)
 	}
 	m.admit.Unlock()
 	for _, v := range victims {
 		m.evict(ctx, v, "cap")
 	}
-	return Reservation{m: m, scopes: scopes, id: a.ID}, nil
+	return Reservation{m: m, scopes: scopes, holders: holders, id: a.ID, restored: a.Restored}, nil
 }
 
 // evict runs the Evicted hooks of a session already detached by an
@@ -283,10 +387,11 @@ func (m *Manager) evict(ctx context.Context, v *Session, by string) {
 // their records. Uncapped scopes are not tracked at all, and with no cap
 // configured nothing is allocated.
 func (m *Manager) scopesFor(a Admission) []*scope {
-	if m.global.cap.Max <= 0 && a.RouteCap.Max <= 0 && m.opts.PerPrincipal.Max <= 0 && m.opts.PerTenant.Max <= 0 {
+	perAddress := m.opts.PerAddress.Max > 0 && IsAnonymous(a.Principal) && a.Address != ""
+	if m.global.cap.Max <= 0 && a.RouteCap.Max <= 0 && m.opts.PerPrincipal.Max <= 0 && m.opts.PerTenant.Max <= 0 && !perAddress {
 		return nil
 	}
-	out := make([]*scope, 0, 4)
+	out := make([]*scope, 0, 5)
 	if m.global.cap.Max > 0 {
 		out = append(out, m.global)
 	}
@@ -305,36 +410,119 @@ func (m *Manager) scopesFor(a Admission) []*scope {
 	add(m.routes, ScopeRoute, a.Route, a.RouteCap, 1)
 	add(m.principals, ScopePrincipal, a.Principal, m.opts.PerPrincipal, 2)
 	add(m.tenants, ScopeTenant, a.Tenant, m.opts.PerTenant, 3)
+	if perAddress {
+		add(m.addresses, ScopeAddress, a.Address, m.opts.PerAddress, 4)
+	}
 	return out
 }
 
-// victim picks the session a full scope gives up, or nil.
-func (m *Manager) victim(sc *scope, chosen []*Session) *Session {
-	switch sc.cap.Policy {
-	case EvictOldest:
-		for s := sc.head; s != nil; s = s.links[sc.slot].next {
-			if !slices.Contains(chosen, s) {
-				return s
-			}
+// victim picks the session a full scope gives up, or nil if its policy
+// rejects or it has nothing to give. The victim comes from the holder with
+// the most sessions in the scope (victims already chosen do not count;
+// the new session counts with its own holder, owner, which wins a tie);
+// the policy picks within that holder, and between tied holders.
+func (m *Manager) victim(sc *scope, owner string, chosen []*Session) *Session {
+	p := sc.cap.Policy
+	if p != EvictOldest && p != EvictIdlest {
+		return nil
+	}
+	if len(chosen) == 0 {
+		if v := m.victimFast(sc, owner); v != nil {
+			return v
 		}
-	case EvictIdlest:
-		var best *Session
-		bestBusy := true
-		for s := sc.head; s != nil; s = s.links[sc.slot].next {
-			if slices.Contains(chosen, s) {
+	}
+	var best *Session
+	bestN, bestOwn := 0, false
+	for key, h := range sc.holders {
+		n := h.count - chosenInHolder(chosen, sc, h)
+		own := key == owner
+		if own {
+			n++
+		}
+		if best != nil && (n < bestN || n == bestN && bestOwn) {
+			continue
+		}
+		c := pick(p, sc.slot, h, chosen)
+		if c == nil {
+			continue // only reservations, or only victims already chosen
+		}
+		if best == nil || n > bestN || own || before(p, c, best) {
+			best, bestN, bestOwn = c, n, own
+		}
+	}
+	return best
+}
+
+// victimFast is victim with no victim chosen yet, from the index: the
+// own holder if it is among the largest counting the new session, else
+// the largest holders, compared one by one when few, or found by walking
+// the scope in creation order when many are tied (say, many holders of
+// one session each). nil when the largest hold only reservations; victim
+// then looks at every holder.
+func (m *Manager) victimFast(sc *scope, owner string) *Session {
+	p := sc.cap.Policy
+	own := sc.holders[owner]
+	if own != nil && own.count+1 >= sc.top {
+		if v := pick(p, sc.slot, own, nil); v != nil {
+			return v
+		}
+	}
+	top := sc.byCount[sc.top]
+	var best *Session
+	if len(top) <= 16 {
+		for h := range top {
+			if h == own {
 				continue
 			}
-			busy := s.busy.Load() > 0
-			switch {
-			case best == nil,
-				bestBusy && !busy,
-				busy == bestBusy && s.lastActive.Load() < best.lastActive.Load():
-				best, bestBusy = s, busy
+			if c := pick(p, sc.slot, h, nil); c != nil && (best == nil || before(p, c, best)) {
+				best = c
 			}
 		}
 		return best
 	}
-	return nil
+	for s := sc.head; s != nil; s = s.links[sc.slot].next {
+		if h := s.links[sc.slot].holder; h == own || h.count != sc.top {
+			continue
+		}
+		if p == EvictOldest {
+			return s
+		}
+		if best == nil || before(p, s, best) {
+			best = s
+		}
+	}
+	return best
+}
+
+// pick is the session of h that policy p gives up first, or nil.
+func pick(p Policy, slot int, h *holder, chosen []*Session) *Session {
+	var best *Session
+	for s := h.head; s != nil; s = s.links[slot].hnext {
+		if slices.Contains(chosen, s) {
+			continue
+		}
+		if p == EvictOldest {
+			return s // the list is in creation order
+		}
+		if best == nil || before(p, s, best) {
+			best = s
+		}
+	}
+	return best
+}
+
+// before reports whether policy p gives up a before b: evict-oldest the
+// one created first; evict-idlest one with nothing open before a busy
+// one, then the least recently active.
+func before(p Policy, a, b *Session) bool {
+	if p == EvictOldest {
+		return a.seq < b.seq
+	}
+	ab, bb := a.busy.Load() > 0, b.busy.Load() > 0
+	if ab != bb {
+		return bb
+	}
+	return a.lastActive.Load() < b.lastActive.Load()
 }
 
 // chosenIn counts the victims already chosen that count in sc.
@@ -342,6 +530,18 @@ func chosenIn(victims []*Session, sc *scope) int {
 	n := 0
 	for _, v := range victims {
 		if v.links[sc.slot].scope == sc {
+			n++
+		}
+	}
+	return n
+}
+
+// chosenInHolder counts the victims already chosen that count in sc
+// under h.
+func chosenInHolder(victims []*Session, sc *scope, h *holder) int {
+	n := 0
+	for _, v := range victims {
+		if l := v.links[sc.slot]; l.scope == sc && l.holder == h {
 			n++
 		}
 	}
@@ -369,9 +569,10 @@ func (r *Reservation) Cancel() {
 		return
 	}
 	r.m.admit.Lock()
-	for _, sc := range r.scopes {
+	for i, sc := range r.scopes {
 		sc.count--
 		sc.reserved--
+		sc.addLocked(r.holders[i], -1)
 		r.m.dropIfEmptyLocked(sc)
 	}
 	r.m.admit.Unlock()
@@ -429,17 +630,27 @@ func (r *Reservation) Commit(info *core.SessionInfo, lim Limits, closer Closer, 
 	m.live.Add(1)
 	sh.mu.Unlock()
 	r.done = true
-	for _, sc := range r.scopes {
+	m.seq++
+	s.seq = m.seq
+	for i, sc := range r.scopes {
 		sc.reserved--
-		m.linkLocked(sc, s)
+		m.linkLocked(sc, r.holders[i], s)
 	}
 	m.admit.Unlock()
-	m.log.Info("session_created", "session", info.LogID(), "route", info.Route, "era", info.Era.String(),
-		"principal", info.Principal, "remote_addr", info.RemoteAddr, "idle_timeout", lim.IdleTimeout, "ttl", lim.TTL)
+	if r.restored != "" {
+		m.log.Info("session_restored", "session", info.LogID(), "route", info.Route, "era", info.Era.String(), "how", r.restored,
+			"principal", info.Principal, "remote_addr", info.RemoteAddr, "idle_timeout", lim.IdleTimeout, "ttl", lim.TTL)
+	} else {
+		m.log.Info("session_created", "session", info.LogID(), "route", info.Route, "era", info.Era.String(),
+			"principal", info.Principal, "remote_addr", info.RemoteAddr, "idle_timeout", lim.IdleTimeout, "ttl", lim.TTL)
+	}
 	for _, h := range m.opts.Hooks {
 		if h.Created != nil {
 			h.Created(s.info)
 		}
+	}
+	if r.restored != "" {
+		m.resumedHooks(s, r.restored)
 	}
 	return s, nil
 }
@@ -461,9 +672,9 @@ func (m *Manager) Create(info *core.SessionInfo, lim Limits, closer Closer, valu
 	return r.Commit(info, lim, closer, value)
 }
 
-func (m *Manager) linkLocked(sc *scope, s *Session) {
+func (m *Manager) linkLocked(sc *scope, h *holder, s *Session) {
 	l := &s.links[sc.slot]
-	l.scope = sc
+	l.scope, l.holder = sc, h
 	l.prev, l.next = sc.tail, nil
 	if sc.tail != nil {
 		sc.tail.links[sc.slot].next = s
@@ -471,13 +682,20 @@ func (m *Manager) linkLocked(sc *scope, s *Session) {
 		sc.head = s
 	}
 	sc.tail = s
+	l.hprev, l.hnext = h.tail, nil
+	if h.tail != nil {
+		h.tail.links[sc.slot].hnext = s
+	} else {
+		h.head = s
+	}
+	h.tail = s
 }
 
 // unlinkLocked removes s from every scope it counts in.
 func (m *Manager) unlinkLocked(s *Session) {
 	for i := range s.links {
 		l := &s.links[i]
-		sc := l.scope
+		sc, h := l.scope, l.holder
 		if sc == nil {
 			continue
 		}
@@ -491,7 +709,18 @@ func (m *Manager) unlinkLocked(s *Session) {
 		} else {
 			sc.tail = l.prev
 		}
+		if l.hprev != nil {
+			l.hprev.links[i].hnext = l.hnext
+		} else {
+			h.head = l.hnext
+		}
+		if l.hnext != nil {
+			l.hnext.links[i].hprev = l.hprev
+		} else {
+			h.tail = l.hprev
+		}
 		sc.count--
+		sc.addLocked(h, -1)
 		*l = link{}
 		m.dropIfEmptyLocked(sc)
 	}
@@ -510,6 +739,8 @@ func (m *Manager) dropIfEmptyLocked(sc *scope) {
 		delete(m.principals, sc.key)
 	case ScopeTenant:
 		delete(m.tenants, sc.key)
+	case ScopeAddress:
+		delete(m.addresses, sc.key)
 	}
 }
 
@@ -558,6 +789,8 @@ func (m *Manager) Count(kind Scope, key string) int {
 		sc = m.principals[key]
 	case ScopeTenant:
 		sc = m.tenants[key]
+	case ScopeAddress:
+		sc = m.addresses[key]
 	}
 	if sc == nil {
 		return 0
@@ -642,6 +875,10 @@ func (m *Manager) teardown(ctx context.Context, s *Session, reason Reason) {
 // stream resumed with Last-Event-ID, an upstream session re-established).
 func (m *Manager) Resumed(s *Session, how string) {
 	m.log.Info("session_resumed", "session", s.info.LogID(), "route", s.info.Route, "how", how)
+	m.resumedHooks(s, how)
+}
+
+func (m *Manager) resumedHooks(s *Session, how string) {
 	for _, h := range m.opts.Hooks {
 		if h.Resumed != nil {
 			h.Resumed(s.info, how)

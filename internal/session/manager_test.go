@@ -373,3 +373,291 @@ func TestRefusalEvictsNothing(t *testing.T) {
 		t.Fatalf("live %d, global count %d, want 2 and 2", m.Len(), m.Count(session.ScopeGlobal, ""))
 	}
 }
+
+// anon admits and commits an anonymous session from addr.
+func anon(t *testing.T, m *session.Manager, addr string) (*session.Session, error) {
+	t.Helper()
+	r, err := m.Reserve(t.Context(), session.Admission{Route: "r", Principal: session.Anonymous, Address: addr})
+	if err != nil {
+		return nil, err
+	}
+	return r.Commit(&core.SessionInfo{Route: "r", Principal: session.Anonymous, RemoteAddr: addr + ":1"}, session.Limits{}, nil, nil)
+}
+
+// TestEvictionSparesOtherHolders reproduces the report: with a gateway cap
+// of 50 and an evicting policy, client A (one address) holds 10 sessions
+// and client B (another address) creates 60. B may only push out its own
+// sessions: A keeps all 10.
+func TestEvictionSparesOtherHolders(t *testing.T) {
+	for _, policy := range []session.Policy{session.EvictIdlest, session.EvictOldest} {
+		t.Run(string(policy), func(t *testing.T) {
+			t.Parallel()
+			m := session.NewManager(session.Options{Global: session.Cap{Max: 50, Policy: policy}})
+			defer m.Close(context.Background())
+			var a []*session.Session
+			for range 10 {
+				s, err := anon(t, m, "192.0.2.1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				a = append(a, s)
+			}
+			var b []*session.Session
+			for i := range 60 {
+				s, err := anon(t, m, "192.0.2.2")
+				if err != nil {
+					t.Fatalf("B's session %d: %v", i, err)
+				}
+				b = append(b, s)
+			}
+			for i, s := range a {
+				if _, err := m.Get(s.ID()); err != nil {
+					t.Errorf("A's session %d was evicted by B's creations", i)
+				}
+			}
+			live := 0
+			for _, s := range b {
+				if _, err := m.Get(s.ID()); err == nil {
+					live++
+				}
+			}
+			if live != 40 || m.Len() != 50 {
+				t.Fatalf("B holds %d live sessions, %d in all; want 40 and 50", live, m.Len())
+			}
+			// B gave up its own first ones, by the policy.
+			if _, err := m.Get(b[0].ID()); err == nil {
+				t.Errorf("B's first session survived")
+			}
+			if _, err := m.Get(b[59].ID()); err != nil {
+				t.Errorf("B's newest session was evicted")
+			}
+		})
+	}
+}
+
+// TestEvictionFromLargestHolder: a newcomer with no session takes its
+// room from the holder with the most sessions; between holders tied at
+// the top the policy decides; a holder tied with the top evicts its own;
+// authenticated principals are holders whatever their address.
+func TestEvictionFromLargestHolder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := session.NewManager(session.Options{Global: session.Cap{Max: 6, Policy: session.EvictOldest}})
+		defer m.Close(context.Background())
+		mk := func(principal, addr string) *session.Session {
+			t.Helper()
+			time.Sleep(time.Second)
+			r, err := m.Reserve(t.Context(), session.Admission{Route: "r", Principal: principal, Address: addr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := r.Commit(info("r", principal), session.Limits{}, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		gone := func(s *session.Session) bool { _, err := m.Get(s.ID()); return err != nil }
+		// x: 1 (oldest of all), y: 2, z (authenticated, from y's address): 3.
+		x1 := mk("", "10.0.0.1")
+		y1, y2 := mk("anonymous", "10.0.0.2"), mk("anonymous", "10.0.0.2")
+		z1, z2, z3 := mk("zed", "10.0.0.2"), mk("zed", "10.0.0.2"), mk("zed", "10.0.0.2")
+		// A newcomer evicts from z, the largest, although x1 and y1 are older.
+		w1 := mk("", "10.0.0.4")
+		if !gone(z1) || gone(x1) || gone(y1) || gone(z2) {
+			t.Fatal("newcomer did not evict the largest holder's oldest session")
+		}
+		// y and z now hold 2 each: y, tied at the top counting its new
+		// session, evicts its own.
+		y3 := mk("anonymous", "10.0.0.2")
+		if !gone(y1) || gone(z2) || gone(y2) {
+			t.Fatal("a holder tied with the largest did not evict its own")
+		}
+		// y (y2, y3) and z (z2, z3) are tied at 2: a newcomer evicts the
+		// older of their oldest sessions, y2.
+		mk("", "10.0.0.5")
+		if !gone(y2) || gone(z2) || gone(y3) || gone(z3) || gone(x1) || gone(w1) {
+			t.Fatal("between tied holders the policy did not pick the oldest")
+		}
+	})
+}
+
+// TestPerAddressCap: anonymous clients are capped per address; evicting
+// under that cap takes only the address's own sessions, and an
+// authenticated principal is not counted under its address.
+func TestPerAddressCap(t *testing.T) {
+	t.Parallel()
+	m := session.NewManager(session.Options{
+		Global:     session.Cap{Max: 100, Policy: session.EvictIdlest},
+		PerAddress: session.Cap{Max: 3, Policy: session.Reject},
+	})
+	defer m.Close(context.Background())
+	for range 3 {
+		if _, err := anon(t, m, "192.0.2.1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := anon(t, m, "192.0.2.1")
+	var ce *session.CapError
+	if !errors.As(err, &ce) || ce.Scope != session.ScopeAddress || ce.Key != "192.0.2.1" || ce.Max != 3 {
+		t.Fatalf("fourth session from one address: %v; want the per-address cap's refusal", err)
+	}
+	if _, err := anon(t, m, "192.0.2.2"); err != nil {
+		t.Fatalf("another address: %v", err)
+	}
+	r, err := m.Reserve(t.Context(), session.Admission{Route: "r", Principal: "alice", Address: "192.0.2.1"})
+	if err != nil {
+		t.Fatalf("authenticated principal at a full address: %v", err)
+	}
+	r.Cancel()
+	if n := m.Count(session.ScopeAddress, "192.0.2.1"); n != 3 {
+		t.Fatalf("address count %d, want 3", n)
+	}
+
+	ev := session.NewManager(session.Options{PerAddress: session.Cap{Max: 2, Policy: session.EvictOldest}})
+	defer ev.Close(context.Background())
+	a1, _ := anon(t, ev, "192.0.2.1")
+	b1, _ := anon(t, ev, "192.0.2.2")
+	anon(t, ev, "192.0.2.1")
+	if _, err := anon(t, ev, "192.0.2.1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ev.Get(a1.ID()); err == nil {
+		t.Error("the address's oldest session was not evicted")
+	}
+	if _, err := ev.Get(b1.ID()); err != nil {
+		t.Error("another address's session was evicted")
+	}
+	if n := ev.Count(session.ScopeAddress, "192.0.2.1"); n != 2 {
+		t.Fatalf("address count %d, want 2", n)
+	}
+}
+
+// TestFairEvictionStrictUnderConcurrency: four anonymous clients each
+// create sessions as fast as they can against a gateway cap and a
+// per-address cap, both evicting, while a fifth holds five sessions and
+// creates none. No cap is exceeded, not even for an instant, and the
+// fifth client, never the largest holder, keeps all of its sessions.
+func TestFairEvictionStrictUnderConcurrency(t *testing.T) {
+	for _, policy := range []session.Policy{session.EvictOldest, session.EvictIdlest} {
+		t.Run(string(policy), func(t *testing.T) {
+			const capMax, perAddr, clients, workers, perWorker = 50, 16, 4, 8, 150
+			m := session.NewManager(session.Options{
+				Global:     session.Cap{Max: capMax, Policy: policy},
+				PerAddress: session.Cap{Max: perAddr, Policy: policy},
+			})
+			defer m.Close(context.Background())
+			var quiet []*session.Session
+			for range 5 {
+				s, err := anon(t, m, "198.51.100.1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				quiet = append(quiet, s)
+			}
+			var over atomic.Value
+			stop := make(chan struct{})
+			var sampler sync.WaitGroup
+			sampler.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if n := m.Len(); n > capMax {
+						over.Store(fmt.Sprintf("live count %d", n))
+					}
+					for c := range clients {
+						if n := m.Count(session.ScopeAddress, fmt.Sprint("192.0.2.", c)); n > perAddr {
+							over.Store(fmt.Sprintf("address %d count %d", c, n))
+						}
+					}
+				}
+			})
+			var wg sync.WaitGroup
+			for w := range workers {
+				addr := fmt.Sprint("192.0.2.", w%clients)
+				wg.Go(func() {
+					for i := range perWorker {
+						r, err := m.Reserve(context.Background(), session.Admission{Route: "r", Principal: session.Anonymous, Address: addr})
+						if err != nil {
+							t.Errorf("Reserve: %v", err)
+							return
+						}
+						if i%7 == 0 {
+							r.Cancel()
+							continue
+						}
+						if _, err := r.Commit(info("r", session.Anonymous), session.Limits{}, nil, nil); err != nil {
+							t.Errorf("Commit: %v", err)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(stop)
+			sampler.Wait()
+			if v := over.Load(); v != nil {
+				t.Fatalf("cap exceeded: %v (global %d, per address %d)", v, capMax, perAddr)
+			}
+			if n := m.Len(); n != capMax {
+				t.Fatalf("final count %d, want %d", n, capMax)
+			}
+			for i, s := range quiet {
+				if _, err := m.Get(s.ID()); err != nil {
+					t.Errorf("the quiet client's session %d was evicted", i)
+				}
+			}
+		})
+	}
+}
+
+// TestEvictionManyTiedAndSeveralVictims: with more holders tied at the
+// top than are compared one by one the policy still picks the scope's
+// oldest; and an admission that must evict several (a route cap lowered
+// by a reload) takes each from the holder largest at that point.
+func TestEvictionManyTiedAndSeveralVictims(t *testing.T) {
+	t.Parallel()
+	m := session.NewManager(session.Options{Global: session.Cap{Max: 40, Policy: session.EvictOldest}})
+	defer m.Close(context.Background())
+	var all []*session.Session
+	for i := range 40 {
+		s, err := anon(t, m, fmt.Sprint("10.1.0.", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, s)
+	}
+	gone := func(s *session.Session) bool { _, err := m.Get(s.ID()); return err != nil }
+	anon(t, m, "10.2.0.1")
+	if !gone(all[0]) || gone(all[1]) {
+		t.Fatal("a newcomer among 40 tied holders did not evict the oldest session")
+	}
+	// A holder of one asking for another is the largest: it evicts its own.
+	anon(t, m, "10.1.0.39")
+	if !gone(all[39]) || gone(all[1]) {
+		t.Fatal("the holder counting its new session as the largest did not evict its own")
+	}
+
+	r := session.NewManager(session.Options{})
+	defer r.Close(context.Background())
+	mk := func(addr string, max int) *session.Session {
+		t.Helper()
+		res, err := r.Reserve(t.Context(), session.Admission{Route: "r", RouteCap: session.Cap{Max: max, Policy: session.EvictOldest}, Address: addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := res.Commit(info("r", ""), session.Limits{}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	rgone := func(s *session.Session) bool { _, err := r.Get(s.ID()); return err != nil }
+	x1, y1, x2, x3 := mk("x", 4), mk("y", 4), mk("x", 4), mk("x", 4)
+	w := mk("w", 2) // three victims: x1, x2 (x largest), then y1 (x and y tied at one; y1 older)
+	if !rgone(x1) || !rgone(x2) || !rgone(y1) || rgone(x3) || rgone(w) || r.Len() != 2 {
+		t.Fatalf("after the lowered cap: x1 %v x2 %v y1 %v x3 %v, live %d; want x1, x2, y1 gone, 2 live",
+			rgone(x1), rgone(x2), rgone(y1), rgone(x3), r.Len())
+	}
+}

@@ -74,8 +74,11 @@ type Session struct {
 	endOnce    sync.Once
 	reason     Reason
 	// links place the session in its capped scopes (global, route,
-	// principal, tenant), in creation order. Guarded by Manager.admit.
-	links [4]link
+	// principal, tenant, address), in creation order, in the scope and
+	// within its holder.
+	// Guarded by Manager.admit, as is seq, its place in creation order.
+	links [5]link
+	seq   uint64
 	// hooks is held while the Created hooks run, so Evicted and Ended
 	// hooks never run before them.
 	hooks sync.Mutex
@@ -86,8 +89,10 @@ type Session struct {
 }
 
 type link struct {
-	scope      *scope
-	prev, next *Session
+	scope        *scope
+	holder       *holder
+	prev, next   *Session // in the scope
+	hprev, hnext *Session // in the holder
 }
 
 // ID returns the session id.

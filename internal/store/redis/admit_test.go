@@ -12,11 +12,12 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/store"
 	"github.com/mcpgate/mcpgate/internal/store/storetest"
+	"github.com/redis/go-redis/v9"
 )
 
 func mustAdmit(t *testing.T, s *Store, id string, scopes []CapScope) []string {
 	t.Helper()
-	ev, err := s.Admit(t.Context(), id, scopes, time.Hour)
+	ev, err := s.Admit(t.Context(), id, "h", scopes, time.Hour)
 	if err != nil {
 		t.Fatalf("Admit(%s): %v", id, err)
 	}
@@ -38,7 +39,7 @@ func TestAdmitReject(t *testing.T) {
 	for i := range 3 {
 		mustAdmit(t, s, fmt.Sprintf("s%d", i), global)
 	}
-	_, err := s.Admit(t.Context(), "s3", global, time.Hour)
+	_, err := s.Admit(t.Context(), "s3", "h", global, time.Hour)
 	var cf *CapFullError
 	if !errors.As(err, &cf) || cf.Index != 0 || !errors.Is(err, ErrCapFull) {
 		t.Fatalf("fourth Admit = %v; want *CapFullError for scope 0", err)
@@ -92,7 +93,7 @@ func TestAdmitAcrossReplicas(t *testing.T) {
 	for r, s := range stores {
 		for i := range each {
 			wg.Go(func() {
-				_, err := s.Admit(context.Background(), fmt.Sprintf("r%d-%d", r, i), scopes, time.Hour)
+				_, err := s.Admit(context.Background(), fmt.Sprintf("r%d-%d", r, i), "h", scopes, time.Hour)
 				switch {
 				case err == nil:
 					admitted.Add(1)
@@ -151,7 +152,7 @@ func TestAdmitEvictIdlest(t *testing.T) {
 	s := openStore(t, Options{FlushInterval: 20 * time.Millisecond})
 	scopes := []CapScope{{Key: "global", Max: 2, Policy: PolicyEvictIdlest}}
 	for _, id := range []string{"a", "b"} {
-		if _, err := s.Admit(t.Context(), id, scopes, storetest.Record(id).IdleTimeout); err != nil {
+		if _, err := s.Admit(t.Context(), id, "h", scopes, storetest.Record(id).IdleTimeout); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.Put(t.Context(), storetest.Record(id)); err != nil {
@@ -179,7 +180,7 @@ func TestAdmitAllOrNothing(t *testing.T) {
 	evict := CapScope{Key: "global", Max: 1, Policy: PolicyEvictOldest}
 	mustAdmit(t, s, "a", []CapScope{evict, {Key: "principal:p", Max: 5, Policy: PolicyReject}})
 	mustAdmit(t, s, "full", []CapScope{{Key: "principal:q", Max: 1, Policy: PolicyReject}})
-	_, err := s.Admit(t.Context(), "b", []CapScope{evict, {Key: "principal:q", Max: 1, Policy: PolicyReject}}, time.Hour)
+	_, err := s.Admit(t.Context(), "b", "h", []CapScope{evict, {Key: "principal:q", Max: 1, Policy: PolicyReject}}, time.Hour)
 	var cf *CapFullError
 	if !errors.As(err, &cf) || cf.Index != 1 {
 		t.Fatalf("Admit = %v; want a refusal by scope 1", err)
@@ -203,7 +204,7 @@ func TestAdmitIdleDeadline(t *testing.T) {
 	s := openStore(t, Options{FlushInterval: 20 * time.Millisecond})
 	scopes := []CapScope{{Key: "global", Max: 2, Policy: PolicyReject}}
 	for _, id := range []string{"kept", "idle"} {
-		if _, err := s.Admit(t.Context(), id, scopes, 300*time.Millisecond); err != nil {
+		if _, err := s.Admit(t.Context(), id, "h", scopes, 300*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -222,7 +223,7 @@ func TestAdmitIdleDeadline(t *testing.T) {
 	if n := capCount(t, s, "global"); n != 1 {
 		t.Fatalf("count = %d; want 1 (the idle session stopped counting)", n)
 	}
-	if _, err := s.Admit(t.Context(), "new", scopes, time.Hour); err != nil {
+	if _, err := s.Admit(t.Context(), "new", "h", scopes, time.Hour); err != nil {
 		t.Fatalf("Admit after the idle deadline: %v", err)
 	}
 }
@@ -235,11 +236,292 @@ func BenchmarkAdmitRelease(b *testing.B) {
 	for b.Loop() {
 		id := fmt.Sprint("s", i)
 		i++
-		if _, err := s.Admit(context.Background(), id, scopes, time.Hour); err != nil {
+		if _, err := s.Admit(context.Background(), id, "h", scopes, time.Hour); err != nil {
 			b.Fatal(err)
 		}
 		if err := s.Release(context.Background(), id); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// holderCheck verifies the holder bookkeeping of scope key: every counted
+// session has its holder, each holder's count is what its sets hold, and
+// it returns the counts by holder.
+func holderCheck(t *testing.T, s *Store, key string) map[string]int {
+	t.Helper()
+	c := rawClient(t)
+	ctx := t.Context()
+	p := s.prefix
+	members, err := c.ZRange(ctx, p+"cap:"+key, 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	holders, err := c.HGetAll(ctx, p+"capw:"+key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(holders) != len(members) {
+		t.Fatalf("%s: %d sessions counted, %d with a holder", key, len(members), len(holders))
+	}
+	want := map[string]int{}
+	for _, m := range members {
+		h, ok := holders[m]
+		if !ok {
+			t.Fatalf("%s: session %s has no holder", key, m)
+		}
+		want[h]++
+	}
+	counts, err := c.ZRangeWithScores(ctx, p+"capo:"+key, 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(counts) != len(want) {
+		t.Fatalf("%s: holder counts %v; want %v", key, counts, want)
+	}
+	for _, z := range counts {
+		h := z.Member.(string)
+		for _, set := range []string{"caph:", "caphc:"} {
+			n, err := c.ZCard(ctx, p+set+key+"\x00"+h).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if int(n) != want[h] {
+				t.Fatalf("%s: %s of %s holds %d; want %d", key, set, h, n, want[h])
+			}
+		}
+		if int(z.Score) != want[h] {
+			t.Fatalf("%s: holder %s counted %v; want %d", key, h, z.Score, want[h])
+		}
+	}
+	return want
+}
+
+func admitAs(t *testing.T, s *Store, id, holder string, scopes []CapScope) []string {
+	t.Helper()
+	ev, err := s.Admit(t.Context(), id, holder, scopes, time.Hour)
+	if err != nil {
+		t.Fatalf("Admit(%s as %s): %v", id, holder, err)
+	}
+	return ev
+}
+
+// TestAdmitSparesOtherHolders reproduces the report across the cluster:
+// cap 50, an evicting policy, holder A (one address) has 10 sessions and
+// holder B (another address) admits 60: A keeps all 10, B gives up its
+// own first ones.
+func TestAdmitSparesOtherHolders(t *testing.T) {
+	for _, policy := range []string{PolicyEvictIdlest, PolicyEvictOldest} {
+		t.Run(policy, func(t *testing.T) {
+			t.Parallel()
+			s := openStore(t, Options{})
+			scopes := []CapScope{{Key: "global", Max: 50, Policy: policy}}
+			// Ids sort in admission order, so sessions admitted within one
+			// millisecond are still ordered.
+			for i := range 10 {
+				if ev := admitAs(t, s, fmt.Sprintf("a%03d", i), "address:192.0.2.1", scopes); len(ev) != 0 {
+					t.Fatalf("A's admission evicted %v", ev)
+				}
+			}
+			var evicted []string
+			for i := range 60 {
+				evicted = append(evicted, admitAs(t, s, fmt.Sprintf("b%03d", i), "address:192.0.2.2", scopes)...)
+			}
+			want := make([]string, 20)
+			for i := range want {
+				want[i] = fmt.Sprintf("b%03d", i)
+			}
+			if !slices.Equal(evicted, want) {
+				t.Fatalf("evicted %v; want B's 20 first (A's sessions must stay)", evicted)
+			}
+			if got := holderCheck(t, s, "global"); got["address:192.0.2.1"] != 10 || got["address:192.0.2.2"] != 40 {
+				t.Fatalf("holders %v; want A 10, B 40", got)
+			}
+		})
+	}
+}
+
+// TestAdmitLargestHolder: a newcomer evicts from the largest holder; a
+// holder tied with the largest evicts its own; between tied holders the
+// policy picks, also when more holders are tied than the script compares
+// one by one.
+func TestAdmitLargestHolder(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, Options{})
+	scopes := []CapScope{{Key: "global", Max: 6, Policy: PolicyEvictOldest}}
+	admitAs(t, s, "01-x", "x", scopes)
+	admitAs(t, s, "02-y", "y", scopes)
+	admitAs(t, s, "03-y", "y", scopes)
+	admitAs(t, s, "04-z", "z", scopes)
+	admitAs(t, s, "05-z", "z", scopes)
+	admitAs(t, s, "06-z", "z", scopes)
+	if ev := admitAs(t, s, "07-w", "w", scopes); !slices.Equal(ev, []string{"04-z"}) {
+		t.Fatalf("newcomer evicted %v; want [04-z], the largest holder's oldest", ev)
+	}
+	if ev := admitAs(t, s, "08-y", "y", scopes); !slices.Equal(ev, []string{"02-y"}) {
+		t.Fatalf("tied holder evicted %v; want its own [02-y]", ev)
+	}
+	if ev := admitAs(t, s, "09-v", "v", scopes); !slices.Equal(ev, []string{"03-y"}) {
+		t.Fatalf("newcomer evicted %v; want [03-y], the older of the tied holders' oldest", ev)
+	}
+	holderCheck(t, s, "global")
+
+	// 40 holders of one session each, more than the script compares one
+	// by one: the newcomer evicts the scope's oldest, then the next.
+	many := openStore(t, Options{})
+	flat := []CapScope{{Key: "global", Max: 40, Policy: PolicyEvictOldest}}
+	for i := range 40 {
+		admitAs(t, many, fmt.Sprintf("s%03d", i), fmt.Sprint("h", 39-i), flat)
+	}
+	if ev := admitAs(t, many, "s040", "new", flat); !slices.Equal(ev, []string{"s000"}) {
+		t.Fatalf("evicted %v; want [s000], the oldest of the tied holders", ev)
+	}
+	if ev := admitAs(t, many, "s041", "other", flat); !slices.Equal(ev, []string{"s001"}) {
+		t.Fatalf("evicted %v; want [s001]", ev)
+	}
+	// A holder of one that asks for another is the largest, counting its
+	// new session: it evicts its own.
+	if ev := admitAs(t, many, "s042", "h0", flat); !slices.Equal(ev, []string{"s039"}) {
+		t.Fatalf("evicted %v; want h0's own [s039]", ev)
+	}
+	if ev := admitAs(t, many, "s043", "h0", flat); !slices.Equal(ev, []string{"s042"}) {
+		t.Fatalf("evicted %v; want h0's own [s042]", ev)
+	}
+	holderCheck(t, many, "global")
+}
+
+// TestAdmitHolderBookkeeping: release, delete, eviction, touches and
+// expiry keep the holder counts exact; sessions counted without a holder
+// (admitted by an older gateway) can still be evicted.
+func TestAdmitHolderBookkeeping(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, Options{FlushInterval: 20 * time.Millisecond})
+	scopes := []CapScope{{Key: "global", Max: 10, Policy: PolicyEvictIdlest}, {Key: "address:a", Max: 3, Policy: PolicyEvictIdlest}}
+	for _, id := range []string{"a1", "a2", "a3"} {
+		if _, err := s.Admit(t.Context(), id, "address:a", scopes, storetest.Record(id).IdleTimeout); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Put(t.Context(), storetest.Record(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a1 is touched: a2 is now the idlest of holder a.
+	if err := s.Touch(t.Context(), "a1", time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if ev := admitAs(t, s, "a4", "address:a", scopes); !slices.Equal(ev, []string{"a2"}) {
+		t.Fatalf("evicted %v; want [a2], the idlest after a1's touch", ev)
+	}
+	if err := s.Release(t.Context(), "a3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(t.Context(), "a4"); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"global", "address:a"} {
+		if got := holderCheck(t, s, key); got["address:a"] != 1 {
+			t.Fatalf("%s holders %v; want a: 1", key, got)
+		}
+	}
+	// A session whose idle deadline passed stops counting, holder included.
+	short := []CapScope{{Key: "route:r", Max: 2, Policy: PolicyReject}}
+	if _, err := s.Admit(t.Context(), "brief", "address:b", short, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the brief session's deadline passes", func() error {
+		if n := capCount(t, s, "route:r"); n != 0 {
+			return fmt.Errorf("count %d", n)
+		}
+		return nil
+	})
+	admitAs(t, s, "after", "address:c", short)
+	if got := holderCheck(t, s, "route:r"); len(got) != 1 || got["address:c"] != 1 {
+		t.Fatalf("route holders %v; want only c: 1", got)
+	}
+	// Sessions counted without a holder go first, in policy order.
+	c := rawClient(t)
+	old := []CapScope{{Key: "route:old", Max: 2, Policy: PolicyEvictOldest}}
+	for i, id := range []string{"legacy1", "legacy2"} {
+		c.ZAdd(t.Context(), s.prefix+"cap:route:old", redis.Z{Score: float64(time.Now().Add(time.Hour).UnixMilli()), Member: id})
+		c.ZAdd(t.Context(), s.prefix+"capc:route:old", redis.Z{Score: float64(i), Member: id})
+	}
+	if ev := admitAs(t, s, "fresh", "address:d", old); !slices.Equal(ev, []string{"legacy1"}) {
+		t.Fatalf("evicted %v; want [legacy1]", ev)
+	}
+}
+
+// TestAdmitFairAcrossReplicas: three replicas admit at once for four busy
+// holders into a global and a per-address cap, both evicting, while a
+// fifth holder keeps five sessions. No count ever exceeds its cap, the
+// holder bookkeeping stays exact, and the quiet holder loses nothing.
+func TestAdmitFairAcrossReplicas(t *testing.T) {
+	for _, policy := range []string{PolicyEvictOldest, PolicyEvictIdlest} {
+		t.Run(policy, func(t *testing.T) {
+			prefix := testPrefix(t)
+			const replicas, holders, each, capMax, perAddr = 3, 4, 60, 40, 12
+			stores := make([]*Store, replicas)
+			for i := range stores {
+				stores[i] = openStore(t, Options{Prefix: prefix})
+			}
+			global := CapScope{Key: "global", Max: capMax, Policy: policy}
+			for i := range 5 {
+				admitAs(t, stores[0], fmt.Sprint("quiet-", i), "address:quiet", []CapScope{global, {Key: "address:quiet", Max: perAddr, Policy: policy}})
+			}
+			stop := make(chan struct{})
+			var over atomic.Value
+			var sampler sync.WaitGroup
+			sampler.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					n, err := stores[0].CapCount(context.Background(), "global")
+					if err == nil && n > capMax {
+						over.Store(fmt.Sprint("global ", n))
+					}
+					for h := range holders {
+						n, err := stores[0].CapCount(context.Background(), fmt.Sprint("address:", h))
+						if err == nil && n > perAddr {
+							over.Store(fmt.Sprint("address ", h, " ", n))
+						}
+					}
+				}
+			})
+			var wg sync.WaitGroup
+			for r, s := range stores {
+				for h := range holders {
+					wg.Go(func() {
+						scopes := []CapScope{global, {Key: fmt.Sprint("address:", h), Max: perAddr, Policy: policy}}
+						for i := range each {
+							if _, err := s.Admit(context.Background(), fmt.Sprintf("r%d-h%d-%d", r, h, i), fmt.Sprint("address:", h), scopes, time.Hour); err != nil {
+								t.Error(err)
+								return
+							}
+						}
+					})
+				}
+			}
+			wg.Wait()
+			close(stop)
+			sampler.Wait()
+			if v := over.Load(); v != nil {
+				t.Fatalf("cap exceeded: %v", v)
+			}
+			got := holderCheck(t, stores[0], "global")
+			if got["address:quiet"] != 5 {
+				t.Fatalf("holders %v; the quiet holder must keep its 5", got)
+			}
+			if n := capCount(t, stores[0], "global"); n != capMax {
+				t.Fatalf("global count %d; want %d", n, capMax)
+			}
+			for h := range holders {
+				holderCheck(t, stores[0], fmt.Sprint("address:", h))
+			}
+		})
 	}
 }

@@ -33,6 +33,12 @@
 //	                      cluster-wide cap, scored by the Unix ms (Redis
 //	                      clock) at which each stops counting unless touched
 //	<prefix>capc:<scope>  the same ids, scored by when they were admitted
+//	<prefix>capw:<scope>  hash: each counted id's holder (principal, or an
+//	                      anonymous client's address), for fair eviction
+//	<prefix>capo:<scope>  sorted set of holders, scored by how many ids each
+//	                      has under the cap
+//	<prefix>caph:<scope>\0<holder>, <prefix>caphc:<scope>\0<holder>
+//	                      one holder's ids, scored as in cap: and capc:
 //	<prefix>replica:<r>   string: the internal address replica r announced
 //	                      (with a short TTL, renewed while it lives)
 //
