@@ -3,6 +3,7 @@ package frontend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -236,8 +237,13 @@ func (f *Frontend) fetch(ctx context.Context, id string) (*gwSession, error) {
 // cluster's caps and is not admitted again.
 func (f *Frontend) restoreRecord(ctx context.Context, rec *store.Record, adopt bool) (*gwSession, error) {
 	rt := f.routeNamed(rec.Route)
-	if rt == nil || rec.Era != core.EraLegacy || len(rec.InitRaw) == 0 || rec.Expired(time.Now()) {
-		return nil, errors.New("record not restorable (route gone, not legacy, or expired)")
+	switch {
+	case rt == nil:
+		return nil, fmt.Errorf("%w: route %q no longer exists", errUnrestorable, rec.Route)
+	case rec.Era != core.EraLegacy || len(rec.InitRaw) == 0:
+		return nil, fmt.Errorf("%w: not a legacy session with its initialize request", errUnrestorable)
+	case rec.Expired(time.Now()):
+		return nil, fmt.Errorf("%w: expired", errUnrestorable)
 	}
 	info := &core.SessionInfo{
 		ID: rec.ID, Route: rt.Name, Era: core.EraLegacy, ProtocolVersion: rec.ProtocolVersion,
@@ -283,11 +289,20 @@ func (f *Frontend) UseStore(st store.Store) {
 	f.persist = p
 }
 
+// errUnrestorable marks a stored record that can never be restored: its
+// route is gone, it is expired, or it lacks what a restore needs.
+var errUnrestorable = errors.New("record cannot be restored")
+
 // Restore brings back the legacy sessions in the store after a restart:
 // each is admitted again under the caps with its id, creation time and
 // initialize request, and its upstream side (an upstream session, or a
-// stdio process) is re-established on first use. Expired records and
-// records of routes that no longer exist are deleted.
+// stdio process) is re-established on first use.
+//
+// Only records that can never be restored (expired, of a route that no
+// longer exists, incomplete) are deleted. A record refused for another
+// reason — a cap lowered since it was written, a store or manager error —
+// is kept: the refusal is logged (session_not_restored with its reason),
+// and the next start tries again while the record has not expired.
 func (f *Frontend) Restore(ctx context.Context) (int, error) {
 	p := f.persist
 	if p == nil || p.bc != nil {
@@ -303,8 +318,21 @@ func (f *Frontend) Restore(ctx context.Context) (int, error) {
 	for _, rec := range recs {
 		g, err := f.restoreRecord(ctx, rec, false)
 		if err != nil {
-			f.log.Info("session_not_restored", "session", core.Fingerprint(rec.ID), "error", err)
-			_ = p.st.Delete(ctx, rec.ID)
+			fp := core.Fingerprint(rec.ID)
+			var ce *session.CapError
+			switch {
+			case errors.Is(err, errUnrestorable):
+				f.log.Info("session_not_restored", "session", fp, "route", rec.Route, "reason", "invalid", "error", err)
+				if derr := p.st.Delete(ctx, rec.ID); derr != nil {
+					f.storeFailed(f.log, slog.LevelWarn, "delete", derr, "session", fp)
+				}
+			case errors.As(err, &ce):
+				// The caps shrank since the record was written: the
+				// session is refused, not destroyed.
+				f.log.Warn("session_not_restored", "session", fp, "route", rec.Route, "reason", "cap", "cap", string(ce.Scope), "max", ce.Max)
+			default:
+				f.log.Warn("session_not_restored", "session", fp, "route", rec.Route, "reason", "error", "error", err)
+			}
 			continue
 		}
 		f.opts.Sessions.Resumed(g.sess, "restart")
