@@ -34,6 +34,12 @@ type persistence struct {
 // (message store_<op>_failed), and reports it to Options.StoreErrors.
 func (f *Frontend) storeFailed(log *slog.Logger, level slog.Level, op string, err error, attrs ...any) {
 	log.Log(context.Background(), level, "store_"+op+"_failed", append(attrs, "error", err)...)
+	f.countStoreError(op)
+}
+
+// countStoreError reports a failed store call that is logged in words of
+// its own (creation_rate_unavailable, ...) to Options.StoreErrors.
+func (f *Frontend) countStoreError(op string) {
 	if f.opts.StoreErrors != nil {
 		f.opts.StoreErrors(op)
 	}

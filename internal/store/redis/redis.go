@@ -154,6 +154,9 @@ type Store struct {
 	// counts consecutive failed flushes, so that an outage is logged once.
 	flushMu       sync.Mutex
 	flushFailures int
+	// reportErr, if set, is told of every failed background flush (see
+	// ReportErrors); only the first of a run is logged.
+	reportErr atomic.Pointer[func(op string)]
 
 	// life is held shared by each call in flight (see begin) and
 	// exclusively by Close while it closes the connections.
@@ -571,6 +574,9 @@ func (s *Store) flush(ctx context.Context) error {
 
 	if err != nil {
 		s.flushFailures++
+		if fn := s.reportErr.Load(); fn != nil {
+			(*fn)("touch")
+		}
 		if s.flushFailures == 1 {
 			s.log.Error("store_touch_flush_failed", "addr", s.addr, "touches", n, "error", err)
 		}
