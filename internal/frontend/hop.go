@@ -204,7 +204,7 @@ func (f *Frontend) forwardElsewhere(w http.ResponseWriter, r *http.Request) bool
 	}
 	self := f.persist.origin
 	ctx := r.Context()
-	rec, err := f.persist.st.Get(ctx, id)
+	rec, err := f.persist.get(ctx, id)
 	if err != nil || rec.Owner == self {
 		return false // unknown, or the store is down: the normal path answers
 	}

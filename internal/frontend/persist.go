@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/core"
@@ -28,6 +29,14 @@ type persistence struct {
 	bc store.Broadcaster
 	// origin names this replica in the events it publishes.
 	origin string
+	// rc is set when the shared store can lose its data and say so: the
+	// sessions held here are then written back (republish), and absence
+	// in the store proves nothing until it has settled.
+	rc store.Recovering
+	// live holds the sessions of this replica whose record the store has
+	// (written by put, or read by a restore or fetch), by id: what a
+	// store that lost its data gets back.
+	live sync.Map // string → *gwSession
 }
 
 // storeFailed logs a failed store call, once, where it is handled
@@ -69,7 +78,83 @@ func (p *persistence) put(g *gwSession) error {
 		g.f.storeFailed(g.log, slog.LevelError, "put", err)
 		return err
 	}
+	p.live.Store(i.ID, g)
 	return nil
+}
+
+// get reads a record from the store. A shared store that lost its data
+// may not have every record back yet: a miss there is believed only once
+// the store has settled (every replica has written back what it holds),
+// and then asked again.
+func (p *persistence) get(ctx context.Context, id string) (*store.Record, error) {
+	rec, err := p.st.Get(ctx, id)
+	if !errors.Is(err, store.ErrNotFound) || p.rc == nil {
+		return rec, err
+	}
+	if serr := p.rc.Settle(ctx); serr != nil {
+		return nil, serr
+	}
+	return p.st.Get(ctx, id)
+}
+
+// endedElsewhere reports whether the session g, which this replica holds,
+// has ended on another replica that this one has not heard of yet (the
+// announcement is on its way): its record is gone from the shared store.
+// Such a session is ended here at once, so that once a DELETE has been
+// answered no replica forwards another request of it. One round trip per
+// request on a shared store; a store that cannot answer, or one recovering
+// from a loss, is taken to say the session lives.
+func (f *Frontend) endedElsewhere(ctx context.Context, g *gwSession) bool {
+	p := f.persist
+	if p == nil || p.rc == nil {
+		return false
+	}
+	if held, ok := p.live.Load(g.info.ID); !ok || held != g {
+		return false // never stored (fail-open): the store cannot vouch for it
+	}
+	ok, err := p.rc.Exists(ctx, g.info.ID)
+	if err != nil {
+		f.storeFailed(g.log, slog.LevelDebug, "get", err)
+		return false
+	}
+	if ok {
+		return false
+	}
+	_ = f.opts.Sessions.End(context.WithoutCancel(ctx), g.info.ID, session.ReasonEndedElsewhere)
+	return true
+}
+
+// republish writes back what this replica holds to a shared store that
+// lost its data: each live session's record (with its owner) and its
+// places under the cluster's caps. The store runs it once per loss and
+// admits no new session under the caps until every replica has had the
+// time to.
+func (f *Frontend) republish(ctx context.Context) {
+	p := f.persist
+	n, failed := 0, 0
+	p.live.Range(func(_, v any) bool {
+		g := v.(*gwSession)
+		if g.ctx.Err() != nil || g.sess == nil || ctx.Err() != nil {
+			return ctx.Err() == nil
+		}
+		if err := p.put(g); err != nil {
+			failed++
+			return true
+		}
+		i := g.info
+		err := f.opts.Sessions.Recount(ctx, session.Admission{
+			ID: i.ID, Route: g.route.Name, RouteCap: g.route.Cap, Principal: i.Principal, Tenant: i.Tenant,
+			IdleTimeout: g.route.IdleTimeout,
+		}, i.Created)
+		if err != nil {
+			f.storeFailed(g.log, slog.LevelError, "admit", err)
+			failed++
+			return true
+		}
+		n++
+		return true
+	})
+	f.log.Warn("sessions_republished", "count", n, "failed", failed)
 }
 
 // storeUnavailable answers a request that needs the store while it is
@@ -117,6 +202,9 @@ func (p *persistence) touch(g *gwSession) {
 // an idle timeout of this replica's copy while the store shows the session
 // active through other replicas — only the copy here goes.
 func (p *persistence) forget(g *gwSession, reason session.Reason) {
+	if p != nil {
+		p.live.CompareAndDelete(g.info.ID, g)
+	}
 	if !p.kept(g) || reason == session.ReasonShutdown || reason == session.ReasonEndedElsewhere {
 		return
 	}
@@ -205,7 +293,7 @@ func (f *Frontend) fetch(ctx context.Context, id string) (*gwSession, error) {
 	if p == nil || p.bc == nil {
 		return nil, nil
 	}
-	rec, err := p.st.Get(ctx, id)
+	rec, err := p.get(ctx, id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) || f.opts.StoreFailOpen {
 			return nil, nil
@@ -270,6 +358,7 @@ func (f *Frontend) restoreRecord(ctx context.Context, rec *store.Record, adopt b
 		return nil, err
 	}
 	g.sess = s
+	f.persist.live.Store(rec.ID, g)
 	return g, nil
 }
 
@@ -291,6 +380,10 @@ func (f *Frontend) UseStore(st store.Store) {
 	p := &persistence{st: st, origin: session.NewID()}
 	if bc, ok := st.(store.Broadcaster); ok {
 		p.bc = bc
+		if rc, ok := st.(store.Recovering); ok {
+			p.rc = rc
+			rc.OnDataLoss(f.republish)
+		}
 	}
 	f.persist = p
 }
