@@ -13,7 +13,7 @@ import (
 )
 
 // TestClusterSurvivesRedisDataLoss: two replicas on a Redis that loses
-// everything (FLUSHALL, as a restart of the README's `--save ”` Redis
+// everything (FLUSHALL, as a restart of the README's Redis without persistence
 // would). Each replica notices (the epoch it remembers is gone) and writes
 // back what it holds — records, owners, places under the caps — before
 // anyone is admitted again: every session still works through either
