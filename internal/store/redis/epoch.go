@@ -18,7 +18,7 @@ import (
 )
 
 // Losing the data. A Redis restarted without persistence (the README's
-// own cluster example runs it with --save ”), or flushed, comes back
+// own cluster example runs it without persistence), or flushed, comes back
 // empty while the replicas still hold their sessions: without the records
 // other replicas answer 404, without the owners nobody can forward, and
 // without the cap counts new sessions are admitted beside the old ones.
