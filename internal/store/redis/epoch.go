@@ -17,8 +17,8 @@ import (
 	"github.com/mcpgate/mcpgate/internal/store"
 )
 
-// Losing the data. A Redis restarted without persistence (the README's
-// own cluster example runs it without persistence), or flushed, comes back
+// Losing the data. A Redis restarted without persistence (as in the README's
+// own cluster example), or one flushed, comes back
 // empty while the replicas still hold their sessions: without the records
 // other replicas answer 404, without the owners nobody can forward, and
 // without the cap counts new sessions are admitted beside the old ones.
