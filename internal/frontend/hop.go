@@ -218,7 +218,7 @@ func (f *Frontend) forwardElsewhere(w http.ResponseWriter, r *http.Request) bool
 		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	owner := rec.Owner
-	unreachable := false
+	unreachable, settled := false, false
 	for {
 		addr := ""
 		if owner != "" {
@@ -250,7 +250,18 @@ func (f *Frontend) forwardElsewhere(w http.ResponseWriter, r *http.Request) bool
 			}
 			continue
 		}
-		// The owner is gone: take the session over.
+		// The owner is gone: take the session over. Unless the store has
+		// just lost its data: the owner's announcement may only be on its
+		// way back, and taking its session would split it in two.
+		if rc := f.persist.rc; rc != nil && !settled {
+			settled = true
+			if err := rc.Settle(ctx); err != nil {
+				f.forwardFailed(slog.LevelError, metricsForwardStore, id, owner, "", err)
+				f.reject(w, r, nil, storeUnavailable(err))
+				return true
+			}
+			continue
+		}
 		won, err := h.owners.Claim(ctx, id, owner, self)
 		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {
