@@ -338,7 +338,9 @@ func (h *hop) forward(w http.ResponseWriter, r *http.Request, addr string, body 
 			dialFailed = true
 			return
 		}
-		broken(err)
+		if r.Context().Err() == nil { // not the client going away
+			broken(err)
+		}
 		var id core.ID
 		if m, derr := core.Decode(body); derr == nil && m.Kind == core.KindRequest {
 			id = m.ID
