@@ -304,13 +304,14 @@ return {e, fmt(now), active, ex}
 // epochResetScript: KEYS[1] epoch, KEYS[2] recovering; ARGV[1] the epoch
 // the caller knew, ARGV[2] a random value, ARGV[3] the caller's instance,
 // ARGV[4] lease ms. A missing epoch is replaced by ARGV[2] stamped with
-// now; one another replica wrote is kept. The caller joins the recovering
-// set.
+// now, and so is an unstamped one (a replica that started on the emptied
+// Redis wrote it, knowing of no loss): the window must run. A stamped one
+// another replica wrote is kept. The caller joins the recovering set.
 // Reply: the epoch now.
 var epochResetScript = newScript(`redis.replicate_commands()` + luaHelpers + `
 local now = nowms()
 local e = redis.call('GET', KEYS[1])
-if not e then
+if not e or string.sub(e, -2) == '.0' then
   e = ARGV[2] .. '.' .. fmt(now)
   redis.call('SET', KEYS[1], e)
 end
