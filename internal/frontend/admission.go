@@ -65,6 +65,7 @@ func (f *Frontend) admit(ctx context.Context, r *http.Request, rt *Route, princi
 			// A shared window whose store cannot be reached, and the
 			// gateway fails closed.
 			f.log.Warn("creation_rate_unavailable", "route", rt.Name, "limit", chk.what, "error", err)
+			f.countStoreError("admit")
 			e := core.NewError(core.CodeInternalError, "session creation rate limit unavailable (its store cannot be reached); retry shortly").
 				WithStatus(http.StatusServiceUnavailable).Wrap(err)
 			e.Header = http.Header{"Retry-After": {"1"}}
@@ -83,6 +84,7 @@ func (f *Frontend) admit(ctx context.Context, r *http.Request, rt *Route, princi
 		// reached, and the gateway runs fail-open: admit outside the
 		// shared caps.
 		f.log.Warn("session_admitted_unshared", "route", rt.Name, "error", err)
+		f.countStoreError("admit")
 		adm.Adopt = true
 		res, err = f.opts.Sessions.Reserve(ctx, adm)
 	}

@@ -81,9 +81,18 @@ func (g *gwSession) teardown(ctx context.Context, reason session.Reason) {
 		g.route.anonMu.Unlock()
 	}
 	g.mu.Lock()
+	// A stream with a request in flight is not closed here: its exchange,
+	// whose context has just ended, finishes it with the response or an
+	// error. Closing it would answer the request 202 with no body.
+	calls := make(map[*stream]bool, len(g.inflight))
+	for _, c := range g.inflight {
+		calls[c.st] = true
+	}
 	streams := make([]*stream, 0, len(g.streams)+1)
 	for _, s := range g.streams {
-		streams = append(streams, s)
+		if !calls[s] {
+			streams = append(streams, s)
+		}
 	}
 	if g.standalone != nil {
 		streams = append(streams, g.standalone)

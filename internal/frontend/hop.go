@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -203,7 +204,7 @@ func (f *Frontend) forwardElsewhere(w http.ResponseWriter, r *http.Request) bool
 	}
 	self := f.persist.origin
 	ctx := r.Context()
-	rec, err := f.persist.st.Get(ctx, id)
+	rec, err := f.persist.get(ctx, id)
 	if err != nil || rec.Owner == self {
 		return false // unknown, or the store is down: the normal path answers
 	}
@@ -217,6 +218,7 @@ func (f *Frontend) forwardElsewhere(w http.ResponseWriter, r *http.Request) bool
 		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	owner := rec.Owner
+	unreachable, settled := false, false
 	for {
 		addr := ""
 		if owner != "" {
@@ -224,15 +226,23 @@ func (f *Frontend) forwardElsewhere(w http.ResponseWriter, r *http.Request) bool
 		}
 		switch {
 		case err != nil && !errors.Is(err, store.ErrNotFound):
+			f.forwardFailed(slog.LevelError, metricsForwardStore, id, owner, "", err)
 			f.reject(w, r, nil, storeUnavailable(err))
 			return true
 		case addr != "":
-			dialFailed := h.forward(w, r, addr, body)
+			dialFailed := h.forward(w, r, addr, body, func(err error) {
+				f.forwardFailed(slog.LevelError, metricsForwardBroken, id, owner, addr, err)
+			})
 			if !dialFailed {
 				return true
 			}
 			// The owner's announcement has not lapsed but it does not
-			// answer: it died a moment ago. Wait for the lapse.
+			// answer: it died a moment ago. Wait for the lapse. Logged
+			// and counted once per request, not once per attempt.
+			if !unreachable {
+				unreachable = true
+				f.forwardFailed(slog.LevelWarn, metricsForwardUnreachable, id, owner, addr, errOwnerUnreachable)
+			}
 			select {
 			case <-ctx.Done():
 				return true
@@ -240,12 +250,24 @@ func (f *Frontend) forwardElsewhere(w http.ResponseWriter, r *http.Request) bool
 			}
 			continue
 		}
-		// The owner is gone: take the session over.
+		// The owner is gone: take the session over. Unless the store has
+		// just lost its data: the owner's announcement may only be on its
+		// way back, and taking its session would split it in two.
+		if rc := f.persist.rc; rc != nil && !settled {
+			settled = true
+			if err := rc.Settle(ctx); err != nil {
+				f.forwardFailed(slog.LevelError, metricsForwardStore, id, owner, "", err)
+				f.reject(w, r, nil, storeUnavailable(err))
+				return true
+			}
+			continue
+		}
 		won, err := h.owners.Claim(ctx, id, owner, self)
 		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				return false // ended meanwhile: the normal path answers 404
 			}
+			f.forwardFailed(slog.LevelError, metricsForwardStore, id, owner, "", err)
 			f.reject(w, r, nil, storeUnavailable(err))
 			return true
 		}
@@ -266,10 +288,37 @@ func (f *Frontend) forwardElsewhere(w http.ResponseWriter, r *http.Request) bool
 	}
 }
 
+// Reasons of hop_forward_failed, as metrics.ClusterMetrics counts them.
+const (
+	metricsForwardUnreachable = "unreachable"
+	metricsForwardBroken      = "broken"
+	metricsForwardStore       = "store"
+)
+
+var errOwnerUnreachable = errors.New("the owner replica does not accept connections; waiting for its lease to lapse")
+
+// forwardFailed logs a request for a session another replica owns that
+// could not be served through it (hop_forward_failed, with the owner and
+// why) and reports it to Options.ForwardErrors: the forwarding replica is
+// where the client's failure happened, so it is where it is visible.
+func (f *Frontend) forwardFailed(level slog.Level, reason, id, owner, addr string, err error) {
+	f.log.Log(context.Background(), level, "hop_forward_failed", "session", core.Fingerprint(id),
+		"owner", owner, "owner_address", addr, "reason", reason, "error", err)
+	if f.opts.ForwardErrors != nil {
+		f.opts.ForwardErrors(reason)
+	}
+}
+
+// errHopStreamCut is what broken is told when the owner's response
+// stopped midway (the client's connection is then aborted).
+var errHopStreamCut = errors.New("the owner replica's response was cut off midway")
+
 // forward proxies r to the replica at addr. It reports true only when the
 // replica could not be reached at all (nothing was sent or written), so
-// the request may go elsewhere without being run twice.
-func (h *hop) forward(w http.ResponseWriter, r *http.Request, addr string, body []byte) (dialFailed bool) {
+// the request may go elsewhere without being run twice. A failure after
+// the request was sent (the client gets 502, or its connection is cut
+// when the response had started) is told to broken first.
+func (h *hop) forward(w http.ResponseWriter, r *http.Request, addr string, body []byte, broken func(error)) (dialFailed bool) {
 	out := r.Clone(r.Context())
 	out.URL = &url.URL{Scheme: "http", Host: addr, Path: r.URL.Path, RawQuery: r.URL.RawQuery}
 	out.Host = r.Host
@@ -289,11 +338,28 @@ func (h *hop) forward(w http.ResponseWriter, r *http.Request, addr string, body 
 			dialFailed = true
 			return
 		}
-		body := core.AppendErrorResponse(nil, "", core.NewError(core.CodeUpstreamError, "the replica holding this session did not answer"))
+		if r.Context().Err() == nil { // not the client going away
+			broken(err)
+		}
+		var id core.ID
+		if m, derr := core.Decode(body); derr == nil && m.Kind == core.KindRequest {
+			id = m.ID
+		}
+		body := core.AppendErrorResponse(nil, id, core.NewError(core.CodeUpstreamError, "the replica holding this session did not answer"))
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusBadGateway)
 		_, _ = w.Write(body)
 	}
+	defer func() {
+		// The proxy aborts the client's connection when the owner's
+		// response breaks off after it started: say so before it goes.
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler && r.Context().Err() == nil {
+				broken(errHopStreamCut)
+			}
+			panic(v)
+		}
+	}()
 	p.ServeHTTP(w, out)
 	return dialFailed
 }

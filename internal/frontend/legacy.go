@@ -33,7 +33,9 @@ func (f *Frontend) lookupLegacy(r *http.Request, rt *Route) (*gwSession, *core.E
 	}
 	var g *gwSession
 	if s, err := f.opts.Sessions.Get(id); err == nil {
-		g, _ = s.Value.(*gwSession)
+		if g, _ = s.Value.(*gwSession); g != nil && f.endedElsewhere(r.Context(), g) {
+			g = nil
+		}
 	} else {
 		var err error
 		if g, err = f.fetch(r.Context(), id); err != nil {

@@ -95,6 +95,11 @@ type Options struct {
 	// by operation ("put", "get", "touch", "delete", "publish", "admit"),
 	// where the failure is handled and logged (for metrics).
 	StoreErrors func(op string)
+	// ForwardErrors, if not nil, is told of every request for a session
+	// another replica owns that failed on its way there, by reason
+	// ("unreachable", "broken", "store"; see metrics.ClusterMetrics),
+	// where the failure is logged (hop_forward_failed).
+	ForwardErrors func(reason string)
 	// Store persists legacy sessions so they survive a restart; nil keeps
 	// them in memory only.
 	Store store.Store

@@ -3,8 +3,10 @@ package frontend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/core"
@@ -27,12 +29,26 @@ type persistence struct {
 	bc store.Broadcaster
 	// origin names this replica in the events it publishes.
 	origin string
+	// rc is set when the shared store can lose its data and say so: the
+	// sessions held here are then written back (republish), and absence
+	// in the store proves nothing until it has settled.
+	rc store.Recovering
+	// live holds the sessions of this replica whose record the store has
+	// (written by put, or read by a restore or fetch), by id: what a
+	// store that lost its data gets back.
+	live sync.Map // string → *gwSession
 }
 
 // storeFailed logs a failed store call, once, where it is handled
 // (message store_<op>_failed), and reports it to Options.StoreErrors.
 func (f *Frontend) storeFailed(log *slog.Logger, level slog.Level, op string, err error, attrs ...any) {
 	log.Log(context.Background(), level, "store_"+op+"_failed", append(attrs, "error", err)...)
+	f.countStoreError(op)
+}
+
+// countStoreError reports a failed store call that is logged in words of
+// its own (creation_rate_unavailable, ...) to Options.StoreErrors.
+func (f *Frontend) countStoreError(op string) {
 	if f.opts.StoreErrors != nil {
 		f.opts.StoreErrors(op)
 	}
@@ -62,7 +78,83 @@ func (p *persistence) put(g *gwSession) error {
 		g.f.storeFailed(g.log, slog.LevelError, "put", err)
 		return err
 	}
+	p.live.Store(i.ID, g)
 	return nil
+}
+
+// get reads a record from the store. A shared store that lost its data
+// may not have every record back yet: a miss there is believed only once
+// the store has settled (every replica has written back what it holds),
+// and then asked again.
+func (p *persistence) get(ctx context.Context, id string) (*store.Record, error) {
+	rec, err := p.st.Get(ctx, id)
+	if !errors.Is(err, store.ErrNotFound) || p.rc == nil {
+		return rec, err
+	}
+	if serr := p.rc.Settle(ctx); serr != nil {
+		return nil, serr
+	}
+	return p.st.Get(ctx, id)
+}
+
+// endedElsewhere reports whether the session g, which this replica holds,
+// has ended on another replica that this one has not heard of yet (the
+// announcement is on its way): its record is gone from the shared store.
+// Such a session is ended here at once, so that once a DELETE has been
+// answered no replica forwards another request of it. One round trip per
+// request on a shared store; a store that cannot answer, or one recovering
+// from a loss, is taken to say the session lives.
+func (f *Frontend) endedElsewhere(ctx context.Context, g *gwSession) bool {
+	p := f.persist
+	if p == nil || p.rc == nil {
+		return false
+	}
+	if held, ok := p.live.Load(g.info.ID); !ok || held != g {
+		return false // never stored (fail-open): the store cannot vouch for it
+	}
+	ok, err := p.rc.Exists(ctx, g.info.ID)
+	if err != nil {
+		f.storeFailed(g.log, slog.LevelDebug, "get", err)
+		return false
+	}
+	if ok {
+		return false
+	}
+	_ = f.opts.Sessions.End(context.WithoutCancel(ctx), g.info.ID, session.ReasonEndedElsewhere)
+	return true
+}
+
+// republish writes back what this replica holds to a shared store that
+// lost its data: each live session's record (with its owner) and its
+// places under the cluster's caps. The store runs it once per loss and
+// admits no new session under the caps until every replica has had the
+// time to.
+func (f *Frontend) republish(ctx context.Context) {
+	p := f.persist
+	n, failed := 0, 0
+	p.live.Range(func(_, v any) bool {
+		g := v.(*gwSession)
+		if g.ctx.Err() != nil || g.sess == nil || ctx.Err() != nil {
+			return ctx.Err() == nil
+		}
+		if err := p.put(g); err != nil {
+			failed++
+			return true
+		}
+		i := g.info
+		err := f.opts.Sessions.Recount(ctx, session.Admission{
+			ID: i.ID, Route: g.route.Name, RouteCap: g.route.Cap, Principal: i.Principal, Tenant: i.Tenant,
+			Address: clientAddr(i.RemoteAddr), IdleTimeout: g.route.IdleTimeout,
+		}, i.Created)
+		if err != nil {
+			f.storeFailed(g.log, slog.LevelError, "admit", err)
+			failed++
+			return true
+		}
+		n++
+		return true
+	})
+	f.log.Warn("sessions_republished", "count", n, "failed", failed)
 }
 
 // storeUnavailable answers a request that needs the store while it is
@@ -110,6 +202,9 @@ func (p *persistence) touch(g *gwSession) {
 // an idle timeout of this replica's copy while the store shows the session
 // active through other replicas — only the copy here goes.
 func (p *persistence) forget(g *gwSession, reason session.Reason) {
+	if p != nil {
+		p.live.CompareAndDelete(g.info.ID, g)
+	}
 	if !p.kept(g) || reason == session.ReasonShutdown || reason == session.ReasonEndedElsewhere {
 		return
 	}
@@ -198,7 +293,7 @@ func (f *Frontend) fetch(ctx context.Context, id string) (*gwSession, error) {
 	if p == nil || p.bc == nil {
 		return nil, nil
 	}
-	rec, err := p.st.Get(ctx, id)
+	rec, err := p.get(ctx, id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) || f.opts.StoreFailOpen {
 			return nil, nil
@@ -233,8 +328,13 @@ func (f *Frontend) fetch(ctx context.Context, id string) (*gwSession, error) {
 // cluster's caps and is not admitted again.
 func (f *Frontend) restoreRecord(ctx context.Context, rec *store.Record, adopt bool) (*gwSession, error) {
 	rt := f.routeNamed(rec.Route)
-	if rt == nil || rec.Era != core.EraLegacy || len(rec.InitRaw) == 0 || rec.Expired(time.Now()) {
-		return nil, errors.New("record not restorable (route gone, not legacy, or expired)")
+	switch {
+	case rt == nil:
+		return nil, fmt.Errorf("%w: route %q no longer exists", errUnrestorable, rec.Route)
+	case rec.Era != core.EraLegacy || len(rec.InitRaw) == 0:
+		return nil, fmt.Errorf("%w: not a legacy session with its initialize request", errUnrestorable)
+	case rec.Expired(time.Now()):
+		return nil, fmt.Errorf("%w: expired", errUnrestorable)
 	}
 	info := &core.SessionInfo{
 		ID: rec.ID, Route: rt.Name, Era: core.EraLegacy, ProtocolVersion: rec.ProtocolVersion,
@@ -259,6 +359,7 @@ func (f *Frontend) restoreRecord(ctx context.Context, rec *store.Record, adopt b
 		return nil, err
 	}
 	g.sess = s
+	f.persist.live.Store(rec.ID, g)
 	return g, nil
 }
 
@@ -280,15 +381,28 @@ func (f *Frontend) UseStore(st store.Store) {
 	p := &persistence{st: st, origin: session.NewID()}
 	if bc, ok := st.(store.Broadcaster); ok {
 		p.bc = bc
+		if rc, ok := st.(store.Recovering); ok {
+			p.rc = rc
+			rc.OnDataLoss(f.republish)
+		}
 	}
 	f.persist = p
 }
 
+// errUnrestorable marks a stored record that can never be restored: its
+// route is gone, it is expired, or it lacks what a restore needs.
+var errUnrestorable = errors.New("record cannot be restored")
+
 // Restore brings back the legacy sessions in the store after a restart:
 // each is admitted again under the caps with its id, creation time and
 // initialize request, and its upstream side (an upstream session, or a
-// stdio process) is re-established on first use. Expired records and
-// records of routes that no longer exist are deleted.
+// stdio process) is re-established on first use.
+//
+// Only records that can never be restored (expired, of a route that no
+// longer exists, incomplete) are deleted. A record refused for another
+// reason — a cap lowered since it was written, a store or manager error —
+// is kept: the refusal is logged (session_not_restored with its reason),
+// and the next start tries again while the record has not expired.
 func (f *Frontend) Restore(ctx context.Context) (int, error) {
 	p := f.persist
 	if p == nil || p.bc != nil {
@@ -302,9 +416,23 @@ func (f *Frontend) Restore(ctx context.Context) (int, error) {
 	}
 	restored := 0
 	for _, rec := range recs {
-		if _, err := f.restoreRecord(ctx, rec, false); err != nil {
-			f.log.Info("session_not_restored", "session", core.Fingerprint(rec.ID), "error", err)
-			_ = p.st.Delete(ctx, rec.ID)
+		_, err := f.restoreRecord(ctx, rec, false)
+		if err != nil {
+			fp := core.Fingerprint(rec.ID)
+			var ce *session.CapError
+			switch {
+			case errors.Is(err, errUnrestorable):
+				f.log.Info("session_not_restored", "session", fp, "route", rec.Route, "reason", "invalid", "error", err)
+				if derr := p.st.Delete(ctx, rec.ID); derr != nil {
+					f.storeFailed(f.log, slog.LevelWarn, "delete", derr, "session", fp)
+				}
+			case errors.As(err, &ce):
+				// The caps shrank since the record was written: the
+				// session is refused, not destroyed.
+				f.log.Warn("session_not_restored", "session", fp, "route", rec.Route, "reason", "cap", "cap", string(ce.Scope), "max", ce.Max)
+			default:
+				f.log.Warn("session_not_restored", "session", fp, "route", rec.Route, "reason", "error", "error", err)
+			}
 			continue
 		}
 		restored++

@@ -33,7 +33,16 @@ func scopeKey(sc session.ScopeCap) string {
 	return string(sc.Scope) + ":" + sc.Key
 }
 
+var _ session.Recounter = sharedCaps{}
+
+// Admit admits once the store can be trusted: after Redis lost its data,
+// not before every replica has had the time to count its sessions back
+// in (redisstore.Store.Settle), or the new sessions would be admitted
+// beside the old ones.
 func (c sharedCaps) Admit(ctx context.Context, id, holder string, scopes []session.ScopeCap, idle time.Duration) ([]string, error) {
+	if err := c.st.Settle(ctx); err != nil {
+		return nil, err
+	}
 	cs := make([]redisstore.CapScope, len(scopes))
 	for i, sc := range scopes {
 		cs[i] = redisstore.CapScope{Key: scopeKey(sc), Max: sc.Cap.Max, Policy: string(sc.Cap.Policy)}
@@ -48,6 +57,16 @@ func (c sharedCaps) Admit(ctx context.Context, id, holder string, scopes []sessi
 }
 
 func (c sharedCaps) Release(ctx context.Context, id string) error { return c.st.Release(ctx, id) }
+
+// Recount puts a live session back under the shared caps after Redis lost
+// its data (the replica holding it writes its record back first).
+func (c sharedCaps) Recount(ctx context.Context, id, holder string, scopes []session.ScopeCap, idle time.Duration, created time.Time) error {
+	keys := make([]string, len(scopes))
+	for i, sc := range scopes {
+		keys[i] = scopeKey(sc)
+	}
+	return c.st.Recount(ctx, id, holder, keys, idle, created)
+}
 
 // hopKeys derives the keys of the internal hop from the session id keys
 // every replica shares, so a cluster needs no second secret; rotating id

@@ -122,7 +122,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		PerAddress:   perAddressCap(ss.PerAddress),
 	})
 	front, err := frontend.New(frontend.Options{
-		Logger: log, StoreErrors: g.health.storeMon.CountError, Sessions: g.sessions, MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
+		Logger: log, StoreErrors: g.health.storeMon.CountError, ForwardErrors: g.health.cluster.ForwardFailed, Sessions: g.sessions, MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
 		KeepAlive: cfg.Server.KeepAlive, StreamAfter: cfg.Server.StreamAfter, WriteTimeout: cfg.Server.WriteTimeout,
 		Creation:           g.rates.creationLimits(),
 		ResumeSessionBytes: int64(ss.Resumption.SessionBytes), ResumeTotalBytes: int64(ss.Resumption.TotalBytes),

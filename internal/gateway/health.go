@@ -22,6 +22,7 @@ import (
 type health struct {
 	metrics  *metrics.Registry
 	storeMon *metrics.StoreMonitor
+	cluster  *metrics.ClusterMetrics
 	// serving is true while every client listener accepts and the gateway
 	// is not shutting down.
 	serving atomic.Bool
@@ -57,7 +58,11 @@ func (g *Gateway) initHealth(reg *metrics.Registry) error {
 	if err != nil {
 		return fmt.Errorf("metrics: %w (one registry per gateway)", err)
 	}
-	g.health.metrics, g.health.storeMon = reg, mon
+	cl, err := metrics.NewClusterMetrics(reg)
+	if err != nil {
+		return fmt.Errorf("metrics: %w (one registry per gateway)", err)
+	}
+	g.health.metrics, g.health.storeMon, g.health.cluster = reg, mon, cl
 	g.health.clientConns = newConnLimit("client", g.cfg.Server.MaxConnections, conns, g.log)
 	g.health.adminConns = newConnLimit("admin", config.AdminMaxConnections, conns, g.log)
 	return nil
@@ -84,6 +89,11 @@ func (g *Gateway) watchStore(st store.Store) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	g.health.monCancel, g.health.monDone = cancel, done
+	// Failures of the store's own background writes (the touch flush)
+	// reach no caller: the store reports them to the same counter.
+	if r, ok := st.(store.ErrorReporter); ok {
+		r.ReportErrors(g.health.storeMon.CountError)
+	}
 	go func() {
 		defer close(done)
 		g.health.storeMon.Run(ctx, st)

@@ -2,8 +2,9 @@
 // Registry (never the process-wide default one, so that two gateways in
 // one process, or a library user's registry, do not collide), the
 // process and Go runtime collectors, the /metrics handler, and the
-// collectors of gateway-wide state — today the session store's health
-// (StoreMonitor).
+// collectors of gateway-wide state — the session store's health
+// (StoreMonitor) and what the replicas of a cluster fail to do for one
+// another (ClusterMetrics).
 //
 // Every metric mcpgate defines starts with "mcpgate_" (Namespace). A
 // capability that adds metrics takes a prometheus.Registerer — the

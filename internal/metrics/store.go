@@ -31,7 +31,7 @@ type StoreMonitorOptions struct {
 // storeOps are the op label values that exist from the start, at zero,
 // so that a rate over them needs no special case for "never failed": the
 // calls the frontend makes, and the health check.
-var storeOps = []string{"put", "get", "touch", "delete", "publish", "ping"}
+var storeOps = []string{"put", "get", "touch", "delete", "publish", "admit", "ping"}
 
 // pingBuckets span a Redis round trip on one host (about 0.1ms) to the
 // default timeout (1s), each four times the previous.

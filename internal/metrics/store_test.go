@@ -234,7 +234,7 @@ func TestCountError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]float64{"put": 2, "get": 0, "touch": 0, "delete": 0, "publish": 0, "ping": 0, "owner": 1}
+	want := map[string]float64{"put": 2, "get": 0, "touch": 0, "delete": 0, "publish": 0, "admit": 0, "ping": 0, "owner": 1}
 	got := map[string]float64{}
 	for _, m := range fams["mcpgate_store_errors_total"].GetMetric() {
 		var op, backend string

@@ -91,6 +91,10 @@ type Store struct {
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+
+	// reportErr, if set, is told of failed background flushes (see
+	// ReportErrors).
+	reportErr atomic.Pointer[func(op string)]
 }
 
 var _ store.Store = (*Store)(nil)
@@ -381,6 +385,9 @@ func (s *Store) flushLoop() {
 		case <-t.C:
 			if err := s.flush(); err != nil {
 				s.log.Error("store touch flush failed", "path", s.path, "error", err)
+				if fn := s.reportErr.Load(); fn != nil {
+					(*fn)("touch")
+				}
 			}
 		}
 	}

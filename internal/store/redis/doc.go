@@ -41,6 +41,10 @@
 //	                      one holder's ids, scored as in cap: and capc:
 //	<prefix>replica:<r>   string: the internal address replica r announced
 //	                      (with a short TTL, renewed while it lives)
+//	<prefix>epoch         string: a random value written at the first start,
+//	                      and again (with its time) after Redis lost its data
+//	<prefix>recovering    sorted set of the stores writing back their sessions
+//	                      after a loss, scored by when their lease ends
 //
 // A session's hash also holds caps (the JSON array of the scopes it counts
 // in) and owner (the replica running its process, for stdio routes).
@@ -52,7 +56,7 @@
 //
 // # Round trips
 //
-//	Open       1: PING and SCRIPT LOAD, pipelined (plus connecting)
+//	Open       2: PING and SCRIPT LOAD, pipelined (plus connecting); the epoch
 //	Put        1: EVALSHA (replace hash, set TTL, index)
 //	Get        1: HMGET
 //	Touch      0: memory only; Get and List merge it at once
@@ -65,7 +69,11 @@
 //	           one more per further 1000, and one more when it finds index
 //	           entries without a key (which it then removes)
 //	Add        1: INCRBY
-//	Ping       1: PING (the gateway's health check, once a second)
+//	Ping       1: PING and GET of the epoch (the gateway's health check, once a second)
+//	Settle     1: EVALSHA (epoch, recovering replicas, Redis's clock); more only
+//	           while the store recovers from a loss of its data
+//	Exists     1: EVALSHA (the record's presence and the epoch check)
+//	Recount    1: EVALSHA
 //	Publish    1: PUBLISH
 //	Subscribe  a dedicated connection for as long as it runs; 1 round trip
 //	           to subscribe, then pushed messages; PING after 15s of silence

@@ -52,6 +52,11 @@ type Options struct {
 	// point where the session may have expired (see the package doc,
 	// "Expiry"). If zero, 1h.
 	ExpiryMargin time.Duration
+	// RecoveryWindow is how long, after Redis lost its data, Settle waits
+	// for every replica to notice and write back what it holds (see
+	// "Losing the data" in epoch.go). Replicas notice at their next Ping,
+	// which the gateway sends every second. If zero, 3s.
+	RecoveryWindow time.Duration
 	// Logger receives failed background flushes, subscription errors and
 	// undecodable data. If nil, nothing is logged.
 	Logger *slog.Logger
@@ -121,6 +126,7 @@ type Store struct {
 	addr     string
 	interval time.Duration
 	margin   int64 // ExpiryMargin in ms
+	window   int64 // RecoveryWindow in ms
 	timeout  time.Duration
 	log      *slog.Logger
 
@@ -154,6 +160,13 @@ type Store struct {
 	// counts consecutive failed flushes, so that an outage is logged once.
 	flushMu       sync.Mutex
 	flushFailures int
+	// reportErr, if set, is told of every failed background flush (see
+	// ReportErrors); only the first of a run is logged.
+	reportErr atomic.Pointer[func(op string)]
+
+	// ep follows the epoch, to notice a Redis that lost its data (see
+	// epoch.go).
+	ep epochState
 
 	// life is held shared by each call in flight (see begin) and
 	// exclusively by Close while it closes the connections.
@@ -180,7 +193,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		v    time.Duration
 	}{
 		{"DialTimeout", opts.DialTimeout}, {"ReadTimeout", opts.ReadTimeout}, {"WriteTimeout", opts.WriteTimeout},
-		{"FlushInterval", opts.FlushInterval}, {"ExpiryMargin", opts.ExpiryMargin},
+		{"FlushInterval", opts.FlushInterval}, {"ExpiryMargin", opts.ExpiryMargin}, {"RecoveryWindow", opts.RecoveryWindow},
 	} {
 		if d.v < 0 {
 			return nil, fmt.Errorf("store/redis: negative %s %v", d.name, d.v)
@@ -199,6 +212,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	def(&opts.WriteTimeout, defaultWriteTimeout)
 	def(&opts.FlushInterval, defaultFlushInterval)
 	def(&opts.ExpiryMargin, defaultExpiryMargin)
+	def(&opts.RecoveryWindow, RecoveryWindow)
 	if opts.Addr == "" {
 		opts.Addr = defaultAddr
 	}
@@ -236,6 +250,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		addr:       opts.Addr,
 		interval:   opts.FlushInterval,
 		margin:     opts.ExpiryMargin.Milliseconds(),
+		window:     opts.RecoveryWindow.Milliseconds(),
 		timeout:    opts.DialTimeout + opts.WriteTimeout + opts.ReadTimeout,
 		log:        opts.Logger,
 		prefix:     opts.Prefix,
@@ -257,6 +272,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		}
 		return nil
 	})
+	if err == nil {
+		err = s.initEpoch(ctx)
+	}
 	if err != nil {
 		_ = rdb.Close()
 		return nil, fmt.Errorf("store/redis: connect to %s: %w", opts.Addr, err)
@@ -571,6 +589,9 @@ func (s *Store) flush(ctx context.Context) error {
 
 	if err != nil {
 		s.flushFailures++
+		if fn := s.reportErr.Load(); fn != nil {
+			(*fn)("touch")
+		}
 		if s.flushFailures == 1 {
 			s.log.Error("store_touch_flush_failed", "addr", s.addr, "touches", n, "error", err)
 		}

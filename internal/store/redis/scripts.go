@@ -133,7 +133,8 @@ end
 return n
 `)
 
-var scripts = []*script{putScript, touchScript, listScript, pruneScript, admitScript, releaseScript, deleteScript, capCountScript, claimScript}
+var scripts = []*script{putScript, touchScript, listScript, pruneScript, admitScript, releaseScript, deleteScript, capCountScript, claimScript,
+	epochInitScript, epochCheckScript, epochResetScript, epochLeaseScript, recountScript}
 
 // script keeps the source of a redis.Script, to load it in a pipeline:
 // redis.Script.Load there would record the digest before the reply (as
