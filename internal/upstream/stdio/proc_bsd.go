@@ -20,7 +20,7 @@ func identify(int) (Process, error) { return Process{}, errors.ErrUnsupported }
 
 // Reap cannot verify that a pid still names the recorded process here, so
 // it kills nothing.
-func Reap(Process) (int, error) { return 0, errors.ErrUnsupported }
+func Reap(ps []Process) ([]int, error) { return make([]int, len(ps)), errors.ErrUnsupported }
 
 // Alive cannot tell here; nothing is recorded for it to tell about.
 func Alive(Process) bool { return false }

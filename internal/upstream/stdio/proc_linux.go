@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -150,52 +151,83 @@ func Alive(p Process) bool {
 	return err == nil && p.Boot != "" && p.Boot == boot() && s.start == p.Start && s.state != 'Z' && s.state != 'X'
 }
 
-// Reap ends what is left of the process group of p, a process that an
-// earlier gateway spawned and recorded (see Recorder), and reports how
-// many processes it killed. It kills a process only when it can prove it
-// belongs to that group: same boot, its process group id is p.Pgid, and it
-// started no earlier than p (a member of a group is started after the
-// group's leader). If a process with the leader's pid exists but started
-// at another time, the pid was reused and the group is long gone: nothing
-// is killed. The group's leader is usually dead already (the parent-death
-// signal); what Reap finds are its descendants, such as the server a
-// `go run` or `npx` wrapper started.
+// Reap ends what is left of the process groups of ps, processes that an
+// earlier gateway spawned and recorded (see Recorder), and reports for
+// each how many processes it killed. It kills a process only when it can
+// show that it belongs to that group: same boot, its process group id is
+// p.Pgid, and it started no earlier than p (a member of a group is
+// started after the group's leader). If a process with the leader's pid
+// exists but started at another time, the pid was reused and the group is
+// long gone: nothing is killed. The leader itself is usually dead already
+// (the parent-death signal); what Reap finds are its descendants, such as
+// the server a `go run` or `npx` wrapper started.
 //
 // Each process is signalled through a pidfd opened before it is checked
-// once more, so a pid reused in between is never signalled.
-func Reap(p Process) (int, error) {
-	if p.Boot == "" || p.Boot != boot() || p.Pgid <= 1 {
-		return 0, nil
+// once more, so a pid reused in between is never signalled. /proc is read
+// once per round, however many groups there are.
+func Reap(ps []Process) ([]int, error) {
+	killed := make([]int, len(ps))
+	todo := make([]int, 0, len(ps))
+	for i, p := range ps {
+		if p.Boot != "" && p.Boot == boot() && p.Pgid > 1 {
+			todo = append(todo, i)
+		}
 	}
-	killed := 0
 	// A member may fork while the others are killed: look again until the
-	// group is empty (SIGKILL cannot be caught, so it empties quickly).
-	for range 20 {
-		members, err := groupMembers(p)
-		if err != nil || len(members) == 0 {
+	// groups are empty (SIGKILL cannot be caught, so they empty quickly).
+	seen := make(map[int]bool) // killed already: counted once
+	for round := 0; len(todo) > 0 && round < 20; round++ {
+		procs, err := scanProc()
+		if err != nil {
 			return killed, err
 		}
-		for _, pid := range members {
-			ok, err := killMember(pid, p)
-			if err != nil {
-				return killed, err
+		var next []int
+		for _, i := range todo {
+			p := ps[i]
+			if s, ok := procs.byPid[p.Pgid]; ok && s.start != p.Start {
+				continue // the leader's pid names another process: reused
 			}
-			if ok {
-				killed++
+			found := false
+			for _, m := range procs.byGroup[p.Pgid] {
+				if !belongs(m.stat, p) {
+					continue
+				}
+				found = true
+				ok, err := killMember(m.pid, p)
+				if err != nil {
+					return killed, err
+				}
+				if ok && !seen[m.pid] {
+					seen[m.pid] = true
+					killed[i]++
+				}
+			}
+			if found {
+				next = append(next, i)
 			}
 		}
+		todo = next
 	}
 	return killed, nil
 }
 
-// groupMembers lists the live processes of p's group; none if the leader's
-// pid names another process now.
-func groupMembers(p Process) ([]int, error) {
+type procEntry struct {
+	pid int
+	stat
+}
+
+type procTable struct {
+	byPid   map[int]stat
+	byGroup map[int][]procEntry
+}
+
+// scanProc reads the stat of every process once.
+func scanProc() (procTable, error) {
 	d, err := os.ReadDir("/proc")
 	if err != nil {
-		return nil, err
+		return procTable{}, err
 	}
-	var out []int
+	t := procTable{byPid: make(map[int]stat, len(d)), byGroup: make(map[int][]procEntry)}
 	for _, e := range d {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid <= 1 {
@@ -205,14 +237,10 @@ func groupMembers(p Process) ([]int, error) {
 		if err != nil {
 			continue // gone meanwhile
 		}
-		if pid == p.Pgid && s.start != p.Start {
-			return nil, nil // reused
-		}
-		if belongs(s, p) {
-			out = append(out, pid)
-		}
+		t.byPid[pid] = s
+		t.byGroup[s.pgrp] = append(t.byGroup[s.pgrp], procEntry{pid, s})
 	}
-	return out, nil
+	return t, nil
 }
 
 func belongs(s stat, p Process) bool {
@@ -240,8 +268,22 @@ func killMember(pid int, p Process) (bool, error) {
 	if s, err := readStat(pid); err != nil || !belongs(s, p) {
 		return false, nil
 	}
-	return signalled(unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0))
+	ok, err := signalled(unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0))
+	if ok {
+		// A pidfd turns readable when its process exits: wait for that,
+		// so the next look at the group does not find it again.
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			if _, err := unix.Poll(pfd, int(killWait.Milliseconds())); !errors.Is(err, syscall.EINTR) {
+				break
+			}
+		}
+	}
+	return ok, err
 }
+
+// killWait bounds the wait for a killed process to exit.
+const killWait = time.Second
 
 func signalled(err error) (bool, error) {
 	switch {

@@ -20,7 +20,7 @@ func signalGroup(p *os.Process, _ syscall.Signal) error { return p.Kill() }
 func identify(int) (Process, error) { return Process{}, errors.ErrUnsupported }
 
 // Reap kills nothing here (see the Linux implementation).
-func Reap(Process) (int, error) { return 0, errors.ErrUnsupported }
+func Reap(ps []Process) ([]int, error) { return make([]int, len(ps)), errors.ErrUnsupported }
 
 // Alive cannot tell here; nothing is recorded for it to tell about.
 func Alive(Process) bool { return false }

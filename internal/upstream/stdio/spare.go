@@ -8,15 +8,16 @@ import (
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
-// spareTTL is how long the probe's process waits for a session before it
-// is shut down.
-const spareTTL = 30 * time.Second
+// defaultSpareTTL is how long the probe's process waits for a session
+// before it is shut down.
+const defaultSpareTTL = 30 * time.Second
 
 // The probe's process is not thrown away: the gateway probes when the
 // first session is about to open, so that session's Open takes the process
 // the probe started (its server has seen one server/discover, which a
 // legacy server answers with an error or ignores and a modern one answers
-// statelessly). A spare no session claims within spareTTL is shut down, so
+// statelessly). A legacy client does not make the gateway probe at all
+// (see Probed: the bridge tries its initialize natively first). A spare no session claims within 30s is shut down, so
 // an idle route keeps no process. Changed in issue 9: the probe used to
 // spawn a process of its own and stop it, an extra spawn (for `go run`,
 // a build) before every route's first session.
@@ -29,7 +30,7 @@ func (u *Upstream) keepSpare(c *Conn) {
 	if u.spareTimer != nil {
 		u.spareTimer.Stop()
 	}
-	u.spareTimer = time.AfterFunc(spareTTL, func() { u.dropSpare(c) })
+	u.spareTimer = time.AfterFunc(u.spareTTL, func() { u.dropSpare(c) })
 	u.probeMu.Unlock()
 	if old != nil {
 		go old.Close(context.Background())
@@ -40,6 +41,20 @@ func (u *Upstream) keepSpare(c *Conn) {
 			go s.Close(context.Background())
 		}
 	}
+}
+
+// takeSpareFor returns the spare if it can serve a session of era: a
+// modern one always (server/discover is a request like any other there),
+// a legacy one only if the server is legacy (a dual-era server may have
+// taken server/discover as choosing the modern era for the process, and
+// then refuses initialize).
+func (u *Upstream) takeSpareFor(era core.Era) *Conn {
+	if era != core.EraModern {
+		if info, ok := u.cached(); !ok || info.Era != core.EraLegacy {
+			return nil
+		}
+	}
+	return u.takeSpare()
 }
 
 // takeSpare removes and returns the spare, nil if there is none.
@@ -64,7 +79,7 @@ func (u *Upstream) dropSpare(c *Conn) {
 	}
 	u.probeMu.Unlock()
 	if mine {
-		u.logger.Debug("stdio_spare_unclaimed", "route", u.route, "pid", c.pid, "after", spareTTL)
+		u.logger.Debug("stdio_spare_unclaimed", "route", u.route, "pid", c.pid, "after", u.spareTTL)
 		_ = c.Close(context.Background())
 	}
 }

@@ -46,6 +46,7 @@ type Upstream struct {
 	env    []string
 
 	probeTimeout time.Duration
+	spareTTL     time.Duration
 	probeSem     chan struct{} // one probe at a time; waiters honour ctx
 	probeMu      sync.Mutex    // guards probed and info
 	probed       bool
@@ -77,6 +78,7 @@ func New(cfg config.StdioUpstream, route string, logger *slog.Logger) *Upstream 
 		logger:       logger,
 		env:          buildEnv(cfg),
 		probeTimeout: defaultProbeTimeout,
+		spareTTL:     defaultSpareTTL,
 		probeSem:     make(chan struct{}, 1),
 	}
 }
@@ -123,7 +125,7 @@ func (u *Upstream) Open(ctx context.Context, p upstream.OpenParams, sink upstrea
 	if p.Session != nil {
 		sid = p.Session.ID
 	}
-	if c := u.takeSpare(); c != nil && c.adopt(p.Session, sid, p.Era, sink) {
+	if c := u.takeSpareFor(p.Era); c != nil && c.adopt(p.Session, sid, p.Era, sink) {
 		return c, nil
 	}
 	c, err := u.start(p.Session, sid, p.Era, sink)
@@ -176,6 +178,11 @@ func (u *Upstream) Probe(ctx context.Context) (upstream.Info, error) {
 	u.probeMu.Unlock()
 	return cloneInfo(info), nil
 }
+
+// Probed returns what Probe learned, and false if it has not run: a
+// caller that can do without the era (a legacy client's initialize tells
+// it) need not make a probe start a process.
+func (u *Upstream) Probed() (upstream.Info, bool) { return u.cached() }
 
 func (u *Upstream) cached() (upstream.Info, bool) {
 	u.probeMu.Lock()
