@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,8 +70,8 @@ func alive(pid int) bool {
 // so are its processes. Afterwards this gateway's spawns are recorded and
 // their records deleted when they end.
 func TestReapLeftovers(t *testing.T) {
-	if _, ok := stdio.Self(); !ok {
-		t.Fatal("needs /proc (Linux)")
+	if runtime.GOOS != "linux" {
+		t.Skip("processes are identified on Linux only")
 	}
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "sessions.db"), bolt.Options{})
 	if err != nil {

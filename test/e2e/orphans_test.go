@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,8 +47,8 @@ type recordedProc struct {
 // store, so a crash and a restart leave nothing running.
 func TestKilledGatewayLeavesNoProcesses(t *testing.T) {
 	t.Parallel()
-	if _, err := os.Stat("/proc/self/stat"); err != nil {
-		t.Fatal("needs /proc (Linux)")
+	if runtime.GOOS != "linux" {
+		t.Skip("the parent-death signal and /proc are Linux's; elsewhere children are not tracked")
 	}
 	bin := buildMCPGate(t)
 	stubborn := filepath.Join(t.TempDir(), "stubborn")
