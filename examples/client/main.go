@@ -3,8 +3,13 @@
 //	go run ./examples/client http://127.0.0.1:8080/mcp
 //	go run ./examples/client -protocol 2026-07-28 http://127.0.0.1:8080/mcp
 //
-// -protocol pins the protocol version the client speaks (default: the
-// newest the go-sdk client offers).
+// By default it speaks 2025-11-25, the session era: initialize opens a
+// session of its own (for a stdio route, a process of its own), which
+// mcpgate keeps in its store, so it continues after a gateway restart, and
+// which ends when the client closes it. -protocol 2026-07-28 speaks the
+// stateless era instead: no initialize and no session id; mcpgate
+// correlates such requests itself (see the README's Sessions section),
+// and that correlation does not outlive the gateway process.
 package main
 
 import (
@@ -18,7 +23,7 @@ import (
 )
 
 func main() {
-	protocol := flag.String("protocol", "", "protocol version to speak, e.g. 2025-11-25 or 2026-07-28")
+	protocol := flag.String("protocol", "2025-11-25", "protocol version to speak: 2025-11-25 (a session) or 2026-07-28 (stateless)")
 	flag.Parse()
 	url := "http://127.0.0.1:8080/mcp"
 	if flag.NArg() > 0 {

@@ -20,7 +20,9 @@ func TestMain(m *testing.M) {
 	// serve and validate build a whole gateway in-process; whatever they
 	// start must be gone when they return. (os/signal's loop, started by
 	// serve's signal.NotifyContext, lives for the process by design.)
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("os/signal.signal_recv"))
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("os/signal.signal_recv"),
+		// stdio's spawners live as long as the process, on purpose.
+		goleak.IgnoreTopFunction("github.com/mcpgate/mcpgate/internal/upstream/stdio.spawnLoop"))
 }
 
 type result struct {

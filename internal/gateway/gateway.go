@@ -50,6 +50,7 @@ type Gateway struct {
 	front     *frontend.Frontend
 	upstreams []upstream.Upstream
 	rates     *rateLimits
+	procs     *procRecorder
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -74,12 +75,14 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	var errs []error
 	ss := cfg.Sessions
 	g.rates = newRateLimits(cfg, log)
+	g.procs = newProcRecorder(log)
 	for i, rc := range cfg.Routes {
 		up, err := newUpstream(rc, log)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("routes[%d] (%s): %w", i, rc.Name, err))
 			continue
 		}
+		g.procs.attach(up, rc.Name)
 		// Every route serves clients of both eras (unless client_era pins
 		// one): the bridge translates when the upstream speaks the other.
 		up = bridge.New(up, bridge.Options{Era: upstreamEra(rc.Upstream.Era), StateKey: stateKey(ss.IDKeys), Logger: log.With("route", rc.Name),
@@ -234,6 +237,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return err
 	}
 	g.store = st
+	g.reapLeftovers(ctx, st) // what a crashed gateway left running
 	g.front.UseStore(st)
 	g.rates.bind(ctx, st, g.cfg.Store.FlushInterval)
 	g.watchStore(st)

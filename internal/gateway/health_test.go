@@ -140,7 +140,9 @@ func TestAdminEndpoints(t *testing.T) {
 // noLeaks checks, after every other cleanup, that t left no goroutine.
 func noLeaks(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	// stdio's spawners live as long as the process, on purpose.
+	spawners := goleak.IgnoreTopFunction("github.com/mcpgate/mcpgate/internal/upstream/stdio.spawnLoop")
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore, spawners) })
 }
 
 func port(addr string) string {

@@ -84,6 +84,12 @@ func (u *Upstream) UpstreamEra(ctx context.Context) (core.Era, error) {
 // Open returns a Conn that speaks p.Era to the gateway: the inner
 // upstream's own Conn when the eras match, a translating one otherwise.
 func (u *Upstream) Open(ctx context.Context, p upstream.OpenParams, sink upstream.Sink) (upstream.Conn, error) {
+	if p.Era == core.EraLegacy && u.opts.Era == core.EraUnknown && !u.probed() {
+		// A legacy client's initialize tells whether the server speaks
+		// legacy: no probe (for stdio, no process of its own) is needed
+		// before it is tried natively.
+		return &nativeFirst{u: u, p: p, sink: sink}, nil
+	}
 	info, err := u.Probe(ctx)
 	if err != nil {
 		return nil, err
@@ -106,11 +112,22 @@ func (u *Upstream) Open(ctx context.Context, p upstream.OpenParams, sink upstrea
 	return nil, fmt.Errorf("bridge: cannot serve a %s client from a %s upstream", p.Era, up)
 }
 
+// probed reports false when the inner upstream has not probed yet and
+// probing costs more than a request (it has Probed, as stdio does).
+func (u *Upstream) probed() bool {
+	pc, ok := u.inner.(interface{ Probed() (upstream.Info, bool) })
+	if !ok {
+		return true
+	}
+	_, done := pc.Probed()
+	return done
+}
+
 // Close closes the inner upstream.
 func (u *Upstream) Close() error { return u.inner.Close() }
 
 // nativeFirst serves a legacy client of an upstream that answered
-// server/discover. A server may speak both eras ("a dual-era server treats
+// server/discover, or that was not probed yet (stdio). A server may speak both eras ("a dual-era server treats
 // initialize as selecting legacy semantics for that session"), so the
 // client's initialize goes to it first, untranslated; only when it refuses
 // does the bridge translate. After initialize, everything goes to the
@@ -164,6 +181,16 @@ func (n *nativeFirst) RoundTrip(ctx context.Context, req *core.Message, related 
 			gate.open.Store(true)
 			n.swap(native)
 			return resp, nil
+		}
+		if rerr == nil {
+			// Opened before the era was known: a server that speaks only
+			// the legacy era refused on its own account, and its answer
+			// stands.
+			if info, perr := n.u.Probe(ctx); perr == nil && info.Era != core.EraModern {
+				gate.open.Store(true)
+				n.swap(native)
+				return resp, nil
+			}
 		}
 		_ = native.Close(context.WithoutCancel(ctx))
 		if ctx.Err() != nil {

@@ -42,13 +42,12 @@ const (
 // Conn is one process serving one gateway session. Safe for concurrent
 // use.
 type Conn struct {
-	up   *Upstream
-	log  *slog.Logger
-	sess *core.SessionInfo
-	era  core.Era
-	sink upstream.Sink
-	cmd  *exec.Cmd
-	pid  int
+	up    *Upstream
+	bound atomic.Pointer[binding] // the session it serves; see adopt
+	cmd   *exec.Cmd
+	pid   int
+	proc  Process  // recorded with rec, if rec is set
+	rec   Recorder // told when the process ended
 
 	stdin          *os.File
 	stdout, stderr *os.File
@@ -81,6 +80,18 @@ type Conn struct {
 	stderrDone   chan struct{}
 	finished     chan struct{} // readers done, pending failed, Sink told
 }
+
+// binding is what a Conn knows of the session it serves. It is replaced
+// once, when the process the probe spawned is handed to the first
+// session (adopt), while its readers may be running.
+type binding struct {
+	log  *slog.Logger
+	sess *core.SessionInfo
+	era  core.Era
+	sink upstream.Sink
+}
+
+func (c *Conn) b() *binding { return c.bound.Load() }
 
 // call is one request awaiting its response.
 type call struct {
@@ -275,7 +286,7 @@ func (c *Conn) cancelUpstream(ctx context.Context, id core.ID) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelWriteTimeout)
 	defer cancel()
 	if _, err := c.write(wctx, raw); err != nil {
-		c.log.Debug("stdio_cancel_not_sent", "request_id", string(id), "error", err)
+		c.b().log.Debug("stdio_cancel_not_sent", "request_id", string(id), "error", err)
 	}
 }
 
@@ -349,7 +360,7 @@ func (c *Conn) escalate() {
 		return
 	case <-t.C:
 	}
-	c.log.Info("stdio_sigterm", "after", c.grace)
+	c.b().log.Info("stdio_sigterm", "after", c.grace)
 	c.signal(syscall.SIGTERM)
 	t.Reset(c.grace)
 	select {
@@ -357,7 +368,7 @@ func (c *Conn) escalate() {
 		return
 	case <-t.C:
 	}
-	c.log.Warn("stdio_sigkill", "after", 2*c.grace)
+	c.b().log.Warn("stdio_sigkill", "after", 2*c.grace)
 	c.signal(syscall.SIGKILL)
 }
 
@@ -368,7 +379,7 @@ func (c *Conn) breakProcess(err error) {
 		c.broken = err
 	}
 	c.mu.Unlock()
-	c.log.Error("stdio_broken", "error", err)
+	c.b().log.Error("stdio_broken", "error", err)
 	c.closeStdin()
 	c.signal(syscall.SIGKILL)
 }
@@ -380,7 +391,7 @@ func (c *Conn) signal(sig syscall.Signal) {
 		return
 	}
 	if err := signalGroup(c.cmd.Process, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		c.log.Warn("stdio_signal_failed", "signal", sig.String(), "error", err)
+		c.b().log.Warn("stdio_signal_failed", "signal", sig.String(), "error", err)
 	}
 }
 
@@ -406,6 +417,9 @@ func (c *Conn) wait() {
 		c.sigMu.Lock()
 		c.reaped = true
 		c.sigMu.Unlock()
+	}
+	if c.rec != nil {
+		c.rec.Ended(c.proc)
 	}
 	close(c.dead)
 	c.closeStdin()
@@ -490,10 +504,10 @@ func (c *Conn) finish() {
 		status = c.cmd.ProcessState.String()
 	}
 	if report {
-		c.log.Warn("stdio_exited", "exit_status", status, "last_stderr", last, "error", err)
-		c.sink.Closed(err)
+		c.b().log.Warn("stdio_exited", "exit_status", status, "last_stderr", last, "error", err)
+		c.b().sink.Closed(err)
 	} else {
-		c.log.Info("stdio_exited", "exit_status", status)
+		c.b().log.Info("stdio_exited", "exit_status", status)
 	}
 	close(c.finished)
 }
@@ -617,7 +631,7 @@ func (c *Conn) readStdout() {
 	case errors.Is(err, bufio.ErrTooLong):
 		c.breakProcess(fmt.Errorf("a message on stdout exceeds max_message_bytes (%d)", c.maxLine))
 	case err != nil && !errors.Is(err, os.ErrClosed):
-		c.log.Warn("stdio_stdout_error", "error", err)
+		c.b().log.Warn("stdio_stdout_error", "error", err)
 		c.shutdown()
 	default:
 		// EOF: the process closed its stdout, which ends the session.
@@ -630,7 +644,7 @@ func (c *Conn) dispatch(line []byte) {
 	if core.IsBatch(line) {
 		msgs, err := core.DecodeBatch(line)
 		if err != nil {
-			c.log.Warn("stdio_bad_message", "error", err, "line", truncate(line))
+			c.b().log.Warn("stdio_bad_message", "error", err, "line", truncate(line))
 			return
 		}
 		for _, m := range msgs {
@@ -640,7 +654,7 @@ func (c *Conn) dispatch(line []byte) {
 	}
 	m, err := core.Decode(line)
 	if err != nil {
-		c.log.Warn("stdio_bad_message", "error", err, "line", truncate(line))
+		c.b().log.Warn("stdio_bad_message", "error", err, "line", truncate(line))
 		return
 	}
 	c.route(m, now)
@@ -658,8 +672,9 @@ func truncate(b []byte) string {
 // non-blocking by contract.
 func (c *Conn) route(m *core.Message, now time.Time) {
 	m.Direction = core.ServerToClient
-	m.Era = c.era
-	m.Session = c.sess
+	b := c.b()
+	m.Era = b.era
+	m.Session = b.sess
 	m.Received = now
 
 	if m.Kind.IsResponse() {
@@ -670,10 +685,10 @@ func (c *Conn) route(m *core.Message, now time.Time) {
 		if !ok {
 			if m.ID.IsNull() {
 				// The process could not read something mcpgate wrote.
-				c.log.Warn("stdio_error_without_id", "error", truncate(m.Error))
+				c.b().log.Warn("stdio_error_without_id", "error", truncate(m.Error))
 			} else {
 				// Typically a late answer to a cancelled request.
-				c.log.Debug("stdio_unmatched_response", "id", string(m.ID))
+				c.b().log.Debug("stdio_unmatched_response", "id", string(m.ID))
 			}
 			return
 		}
@@ -690,7 +705,7 @@ func (c *Conn) route(m *core.Message, now time.Time) {
 				return
 			}
 		}
-		c.sink.Deliver(m)
+		c.b().sink.Deliver(m)
 		return
 	}
 
@@ -717,7 +732,7 @@ func (c *Conn) route(m *core.Message, now time.Time) {
 			if cl != nil && cl.listen && cl.deliver(m) {
 				return
 			}
-			c.sink.Deliver(m)
+			c.b().sink.Deliver(m)
 			return
 		}
 	}
@@ -736,7 +751,7 @@ func (c *Conn) route(m *core.Message, now time.Time) {
 	if only != nil && only.deliver(m) {
 		return
 	}
-	c.sink.Deliver(m)
+	c.b().sink.Deliver(m)
 }
 
 var subscriptionKey = []byte(`"` + core.MetaSubscriptionID + `"`)
@@ -803,10 +818,10 @@ func (c *Conn) logStderr(s string, truncated bool) {
 	}
 	c.lastStderr.Store(&s)
 	if truncated {
-		c.log.Info("stdio_stderr", "line", s, "truncated", true)
+		c.b().log.Info("stdio_stderr", "line", s, "truncated", true)
 		return
 	}
-	c.log.Info("stdio_stderr", "line", s)
+	c.b().log.Info("stdio_stderr", "line", s)
 }
 
 func randomHex() string {

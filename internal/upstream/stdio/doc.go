@@ -38,4 +38,19 @@
 // The package relies on process groups and a non-reaping wait (Linux) to
 // signal a process safely; on other systems it falls back to signalling the
 // process alone.
+//
+// # Crashes
+//
+// On Linux a child gets SIGKILL when mcpgate dies, however it dies (a
+// parent-death signal, forked from threads that live as long as mcpgate:
+// see startCmd). What the child started is not reached by that signal; a
+// Recorder (UseRecorder) is told the identity of every process spawned
+// and of its end, so that the gateway started next can end what is left
+// of the groups a crashed one recorded (Reap).
+//
+// # The probe's process
+//
+// Probe's server/discover goes to a process that then serves the next
+// Open, modern or (for a legacy server) legacy, so probing spawns nothing
+// extra; see spare.go.
 package stdio

@@ -46,11 +46,15 @@ type Upstream struct {
 	env    []string
 
 	probeTimeout time.Duration
+	spareTTL     time.Duration
 	probeSem     chan struct{} // one probe at a time; waiters honour ctx
 	probeMu      sync.Mutex    // guards probed and info
 	probed       bool
 	info         upstream.Info
+	spare        *Conn       // the probe's process, for the first Open; guarded by probeMu
+	spareTimer   *time.Timer // ends an unclaimed spare
 
+	rec    atomic.Pointer[recorderBox]
 	closed atomic.Bool
 }
 
@@ -74,6 +78,7 @@ func New(cfg config.StdioUpstream, route string, logger *slog.Logger) *Upstream 
 		logger:       logger,
 		env:          buildEnv(cfg),
 		probeTimeout: defaultProbeTimeout,
+		spareTTL:     defaultSpareTTL,
 		probeSem:     make(chan struct{}, 1),
 	}
 }
@@ -120,6 +125,9 @@ func (u *Upstream) Open(ctx context.Context, p upstream.OpenParams, sink upstrea
 	if p.Session != nil {
 		sid = p.Session.ID
 	}
+	if c := u.takeSpareFor(p.Era); c != nil && c.adopt(p.Session, sid, p.Era, sink) {
+		return c, nil
+	}
 	c, err := u.start(p.Session, sid, p.Era, sink)
 	if err != nil {
 		return nil, err
@@ -131,11 +139,17 @@ func (u *Upstream) Open(ctx context.Context, p upstream.OpenParams, sink upstrea
 // sessions, which close them.
 func (u *Upstream) Close() error {
 	u.closed.Store(true)
+	if c := u.takeSpare(); c != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*u.cfg.ShutdownGrace+time.Second)
+		defer cancel()
+		_ = c.Close(ctx)
+	}
 	return nil
 }
 
 // Probe finds out once whether the server speaks the modern era, by
-// sending server/discover to a process of its own (then shut down).
+// sending server/discover to a process that then serves the next Open
+// (see spare.go), so probing costs no process of its own.
 // Concurrent callers wait for the one probe. A process that cannot start,
 // or exits before answering, is an error and is not cached; no answer
 // within 5s or an error that is not a modern version error means legacy.
@@ -164,6 +178,11 @@ func (u *Upstream) Probe(ctx context.Context) (upstream.Info, error) {
 	u.probeMu.Unlock()
 	return cloneInfo(info), nil
 }
+
+// Probed returns what Probe learned, and false if it has not run: a
+// caller that can do without the era (a legacy client's initialize tells
+// it) need not make a probe start a process.
+func (u *Upstream) Probed() (upstream.Info, bool) { return u.cached() }
 
 func (u *Upstream) cached() (upstream.Info, bool) {
 	u.probeMu.Lock()
@@ -195,7 +214,12 @@ func (u *Upstream) probe(ctx context.Context) (upstream.Info, error) {
 	if err != nil {
 		return upstream.Info{}, err
 	}
+	keep := false
 	defer func() {
+		if keep {
+			u.keepSpare(c)
+			return
+		}
 		// Within the caller's ctx; if that ends first, the shutdown
 		// carries on in the background and still reaps the process.
 		_ = c.Close(ctx)
@@ -216,6 +240,7 @@ func (u *Upstream) probe(ctx context.Context) (upstream.Info, error) {
 		return upstream.Info{}, fmt.Errorf("stdio: probe: %w", err)
 	}
 	u.logger.Info("stdio_probe", "route", u.route, "era", info.Era.String(), "modern_versions", info.ModernVersions)
+	keep = true
 	return info, nil
 }
 
@@ -326,7 +351,7 @@ func (u *Upstream) start(sess *core.SessionInfo, sid string, era core.Era, sink 
 		return nil, fmt.Errorf("stdio: %w", err)
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
-	if err := cmd.Start(); err != nil {
+	if err := startCmd(cmd); err != nil {
 		closeAll()
 		u.logger.Warn("stdio_spawn_failed", "route", u.route, "session", core.Fingerprint(sid), "command", u.cfg.Command, "error", err)
 		return nil, fmt.Errorf("stdio: start %s: %w", u.cfg.Command, err)
@@ -342,10 +367,6 @@ func (u *Upstream) start(sess *core.SessionInfo, sid string, era core.Era, sink 
 
 	c := &Conn{
 		up:         u,
-		log:        log,
-		sess:       sess,
-		era:        era,
-		sink:       sink,
 		cmd:        cmd,
 		pid:        pid,
 		stdin:      inW,
@@ -360,6 +381,14 @@ func (u *Upstream) start(sess *core.SessionInfo, sid string, era core.Era, sink 
 		finished:   make(chan struct{}),
 		stdoutDone: make(chan struct{}),
 		stderrDone: make(chan struct{}),
+	}
+	c.bound.Store(&binding{log: log, sess: sess, era: era, sink: sink})
+	if rec := u.recorder(); rec != nil {
+		// Read before the wait starts: until it is reaped, the pid is ours.
+		if p, err := identify(pid); err == nil {
+			c.proc, c.rec = p, rec
+			rec.Spawned(p)
+		}
 	}
 	go c.readStdout()
 	go c.readStderr()
