@@ -114,7 +114,7 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cors(w, r) {
 		return
 	}
-	if rt.Local && !h.internal && f.forwardElsewhere(w, r) {
+	if !h.internal && f.forwardElsewhere(w, r, rt) {
 		return
 	}
 	switch r.Method {

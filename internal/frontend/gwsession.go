@@ -295,6 +295,10 @@ func (g *gwSession) deliverToClient(ctx context.Context, m *core.Message) (*core
 // stream, else the GET stream, else the most recent request stream, else
 // the backlog until a GET stream opens.
 func (g *gwSession) write(m *core.Message, st *stream) {
+	if g.info.Era == core.EraModern {
+		g.writeModern(m, st)
+		return
+	}
 	if st != nil && st.send(m) == nil {
 		return
 	}
