@@ -257,6 +257,9 @@ func (f *Frontend) toUpstream(ctx context.Context, m *core.Message) (*core.Messa
 		conn, _ = g.connection()
 		resp, err = conn.RoundTrip(ctx, m, related)
 	}
+	if err == nil && m.Era == core.EraModern && m.Method == "tools/list" && resp.Kind == core.KindResponse {
+		g.params.learn(resp.Result)
+	}
 	if err == nil && g.route.TrustAnnotations && m.Method == "tools/list" && resp.Kind == core.KindResponse {
 		g.route.annotations.learn(resp.Result)
 	}

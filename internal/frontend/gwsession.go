@@ -46,6 +46,9 @@ type gwSession struct {
 	// anonAddr is the client address this modern session serves requests
 	// without a session key for; empty otherwise.
 	anonAddr string
+	// params are the x-mcp-header arguments of the tools this modern
+	// session was shown (modernrules.go).
+	params paramHeaders
 }
 
 // BindSession implements session.Binder.

@@ -105,6 +105,10 @@ func (f *Frontend) modernPost(w http.ResponseWriter, r *http.Request, rt *Route,
 		// clients that joined it without a key never see it.
 		w.Header().Set(SessionHeader, g.info.ID)
 	}
+	if e := g.params.check(r.Header, m); e != nil {
+		f.reject(w, r, m, e)
+		return
+	}
 	defer g.sess.Release(g.sess.Acquire())
 	f.persist.touch(g)
 	m.Header = upstream.ForwardHeaders(nil, r.Header)

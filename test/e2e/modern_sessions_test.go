@@ -140,23 +140,32 @@ func TestModernMetaRulesAtGateway(t *testing.T) {
 }
 
 // TestConformanceModernStdio runs the 2026-07-28 scenarios that check the
-// request rules (server-stateless) and Mcp-Param-* validation through
-// mcpgate in front of the stdio fixture: the gateway enforces them.
+// request rules (server-stateless) and Mcp-Param-* validation
+// (http-custom-header-server-validation) through mcpgate in front of the
+// stdio fixture and a bridged legacy HTTP fixture: the gateway enforces
+// them, whatever the upstream checks itself.
 func TestConformanceModernStdio(t *testing.T) {
 	nodetool.Node(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	g := startGateway(t, nil, stdioRoute("fixture", "/mcp", fixtureBin))
-	for _, scenario := range []string{"server-stateless", "http-custom-header-server-validation"} {
-		t.Run(scenario, func(t *testing.T) {
-			res := nodetool.RunConformance(ctx, t, g.URL+"/mcp", "--scenario", scenario, "--spec-version", modernVersion)
-			p, f := res.Totals()
-			t.Logf("%s through mcpgate (stdio): %d passed, %d failed", scenario, p, f)
-			for _, s := range res.Scenarios {
-				for _, c := range s.Failures {
-					t.Errorf("%s: %s", scenario, c)
+	legacy := httpRoute("fixture", "/mcp", fixtureHTTP(t, false))
+	legacy.Upstream.Era = config.EraLegacy
+	for name, route := range map[string]config.Route{
+		"stdio":          stdioRoute("fixture", "/mcp", fixtureBin),
+		"bridged legacy": legacy,
+	} {
+		g := startGateway(t, nil, route)
+		for _, scenario := range []string{"server-stateless", "http-custom-header-server-validation"} {
+			t.Run(name+"/"+scenario, func(t *testing.T) {
+				res := nodetool.RunConformance(ctx, t, g.URL+"/mcp", "--scenario", scenario, "--spec-version", modernVersion)
+				p, f := res.Totals()
+				t.Logf("%s through mcpgate (%s): %d passed, %d failed", scenario, name, p, f)
+				for _, s := range res.Scenarios {
+					for _, c := range s.Failures {
+						t.Errorf("%s: %s", scenario, c)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
