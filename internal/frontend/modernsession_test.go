@@ -131,8 +131,8 @@ func TestModernMessagesStayWithTheirRequest(t *testing.T) {
 	g := newGWSession(f, f.routes["/mcp"], &core.SessionInfo{ID: "s", Era: core.EraModern})
 	defer g.cancel()
 	recA, recB := httptest.NewRecorder(), httptest.NewRecorder()
-	stA := newStream(recA, &f.opts, "", false)
-	stB := newStream(recB, &f.opts, "", false)
+	stA := newStream(recA, &f.opts, "1", false)
+	stB := newStream(recB, &f.opts, "2", false)
 	if err := g.startCall("1", &call{st: stA, cancel: func() {}}); err != nil {
 		t.Fatal(err)
 	}
