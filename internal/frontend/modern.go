@@ -64,7 +64,7 @@ func validateModernHeaders(r *http.Request, m *core.Message, hdrVersion string) 
 
 func (f *Frontend) modernPost(w http.ResponseWriter, r *http.Request, rt *Route, m *core.Message, hdrVersion string) {
 	if e := validateModernHeaders(r, m, hdrVersion); e != nil {
-		f.reject(w, r, m, e)
+		f.rejectModern(w, r, rt, nil, m, e)
 		return
 	}
 	version := m.MetaVersion
@@ -72,7 +72,7 @@ func (f *Frontend) modernPost(w http.ResponseWriter, r *http.Request, rt *Route,
 		version = hdrVersion
 	}
 	if rt.Clients == EraLegacy {
-		f.reject(w, r, m, legacyOnlyError(rt))
+		f.rejectModern(w, r, rt, nil, m, legacyOnlyError(rt))
 		return
 	}
 	// A modern upstream decides which modern versions it serves; a legacy
@@ -80,24 +80,24 @@ func (f *Frontend) modernPost(w http.ResponseWriter, r *http.Request, rt *Route,
 	supported := core.ModernVersions
 	info, err := rt.Upstream.Probe(r.Context())
 	if err != nil {
-		f.reject(w, r, m, core.NewError(core.CodeUpstreamError, "upstream unavailable").WithStatus(http.StatusBadGateway).Wrap(err))
+		f.rejectModern(w, r, rt, nil, m, core.NewError(core.CodeUpstreamError, "upstream unavailable").WithStatus(http.StatusBadGateway).Wrap(err))
 		return
 	}
 	if info.Era == core.EraModern && len(info.ModernVersions) > 0 {
 		supported = info.ModernVersions
 	}
 	if !slices.Contains(supported, version) {
-		f.reject(w, r, m, core.NewError(core.CodeUnsupportedProtocolVersion, "Unsupported protocol version "+strconv.Quote(version)+"; supported: "+strings.Join(supported, ", ")).
+		f.rejectModern(w, r, rt, nil, m, core.NewError(core.CodeUnsupportedProtocolVersion, "Unsupported protocol version "+strconv.Quote(version)+"; supported: "+strings.Join(supported, ", ")).
 			WithStatus(http.StatusBadRequest).WithData(map[string]any{"supported": supported, "requested": version}))
 		return
 	}
 	if e := checkModernRequest(m); e != nil {
-		f.reject(w, r, m, e)
+		f.rejectModern(w, r, rt, nil, m, e)
 		return
 	}
-	g, minted, e := f.modernSession(r, rt, version)
+	g, minted, e := f.modernSession(r, rt, m, version)
 	if e != nil {
-		f.reject(w, r, m, e)
+		f.rejectModern(w, r, rt, nil, m, e)
 		return
 	}
 	if minted {
@@ -106,7 +106,7 @@ func (f *Frontend) modernPost(w http.ResponseWriter, r *http.Request, rt *Route,
 		w.Header().Set(SessionHeader, g.info.ID)
 	}
 	if e := g.params.check(r.Header, m); e != nil {
-		f.reject(w, r, m, e)
+		f.rejectModern(w, r, rt, g, m, e)
 		return
 	}
 	defer g.sess.Release(g.sess.Acquire())

@@ -9,7 +9,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/core"
@@ -54,7 +56,10 @@ const flightTimeout = time.Minute
 // modernSession finds or creates the session of a modern request. minted
 // reports a session created by this request with a fresh key: only then
 // is the key returned to the client.
-func (f *Frontend) modernSession(r *http.Request, rt *Route, version string) (g *gwSession, minted bool, e *core.Error) {
+func (f *Frontend) modernSession(r *http.Request, rt *Route, m *core.Message, version string) (g *gwSession, minted bool, e *core.Error) {
+	if g := f.retrySession(rt, m); g != nil {
+		return g, false, nil
+	}
 	if key := r.Header.Get(SessionHeader); key != "" && f.opts.IDs.Verify(key) == nil {
 		if g := f.liveModern(rt, key); g != nil {
 			return g, false, nil
@@ -320,32 +325,12 @@ func modernKeyOf(r *http.Request, body []byte) string {
 		return ""
 	}
 	var env struct {
-		Params struct {
-			RequestState string `json:"requestState"`
-		} `json:"params"`
+		Params json.RawMessage `json:"params"`
 	}
 	if json.Unmarshal(body, &env) != nil {
 		return ""
 	}
-	rest, ok := strings.CutPrefix(env.Params.RequestState, "mcpgate1.")
-	if !ok {
-		return ""
-	}
-	claims, _, ok := strings.Cut(rest, ".")
-	if !ok {
-		return ""
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(claims)
-	if err != nil {
-		return ""
-	}
-	var c struct {
-		Session string `json:"s"`
-	}
-	if json.Unmarshal(raw, &c) != nil {
-		return ""
-	}
-	return c.Session
+	return stateSession(env.Params)
 }
 
 // hopTarget names the session a request for the hop belongs to: its
@@ -383,4 +368,198 @@ func hopSession(r *http.Request) string {
 		return id
 	}
 	return r.Header.Get(SessionHeader)
+}
+
+// pendingCanceller is implemented by connections that keep MRTR calls
+// pending for a retry (the bridge's modern-over-legacy connection).
+type pendingCanceller interface {
+	CancelPending(requestState string) bool
+}
+
+// stateSession is the gateway session an mcpgate requestState in a
+// request's params was issued to, read but not verified; "" for none.
+func stateSession(params []byte) string {
+	state := requestStateOf(params)
+	rest, ok := strings.CutPrefix(state, "mcpgate1.")
+	if !ok {
+		return ""
+	}
+	claims, _, ok := strings.Cut(rest, ".")
+	if !ok {
+		return ""
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(claims)
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Session string `json:"s"`
+	}
+	if json.Unmarshal(raw, &c) != nil {
+		return ""
+	}
+	return c.Session
+}
+
+// requestStateOf is params.requestState, "" when there is none.
+func requestStateOf(params []byte) string {
+	if len(params) == 0 || !strings.Contains(string(params), `"requestState"`) {
+		return ""
+	}
+	var p struct {
+		RequestState string `json:"requestState"`
+	}
+	if json.Unmarshal(params, &p) != nil {
+		return ""
+	}
+	return p.RequestState
+}
+
+// retrySession is the live session of rt holding the call an MRTR retry
+// continues, or nil: a retry is served by that session whatever key it
+// came with (the bridge verifies the state there).
+func (f *Frontend) retrySession(rt *Route, m *core.Message) *gwSession {
+	if m.Kind != core.KindRequest {
+		return nil
+	}
+	if sid := stateSession(m.Params); sid != "" {
+		return f.liveModern(rt, sid)
+	}
+	return nil
+}
+
+// cancelRetry abandons the pending call a refused MRTR retry would have
+// continued, so that the server's call ends now rather than when the
+// bridge stops waiting for the retry.
+func (g *gwSession) cancelRetry(m *core.Message) {
+	if g == nil || m.Kind != core.KindRequest {
+		return
+	}
+	state := requestStateOf(m.Params)
+	if state == "" {
+		return
+	}
+	conn, _ := g.connection()
+	if c, ok := conn.(pendingCanceller); ok && c.CancelPending(state) {
+		g.log.Info("pending_call_cancelled", "method", m.Method, "reason", "retry_refused")
+	}
+}
+
+// rejectModern refuses a modern request, and when it is an MRTR retry,
+// ends the call it would have continued.
+func (f *Frontend) rejectModern(w http.ResponseWriter, r *http.Request, rt *Route, g *gwSession, m *core.Message, e *core.Error) {
+	if g == nil {
+		g = f.retrySession(rt, m)
+	}
+	g.cancelRetry(m)
+	f.reject(w, r, m, e)
+}
+
+// isolationSeq numbers the ids modern requests carry upstream.
+var isolationSeq atomic.Uint64
+
+// isolate gives a modern request an id (and progress token) of its own
+// on the way upstream. Modern ids mean something only within one HTTP
+// request, and clients sharing a session all start at 1: forwarded as
+// they are, two clients' requests would collide in the upstream session
+// (a stdio server refuses a duplicate id; progress for one token reaches
+// whichever request holds it first). The response and the request's
+// progress get the client's own id and token back.
+func isolate(m *core.Message, related upstream.Related) (*core.Message, upstream.Related, func(*core.Message) *core.Message) {
+	none := func(resp *core.Message) *core.Message { return resp }
+	var top map[string]json.RawMessage
+	if json.Unmarshal(m.Raw, &top) != nil {
+		return m, related, none
+	}
+	id := core.ID(`"mcpgate-` + strconv.FormatUint(isolationSeq.Add(1), 10) + `"`)
+	top["id"] = json.RawMessage(id)
+	token := m.ProgressToken
+	if len(token) > 0 {
+		params, err := setMember(top["params"], []string{"_meta", "progressToken"}, json.RawMessage(id))
+		if err != nil {
+			return m, related, none
+		}
+		top["params"] = params
+	}
+	raw, err := json.Marshal(top)
+	if err != nil {
+		return m, related, none
+	}
+	fwd := *m
+	if fwd.Replace(raw) != nil {
+		return m, related, none
+	}
+	orig := m.ID
+	rel := related
+	if len(token) > 0 {
+		token = bytes.Clone(token)
+		rel = func(rm *core.Message) {
+			if rm.Kind == core.KindNotification && rm.Method == "notifications/progress" {
+				restoreMember(rm, []string{"progressToken"}, id, token)
+			}
+			related(rm)
+		}
+	}
+	restore := func(resp *core.Message) *core.Message {
+		if resp != nil && resp.ID == id {
+			restoreMember(resp, []string{"id"}, id, json.RawMessage(orig))
+		}
+		return resp
+	}
+	return &fwd, rel, restore
+}
+
+// setMember sets the member at path inside the JSON object raw (objects
+// along the path are created as needed).
+func setMember(raw json.RawMessage, path []string, v json.RawMessage) (json.RawMessage, error) {
+	obj := map[string]json.RawMessage{}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &obj); err != nil {
+			return nil, err
+		}
+	}
+	if len(path) == 1 {
+		obj[path[0]] = v
+	} else {
+		inner, err := setMember(obj[path[0]], path[1:], v)
+		if err != nil {
+			return nil, err
+		}
+		obj[path[0]] = inner
+	}
+	return json.Marshal(obj)
+}
+
+// restoreMember puts want back at path (top level "id", or inside params)
+// of m when it holds got there.
+func restoreMember(m *core.Message, path []string, got core.ID, want json.RawMessage) {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(m.Raw, &top) != nil {
+		return
+	}
+	if path[0] == "id" {
+		if string(top["id"]) != string(got) {
+			return
+		}
+		top["id"] = want
+	} else {
+		var params map[string]json.RawMessage
+		if json.Unmarshal(top["params"], &params) != nil || string(params[path[0]]) != string(got) {
+			return
+		}
+		params[path[0]] = want
+		p, err := json.Marshal(params)
+		if err != nil {
+			return
+		}
+		top["params"] = p
+	}
+	raw, err := json.Marshal(top)
+	if err != nil {
+		return
+	}
+	status := m.Status
+	if m.Replace(raw) == nil {
+		m.Status = status
+	}
 }

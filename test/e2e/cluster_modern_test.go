@@ -77,36 +77,24 @@ routes:
 	}
 
 	// MRTR across replicas.
-	samplingMeta := `{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"sampling":{}}}`
-	ask := `{"name":"test_sampling","arguments":{"prompt":"What is the capital of France?"},"_meta":` + samplingMeta + `}`
 	mrtr := func(askOn, retryOn string, hdr map[string]string) {
 		t.Helper()
-		h := map[string]string{"Mcp-Name": "test_sampling"}
-		for k, v := range hdr {
-			h[k] = v
-		}
-		r := modernDo(t, askOn, "tools/call", ask, h)
-		var ir struct {
-			ResultType    string                     `json:"resultType"`
-			InputRequests map[string]json.RawMessage `json:"inputRequests"`
-			RequestState  string                     `json:"requestState"`
-		}
-		if r.Status != http.StatusOK || json.Unmarshal(resultOf(t, r.Body), &ir) != nil || ir.ResultType != "input_required" || len(ir.InputRequests) != 1 {
-			t.Fatalf("asking call: %d %s", r.Status, r.Body)
-		}
-		var inputKey string
-		for k := range ir.InputRequests {
-			inputKey = k
-		}
-		retry := fmt.Sprintf(`{"name":"test_sampling","arguments":{"prompt":"What is the capital of France?"},"requestState":%q,"inputResponses":{%q:{"role":"assistant","content":{"type":"text","text":"Paris"},"model":"m","stopReason":"endTurn"}},"_meta":%s}`,
-			ir.RequestState, inputKey, samplingMeta)
-		r = modernDo(t, retryOn, "tools/call", retry, h)
-		if r.Status != http.StatusOK || !strings.Contains(r.Body, "Paris") {
+		state, input := askSampling(t, askOn, hdr)
+		if r := retrySampling(t, retryOn, "test_sampling", state, input, hdr); r.Status != http.StatusOK || !strings.Contains(r.Body, "Paris") {
 			t.Fatalf("retry on another replica: %d %s", r.Status, r.Body)
 		}
 	}
 	mrtr(addrs[1], addrs[2], map[string]string{"Mcpgate-Session": key})
 	mrtr(addrs[2], addrs[0], nil) // keyless: replica 2's session for this address
+	// A retry refused on another replica ends the pending call on the
+	// replica holding it: the call does not wait for a retry to come.
+	state, input := askSampling(t, addrs[0], map[string]string{"Mcpgate-Session": key})
+	if r := retrySampling(t, addrs[1], "wrong_name", state, input, map[string]string{"Mcpgate-Session": key}); r.Status != http.StatusBadRequest || r.Code != -32020 {
+		t.Fatalf("retry with a mismatched Mcp-Name: %d %s; want 400 -32020", r.Status, r.Body)
+	}
+	if r := retrySampling(t, addrs[2], "test_sampling", state, input, map[string]string{"Mcpgate-Session": key}); r.Code != -32602 || !strings.Contains(r.Msg, "ended") {
+		t.Fatalf("retry after a refused one: %d %s; want -32602 (the call was cancelled)", r.Status, r.Body)
+	}
 
 	// The echoing client holds one session, the keyless one on replica 2
 	// another: one place under the cap of 3 is left.

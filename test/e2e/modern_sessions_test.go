@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -167,5 +168,109 @@ func TestConformanceModernStdio(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+const samplingMeta = `{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"sampling":{}}}`
+
+// askSampling calls the fixture's test_sampling (bridged from a legacy
+// server) and returns the input_required result's requestState and the
+// key of its one input request.
+func askSampling(t testing.TB, url string, hdr map[string]string) (state, input string) {
+	t.Helper()
+	h := map[string]string{"Mcp-Name": "test_sampling"}
+	for k, v := range hdr {
+		h[k] = v
+	}
+	r := modernDo(t, url, "tools/call", `{"name":"test_sampling","arguments":{"prompt":"What is the capital of France?"},"_meta":`+samplingMeta+`}`, h)
+	var ir struct {
+		ResultType    string                     `json:"resultType"`
+		InputRequests map[string]json.RawMessage `json:"inputRequests"`
+		RequestState  string                     `json:"requestState"`
+	}
+	if r.Status != http.StatusOK || json.Unmarshal(resultOf(t, r.Body), &ir) != nil || ir.ResultType != "input_required" || len(ir.InputRequests) != 1 {
+		t.Fatalf("asking call: %d %s", r.Status, r.Body)
+	}
+	for k := range ir.InputRequests {
+		input = k
+	}
+	return ir.RequestState, input
+}
+
+// retrySampling retries test_sampling with the answer "Paris"; nameHeader
+// is the Mcp-Name header sent.
+func retrySampling(t testing.TB, url, nameHeader, state, input string, hdr map[string]string) rawResp {
+	t.Helper()
+	h := map[string]string{"Mcp-Name": nameHeader}
+	for k, v := range hdr {
+		h[k] = v
+	}
+	retry := fmt.Sprintf(`{"name":"test_sampling","arguments":{"prompt":"What is the capital of France?"},"requestState":%q,"inputResponses":{%q:{"role":"assistant","content":{"type":"text","text":"Paris"},"model":"m","stopReason":"endTurn"}},"_meta":%s}`,
+		state, input, samplingMeta)
+	return modernDo(t, url, "tools/call", retry, h)
+}
+
+// TestModernRefusedRetryCancelsCall: an MRTR retry the gateway refuses
+// (here: its Mcp-Name header does not match) or the bridge refuses (the
+// state presented for another tool) ends the pending upstream call at
+// once; a later retry with the same state finds it ended instead of
+// continuing a call that waited all along.
+func TestModernRefusedRetryCancelsCall(t *testing.T) {
+	t.Parallel()
+	route := stdioRoute("fixture", "/mcp", fixtureBin)
+	route.Upstream.Era = config.EraLegacy
+	g := startGateway(t, nil, route)
+	url := g.URL + "/mcp"
+
+	state, input := askSampling(t, url, nil)
+	if r := retrySampling(t, url, "wrong_name", state, input, nil); r.Status != http.StatusBadRequest || r.Code != -32020 {
+		t.Fatalf("retry with a mismatched Mcp-Name: %d %s; want 400 -32020", r.Status, r.Body)
+	}
+	if r := retrySampling(t, url, "test_sampling", state, input, nil); r.Code != -32602 || !strings.Contains(r.Msg, "ended") {
+		t.Fatalf("retry after a refused one: %d %s; want -32602 (the call was cancelled)", r.Status, r.Body)
+	}
+
+	state, input = askSampling(t, url, nil)
+	other := fmt.Sprintf(`{"name":"test_simple_text","arguments":{},"requestState":%q,"inputResponses":{},"_meta":%s}`, state, samplingMeta)
+	if r := modernDo(t, url, "tools/call", other, map[string]string{"Mcp-Name": "test_simple_text"}); r.Code != -32602 {
+		t.Fatalf("state presented for another tool: %d %s; want -32602", r.Status, r.Body)
+	}
+	if r := retrySampling(t, url, "test_sampling", state, input, nil); r.Code != -32602 || !strings.Contains(r.Msg, "ended") {
+		t.Fatalf("retry after a refused one: %d %s; want -32602 (the call was cancelled)", r.Status, r.Body)
+	}
+	// A retry that is not refused still continues its call.
+	state, input = askSampling(t, url, nil)
+	if r := retrySampling(t, url, "test_sampling", state, input, nil); r.Status != http.StatusOK || !strings.Contains(r.Body, "Paris") {
+		t.Fatalf("retry: %d %s", r.Status, r.Body)
+	}
+}
+
+// TestModernSharersDoNotCollide: two clients without a key share their
+// address's session and, as modern clients do, use the same request id
+// and progress token. One's call stays pending upstream (an MRTR question
+// is open); the other's call with the same id and token runs, and gets its
+// own progress.
+func TestModernSharersDoNotCollide(t *testing.T) {
+	t.Parallel()
+	route := stdioRoute("fixture", "/mcp", fixtureBin)
+	route.Upstream.Era = config.EraLegacy
+	g := startGateway(t, nil, route)
+	url := g.URL + "/mcp"
+	metaWithToken := `{"progressToken":"tok","io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"sampling":{}}}`
+	a := modernDo(t, url, "tools/call", `{"name":"test_sampling","arguments":{"prompt":"What is the capital of France?"},"_meta":`+metaWithToken+`}`,
+		map[string]string{"Mcp-Name": "test_sampling", "User-Agent": "alice/1"})
+	if a.Status != http.StatusOK || !strings.Contains(a.Body, "input_required") {
+		t.Fatalf("client A: %d %s", a.Status, a.Body)
+	}
+	b := modernDo(t, url, "tools/call", `{"name":"test_tool_with_progress","arguments":{},"_meta":`+metaWithToken+`}`,
+		map[string]string{"Mcp-Name": "test_tool_with_progress", "User-Agent": "bob/1"})
+	if b.Status != http.StatusOK || strings.Contains(b.Body, `"error"`) {
+		t.Fatalf("client B, same id and token while A's call is pending: %d %s", b.Status, b.Body)
+	}
+	if !strings.Contains(b.Body, "notifications/progress") || !strings.Contains(b.Body, `"progressToken":"tok"`) {
+		t.Fatalf("client B got none of its progress (token %q):\n%s", "tok", b.Body)
+	}
+	if n := g.Sessions().Len(); n != 1 {
+		t.Fatalf("%d sessions; want the one both share", n)
 	}
 }
