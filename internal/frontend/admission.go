@@ -38,6 +38,12 @@ type admission struct {
 // admit applies the creation rate limits (429) and the session caps (503,
 // or eviction where a cap says so) before anything is opened upstream.
 func (f *Frontend) admit(ctx context.Context, r *http.Request, rt *Route, principal, tenant string) (*admission, *core.Error) {
+	return f.admitAs(ctx, r, rt, principal, tenant, "")
+}
+
+// admitAs is admit for a session whose id is given (a modern session key
+// of ours presented again after its session was lost); "" mints one.
+func (f *Frontend) admitAs(ctx context.Context, r *http.Request, rt *Route, principal, tenant, id string) (*admission, *core.Error) {
 	now := time.Now()
 	a := &admission{f: f, addr: clientAddr(r.RemoteAddr), principal: principal, at: now}
 	c := f.opts.Creation
@@ -75,7 +81,10 @@ func (f *Frontend) admit(ctx context.Context, r *http.Request, rt *Route, princi
 		e.Header = http.Header{"Retry-After": {limits.RetryAfterSeconds(retry)}}
 		return nil, e
 	}
-	a.id = f.opts.IDs.Mint()
+	a.id = id
+	if a.id == "" {
+		a.id = f.opts.IDs.Mint()
+	}
 	adm := session.Admission{ID: a.id, Route: rt.Name, RouteCap: rt.Cap, Principal: principal, Tenant: tenant, Address: a.addr, IdleTimeout: rt.IdleTimeout}
 	res, err := f.opts.Sessions.Reserve(ctx, adm)
 	var ce *session.CapError

@@ -8,8 +8,11 @@
 //     messages, DELETE ends the session; SSE streams are primed and
 //     resumable with Last-Event-ID;
 //   - modern clients (2026-07-28): every POST is stateless and validated
-//     header against body; mcpgate still correlates requests into a session
-//     of its own, keyed by the Mcpgate-Session header it returns.
+//     header against body and against the 2026-07-28 _meta and
+//     Mcp-Param-* rules; mcpgate still correlates requests into a session
+//     of its own, keyed by the Mcpgate-Session header it returns to the
+//     request that created it (requests without a key share the session of
+//     their client address; see modernsession.go).
 //
 // Before any of that, every request passes the listener's Host and Origin
 // checks (DNS rebinding), method, Accept, Content-Type and body-size checks.

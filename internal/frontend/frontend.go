@@ -114,7 +114,7 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cors(w, r) {
 		return
 	}
-	if rt.Local && !h.internal && f.forwardElsewhere(w, r) {
+	if !h.internal && f.forwardElsewhere(w, r, rt) {
 		return
 	}
 	switch r.Method {
@@ -223,7 +223,7 @@ func (f *Frontend) post(w http.ResponseWriter, r *http.Request, rt *Route) {
 }
 
 // toUpstream is the terminal of the client→server chain.
-func (f *Frontend) toUpstream(ctx context.Context, m *core.Message) (*core.Message, error) {
+func (f *Frontend) toUpstream(ctx context.Context, m *core.Message) (resp *core.Message, err error) {
 	t := targetOf(ctx)
 	g := t.g
 	conn, gen, err := g.ready(ctx)
@@ -245,7 +245,12 @@ func (f *Frontend) toUpstream(ctx context.Context, m *core.Message) (*core.Messa
 	}
 	st := t.st
 	related := func(rm *core.Message) { g.fromUpstream(g.ctx, rm, st) }
-	resp, err := conn.RoundTrip(ctx, m, related)
+	if m.Era == core.EraModern {
+		var restore func(*core.Message) *core.Message
+		m, related, restore = isolate(m, related)
+		defer func() { resp = restore(resp) }()
+	}
+	resp, err = conn.RoundTrip(ctx, m, related)
 	if errors.Is(err, upstream.ErrSessionLost) && g.canReestablish() {
 		if rerr := g.reestablish(ctx, gen); rerr != nil {
 			return nil, err
@@ -263,6 +268,9 @@ func (f *Frontend) toUpstream(ctx context.Context, m *core.Message) (*core.Messa
 		g.log.Info("upstream_request_repeated", "method", m.Method, "error", err)
 		conn, _ = g.connection()
 		resp, err = conn.RoundTrip(ctx, m, related)
+	}
+	if err == nil && m.Era == core.EraModern && m.Method == "tools/list" && resp.Kind == core.KindResponse {
+		g.params.learn(resp.Result)
 	}
 	if err == nil && g.route.TrustAnnotations && m.Method == "tools/list" && resp.Kind == core.KindResponse {
 		g.route.annotations.learn(resp.Result)
@@ -308,6 +316,9 @@ func (f *Frontend) exchange(ctx context.Context, g *gwSession, st *stream, m *co
 	resp, err := g.route.c2s(ctx, m)
 	status := 0
 	if err != nil {
+		if m.Era == core.EraModern {
+			g.cancelRetry(m) // refused on the way (an interceptor, the transport)
+		}
 		e := f.callError(ctx, g, m, err)
 		status = e.HTTPStatus()
 		if e.Status == 0 && !transportCode(e.Code) {

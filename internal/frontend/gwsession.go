@@ -46,6 +46,9 @@ type gwSession struct {
 	// anonAddr is the client address this modern session serves requests
 	// without a session key for; empty otherwise.
 	anonAddr string
+	// params are the x-mcp-header arguments of the tools this modern
+	// session was shown (modernrules.go).
+	params paramHeaders
 }
 
 // BindSession implements session.Binder.
@@ -304,6 +307,10 @@ func (g *gwSession) deliverToClient(ctx context.Context, m *core.Message) (*core
 // stream, else the GET stream, else the most recent request stream, else
 // the backlog until a GET stream opens.
 func (g *gwSession) write(m *core.Message, st *stream) {
+	if g.info.Era == core.EraModern {
+		g.writeModern(m, st)
+		return
+	}
 	if st != nil && st.send(m) == nil {
 		return
 	}

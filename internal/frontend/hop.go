@@ -182,7 +182,7 @@ func (h *hop) verify(r *http.Request, now time.Time) (string, bool) {
 	}
 	client := r.Header.Get(hopClientHeader)
 	for _, k := range h.keys {
-		if hmac.Equal(got, hopMAC(k, ts, r.Method, r.URL.Path, r.Header.Get("Mcp-Session-Id"), client)) {
+		if hmac.Equal(got, hopMAC(k, ts, r.Method, r.URL.Path, hopSession(r), client)) {
 			return client, true
 		}
 	}
@@ -193,10 +193,16 @@ func (h *hop) verify(r *http.Request, now time.Time) (string, bool) {
 // does not hold: forwarded to its owner, or taken over when the owner is
 // gone. It returns false when the request is this replica's to serve (the
 // session is here, unknown, or now taken over); r's body is then intact.
-func (f *Frontend) forwardElsewhere(w http.ResponseWriter, r *http.Request) bool {
+func (f *Frontend) forwardElsewhere(w http.ResponseWriter, r *http.Request, rt *Route) bool {
 	h := f.hop
-	id := r.Header.Get("Mcp-Session-Id")
-	if h == nil || id == "" || f.opts.IDs.Verify(id) != nil {
+	if h == nil {
+		return false
+	}
+	id, body, done := f.hopTarget(w, r, rt)
+	if done {
+		return true
+	}
+	if id == "" || f.opts.IDs.Verify(id) != nil {
 		return false
 	}
 	if _, err := f.opts.Sessions.Get(id); err == nil {
@@ -205,11 +211,10 @@ func (f *Frontend) forwardElsewhere(w http.ResponseWriter, r *http.Request) bool
 	self := f.persist.origin
 	ctx := r.Context()
 	rec, err := f.persist.get(ctx, id)
-	if err != nil || rec.Owner == self {
+	if err != nil || rec.Owner == self || rec.Owner == "" {
 		return false // unknown, or the store is down: the normal path answers
 	}
-	var body []byte
-	if r.Method == http.MethodPost {
+	if r.Method == http.MethodPost && body == nil {
 		var e *core.Error
 		if body, e = f.readBody(w, r); e != nil {
 			f.reject(w, r, nil, e)
@@ -328,7 +333,7 @@ func (h *hop) forward(w http.ResponseWriter, r *http.Request, addr string, body 
 		out.ContentLength = int64(len(body))
 	}
 	out.Header.Set(hopClientHeader, r.RemoteAddr)
-	out.Header.Set(hopHeader, h.sign(r.Method, r.URL.Path, r.Header.Get("Mcp-Session-Id"), r.RemoteAddr, time.Now()))
+	out.Header.Set(hopHeader, h.sign(r.Method, r.URL.Path, hopSession(r), r.RemoteAddr, time.Now()))
 	p := *h.proxy
 	p.Rewrite = nil
 	p.Director = func(*http.Request) {}

@@ -181,3 +181,22 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestHopSignatureModernKey: for a modern request the signature covers
+// its Mcpgate-Session key, so a forwarded request cannot be replayed for
+// another modern session.
+func TestHopSignatureModernKey(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	h := &hop{keys: [][]byte{[]byte("new-key-new-key-new-key-new-key!")}}
+	r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+	r.Header.Set(SessionHeader, "modern-1")
+	r.Header.Set(hopClientHeader, "203.0.113.7:5555")
+	r.Header.Set(hopHeader, h.sign(r.Method, r.URL.Path, hopSession(r), "203.0.113.7:5555", now))
+	if _, ok := h.verify(r, now); !ok {
+		t.Fatal("a signed modern request was refused")
+	}
+	r.Header.Set(SessionHeader, "modern-2")
+	if _, ok := h.verify(r, now); ok {
+		t.Fatal("a signed modern request was accepted for another session key")
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/mcpgate/mcpgate/internal/core"
-	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
@@ -65,7 +64,7 @@ func validateModernHeaders(r *http.Request, m *core.Message, hdrVersion string) 
 
 func (f *Frontend) modernPost(w http.ResponseWriter, r *http.Request, rt *Route, m *core.Message, hdrVersion string) {
 	if e := validateModernHeaders(r, m, hdrVersion); e != nil {
-		f.reject(w, r, m, e)
+		f.rejectModern(w, r, rt, nil, m, e)
 		return
 	}
 	version := m.MetaVersion
@@ -73,7 +72,7 @@ func (f *Frontend) modernPost(w http.ResponseWriter, r *http.Request, rt *Route,
 		version = hdrVersion
 	}
 	if rt.Clients == EraLegacy {
-		f.reject(w, r, m, legacyOnlyError(rt))
+		f.rejectModern(w, r, rt, nil, m, legacyOnlyError(rt))
 		return
 	}
 	// A modern upstream decides which modern versions it serves; a legacy
@@ -81,23 +80,35 @@ func (f *Frontend) modernPost(w http.ResponseWriter, r *http.Request, rt *Route,
 	supported := core.ModernVersions
 	info, err := rt.Upstream.Probe(r.Context())
 	if err != nil {
-		f.reject(w, r, m, core.NewError(core.CodeUpstreamError, "upstream unavailable").WithStatus(http.StatusBadGateway).Wrap(err))
+		f.rejectModern(w, r, rt, nil, m, core.NewError(core.CodeUpstreamError, "upstream unavailable").WithStatus(http.StatusBadGateway).Wrap(err))
 		return
 	}
 	if info.Era == core.EraModern && len(info.ModernVersions) > 0 {
 		supported = info.ModernVersions
 	}
 	if !slices.Contains(supported, version) {
-		f.reject(w, r, m, core.NewError(core.CodeUnsupportedProtocolVersion, "Unsupported protocol version "+strconv.Quote(version)+"; supported: "+strings.Join(supported, ", ")).
+		f.rejectModern(w, r, rt, nil, m, core.NewError(core.CodeUnsupportedProtocolVersion, "Unsupported protocol version "+strconv.Quote(version)+"; supported: "+strings.Join(supported, ", ")).
 			WithStatus(http.StatusBadRequest).WithData(map[string]any{"supported": supported, "requested": version}))
 		return
 	}
-	g, e := f.modernSession(r, rt, version)
-	if e != nil {
-		f.reject(w, r, m, e)
+	if e := checkModernRequest(m); e != nil {
+		f.rejectModern(w, r, rt, nil, m, e)
 		return
 	}
-	w.Header().Set(SessionHeader, g.info.ID)
+	g, minted, e := f.modernSession(r, rt, m, version)
+	if e != nil {
+		f.rejectModern(w, r, rt, nil, m, e)
+		return
+	}
+	if minted {
+		// Only the request that created the session learns its key:
+		// clients that joined it without a key never see it.
+		w.Header().Set(SessionHeader, g.info.ID)
+	}
+	if e := g.params.check(r.Header, m); e != nil {
+		f.rejectModern(w, r, rt, g, m, e)
+		return
+	}
 	defer g.sess.Release(g.sess.Acquire())
 	f.persist.touch(g)
 	m.Header = upstream.ForwardHeaders(nil, r.Header)
@@ -123,67 +134,6 @@ func legacyOnlyError(rt *Route) *core.Error {
 	return core.NewError(core.CodeInvalidRequest, "bad request: route "+strconv.Quote(rt.Name)+" serves protocol versions "+
 		strings.Join(core.LegacyVersions, ", ")+" (legacy era, client_era: legacy): send initialize").
 		WithStatus(http.StatusBadRequest)
-}
-
-// modernSession finds the session for a modern-era request: the one named
-// by the Mcpgate-Session header when the client echoes it; otherwise the
-// route's session for the client's address. Modern requests carry no
-// protocol session, and most clients never echo the key, so without this
-// every request would open a session (for stdio, a process) of its own.
-// The 2026-07-28 era keeps no state between requests, so requests that
-// share a session lose nothing; authentication (later) keys sessions by
-// principal instead.
-func (f *Frontend) modernSession(r *http.Request, rt *Route, version string) (*gwSession, *core.Error) {
-	if key := r.Header.Get(SessionHeader); key != "" && f.opts.IDs.Verify(key) == nil {
-		if s, err := f.opts.Sessions.Get(key); err == nil {
-			if g, ok := s.Value.(*gwSession); ok && g.route == rt && g.info.Era == core.EraModern {
-				return g, nil
-			}
-		}
-		return f.newModernSession(r, rt, version, "")
-	}
-	addr := clientAddr(r.RemoteAddr)
-	rt.anonMu.Lock()
-	defer rt.anonMu.Unlock()
-	if g := rt.anon[addr]; g != nil && g.ctx.Err() == nil {
-		return g, nil
-	}
-	g, e := f.newModernSession(r, rt, version, addr)
-	if e == nil {
-		if rt.anon == nil {
-			rt.anon = map[string]*gwSession{}
-		}
-		rt.anon[addr] = g
-	}
-	return g, e
-}
-
-func (f *Frontend) newModernSession(r *http.Request, rt *Route, version, anonAddr string) (*gwSession, *core.Error) {
-	adm, e := f.admit(r.Context(), r, rt, "anonymous", "")
-	if e != nil {
-		return nil, e
-	}
-	info := &core.SessionInfo{
-		ID: adm.id, Route: rt.Name, Era: core.EraModern, ProtocolVersion: version,
-		Principal: "anonymous", RemoteAddr: r.RemoteAddr,
-	}
-	g := newGWSession(f, rt, info)
-	g.anonAddr = anonAddr
-	conn, err := rt.Upstream.Open(r.Context(), upstream.OpenParams{Session: info, Era: core.EraModern}, g)
-	if err != nil {
-		adm.cancel()
-		g.cancel()
-		return nil, core.NewError(core.CodeUpstreamError, "upstream unavailable: could not open a connection").WithStatus(http.StatusBadGateway).Wrap(err)
-	}
-	g.setConn(conn)
-	s, err := adm.commit(g, info, rt)
-	if err != nil {
-		g.anonAddr = "" // never published; the caller holds the route's anon lock
-		g.teardown(r.Context(), session.ReasonInitFailed)
-		return nil, core.AsError(err).WithStatus(http.StatusServiceUnavailable)
-	}
-	g.sess = s
-	return g, nil
 }
 
 // clientAddr is the host part of a remote address.

@@ -13,9 +13,10 @@ import (
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
-// SessionHeader carries the modern-era session key mcpgate issues. A
-// modern client may echo it to have its requests correlated into one
-// session; without it every request starts a new one.
+// SessionHeader carries the modern-era session key mcpgate issues, on the
+// response to the request that created the session. A modern client may
+// echo it to keep its requests in that session; requests without it share
+// the route's session for their client address (see modernsession.go).
 const SessionHeader = "Mcpgate-Session"
 
 // Era values for Route.Clients.
@@ -61,9 +62,11 @@ type Route struct {
 	s2c core.Handler // server → client chain
 
 	// anon maps a client address to the modern session of its requests
-	// that name no session.
-	anonMu sync.Mutex
-	anon   map[string]*gwSession
+	// that name no session; flights are the modern sessions being created,
+	// by key or address (modernsession.go). anonMu guards both.
+	anonMu  sync.Mutex
+	anon    map[string]*gwSession
+	flights map[string]*modernFlight
 }
 
 // Options configure the frontend.

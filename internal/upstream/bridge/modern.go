@@ -789,6 +789,11 @@ func (c *modernOverLegacy) resume(ctx context.Context, req *core.Message, params
 		err = errors.New("requestState was issued to another gateway session; the retry must reach the session (and gateway replica) that issued it")
 	}
 	if err != nil {
+		if errors.Is(err, errBadState) {
+			// A genuine state of this session retried with another method
+			// or name ends its call: the client will not continue it.
+			c.CancelPending(state)
+		}
 		return modernError(req.ID, core.CodeInvalidParams, "invalid params: "+err.Error()), nil
 	}
 	c.mu.Lock()
@@ -824,6 +829,26 @@ func (c *modernOverLegacy) resume(ctx context.Context, req *core.Message, params
 		return c.askAgain(call, req)
 	}
 	return c.wait(ctx, call, req, related)
+}
+
+// CancelPending abandons the call a requestState of this session (and
+// principal) continues: the client's retry with it was refused (by the
+// gateway before it got here, or by resume), so the server's call must not
+// wait out pendingTTL for a retry that is not coming. It reports whether a
+// call was abandoned.
+func (c *modernOverLegacy) CancelPending(state string) bool {
+	claims, err := openState(c.u.opts.StateKey, state, time.Now())
+	if err != nil || claims.Session != c.sessionID() || claims.Principal != c.principal() {
+		return false
+	}
+	c.mu.Lock()
+	call := c.calls[claims.Pending]
+	c.mu.Unlock()
+	if call == nil {
+		return false
+	}
+	c.abandon(call, "the client's retry was refused")
+	return true
 }
 
 // askAgain repeats the questions still open.

@@ -1,0 +1,565 @@
+package frontend
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/core"
+	"github.com/mcpgate/mcpgate/internal/session"
+	"github.com/mcpgate/mcpgate/internal/store"
+	"github.com/mcpgate/mcpgate/internal/upstream"
+)
+
+// How modern-era (2026-07-28) requests are grouped into gateway sessions:
+//
+//   - A request that names a session with the Mcpgate-Session header joins
+//     it, on whichever replica it lands (a cluster looks the key up in the
+//     shared store; the hop forwards it to the replica that holds it).
+//   - A key signed with our id keys whose session is gone (a restart, an
+//     idle timeout) is admitted again under the same key, once: every later
+//     request with it finds that session, so a client that keeps echoing a
+//     stale key costs one session, not one per request.
+//   - A request without a key, or with a key we did not sign, joins the
+//     route's session for its client address. Its key is returned only on
+//     the response to the request that created it; requests that joined it
+//     without a key never learn it, and a server message reaches only the
+//     stream of the request it belongs to (writeModern), so clients that
+//     share a session never see each other's traffic.
+//
+// Creating a session (admission, possibly a Redis script; Upstream.Open,
+// possibly a process spawn) runs once per key or address at a time, with
+// concurrent requests for the same one waiting for it (a single flight);
+// creations for different keys never wait for each other.
+
+// modernFlight is one modern session being created; done closes when g
+// or err is set.
+type modernFlight struct {
+	done chan struct{}
+	g    *gwSession
+	err  *core.Error
+}
+
+// flightTimeout bounds a session creation other requests may wait for,
+// whatever becomes of the request that started it.
+const flightTimeout = time.Minute
+
+// modernSession finds or creates the session of a modern request. minted
+// reports a session created by this request with a fresh key: only then
+// is the key returned to the client.
+func (f *Frontend) modernSession(r *http.Request, rt *Route, m *core.Message, version string) (g *gwSession, minted bool, e *core.Error) {
+	if g := f.retrySession(rt, m); g != nil {
+		return g, false, nil
+	}
+	if key := r.Header.Get(SessionHeader); key != "" && f.opts.IDs.Verify(key) == nil {
+		if g := f.liveModern(rt, key); g != nil {
+			return g, false, nil
+		}
+		fetched, err := f.fetchModern(r.Context(), r, rt, key)
+		switch {
+		case err != nil:
+			return nil, false, core.AsError(err)
+		case fetched != nil:
+			return fetched, false, nil
+		}
+		// Only a key we signed is ours to admit again: unsigned ids cannot
+		// tell a stale key from one the client made up.
+		if f.opts.IDs != nil && !f.keyTaken(r.Context(), key) {
+			g, _, e := f.modernFlightFor(r, rt, "key:"+key, func() *gwSession { return f.liveModern(rt, key) },
+				func(ctx context.Context) (*gwSession, *core.Error) {
+					return f.newModernSession(ctx, r, rt, version, "", key)
+				})
+			return g, false, e
+		}
+	}
+	addr := clientAddr(r.RemoteAddr)
+	return f.modernFlightFor(r, rt, "addr:"+addr, func() *gwSession {
+		if g := rt.anon[addr]; g != nil && g.ctx.Err() == nil {
+			return g
+		}
+		return nil
+	}, func(ctx context.Context) (*gwSession, *core.Error) {
+		g, e := f.newModernSession(ctx, r, rt, version, addr, "")
+		if e == nil {
+			rt.anonMu.Lock()
+			if rt.anon == nil {
+				rt.anon = map[string]*gwSession{}
+			}
+			rt.anon[addr] = g
+			rt.anonMu.Unlock()
+		}
+		return g, e
+	})
+}
+
+// liveModern is the live modern session of rt with id key, or nil.
+func (f *Frontend) liveModern(rt *Route, key string) *gwSession {
+	s, err := f.opts.Sessions.Get(key)
+	if err != nil {
+		return nil
+	}
+	if g, ok := s.Value.(*gwSession); ok && g.route == rt && g.info.Era == core.EraModern && g.ctx.Err() == nil {
+		return g
+	}
+	return nil
+}
+
+// keyTaken reports whether key names a session that exists but is not a
+// modern session of this route (here, or in the shared store): it cannot
+// be admitted again under that key.
+func (f *Frontend) keyTaken(ctx context.Context, key string) bool {
+	if _, err := f.opts.Sessions.Get(key); err == nil {
+		return true
+	}
+	p := f.persist
+	if p == nil || p.bc == nil {
+		return false
+	}
+	_, err := p.st.Get(ctx, key)
+	return err == nil
+}
+
+// modernFlightFor returns the session found by existing (called under
+// rt.anonMu), or creates it with create, once for key: concurrent callers
+// for the same key wait for that creation; other keys do not.
+func (f *Frontend) modernFlightFor(r *http.Request, rt *Route, key string, existing func() *gwSession,
+	create func(context.Context) (*gwSession, *core.Error)) (*gwSession, bool, *core.Error) {
+	rt.anonMu.Lock()
+	if g := existing(); g != nil {
+		rt.anonMu.Unlock()
+		return g, false, nil
+	}
+	fl := rt.flights[key]
+	if fl != nil {
+		rt.anonMu.Unlock()
+		select {
+		case <-fl.done:
+			return fl.g, false, fl.err
+		case <-r.Context().Done():
+			return nil, false, core.NewError(core.CodeRequestTimeout, "request cancelled").Wrap(r.Context().Err())
+		}
+	}
+	fl = &modernFlight{done: make(chan struct{})}
+	if rt.flights == nil {
+		rt.flights = map[string]*modernFlight{}
+	}
+	rt.flights[key] = fl
+	rt.anonMu.Unlock()
+	// Requests waiting for this creation do not depend on this client
+	// staying connected.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), flightTimeout)
+	defer cancel()
+	fl.g, fl.err = create(ctx)
+	rt.anonMu.Lock()
+	delete(rt.flights, key)
+	rt.anonMu.Unlock()
+	close(fl.done)
+	return fl.g, fl.err == nil, fl.err
+}
+
+// newModernSession admits and opens a modern session: with a fresh key,
+// or under id when a stale key of ours is admitted again.
+func (f *Frontend) newModernSession(ctx context.Context, r *http.Request, rt *Route, version, anonAddr, id string) (*gwSession, *core.Error) {
+	adm, e := f.admitAs(ctx, r, rt, "anonymous", "", id)
+	if e != nil {
+		return nil, e
+	}
+	info := &core.SessionInfo{
+		ID: adm.id, Route: rt.Name, Era: core.EraModern, ProtocolVersion: version,
+		Principal: "anonymous", RemoteAddr: r.RemoteAddr,
+	}
+	g := newGWSession(f, rt, info)
+	g.anonAddr = anonAddr
+	conn, err := rt.Upstream.Open(ctx, upstream.OpenParams{Session: info, Era: core.EraModern}, g)
+	if err != nil {
+		adm.cancel()
+		g.cancel()
+		return nil, core.NewError(core.CodeUpstreamError, "upstream unavailable: could not open a connection").WithStatus(http.StatusBadGateway).Wrap(err)
+	}
+	g.setConn(conn)
+	s, err := adm.commit(g, info, rt)
+	if err != nil {
+		g.anonAddr = "" // never published
+		g.teardown(ctx, session.ReasonInitFailed)
+		return nil, core.AsError(err).WithStatus(http.StatusServiceUnavailable)
+	}
+	g.sess = s
+	if err := f.persist.putModern(g); err != nil && !f.opts.StoreFailOpen {
+		_ = f.opts.Sessions.End(ctx, info.ID, session.ReasonInitFailed)
+		return nil, storeUnavailable(err)
+	}
+	return g, nil
+}
+
+// fetchModern adopts a modern session another replica created, from the
+// shared store: its key works on every replica. It returns (nil, nil)
+// when the store has no modern session of rt under key.
+func (f *Frontend) fetchModern(ctx context.Context, r *http.Request, rt *Route, key string) (*gwSession, error) {
+	p := f.persist
+	if p == nil || p.bc == nil {
+		return nil, nil
+	}
+	rec, err := p.st.Get(ctx, key)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) || f.opts.StoreFailOpen {
+			return nil, nil
+		}
+		f.storeFailed(f.log, slog.LevelError, "get", err, "session", core.Fingerprint(key))
+		return nil, storeUnavailable(err)
+	}
+	if rec.Era != core.EraModern || rec.Route != rt.Name || rec.Expired(time.Now()) {
+		return nil, nil
+	}
+	if f.hop != nil && rec.Owner != "" && rec.Owner != p.origin {
+		// Its pending calls (and, for stdio, its process) live on the
+		// owner; the hop forwards there and only hands over a session
+		// whose owner is gone.
+		e := core.NewError(core.CodeInternalError, "session held by another replica; retry shortly").WithStatus(http.StatusServiceUnavailable)
+		e.Header = http.Header{"Retry-After": {"1"}}
+		return nil, e
+	}
+	g, e := f.adoptModern(ctx, r, rt, rec)
+	if e != nil {
+		if g := f.liveModern(rt, key); g != nil {
+			return g, nil // a concurrent request adopted it first
+		}
+		f.log.Warn("session_not_fetched", "session", core.Fingerprint(key), "error", e)
+		return nil, e
+	}
+	f.opts.Sessions.Resumed(g.sess, "replica")
+	return g, nil
+}
+
+// adoptModern brings a stored modern session here: outside the caps (the
+// cluster counts it already), with its upstream side opened anew — a
+// modern session carries no protocol state.
+func (f *Frontend) adoptModern(ctx context.Context, r *http.Request, rt *Route, rec *store.Record) (*gwSession, *core.Error) {
+	res, err := f.opts.Sessions.Reserve(ctx, session.Admission{
+		ID: rec.ID, Route: rt.Name, RouteCap: rt.Cap, Principal: rec.Principal, Tenant: rec.Tenant,
+		IdleTimeout: rt.IdleTimeout, Adopt: true,
+	})
+	if err != nil {
+		return nil, core.AsError(err).WithStatus(http.StatusServiceUnavailable)
+	}
+	info := &core.SessionInfo{
+		ID: rec.ID, Route: rt.Name, Era: core.EraModern, ProtocolVersion: rec.ProtocolVersion,
+		Principal: rec.Principal, Tenant: rec.Tenant, RemoteAddr: r.RemoteAddr, Created: rec.Created,
+	}
+	g := newGWSession(f, rt, info)
+	conn, err := rt.Upstream.Open(ctx, upstream.OpenParams{Session: info, Era: core.EraModern}, g)
+	if err != nil {
+		res.Cancel()
+		g.cancel()
+		return nil, core.NewError(core.CodeUpstreamError, "upstream unavailable: could not open a connection").WithStatus(http.StatusBadGateway).Wrap(err)
+	}
+	g.setConn(conn)
+	s, err := res.Commit(info, session.Limits{IdleTimeout: rt.IdleTimeout, TTL: rt.TTL}, g.teardown, g)
+	if err != nil {
+		g.teardown(ctx, session.ReasonInitFailed)
+		return nil, core.AsError(err).WithStatus(http.StatusServiceUnavailable)
+	}
+	g.sess = s
+	if f.hop != nil && rec.Owner == "" {
+		_ = f.persist.putModern(g) // now owned here
+	}
+	return g, nil
+}
+
+// putModern writes a modern session's record to a shared store, so that
+// its key works on every replica; with the hop, the record names this
+// replica as its owner, where its pending calls wait. A store that is not
+// shared keeps no modern sessions: a stale key is admitted again instead.
+func (p *persistence) putModern(g *gwSession) error {
+	if p == nil || p.bc == nil {
+		return nil
+	}
+	ctx, cancel := storeCtx()
+	defer cancel()
+	i := g.info
+	rec := &store.Record{
+		ID: i.ID, Route: g.route.Name, Era: i.Era, ProtocolVersion: i.ProtocolVersion,
+		Principal: i.Principal, Tenant: i.Tenant, RemoteAddr: i.RemoteAddr,
+		Created: i.Created, LastActive: time.Now(), IdleTimeout: g.route.IdleTimeout, TTL: g.route.TTL,
+	}
+	if g.f.hop != nil {
+		rec.Owner = p.origin
+	}
+	if err := p.st.Put(ctx, rec); err != nil {
+		g.f.storeFailed(g.log, slog.LevelError, "put", err)
+		return err
+	}
+	return nil
+}
+
+// writeModern delivers a server message of a modern session: only to the
+// stream of the request it belongs to. The modern era has no stream for
+// anything else (list changes come on a subscriptions/listen request's own
+// stream), and clients without a key share their session: a message for a
+// request whose stream is gone must not reach another client's request.
+func (g *gwSession) writeModern(m *core.Message, st *stream) {
+	if st != nil && st.send(m) == nil {
+		return
+	}
+	g.log.Debug("server_message_dropped", "method", m.Method, "reason", "no stream of its request")
+}
+
+// modernKeyOf is the gateway session a modern request names: its
+// Mcpgate-Session header, else the session an mcpgate requestState in
+// body was issued to (an MRTR retry from a client that sends no key must
+// reach the replica holding its pending call). The state is only read
+// here, not trusted: the bridge verifies it where the call is.
+func modernKeyOf(r *http.Request, body []byte) string {
+	if key := r.Header.Get(SessionHeader); key != "" {
+		return key
+	}
+	if len(body) == 0 || !strings.Contains(string(body), `"mcpgate1.`) {
+		return ""
+	}
+	var env struct {
+		Params json.RawMessage `json:"params"`
+	}
+	if json.Unmarshal(body, &env) != nil {
+		return ""
+	}
+	return stateSession(env.Params)
+}
+
+// hopTarget names the session a request for the hop belongs to: its
+// Mcp-Session-Id on a stdio route (a legacy session's process lives on
+// one replica); for a modern request on any route, the session it names
+// (modernKeyOf) — a modern session lives on the replica that created it,
+// with its pending MRTR calls. The body of a modern POST is read to find a
+// requestState and handed back; done reports a request already answered
+// (its body was refused).
+func (f *Frontend) hopTarget(w http.ResponseWriter, r *http.Request, rt *Route) (id string, body []byte, done bool) {
+	if id := r.Header.Get("Mcp-Session-Id"); id != "" {
+		if rt.Local {
+			return id, nil, false
+		}
+		return "", nil, false
+	}
+	if core.EraOf(r.Header.Get("MCP-Protocol-Version")) != core.EraModern {
+		return "", nil, false
+	}
+	if key := r.Header.Get(SessionHeader); key != "" || r.Method != http.MethodPost {
+		return key, nil, false
+	}
+	body, e := f.readBody(w, r)
+	if e != nil {
+		f.reject(w, r, nil, e)
+		return "", nil, true
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return modernKeyOf(r, body), body, false
+}
+
+// hopSession is the session key a hop signature covers.
+func hopSession(r *http.Request) string {
+	if id := r.Header.Get("Mcp-Session-Id"); id != "" {
+		return id
+	}
+	return r.Header.Get(SessionHeader)
+}
+
+// pendingCanceller is implemented by connections that keep MRTR calls
+// pending for a retry (the bridge's modern-over-legacy connection).
+type pendingCanceller interface {
+	CancelPending(requestState string) bool
+}
+
+// stateSession is the gateway session an mcpgate requestState in a
+// request's params was issued to, read but not verified; "" for none.
+func stateSession(params []byte) string {
+	state := requestStateOf(params)
+	rest, ok := strings.CutPrefix(state, "mcpgate1.")
+	if !ok {
+		return ""
+	}
+	claims, _, ok := strings.Cut(rest, ".")
+	if !ok {
+		return ""
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(claims)
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Session string `json:"s"`
+	}
+	if json.Unmarshal(raw, &c) != nil {
+		return ""
+	}
+	return c.Session
+}
+
+// requestStateOf is params.requestState, "" when there is none.
+func requestStateOf(params []byte) string {
+	if len(params) == 0 || !strings.Contains(string(params), `"requestState"`) {
+		return ""
+	}
+	var p struct {
+		RequestState string `json:"requestState"`
+	}
+	if json.Unmarshal(params, &p) != nil {
+		return ""
+	}
+	return p.RequestState
+}
+
+// retrySession is the live session of rt holding the call an MRTR retry
+// continues, or nil: a retry is served by that session whatever key it
+// came with (the bridge verifies the state there).
+func (f *Frontend) retrySession(rt *Route, m *core.Message) *gwSession {
+	if m.Kind != core.KindRequest {
+		return nil
+	}
+	if sid := stateSession(m.Params); sid != "" {
+		return f.liveModern(rt, sid)
+	}
+	return nil
+}
+
+// cancelRetry abandons the pending call a refused MRTR retry would have
+// continued, so that the server's call ends now rather than when the
+// bridge stops waiting for the retry.
+func (g *gwSession) cancelRetry(m *core.Message) {
+	if g == nil || m.Kind != core.KindRequest {
+		return
+	}
+	state := requestStateOf(m.Params)
+	if state == "" {
+		return
+	}
+	conn, _ := g.connection()
+	if c, ok := conn.(pendingCanceller); ok && c.CancelPending(state) {
+		g.log.Info("pending_call_cancelled", "method", m.Method, "reason", "retry_refused")
+	}
+}
+
+// rejectModern refuses a modern request, and when it is an MRTR retry,
+// ends the call it would have continued.
+func (f *Frontend) rejectModern(w http.ResponseWriter, r *http.Request, rt *Route, g *gwSession, m *core.Message, e *core.Error) {
+	if g == nil {
+		g = f.retrySession(rt, m)
+	}
+	g.cancelRetry(m)
+	f.reject(w, r, m, e)
+}
+
+// isolationSeq numbers the ids modern requests carry upstream.
+var isolationSeq atomic.Uint64
+
+// isolate gives a modern request an id (and progress token) of its own
+// on the way upstream. Modern ids mean something only within one HTTP
+// request, and clients sharing a session all start at 1: forwarded as
+// they are, two clients' requests would collide in the upstream session
+// (a stdio server refuses a duplicate id; progress for one token reaches
+// whichever request holds it first). The response and the request's
+// progress get the client's own id and token back.
+func isolate(m *core.Message, related upstream.Related) (*core.Message, upstream.Related, func(*core.Message) *core.Message) {
+	none := func(resp *core.Message) *core.Message { return resp }
+	var top map[string]json.RawMessage
+	if json.Unmarshal(m.Raw, &top) != nil {
+		return m, related, none
+	}
+	id := core.ID(`"mcpgate-` + strconv.FormatUint(isolationSeq.Add(1), 10) + `"`)
+	top["id"] = json.RawMessage(id)
+	token := m.ProgressToken
+	if len(token) > 0 {
+		params, err := setMember(top["params"], []string{"_meta", "progressToken"}, json.RawMessage(id))
+		if err != nil {
+			return m, related, none
+		}
+		top["params"] = params
+	}
+	raw, err := json.Marshal(top)
+	if err != nil {
+		return m, related, none
+	}
+	fwd := *m
+	if fwd.Replace(raw) != nil {
+		return m, related, none
+	}
+	orig := m.ID
+	rel := related
+	if len(token) > 0 {
+		token = bytes.Clone(token)
+		rel = func(rm *core.Message) {
+			if rm.Kind == core.KindNotification && rm.Method == "notifications/progress" {
+				restoreMember(rm, []string{"progressToken"}, id, token)
+			}
+			related(rm)
+		}
+	}
+	restore := func(resp *core.Message) *core.Message {
+		if resp != nil && resp.ID == id {
+			restoreMember(resp, []string{"id"}, id, json.RawMessage(orig))
+		}
+		return resp
+	}
+	return &fwd, rel, restore
+}
+
+// setMember sets the member at path inside the JSON object raw (objects
+// along the path are created as needed).
+func setMember(raw json.RawMessage, path []string, v json.RawMessage) (json.RawMessage, error) {
+	obj := map[string]json.RawMessage{}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &obj); err != nil {
+			return nil, err
+		}
+	}
+	if len(path) == 1 {
+		obj[path[0]] = v
+	} else {
+		inner, err := setMember(obj[path[0]], path[1:], v)
+		if err != nil {
+			return nil, err
+		}
+		obj[path[0]] = inner
+	}
+	return json.Marshal(obj)
+}
+
+// restoreMember puts want back at path (top level "id", or inside params)
+// of m when it holds got there.
+func restoreMember(m *core.Message, path []string, got core.ID, want json.RawMessage) {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(m.Raw, &top) != nil {
+		return
+	}
+	if path[0] == "id" {
+		if string(top["id"]) != string(got) {
+			return
+		}
+		top["id"] = want
+	} else {
+		var params map[string]json.RawMessage
+		if json.Unmarshal(top["params"], &params) != nil || string(params[path[0]]) != string(got) {
+			return
+		}
+		params[path[0]] = want
+		p, err := json.Marshal(params)
+		if err != nil {
+			return
+		}
+		top["params"] = p
+	}
+	raw, err := json.Marshal(top)
+	if err != nil {
+		return
+	}
+	status := m.Status
+	if m.Replace(raw) == nil {
+		m.Status = status
+	}
+}
