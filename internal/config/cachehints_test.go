@@ -9,8 +9,8 @@ import (
 func TestCacheHints(t *testing.T) {
 	cfg, err := LoadBytes([]byte(`
 routes:
-  - {path: /a, upstream: {stdio: {command: x}}}
-  - {path: /b, upstream: {stdio: {command: x}}, cache_hints: {ttl: 90s, scope: public}}
+  - {path: /a, upstream: {stdio: {command: sh}}}
+  - {path: /b, upstream: {stdio: {command: sh}}, cache_hints: {ttl: 90s, scope: public}}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -23,7 +23,7 @@ routes:
 	}
 	_, err = LoadBytes([]byte(`
 routes:
-  - {path: /a, upstream: {stdio: {command: x}}, cache_hints: {scope: shared}}
+  - {path: /a, upstream: {stdio: {command: sh}}, cache_hints: {scope: shared}}
 `))
 	if want := `routes[0].cache_hints.scope: want private or public, got "shared"`; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("error %v; want it to say %q", err, want)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -189,13 +190,29 @@ func TestSecretFromEnvironment(t *testing.T) {
 }
 
 // TestExamplesLoad: every file in examples/ loads as it is, given the
-// environment its comments ask for.
+// environment its comments ask for and what the README's first command
+// builds (bin/echo-server), from the directory the README runs them in.
 func TestExamplesLoad(t *testing.T) {
 	t.Setenv("MCPGATE_ID_KEY", "Qm9vdHN0cmFwIGtleSBmb3IgdGVzdHMgb25seSE3OTFhNGM")
 	files, err := filepath.Glob("../../examples/*.yaml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no examples: %v", err)
 	}
+	for i, f := range files {
+		if files[i], err = filepath.Abs(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A stand-in for the built binary: validation checks that the command
+	// exists and is executable, not what it does.
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "bin", "echo-server"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(root)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			if _, err := Load(f); err != nil {
