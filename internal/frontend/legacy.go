@@ -406,6 +406,8 @@ func (f *Frontend) get(w http.ResponseWriter, r *http.Request, rt *Route) {
 		if st := g.stream("0"); st != nil {
 			if released, ok := st.attach(w, seq); ok {
 				f.opts.Sessions.Resumed(g.sess, "stream")
+				g.setStandalone(st)
+				g.listenOnce()
 				g.waitStandalone(r, st, released)
 				return
 			}
@@ -428,7 +430,11 @@ func (g *gwSession) waitStandalone(r *http.Request, st *stream, released <-chan 
 		st.abandon()
 	case <-g.ctx.Done():
 		st.close()
+		return
 	}
+	// The client is gone (it left, or a write failed): what the server
+	// sends from now on waits in the bounded backlog.
+	g.clearStandalone(st)
 }
 
 // delete ends a legacy session.
