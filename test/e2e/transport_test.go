@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -266,4 +269,79 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return b.String()
+}
+
+// TestRefusalsOfBadIDsAndHeaders: ids that are neither strings nor
+// integers are the client's error (400, -32600) before anything goes
+// upstream, in both eras; requests net/http refuses itself (headers past
+// the limit, a malformed request) are JSON-RPC errors too.
+func TestRefusalsOfBadIDsAndHeaders(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, nil,
+		httpRoute("legacy", "/mcp", fixtureHTTP(t, false)),
+		httpRoute("modern", "/modern/mcp", fixtureHTTP(t, true)))
+	legacy, modern := g.URL+"/mcp", g.URL+"/modern/mcp"
+	sid := legacySession(t, legacy)
+	s := map[string]string{"Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-06-18"}
+	mh := map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "test_simple_text"}
+	for _, id := range []string{"1.5", "1e999", "2.0", "1E2", "9223372036854775808"} {
+		for _, tc := range []struct {
+			name, url, body string
+			hdr             map[string]string
+		}{
+			{"legacy ping", legacy, `{"jsonrpc":"2.0","id":` + id + `,"method":"ping"}`, s},
+			{"legacy tools/call", legacy, `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/call","params":{"name":"test_simple_text","arguments":{}}}`, s},
+			{"initialize", legacy, strings.Replace(initBody, `"id":1`, `"id":`+id, 1), nil},
+			{"modern tools/call", modern, `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/call","params":{"name":"test_simple_text","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`, mh},
+		} {
+			r := do(t, "POST", tc.url, tc.body, tc.hdr)
+			if r.Status != http.StatusBadRequest || r.Code != -32600 || !strings.Contains(r.Msg, "integer") {
+				t.Errorf("%s with id %s: %d %d %q, want 400 -32600 (%s)", tc.name, id, r.Status, r.Code, r.Msg, r.Body)
+			}
+		}
+	}
+
+	raw := func(t *testing.T, req string) (*http.Response, string) {
+		t.Helper()
+		conn, err := net.Dial("tcp", strings.TrimPrefix(g.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := io.WriteString(conn, req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	host := strings.TrimPrefix(g.URL, "http://")
+	for _, tc := range []struct {
+		name, req string
+		status    int
+	}{
+		{"headers too large", "POST /mcp HTTP/1.1\r\nHost: " + host + "\r\nX-Big: " + strings.Repeat("a", 80<<10) + "\r\nContent-Length: 0\r\n\r\n", http.StatusRequestHeaderFieldsTooLarge},
+		{"malformed header", "POST /mcp HTTP/1.1\r\nHost: " + host + "\r\nno colon here\r\n\r\n", http.StatusBadRequest},
+		{"unknown transfer coding", "POST /mcp HTTP/1.1\r\nHost: " + host + "\r\nTransfer-Encoding: zip\r\n\r\n", http.StatusNotImplemented},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := raw(t, tc.req)
+			var env struct {
+				JSONRPC string          `json:"jsonrpc"`
+				ID      json.RawMessage `json:"id"`
+				Error   struct {
+					Code    int    `json:"code"`
+					Message string `json:"message"`
+				} `json:"error"`
+			}
+			if resp.StatusCode != tc.status || resp.Header.Get("Content-Type") != "application/json" ||
+				json.Unmarshal([]byte(body), &env) != nil || env.JSONRPC != "2.0" || string(env.ID) != "null" || env.Error.Code != -32600 {
+				t.Errorf("got %d %q %s, want %d with a JSON-RPC error", resp.StatusCode, resp.Header.Get("Content-Type"), body, tc.status)
+			}
+		})
+	}
 }
