@@ -42,7 +42,10 @@ type gwSession struct {
 	droppedLogged time.Time
 	pending       map[core.ID]chan *core.Message // server→client requests awaiting the client
 	inflight      map[core.ID]*call              // client requests in flight
-	listening     bool
+	// listenStop ends the upstream's GET stream, open while the client
+	// holds its own; listenGen tells one opening from the next.
+	listenStop context.CancelFunc
+	listenGen  int
 	// persistedTouch is when activity was last written to the store.
 	persistedTouch atomic.Int64
 	// budget bounds this session's kept SSE history.
@@ -216,6 +219,7 @@ func (g *gwSession) clearStandalone(s *stream) {
 		return
 	}
 	g.standalone = nil
+	g.stopListeningLocked()
 	g.log.Debug("get_stream_lost", "resumable", s.resumable)
 	var old *stream
 	if s.resumable {
@@ -461,24 +465,53 @@ func (g *gwSession) resolve(m *core.Message) bool {
 	return true
 }
 
-// listenOnce opens the upstream's own stream of server messages, once.
-func (g *gwSession) listenOnce() {
+// listen opens the upstream's own stream of server messages while the
+// client holds its GET stream: an idle session whose client listens to
+// nothing holds no upstream connection (for HTTP, no socket and no
+// goroutine), and the upstream, seeing no stream, keeps or drops what it
+// would send, as it does for a client without one. Called when a GET
+// stream is installed; stopListeningLocked ends it when the stream is
+// gone.
+func (g *gwSession) listen() {
 	g.mu.Lock()
-	if g.listening {
+	if g.listenStop != nil || g.ctx.Err() != nil {
 		g.mu.Unlock()
 		return
 	}
-	g.listening = true
+	ctx, cancel := context.WithCancel(g.ctx)
+	g.listenStop = cancel
+	g.listenGen++
+	gen := g.listenGen
 	g.mu.Unlock()
 	go func() {
-		conn, _, err := g.ready(g.ctx)
+		conn, _, err := g.ready(ctx)
 		if err == nil {
-			err = conn.Listen(g.ctx)
+			err = conn.Listen(ctx)
 		}
-		if err != nil && !errors.Is(err, context.Canceled) {
-			g.log.Warn("upstream_listen_failed", "error", err)
+		if err != nil {
+			if !errors.Is(err, context.Canceled) {
+				g.log.Warn("upstream_listen_failed", "error", err)
+			}
+			// Let the next GET stream try again.
+			g.mu.Lock()
+			if g.listenGen == gen {
+				g.listenStop = nil
+			}
+			g.mu.Unlock()
+			cancel()
 		}
 	}()
+}
+
+// stopListeningLocked closes the upstream's stream opened by listen, and
+// reports whether there was one.
+func (g *gwSession) stopListeningLocked() bool {
+	if g.listenStop == nil {
+		return false
+	}
+	g.listenStop()
+	g.listenStop = nil
+	return true
 }
 
 type targetKey struct{}
