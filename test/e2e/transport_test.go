@@ -23,6 +23,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/core"
 )
 
 // recordingHandler is a slog handler that keeps every record's message
@@ -541,5 +542,116 @@ func TestHalfMadeSessionEnds(t *testing.T) {
 	}
 	if n := g.Sessions().Len(); n != 0 {
 		t.Errorf("%d sessions live after a failed handshake", n)
+	}
+}
+
+// TestLogsCarryNoSessionID runs real sessions through every lifecycle
+// event — legacy and modern, HTTP and stdio upstreams, created, spawned,
+// resumed, evicted, ended — with the log at DEBUG, and checks that no
+// session id (a bearer credential) appears in the log, only its
+// fingerprint, nor in an error answered to another client.
+func TestLogsCarryNoSessionID(t *testing.T) {
+	t.Parallel()
+	log, rec := newRecordingLogger(slog.LevelDebug)
+	evict := httpRoute("evict", "/evict/mcp", fixtureHTTP(t, false))
+	evict.MaxSessions, evict.WhenFull = 1, "evict-oldest"
+	g := startGatewayLogging(t, log, nil,
+		httpRoute("http", "/mcp", fixtureHTTP(t, false)),
+		stdioRoute("stdio", "/stdio/mcp", fixtureBin),
+		httpRoute("modern", "/modern/mcp", fixtureHTTP(t, true)),
+		evict)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var ids []string
+	var answers []string // bodies answered to clients that did not send the id
+
+	// go-sdk clients over HTTP and stdio: created, spawned, tool calls on
+	// their GET and POST streams, ended with DELETE.
+	for _, path := range []string{"/mcp", "/stdio/mcp"} {
+		cs := connectSDK(ctx, t, g.URL+path, "2025-11-25", nil)
+		ids = append(ids, cs.ID())
+		if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_simple_text", Arguments: map[string]any{}}); err != nil {
+			t.Fatalf("%s: call: %v", path, err)
+		}
+		if err := cs.Close(); err != nil {
+			t.Fatalf("%s: close: %v", path, err)
+		}
+	}
+
+	// Resumed: a 2025-11-25 GET stream resumed with Last-Event-ID.
+	url := g.URL + "/mcp"
+	sid := sessionAt(t, url, "2025-11-25")
+	ids = append(ids, sid)
+	hdr := sessHdr(sid, "2025-11-25")
+	gctx, gcancel := context.WithCancel(ctx)
+	resp := openStream(t, gctx, "GET", url, "", hdr)
+	_ = resp.Body.Close()
+	gcancel()
+	hdr["Last-Event-ID"] = "0_0"
+	rctx, rcancel := context.WithCancel(ctx)
+	resp = openStream(t, rctx, "GET", url, "", hdr)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("resume: %d", resp.StatusCode)
+	}
+	rec.waitCount(t, "session_resumed", 1)
+	_ = resp.Body.Close()
+	rcancel()
+
+	// Evicted: a route capped at one session, evict-oldest.
+	victim := sessionAt(t, g.URL+"/evict/mcp", "2025-06-18")
+	ids = append(ids, victim)
+	ids = append(ids, sessionAt(t, g.URL+"/evict/mcp", "2025-06-18"))
+	if r := pingAs(t, g.URL+"/evict/mcp", victim, "2025-06-18"); r.Status != http.StatusNotFound {
+		t.Fatalf("the evicted session answers %d", r.Status)
+	}
+	rec.waitCount(t, "session_evicted", 1)
+
+	// Modern: a keyless request, then one echoing the key it was given.
+	mh := map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "test_simple_text"}
+	modernCall := `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"test_simple_text","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`
+	m := do(t, "POST", g.URL+"/modern/mcp", modernCall, mh)
+	if m.Status != http.StatusOK {
+		t.Fatalf("modern call: %d %s", m.Status, m.Body)
+	}
+	if key := m.Header.Get("Mcpgate-Session"); key != "" {
+		ids = append(ids, key)
+		mh["Mcpgate-Session"] = key
+		if m := do(t, "POST", g.URL+"/modern/mcp", modernCall, mh); m.Status != http.StatusOK {
+			t.Fatalf("modern call with its key: %d %s", m.Status, m.Body)
+		}
+	}
+
+	// Errors other clients get: a full route, unknown and malformed ids.
+	for _, r := range []rawResp{
+		do(t, "POST", g.URL+"/evict/mcp", initBody, nil),
+		pingAs(t, url, "no-such-session", "2025-06-18"),
+		do(t, "DELETE", url, "", map[string]string{"Mcp-Session-Id": "not a session id"}),
+		do(t, "GET", url, "", map[string]string{"Mcp-Session-Id": victim[:len(victim)-1]}),
+	} {
+		answers = append(answers, r.Body)
+	}
+	if r := do(t, "DELETE", url, "", map[string]string{"Mcp-Session-Id": sid}); r.Status != http.StatusNoContent {
+		t.Fatalf("DELETE: %d", r.Status)
+	}
+	rec.waitCount(t, "session_ended", 3)
+
+	logs := rec.text()
+	for _, want := range []string{"session_created", "stdio_spawn", "session_resumed", "session_evicted", "session_ended"} {
+		if rec.count(want) == 0 {
+			t.Errorf("no %s record: the test did not exercise it", want)
+		}
+	}
+	for _, id := range ids {
+		if strings.Contains(logs, id) {
+			t.Errorf("session id %s… appears in the log:\n%s", id[:6], grepLines(logs, id))
+		}
+		if fp := core.Fingerprint(id); !strings.Contains(logs, fp) {
+			t.Errorf("fingerprint %s of a session never logged", fp)
+		}
+		for _, a := range answers {
+			if strings.Contains(a, id) {
+				t.Errorf("session id %s… answered to another client: %s", id[:6], a)
+			}
+		}
 	}
 }
