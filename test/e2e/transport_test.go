@@ -169,7 +169,8 @@ func readEventsUntil(t testing.TB, body *bufio.Reader, marker string) (events, b
 	for {
 		line, err := body.ReadString('\n')
 		if err != nil {
-			t.Fatalf("GET stream ended before %q after %d events: %v", marker, events, err)
+			t.Errorf("GET stream ended before %q after %d events: %v", marker, events, err)
+			return events, bytes
 		}
 		data, ok := strings.CutPrefix(line, "data: ")
 		if !ok || strings.TrimSpace(data) == "" {
@@ -221,13 +222,20 @@ func TestBacklogBoundedAfterStreamLost(t *testing.T) {
 			url := g.URL + "/mcp"
 			sid := sessionAt(t, url, v)
 			hdr := sessHdr(sid, v)
+			// call retries while the upstream refuses messages for its GET
+			// stream because the gateway's own GET stream to it is not yet
+			// connected; once the client's stream was lost, the refusal is
+			// the answer.
 			call := func(body string) rawResp {
+				deadline := time.Now().Add(20 * time.Second)
 				for {
+					lost := rec.count("get_stream_lost")
 					r := do(t, "POST", url, body, hdr)
-					// The upstream refuses messages for its GET stream until
-					// the gateway's own GET stream to it is connected.
-					if !strings.Contains(r.Body, "stream not connected") {
+					if !strings.Contains(r.Body, "stream not connected") || rec.count("get_stream_lost") > lost {
 						return r
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("the upstream's GET stream never connected: %s", r.Body)
 					}
 				}
 			}
@@ -274,12 +282,20 @@ func TestBacklogBoundedAfterStreamLost(t *testing.T) {
 			if resp2.StatusCode != http.StatusOK {
 				t.Fatalf("second GET: %d", resp2.StatusCode)
 			}
+			// Read while the marker is sent, so the stream never stalls.
+			type count struct{ events, size int }
+			got := make(chan count, 1)
+			go func() {
+				e, n := readEventsUntil(t, bufio.NewReader(resp2.Body), `"last"`)
+				got <- count{e, n}
+			}()
 			if !tc.related {
 				if r := call(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"mark","arguments":{}}}`); !strings.Contains(r.Body, "marked") {
 					t.Fatalf("mark: %d %s", r.Status, r.Body)
 				}
 			}
-			events, size := readEventsUntil(t, bufio.NewReader(resp2.Body), `"last"`)
+			c := <-got
+			events, size := c.events, c.size
 			// A resumed stream replays its own bounded history, then the
 			// bounded backlog; both within the session's 1 MiB.
 			maxEvents := 256 + 1
