@@ -38,9 +38,11 @@ type legacyConn struct {
 	closed         bool
 	noGET          bool // the upstream answered 405 to GET
 	listening      bool
-	// listenCtx and listenDone are the open stream's context and its end.
-	listenCtx  context.Context
-	listenDone chan struct{}
+	// listenCtx and listenDone are the open stream's context and its end;
+	// listenOwner is the ctx of the Listen that opened it (lctx follows it
+	// asynchronously).
+	listenCtx, listenOwner context.Context
+	listenDone             chan struct{}
 	// cancelled holds request ids whose notifications/cancelled the client
 	// already sent through Send, so RoundTrip sends no second one.
 	cancelled  map[core.ID]struct{}
@@ -358,12 +360,13 @@ func (c *legacyConn) Listen(ctx context.Context) error {
 		case c.noGET:
 			c.mu.Unlock()
 			return nil
-		case c.listening && c.listenCtx.Err() == nil:
+		case c.listening && c.listenCtx.Err() == nil && c.listenOwner.Err() == nil:
 			c.mu.Unlock()
 			return nil
 		case c.listening:
 			done := c.listenDone
 			c.mu.Unlock()
+			// Its owner ended; the stream is closing (or about to).
 			select {
 			case <-done:
 			case <-ctx.Done():
@@ -376,7 +379,7 @@ func (c *legacyConn) Listen(ctx context.Context) error {
 	}
 	lctx, cancel := context.WithCancel(c.life)
 	done := make(chan struct{})
-	c.listening, c.listenCtx, c.listenDone = true, lctx, done
+	c.listening, c.listenCtx, c.listenOwner, c.listenDone = true, lctx, ctx, done
 	c.listeners.Add(1) // under mu: Close cannot be waiting yet
 	sid, ver := c.sidVal, c.verVal
 	c.mu.Unlock()
