@@ -3,6 +3,7 @@ package core
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"strings"
 	"unicode/utf8"
 )
@@ -190,7 +191,11 @@ func decodeValid(b []byte, m *Message) error {
 	}
 	if idRaw != nil {
 		switch idRaw[0] {
-		case '"', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		case '"':
+		case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+			if !integerID(idRaw) {
+				return NewError(CodeInvalidRequest, "invalid request: id must be a string or an integer")
+			}
 		case 'n':
 			if seen&seenError == 0 {
 				return NewError(CodeInvalidRequest, "invalid request: id must not be null")
@@ -239,6 +244,33 @@ func decodeValid(b []byte, m *Message) error {
 		return NewError(CodeInvalidRequest, "invalid request: neither method nor result nor error")
 	}
 	return nil
+}
+
+// integerID reports whether a JSON number is an integer a JSON-RPC peer can
+// echo exactly: no fraction, no exponent, within int64. MCP ids are strings
+// or integers; 1.5 or 1e999 would be read differently (or refused) by the
+// upstream, which is the client's error, not the upstream's.
+func integerID(v []byte) bool {
+	neg := len(v) > 0 && v[0] == '-'
+	if neg {
+		v = v[1:]
+	}
+	if len(v) == 0 {
+		return false
+	}
+	// Accumulate negatively: -9223372036854775808 fits, its opposite does not.
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return false
+		}
+		d := int64(c - '0')
+		if n < (math.MinInt64+d)/10 {
+			return false
+		}
+		n = n*10 - d
+	}
+	return neg || n != math.MinInt64
 }
 
 // decodeParams reads the members of params that routing and policy need.

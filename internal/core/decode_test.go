@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -32,6 +33,12 @@ func TestDecode(t *testing.T) {
 			want: Message{Kind: KindRequest, ID: "2", Method: "tools/call", Name: "x"}},
 		{name: "modern meta", in: `{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`,
 			want: Message{Kind: KindRequest, ID: "3", Method: "tools/list", MetaVersion: "2026-07-28"}},
+		{name: "int64 bounds", in: `{"jsonrpc":"2.0","id":-9223372036854775808,"method":"ping"}`,
+			want: Message{Kind: KindRequest, ID: "-9223372036854775808", Method: "ping"}},
+		{name: "largest id", in: `{"jsonrpc":"2.0","id":9223372036854775807,"result":{}}`,
+			want: Message{Kind: KindResponse, ID: "9223372036854775807", Result: []byte(`{}`)}},
+		{name: "negative id", in: `{"jsonrpc":"2.0","id":-3,"method":"ping"}`,
+			want: Message{Kind: KindRequest, ID: "-3", Method: "ping"}},
 		{name: "name ignored for other methods", in: `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"name":5}}`,
 			want: Message{Kind: KindRequest, ID: "1", Method: "tools/list"}},
 
@@ -43,6 +50,12 @@ func TestDecode(t *testing.T) {
 		{name: "null id on request", in: `{"jsonrpc":"2.0","id":null,"method":"ping"}`, code: CodeInvalidRequest},
 		{name: "object id", in: `{"jsonrpc":"2.0","id":{},"method":"ping"}`, code: CodeInvalidRequest},
 		{name: "bool id", in: `{"jsonrpc":"2.0","id":true,"method":"ping"}`, code: CodeInvalidRequest},
+		{name: "fractional id", in: `{"jsonrpc":"2.0","id":1.5,"method":"ping"}`, code: CodeInvalidRequest},
+		{name: "exponent id", in: `{"jsonrpc":"2.0","id":1e999,"method":"ping"}`, code: CodeInvalidRequest},
+		{name: "integral exponent id", in: `{"jsonrpc":"2.0","id":1E2,"method":"ping"}`, code: CodeInvalidRequest},
+		{name: "integral fraction id", in: `{"jsonrpc":"2.0","id":2.0,"result":{}}`, code: CodeInvalidRequest},
+		{name: "id beyond int64", in: `{"jsonrpc":"2.0","id":9223372036854775808,"method":"ping"}`, code: CodeInvalidRequest},
+		{name: "id below int64", in: `{"jsonrpc":"2.0","id":-9223372036854775809,"method":"ping"}`, code: CodeInvalidRequest},
 		{name: "method not string", in: `{"jsonrpc":"2.0","id":1,"method":1}`, code: CodeInvalidRequest},
 		{name: "empty method", in: `{"jsonrpc":"2.0","id":1,"method":""}`, code: CodeInvalidRequest},
 		{name: "method and result", in: `{"jsonrpc":"2.0","id":1,"method":"x","result":{}}`, code: CodeInvalidRequest},
@@ -138,6 +151,8 @@ func FuzzDecode(f *testing.F) {
 		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"Name":"x"}}`,
 		`{"jsonrpc":"2.0","id":1,"meth\u006fd":"ping"}`,
 		`[{"jsonrpc":"2.0","id":1,"method":"ping"}]`,
+		`{"jsonrpc":"2.0","id":1e999,"method":"ping"}`,
+		`{"jsonrpc":"2.0","id":-9223372036854775808,"result":{}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -173,6 +188,13 @@ func FuzzDecode(f *testing.F) {
 		}
 		if !m.ID.IsZero() && !bytes.Equal(bytes.TrimSpace(ref["id"]), []byte(m.ID)) {
 			t.Fatalf("id %s, reference %s", m.ID, ref["id"])
+		}
+		// An id is a string, an integer that fits int64, or (on an error
+		// response) null: never a fraction or an exponent.
+		if !m.ID.IsZero() && m.ID[0] != '"' && m.ID[0] != 'n' {
+			if _, err := strconv.ParseInt(string(m.ID), 10, 64); err != nil {
+				t.Fatalf("non-integer id %s accepted", m.ID)
+			}
 		}
 		if m.Name != "" {
 			var p map[string]json.RawMessage

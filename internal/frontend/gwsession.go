@@ -30,12 +30,22 @@ type gwSession struct {
 
 	mu         sync.Mutex
 	streamSeq  int
-	streams    map[string]*stream             // resumable streams by id
-	standalone *stream                        // the GET stream, "0"
-	backlog    []*core.Message                // server messages waiting for a stream
-	pending    map[core.ID]chan *core.Message // server→client requests awaiting the client
-	inflight   map[core.ID]*call              // client requests in flight
-	listening  bool
+	streams    map[string]*stream // resumable streams by id
+	standalone *stream            // the GET stream, "0"
+	detached   *stream            // a lost GET stream kept for Last-Event-ID
+	backlog    []*core.Message    // server messages waiting for a stream
+	// backlogBytes is what backlog holds of the session's budget.
+	backlogBytes int64
+	// dropped counts backlog drops not yet logged; droppedLogged is when
+	// the last drop was logged.
+	dropped       int
+	droppedLogged time.Time
+	pending       map[core.ID]chan *core.Message // server→client requests awaiting the client
+	inflight      map[core.ID]*call              // client requests in flight
+	// listenStop ends the upstream's GET stream, open while the client
+	// holds its own; listenGen tells one opening from the next.
+	listenStop context.CancelFunc
+	listenGen  int
 	// persistedTouch is when activity was last written to the store.
 	persistedTouch atomic.Int64
 	// budget bounds this session's kept SSE history.
@@ -97,10 +107,14 @@ func (g *gwSession) teardown(ctx context.Context, reason session.Reason) {
 			streams = append(streams, s)
 		}
 	}
-	if g.standalone != nil {
-		streams = append(streams, g.standalone)
+	for _, s := range [...]*stream{g.standalone, g.detached} {
+		if s != nil {
+			streams = append(streams, s)
+		}
 	}
-	g.streams, g.standalone, g.backlog = map[string]*stream{}, nil, nil
+	g.streams, g.standalone, g.detached = map[string]*stream{}, nil, nil
+	g.logDropsLocked(true)
+	g.takeBacklogLocked()
 	g.mu.Unlock()
 	for _, s := range streams {
 		s.close()
@@ -163,40 +177,156 @@ func (g *gwSession) stream(id string) *stream {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if id == "0" {
+		if g.standalone == nil {
+			return g.detached
+		}
 		return g.standalone
 	}
 	return g.streams[id]
 }
 
-// setStandalone installs the GET stream, replacing an older one, and
-// flushes the backlog into it.
+// setStandalone installs the GET stream (a new one, or a lost one the
+// client resumed), replacing an older one, and flushes the backlog into
+// it.
 func (g *gwSession) setStandalone(s *stream) {
 	if s.resumable {
 		s.budget = &g.budget
 	}
 	g.mu.Lock()
-	old := g.standalone
-	g.standalone = s
-	backlog := g.backlog
-	g.backlog = nil
+	old, lost := g.standalone, g.detached
+	g.standalone, g.detached = s, nil
+	g.logDropsLocked(true)
+	backlog := g.takeBacklogLocked()
+	g.mu.Unlock()
+	for _, o := range [...]*stream{old, lost} {
+		if o != nil && o != s {
+			o.close()
+			o.release()
+		}
+	}
+	for i, m := range backlog {
+		if err := s.send(m); err != nil {
+			// The new stream is gone already: what it did not take waits
+			// for the next one, within the same bounds.
+			g.mu.Lock()
+			for _, m := range backlog[i:] {
+				g.enqueueLocked(m)
+			}
+			g.mu.Unlock()
+			return
+		}
+	}
+}
+
+// clearStandalone forgets the GET stream s once its client is gone (it
+// left, or a write failed), so server messages wait in the bounded backlog
+// for the next GET stream instead of going to a stream nobody reads. A
+// resumable stream stays reachable by its id for a grace period, so the
+// client can still resume it with Last-Event-ID.
+func (g *gwSession) clearStandalone(s *stream) {
+	g.mu.Lock()
+	if g.standalone != s || s.attached() {
+		// Replaced, or already resumed on a new response.
+		g.mu.Unlock()
+		return
+	}
+	g.standalone = nil
+	g.stopListeningLocked()
+	g.log.Debug("get_stream_lost", "resumable", s.resumable)
+	var old *stream
+	if s.resumable {
+		old, g.detached = g.detached, s
+	}
 	g.mu.Unlock()
 	if old != nil && old != s {
 		old.close()
 		old.release()
 	}
-	for _, m := range backlog {
-		if err := s.send(m); err != nil {
-			g.log.Warn("backlog_delivery_failed", "method", m.Method)
-		}
+	if !s.resumable {
+		s.close()
+		s.release()
+		return
 	}
+	time.AfterFunc(resumeGrace, func() {
+		g.mu.Lock()
+		mine := g.detached == s
+		if mine {
+			g.detached = nil
+		}
+		g.mu.Unlock()
+		if mine {
+			s.close()
+			s.release()
+		}
+	})
 }
 
-func (g *gwSession) clearStandalone(s *stream) {
-	g.mu.Lock()
-	if g.standalone == s {
-		g.standalone = nil
+// Bounds of the backlog in bytes come from the session's history budget
+// (Options.ResumeSessionBytes, ResumeTotalBytes), shared with the SSE
+// history: what a session keeps for its client is bounded as one.
+//
+// enqueueLocked keeps m for the next stream, within the backlog's bounds:
+// at most Options.ServerRequestBacklog messages and the session's and the
+// gateway's byte budgets. The oldest messages give way first; a message
+// that cannot fit alone is dropped. Every message waiting for a stream
+// goes through here.
+func (g *gwSession) enqueueLocked(m *core.Message) {
+	if g.ctx.Err() != nil {
+		return // ended: nothing will read it
 	}
-	g.mu.Unlock()
+	n := int64(len(m.Raw))
+	for len(g.backlog) > 0 && (len(g.backlog) >= g.f.opts.ServerRequestBacklog || !g.budget.take(n)) {
+		g.dropOldestLocked()
+	}
+	if len(g.backlog) == 0 && !g.budget.take(n) {
+		g.droppedLocked()
+		return
+	}
+	g.backlog = append(g.backlog, m)
+	g.backlogBytes += n
+}
+
+func (g *gwSession) dropOldestLocked() {
+	old := g.backlog[0]
+	g.backlog[0] = nil
+	g.backlog = g.backlog[1:]
+	n := int64(len(old.Raw))
+	g.backlogBytes -= n
+	g.budget.give(n)
+	g.droppedLocked()
+}
+
+// takeBacklogLocked empties the backlog and gives its bytes back.
+func (g *gwSession) takeBacklogLocked() []*core.Message {
+	b := g.backlog
+	g.backlog = nil
+	g.budget.give(g.backlogBytes)
+	g.backlogBytes = 0
+	return b
+}
+
+// dropLogInterval is how often a session logs the messages its full
+// backlog dropped: one line with a count, not one per message.
+const dropLogInterval = 10 * time.Second
+
+func (g *gwSession) droppedLocked() {
+	g.dropped++
+	g.logDropsLocked(false)
+}
+
+// logDropsLocked logs the drops not yet logged: the first at once, then
+// at most once per dropLogInterval, and what is left when the backlog is
+// handed to a stream or the session ends (final).
+func (g *gwSession) logDropsLocked(final bool) {
+	if g.dropped == 0 {
+		return
+	}
+	now := time.Now()
+	if !final && !g.droppedLogged.IsZero() && now.Sub(g.droppedLogged) < dropLogInterval {
+		return
+	}
+	g.log.Warn("server_message_backlog_full", "dropped", g.dropped, "kept", len(g.backlog))
+	g.dropped, g.droppedLogged = 0, now
 }
 
 // startCall registers a client request in flight.
@@ -324,18 +454,14 @@ func (g *gwSession) write(m *core.Message, st *stream) {
 		}
 	}
 	if target == nil {
-		if len(g.backlog) >= g.f.opts.ServerRequestBacklog {
-			g.backlog = g.backlog[1:]
-			g.log.Warn("server_message_backlog_full", "dropped", "oldest")
-		}
-		g.backlog = append(g.backlog, m)
+		g.enqueueLocked(m)
 		g.mu.Unlock()
 		return
 	}
 	g.mu.Unlock()
 	if err := target.send(m); err != nil {
 		g.mu.Lock()
-		g.backlog = append(g.backlog, m)
+		g.enqueueLocked(m)
 		g.mu.Unlock()
 	}
 }
@@ -355,24 +481,53 @@ func (g *gwSession) resolve(m *core.Message) bool {
 	return true
 }
 
-// listenOnce opens the upstream's own stream of server messages, once.
-func (g *gwSession) listenOnce() {
+// listen opens the upstream's own stream of server messages while the
+// client holds its GET stream: an idle session whose client listens to
+// nothing holds no upstream connection (for HTTP, no socket and no
+// goroutine), and the upstream, seeing no stream, keeps or drops what it
+// would send, as it does for a client without one. Called when a GET
+// stream is installed; stopListeningLocked ends it when the stream is
+// gone.
+func (g *gwSession) listen() {
 	g.mu.Lock()
-	if g.listening {
+	if g.listenStop != nil || g.ctx.Err() != nil {
 		g.mu.Unlock()
 		return
 	}
-	g.listening = true
+	ctx, cancel := context.WithCancel(g.ctx)
+	g.listenStop = cancel
+	g.listenGen++
+	gen := g.listenGen
 	g.mu.Unlock()
 	go func() {
-		conn, _, err := g.ready(g.ctx)
+		conn, _, err := g.ready(ctx)
 		if err == nil {
-			err = conn.Listen(g.ctx)
+			err = conn.Listen(ctx)
 		}
-		if err != nil && !errors.Is(err, context.Canceled) {
-			g.log.Warn("upstream_listen_failed", "error", err)
+		if err != nil {
+			if !errors.Is(err, context.Canceled) {
+				g.log.Warn("upstream_listen_failed", "error", err)
+			}
+			// Let the next GET stream try again.
+			g.mu.Lock()
+			if g.listenGen == gen {
+				g.listenStop = nil
+			}
+			g.mu.Unlock()
+			cancel()
 		}
 	}()
+}
+
+// stopListeningLocked closes the upstream's stream opened by listen, and
+// reports whether there was one.
+func (g *gwSession) stopListeningLocked() bool {
+	if g.listenStop == nil {
+		return false
+	}
+	g.listenStop()
+	g.listenStop = nil
+	return true
 }
 
 type targetKey struct{}

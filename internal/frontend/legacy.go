@@ -110,11 +110,14 @@ func (f *Frontend) notify(w http.ResponseWriter, r *http.Request, g *gwSession, 
 		if e.Status == 0 {
 			e.Status = http.StatusBadGateway
 		}
+		if m.Method == "notifications/initialized" && e.HTTPStatus() >= http.StatusInternalServerError {
+			// The upstream (or this gateway: out of descriptors, say)
+			// could not complete the handshake: end the half-made session
+			// rather than leave it holding a place and an upstream side.
+			_ = f.opts.Sessions.End(context.WithoutCancel(r.Context()), g.info.ID, session.ReasonInitFailed)
+		}
 		f.reject(w, r, m, e)
 		return
-	}
-	if m.Method == "notifications/initialized" {
-		g.listenOnce()
 	}
 	w.WriteHeader(http.StatusAccepted)
 }
@@ -408,6 +411,8 @@ func (f *Frontend) get(w http.ResponseWriter, r *http.Request, rt *Route) {
 		if st := g.stream("0"); st != nil {
 			if released, ok := st.attach(w, seq); ok {
 				f.opts.Sessions.Resumed(g.sess, "stream")
+				g.setStandalone(st)
+				g.listen()
 				g.waitStandalone(r, st, released)
 				return
 			}
@@ -418,7 +423,7 @@ func (f *Frontend) get(w http.ResponseWriter, r *http.Request, rt *Route) {
 	st.startLocked()
 	st.mu.Unlock()
 	g.setStandalone(st)
-	g.listenOnce()
+	g.listen()
 	g.waitStandalone(r, st, st.releasedCh())
 }
 
@@ -430,7 +435,11 @@ func (g *gwSession) waitStandalone(r *http.Request, st *stream, released <-chan 
 		st.abandon()
 	case <-g.ctx.Done():
 		st.close()
+		return
 	}
+	// The client is gone (it left, or a write failed): what the server
+	// sends from now on waits in the bounded backlog.
+	g.clearStandalone(st)
 }
 
 // delete ends a legacy session.

@@ -126,11 +126,10 @@ func (g *gwSession) reestablish(ctx context.Context, gen int) error {
 		go func() { _ = old.Close(context.WithoutCancel(ctx)) }()
 	}
 	g.mu.Lock()
-	listening := g.listening
-	g.listening = false
+	listening := g.stopListeningLocked()
 	g.mu.Unlock()
 	if listening {
-		g.listenOnce()
+		g.listen() // on the new generation, for the client's GET stream
 	}
 	g.log.Info("upstream_session_reestablished", "generation", gen+1)
 	if g.sess != nil {

@@ -305,6 +305,13 @@ func (s *stream) done() bool {
 	return s.finished && s.w == nil
 }
 
+// attached reports whether a client response is writing the stream.
+func (s *stream) attached() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w != nil
+}
+
 // missed reports whether the client may lack events of this stream and
 // could come back for them with Last-Event-ID.
 func (s *stream) missed() bool {

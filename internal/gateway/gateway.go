@@ -297,7 +297,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			if lc.TLS != nil {
 				err = srv.ServeTLS(ln, lc.TLS.CertFile, lc.TLS.KeyFile)
 			} else {
-				err = srv.Serve(ln)
+				err = srv.Serve(frontend.JSONRefusals(ln)) // net/http's own refusals as JSON-RPC errors
 			}
 			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				g.log.Error("serve_failed", "address", ln.Addr().String(), "error", err)

@@ -806,7 +806,14 @@ func TestBoundsEvictionThenRefusal(t *testing.T) {
 	capped.MaxSessions = 1
 	g := startGateway(t, func(c *config.Config) { c.Sessions.Max = 2; c.Sessions.WhenFull = "evict-oldest" }, free, capped)
 	a := legacySession(t, g.URL+"/free/mcp")
-	legacySession(t, g.URL+"/capped/mcp")
+	b := legacySession(t, g.URL+"/capped/mcp")
+	// The upstream GET stream is open while the client holds its own.
+	sctx, scancel := context.WithCancel(context.Background())
+	t.Cleanup(scancel)
+	for _, s := range []struct{ url, id string }{{g.URL + "/free/mcp", a}, {g.URL + "/capped/mcp", b}} {
+		resp := openStream(t, sctx, "GET", s.url, "", sessHdr(s.id, "2025-06-18"))
+		t.Cleanup(func() { _ = resp.Body.Close() })
+	}
 	waitFor(t, "both upstream GET streams", func() bool { return openGETs.Load() == 2 })
 
 	r := do(t, "POST", g.URL+"/capped/mcp", initBody, nil)

@@ -38,6 +38,11 @@ type legacyConn struct {
 	closed         bool
 	noGET          bool // the upstream answered 405 to GET
 	listening      bool
+	// listenCtx and listenDone are the open stream's context and its end;
+	// listenOwner is the ctx of the Listen that opened it (lctx follows it
+	// asynchronously).
+	listenCtx, listenOwner context.Context
+	listenDone             chan struct{}
 	// cancelled holds request ids whose notifications/cancelled the client
 	// already sent through Send, so RoundTrip sends no second one.
 	cancelled  map[core.ID]struct{}
@@ -337,31 +342,55 @@ func (c *legacyConn) Send(ctx context.Context, m *core.Message) error {
 // Last-Event-ID when its events had ids) after the server's retry delay or
 // a backoff of up to 30s. 405 means the upstream has none: Listen returns
 // nil and later calls do nothing. 404 reports the session lost.
+//
+// The stream lasts as long as the ctx of the call that opened it: the
+// gateway listens only while its client does, so an idle session holds no
+// connection. A call made while a stream whose ctx ended is still closing
+// waits for it, then opens a new one.
 func (c *legacyConn) Listen(ctx context.Context) error {
 	c.mu.Lock()
-	switch {
-	case c.closed:
-		c.mu.Unlock()
-		return fmt.Errorf("httpup: %w", upstream.ErrClosed)
-	case c.lost:
-		c.mu.Unlock()
-		return errSessionLost
-	case c.listening || c.noGET:
-		c.mu.Unlock()
-		return nil
+	for {
+		switch {
+		case c.closed:
+			c.mu.Unlock()
+			return fmt.Errorf("httpup: %w", upstream.ErrClosed)
+		case c.lost:
+			c.mu.Unlock()
+			return errSessionLost
+		case c.noGET:
+			c.mu.Unlock()
+			return nil
+		case c.listening && c.listenCtx.Err() == nil && c.listenOwner.Err() == nil:
+			c.mu.Unlock()
+			return nil
+		case c.listening:
+			done := c.listenDone
+			c.mu.Unlock()
+			// Its owner ended; the stream is closing (or about to).
+			select {
+			case <-done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			c.mu.Lock()
+			continue
+		}
+		break
 	}
-	c.listening = true
+	lctx, cancel := context.WithCancel(c.life)
+	done := make(chan struct{})
+	c.listening, c.listenCtx, c.listenOwner, c.listenDone = true, lctx, ctx, done
 	c.listeners.Add(1) // under mu: Close cannot be waiting yet
 	sid, ver := c.sidVal, c.verVal
 	c.mu.Unlock()
 
-	lctx, cancel := context.WithCancel(c.life)
 	unhook := context.AfterFunc(ctx, cancel)
 	stop := func() { unhook(); cancel() }
 	fail := func(err error) error {
 		c.mu.Lock()
 		c.listening = false
 		c.mu.Unlock()
+		close(done)
 		stop()
 		c.listeners.Done()
 		return err
@@ -384,17 +413,18 @@ func (c *legacyConn) Listen(ctx context.Context) error {
 		}
 		return fail(err)
 	}
-	go c.listenLoop(lctx, stop, resp)
+	go c.listenLoop(lctx, stop, done, resp)
 	return nil
 }
 
-func (c *legacyConn) listenLoop(ctx context.Context, stop func(), resp *http.Response) {
+func (c *legacyConn) listenLoop(ctx context.Context, stop func(), done chan struct{}, resp *http.Response) {
 	defer c.listeners.Done()
 	defer stop()
 	defer func() {
 		c.mu.Lock()
 		c.listening = false
 		c.mu.Unlock()
+		close(done)
 	}()
 	br := bufioPool.Get().(*bufio.Reader)
 	defer func() {

@@ -622,3 +622,35 @@ func goroutinesIn(fn string) int {
 	}
 	return n
 }
+
+// TestLegacyListenFollowsItsContext: the GET stream lasts as long as the
+// ctx of the Listen that opened it (the gateway listens only while its
+// client does), and a Listen made while an ended stream is still closing
+// opens a new one rather than trusting the old.
+func TestLegacyListenFollowsItsContext(t *testing.T) {
+	e := newEverything(t)
+	ts, rec := sdkServer(t, e.Server, nil)
+	sk := newSink()
+	c := open(t, newUpstream(t, ts.URL, nil), core.EraLegacy, sk)
+	initialize(t, c, core.Version20251125)
+	if _, err := c.RoundTrip(ctxT(t), msg(t, `{"jsonrpc":"2.0","id":4,"method":"resources/subscribe","params":{"uri":"test://r"}}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	first, cancel := context.WithCancel(ctxT(t))
+	if err := c.Listen(first); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := c.Listen(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rec.find(byMethod(http.MethodGet))); n != 2 {
+		t.Fatalf("%d GET streams, want 2: the second Listen must not reuse the ended stream", n)
+	}
+	if err := e.ResourceUpdated(context.Background(), &mcp.ResourceUpdatedNotificationParams{URI: "test://r"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := sk.next(t); m.Method != "notifications/resources/updated" {
+		t.Fatalf("sink got %s", m.Raw)
+	}
+}

@@ -1,0 +1,169 @@
+// Command idlesessions measures, from outside, what idle legacy sessions
+// cost a running mcpgate: it builds and starts the mcpgate binary in front
+// of the conformance fixture served over Streamable HTTP (a go-sdk server,
+// its own process), opens sessions (initialize + notifications/initialized,
+// then nothing: their clients hold no stream), and reads the gateway's
+// VmRSS (/proc/PID/status), open descriptors (/proc/PID/fd) and goroutines
+// (go_goroutines on the admin /metrics) before and after.
+//
+//	go run ./bench/idlesessions -sessions 5000
+//
+// Linux only (it reads /proc).
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	n := flag.Int("sessions", 5000, "idle sessions to open")
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "mcpgate-idle")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	gwBin, fxBin := filepath.Join(dir, "mcpgate"), filepath.Join(dir, "fixture")
+	for bin, pkg := range map[string]string{gwBin: "./cmd/mcpgate", fxBin: "./internal/testutil/conformancefixture/cmd/fixture"} {
+		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+			log.Fatalf("build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	upAddr, gwAddr, adminAddr := freeAddr(), freeAddr(), freeAddr()
+	fx := exec.Command(fxBin, "-http", upAddr)
+	fx.Stderr = os.Stderr
+	must(fx.Start())
+	defer fx.Process.Kill()
+	waitListening(upAddr)
+
+	cfg := filepath.Join(dir, "mcpgate.yaml")
+	must(os.WriteFile(cfg, []byte(fmt.Sprintf(`listeners:
+  - address: %s
+admin:
+  listen: %s
+sessions:
+  max: %d
+  creation_rate:
+    per_address: {limit: 0}
+store:
+  kind: memory
+routes:
+  - name: fixture
+    path: /mcp
+    upstream:
+      era: legacy
+      http:
+        url: http://%s/
+`, gwAddr, adminAddr, *n+10, upAddr)), 0o600))
+	gw := exec.Command(gwBin, "serve", "--config", cfg)
+	gw.Stderr = io.Discard
+	must(gw.Start())
+	defer gw.Process.Kill()
+	waitListening(gwAddr)
+	waitListening(adminAddr)
+
+	url := "http://" + gwAddr + "/mcp"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	open := func() {
+		r := post(client, url, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"idle","version":"1"}}}`, nil)
+		id := r.Header.Get("Mcp-Session-Id")
+		if r.StatusCode != http.StatusOK || id == "" {
+			log.Fatalf("initialize: %d", r.StatusCode)
+		}
+		r = post(client, url, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, map[string]string{"Mcp-Session-Id": id, "MCP-Protocol-Version": "2025-06-18"})
+		if r.StatusCode != http.StatusAccepted {
+			log.Fatalf("notifications/initialized: %d", r.StatusCode)
+		}
+	}
+	open() // warm up: the probe, the route's connection pool
+	time.Sleep(2 * time.Second)
+	rss0, fd0, gr0 := sample(gw.Process.Pid, adminAddr)
+	start := time.Now()
+	for range *n {
+		open()
+	}
+	took := time.Since(start)
+	time.Sleep(2 * time.Second) // let finished exchanges' goroutines exit
+	rss1, fd1, gr1 := sample(gw.Process.Pid, adminAddr)
+	fmt.Printf("%d idle legacy sessions over an HTTP upstream (opened in %s)\n", *n, took.Round(time.Millisecond))
+	fmt.Printf("VmRSS       %8d KiB -> %8d KiB  (%+.1f KiB/session)\n", rss0, rss1, float64(rss1-rss0)/float64(*n))
+	fmt.Printf("descriptors %8d     -> %8d      (%+.3f/session)\n", fd0, fd1, float64(fd1-fd0)/float64(*n))
+	fmt.Printf("goroutines  %8d     -> %8d      (%+.3f/session)\n", gr0, gr1, float64(gr1-gr0)/float64(*n))
+}
+
+func post(c *http.Client, url, body string, hdr map[string]string) *http.Response {
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp
+}
+
+// sample reads the gateway's resident memory (KiB), open descriptors and
+// goroutines.
+func sample(pid int, admin string) (rss, fds, goroutines int) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	must(err)
+	sc := bufio.NewScanner(bytes.NewReader(status))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) >= 2 && f[0] == "VmRSS:" {
+			rss, _ = strconv.Atoi(f[1])
+		}
+	}
+	es, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	must(err)
+	resp, err := http.Get("http://" + admin + "/metrics")
+	must(err)
+	defer resp.Body.Close()
+	sc = bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
+			goroutines, _ = strconv.Atoi(v)
+		}
+	}
+	return rss, len(es), goroutines
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func waitListening(addr string) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			_ = c.Close()
+			return
+		}
+	}
+	log.Fatalf("nothing listens on %s", addr)
+}
+
+func must(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}
