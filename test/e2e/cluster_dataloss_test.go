@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"github.com/mcpgate/mcpgate/internal/testutil/testenv"
 	"net/http"
 	"strings"
 	"testing"
@@ -24,11 +25,12 @@ func TestClusterSurvivesRedisDataLoss(t *testing.T) {
 	rs := startRedisServer(t)
 	upstream := fixtureHTTP(t, false)
 	const max = 4
+	secret := testenv.IDKeySecret() // shared by the replicas
 	replica := func() *gw {
 		return startGateway(t, func(c *config.Config) {
 			c.Store = config.Store{Kind: config.StoreRedis, Redis: &config.RedisStore{Addr: rs.addr}}
 			c.Cluster = config.Cluster{Listen: freeAddr(t)}
-			c.Sessions.IDKeys = []config.IDKey{{ID: "k1", Secret: config.Secret(strings.Repeat("e", 32))}}
+			c.Sessions.IDKeys = []config.IDKey{{ID: "k1", Secret: config.Secret(secret)}}
 			c.Sessions.Max, c.Sessions.WhenFull = max, "reject"
 		}, httpRoute("http", "/http", upstream), stdioRoute("stdio", "/stdio", fixtureBin))
 	}

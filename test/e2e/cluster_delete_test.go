@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"github.com/mcpgate/mcpgate/internal/testutil/testenv"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -53,9 +54,10 @@ func TestClusterDeleteEndsEverywhere(t *testing.T) {
 	t.Cleanup(letGo)
 	prefix := "mcpgate-test:" + session.NewID()[:12] + ":"
 	t.Cleanup(func() { cleanupRedis(t, prefix) })
+	secret := testenv.IDKeySecret() // shared by the replicas
 	withRedis := func(c *config.Config) {
 		c.Store = config.Store{Kind: config.StoreRedis, Redis: &config.RedisStore{Addr: "127.0.0.1:6379", Prefix: prefix}}
-		c.Sessions.IDKeys = []config.IDKey{{ID: "k1", Secret: config.Secret(strings.Repeat("d", 32))}}
+		c.Sessions.IDKeys = []config.IDKey{{ID: "k1", Secret: config.Secret(secret)}}
 	}
 	a := startGateway(t, withRedis, httpRoute("counting", "/mcp", up.URL))
 	b := startGateway(t, withRedis, httpRoute("counting", "/mcp", up.URL))

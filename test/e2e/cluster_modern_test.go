@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/mcpgate/mcpgate/internal/testutil/testenv"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -40,6 +41,7 @@ func TestClusterModernSessions(t *testing.T) {
 	bin := buildMCPGate(t)
 	prefix := "mcpgate-test:" + session.NewID()[:12] + ":"
 	t.Cleanup(func() { cleanupRedis(t, prefix) })
+	secret := testenv.IDKeySecret() // shared by the replicas
 	var addrs []string
 	for i := range 3 {
 		addr := freeAddr(t)
@@ -51,7 +53,7 @@ sessions:
   id_keys: [{id: k1, secret: "%s"}]
 routes:
   - {name: fixture, path: /mcp, max_sessions: 3, when_full: reject, upstream: {era: legacy, stdio: {command: "%s"}}}
-`, addr, prefix, freeAddr(t), strings.Repeat("s", 40), fixtureBin)
+`, addr, prefix, freeAddr(t), secret, fixtureBin)
 		path := filepath.Join(t.TempDir(), fmt.Sprintf("replica%d.yaml", i))
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/mcpgate/mcpgate/internal/testutil/testenv"
 	"net/http"
 	"strings"
 	"testing"
@@ -77,7 +78,7 @@ func TestModernKeyOnlyToMinter(t *testing.T) {
 // session of its address.
 func TestModernStaleKey(t *testing.T) {
 	t.Parallel()
-	secret := strings.Repeat("z", 40)
+	secret := testenv.IDKeySecret()
 	g := startGateway(t, idKeys(secret), stdioRoute("fixture", "/mcp", fixtureBin))
 	url := g.URL + "/mcp"
 	m, err := sessionid.NewMinter(sessionid.Key{ID: "k1", Secret: []byte(secret)})

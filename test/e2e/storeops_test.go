@@ -1,8 +1,8 @@
 package e2e
 
 import (
+	"github.com/mcpgate/mcpgate/internal/testutil/testenv"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +24,7 @@ func TestStoreOutageCountedByOp(t *testing.T) {
 	g, admin, _ := startAdminGateway(t, func(c *config.Config) {
 		c.Store = config.Store{Kind: config.StoreRedis, FlushInterval: 50 * time.Millisecond,
 			Redis: &config.RedisStore{Addr: proxy.ln.Addr().String(), Prefix: prefix}}
-		c.Sessions.IDKeys = []config.IDKey{{ID: "k1", Secret: config.Secret(strings.Repeat("k", 32))}}
+		c.Sessions.IDKeys = []config.IDKey{{ID: "k1", Secret: config.Secret(testenv.IDKeySecret())}}
 	}, httpRoute("fixture", "/mcp", fixtureHTTP(t, false)))
 	id := legacySession(t, g.URL+"/mcp")
 	errorsOf := func(op string) float64 {
