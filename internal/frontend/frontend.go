@@ -245,7 +245,7 @@ func (f *Frontend) toUpstream(ctx context.Context, m *core.Message) (resp *core.
 	}
 	st := t.st
 	related := func(rm *core.Message) { g.fromUpstream(g.ctx, rm, st) }
-	if m.Era == core.EraModern {
+	if m.Era == core.EraModern && g.sharesChannel(ctx) {
 		var restore func(*core.Message) *core.Message
 		m, related, restore = isolate(m, related)
 		defer func() { resp = restore(resp) }()

@@ -458,13 +458,19 @@ func (f *Frontend) rejectModern(w http.ResponseWriter, r *http.Request, rt *Rout
 // isolationSeq numbers the ids modern requests carry upstream.
 var isolationSeq atomic.Uint64
 
+// metaSubscriptionID is the _meta key naming a listen stream's
+// subscription (its request's id) on every message of the stream.
+const metaSubscriptionID = "io.modelcontextprotocol/subscriptionId"
+
 // isolate gives a modern request an id (and progress token) of its own
 // on the way upstream. Modern ids mean something only within one HTTP
 // request, and clients sharing a session all start at 1: forwarded as
 // they are, two clients' requests would collide in the upstream session
 // (a stdio server refuses a duplicate id; progress for one token reaches
 // whichever request holds it first). The response and the request's
-// progress get the client's own id and token back.
+// progress get the client's own id and token back, and so do the
+// messages of a listen stream, which name their subscription by its id.
+// Only sessions whose requests share a channel need it (sharesChannel).
 func isolate(m *core.Message, related upstream.Related) (*core.Message, upstream.Related, func(*core.Message) *core.Message) {
 	none := func(resp *core.Message) *core.Message { return resp }
 	var top map[string]json.RawMessage
@@ -490,15 +496,18 @@ func isolate(m *core.Message, related upstream.Related) (*core.Message, upstream
 		return m, related, none
 	}
 	orig := m.ID
-	rel := related
-	if len(token) > 0 {
-		token = bytes.Clone(token)
-		rel = func(rm *core.Message) {
-			if rm.Kind == core.KindNotification && rm.Method == "notifications/progress" {
-				restoreMember(rm, []string{"progressToken"}, id, token)
-			}
-			related(rm)
+	token = bytes.Clone(token)
+	rel := func(rm *core.Message) {
+		switch {
+		case rm.Kind != core.KindNotification:
+		case rm.Method == "notifications/progress" && len(token) > 0:
+			restoreMember(rm, []string{"progressToken"}, id, token)
+		case m.Method == "subscriptions/listen":
+			// Every message of a listen stream names its subscription
+			// by the request's id (_meta subscriptionId).
+			restoreMember(rm, []string{"_meta", metaSubscriptionID}, id, json.RawMessage(orig))
 		}
+		related(rm)
 	}
 	restore := func(resp *core.Message) *core.Message {
 		if resp != nil && resp.ID == id {
@@ -532,6 +541,42 @@ func setMember(raw json.RawMessage, path []string, v json.RawMessage) (json.RawM
 
 // restoreMember puts want back at path (top level "id", or inside params)
 // of m when it holds got there.
+// replaceMember replaces the member at path inside the JSON object raw
+// when it equals got; ok is false when it is absent or different.
+func replaceMember(raw json.RawMessage, path []string, got core.ID, want json.RawMessage) (json.RawMessage, bool) {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(raw, &obj) != nil {
+		return nil, false
+	}
+	if len(path) == 1 {
+		if string(obj[path[0]]) != string(got) {
+			return nil, false
+		}
+		obj[path[0]] = want
+	} else {
+		inner, ok := replaceMember(obj[path[0]], path[1:], got, want)
+		if !ok {
+			return nil, false
+		}
+		obj[path[0]] = inner
+	}
+	out, err := json.Marshal(obj)
+	return out, err == nil
+}
+
+// sharesChannel reports whether this session's modern requests share one
+// upstream channel whose ids and progress tokens they could collide in: a
+// stdio process that speaks 2026-07-28 itself. Over HTTP every request is
+// an exchange of its own, and the bridge isolates what it sends a legacy
+// server (see upstream/bridge), so only there is isolate needed.
+func (g *gwSession) sharesChannel(ctx context.Context) bool {
+	if !g.route.Local {
+		return false
+	}
+	info, err := g.route.Upstream.Probe(ctx)
+	return err == nil && info.Era == core.EraModern
+}
+
 func restoreMember(m *core.Message, path []string, got core.ID, want json.RawMessage) {
 	var top map[string]json.RawMessage
 	if json.Unmarshal(m.Raw, &top) != nil {
@@ -543,13 +588,8 @@ func restoreMember(m *core.Message, path []string, got core.ID, want json.RawMes
 		}
 		top["id"] = want
 	} else {
-		var params map[string]json.RawMessage
-		if json.Unmarshal(top["params"], &params) != nil || string(params[path[0]]) != string(got) {
-			return
-		}
-		params[path[0]] = want
-		p, err := json.Marshal(params)
-		if err != nil {
+		p, ok := replaceMember(top["params"], path, got, want)
+		if !ok {
 			return
 		}
 		top["params"] = p
