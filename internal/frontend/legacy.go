@@ -429,17 +429,43 @@ func (f *Frontend) get(w http.ResponseWriter, r *http.Request, rt *Route) {
 
 func (g *gwSession) waitStandalone(r *http.Request, st *stream, released <-chan struct{}) {
 	st.armKeepAlive(g.f.opts.KeepAlive)
-	select {
-	case <-released:
-	case <-r.Context().Done():
-		st.abandon()
-	case <-g.ctx.Done():
-		st.close()
-		return
+	// A session held by its GET stream alone is active for as long as the
+	// stream lasts: its record must not lapse in the store meanwhile (a
+	// replica that no longer finds it ends it, see endedElsewhere).
+	var held <-chan time.Time
+	if g.f.persist.kept(g) {
+		t := time.NewTicker(heldTouchEvery(g.route.IdleTimeout))
+		defer t.Stop()
+		held = t.C
+	}
+wait:
+	for {
+		select {
+		case <-released:
+			break wait
+		case <-r.Context().Done():
+			st.abandon()
+			break wait
+		case <-g.ctx.Done():
+			st.close()
+			return
+		case <-held:
+			g.f.persist.touch(g)
+		}
 	}
 	// The client is gone (it left, or a write failed): what the server
 	// sends from now on waits in the bounded backlog.
 	g.clearStandalone(st)
+}
+
+// heldTouchEvery is how often a session held open by its GET stream
+// records activity: a quarter of its idle timeout, between a second and
+// five minutes (five minutes without an idle timeout).
+func heldTouchEvery(idle time.Duration) time.Duration {
+	if idle <= 0 {
+		return 5 * time.Minute
+	}
+	return min(max(idle/4, time.Second), 5*time.Minute)
 }
 
 // delete ends a legacy session.
