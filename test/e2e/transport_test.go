@@ -447,6 +447,7 @@ func TestIdleSessionCost(t *testing.T) {
 	const n = 200
 	g := startGateway(t, func(c *config.Config) {
 		c.Sessions.CreationRate.PerAddress = &config.Window{} // off: the test creates many
+		c.Sessions.PerAddress = &config.Cap{}                 // from one address
 	}, httpRoute("idle", "/mcp", startFixtureHTTPProcess(t)))
 	url := g.URL + "/mcp"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
