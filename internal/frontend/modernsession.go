@@ -193,7 +193,7 @@ func (f *Frontend) newModernSession(ctx context.Context, r *http.Request, rt *Ro
 		return nil, core.AsError(err).WithStatus(http.StatusServiceUnavailable)
 	}
 	g.sess = s
-	if err := f.persist.putModern(g); err != nil && !f.opts.StoreFailOpen {
+	if err := f.persist.put(g); err != nil && !f.opts.StoreFailOpen {
 		_ = f.opts.Sessions.End(ctx, info.ID, session.ReasonInitFailed)
 		return nil, storeUnavailable(err)
 	}
@@ -269,35 +269,9 @@ func (f *Frontend) adoptModern(ctx context.Context, r *http.Request, rt *Route, 
 	}
 	g.sess = s
 	if f.hop != nil && rec.Owner == "" {
-		_ = f.persist.putModern(g) // now owned here
+		_ = f.persist.put(g) // now owned here
 	}
 	return g, nil
-}
-
-// putModern writes a modern session's record to a shared store, so that
-// its key works on every replica; with the hop, the record names this
-// replica as its owner, where its pending calls wait. A store that is not
-// shared keeps no modern sessions: a stale key is admitted again instead.
-func (p *persistence) putModern(g *gwSession) error {
-	if p == nil || p.bc == nil {
-		return nil
-	}
-	ctx, cancel := storeCtx()
-	defer cancel()
-	i := g.info
-	rec := &store.Record{
-		ID: i.ID, Route: g.route.Name, Era: i.Era, ProtocolVersion: i.ProtocolVersion,
-		Principal: i.Principal, Tenant: i.Tenant, RemoteAddr: i.RemoteAddr,
-		Created: i.Created, LastActive: time.Now(), IdleTimeout: g.route.IdleTimeout, TTL: g.route.TTL,
-	}
-	if g.f.hop != nil {
-		rec.Owner = p.origin
-	}
-	if err := p.st.Put(ctx, rec); err != nil {
-		g.f.storeFailed(g.log, slog.LevelError, "put", err)
-		return err
-	}
-	return nil
 }
 
 // writeModern delivers a server message of a modern session: only to the

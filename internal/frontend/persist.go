@@ -58,8 +58,14 @@ func storeCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 5*time.Second)
 }
 
+// put writes g's record through to the store: every legacy session, and
+// on a shared store modern ones too, so that a modern key works on every
+// replica (a store that is not shared keeps no modern sessions: a stale
+// key is admitted again instead). The record names this replica as owner
+// where the session's upstream side cannot move: a stdio process, or a
+// modern session's pending MRTR calls and bridge sides (with the hop).
 func (p *persistence) put(g *gwSession) error {
-	if p == nil || g.info.Era != core.EraLegacy {
+	if !p.kept(g) {
 		return nil
 	}
 	ctx, cancel := storeCtx()
@@ -71,8 +77,8 @@ func (p *persistence) put(g *gwSession) error {
 		ClientName: i.ClientName, ClientVersion: i.ClientVersion, InitRaw: g.initRaw,
 		Created: i.Created, LastActive: time.Now(), IdleTimeout: g.route.IdleTimeout, TTL: g.route.TTL,
 	}
-	if g.route.Local && g.f.hop != nil {
-		rec.Owner = p.origin // its process lives here
+	if g.f.hop != nil && (g.route.Local || i.Era == core.EraModern) {
+		rec.Owner = p.origin
 	}
 	if err := p.st.Put(ctx, rec); err != nil {
 		g.f.storeFailed(g.log, slog.LevelError, "put", err)
@@ -222,7 +228,7 @@ func (p *persistence) forget(g *gwSession, reason session.Reason) {
 	if err := p.st.Delete(ctx, g.info.ID); err != nil {
 		g.f.storeFailed(g.log, slog.LevelError, "delete", err)
 	}
-	if p.bc != nil && g.info.Era == core.EraLegacy {
+	if p.bc != nil {
 		ev := store.Event{Kind: "ended", SessionID: g.info.ID, Reason: string(reason), Origin: p.origin}
 		if err := p.bc.Publish(ctx, ev); err != nil {
 			g.f.storeFailed(g.log, slog.LevelError, "publish", err)
