@@ -305,6 +305,7 @@ func decodeParams(m *Message) error {
 			if v[0] != '{' {
 				return NewError(CodeInvalidParams, "invalid params: params._meta must be an object")
 			}
+			m.Meta |= MetaObject
 			return decodeMeta(m, v)
 		case wantName != "" && strings.EqualFold(string(key), wantName),
 			strings.EqualFold(string(key), "_meta"):
@@ -333,6 +334,10 @@ func decodeMeta(m *Message, meta []byte) error {
 				return NewError(CodeInvalidParams, "invalid params: _meta protocol version must be a non-empty string")
 			}
 			m.MetaVersion = str
+		case MetaClientCapabilities:
+			if v[0] == '{' {
+				m.Meta |= MetaCapabilities
+			}
 		}
 		return nil
 	})

@@ -19,7 +19,7 @@ func TestDecode(t *testing.T) {
 		code int     // expected error code, 0 for success
 	}{
 		{name: "request", in: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"},"_meta":{"progressToken":"p1"}}}`,
-			want: Message{Kind: KindRequest, ID: "1", Method: "tools/call", Name: "echo", ProgressToken: []byte(`"p1"`)}},
+			want: Message{Kind: KindRequest, ID: "1", Method: "tools/call", Name: "echo", ProgressToken: []byte(`"p1"`), Meta: MetaObject}},
 		{name: "string id and whitespace", in: " {\n \"id\" : \"a\\\"b\" , \"method\":\"ping\",\"jsonrpc\":\"2.0\"}\n",
 			want: Message{Kind: KindRequest, ID: `"a\"b"`, Method: "ping"}},
 		{name: "notification", in: `{"jsonrpc":"2.0","method":"notifications/initialized"}`,
@@ -32,7 +32,9 @@ func TestDecode(t *testing.T) {
 		{name: "escaped method name", in: `{"jsonrpc":"2.0","id":2,"method":"tools\/call","params":{"n\u0061me":"x"}}`,
 			want: Message{Kind: KindRequest, ID: "2", Method: "tools/call", Name: "x"}},
 		{name: "modern meta", in: `{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`,
-			want: Message{Kind: KindRequest, ID: "3", Method: "tools/list", MetaVersion: "2026-07-28"}},
+			want: Message{Kind: KindRequest, ID: "3", Method: "tools/list", MetaVersion: "2026-07-28", Meta: MetaObject | MetaCapabilities}},
+		{name: "meta without capabilities", in: `{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":[]}}}`,
+			want: Message{Kind: KindRequest, ID: "3", Method: "tools/list", Meta: MetaObject}},
 		{name: "int64 bounds", in: `{"jsonrpc":"2.0","id":-9223372036854775808,"method":"ping"}`,
 			want: Message{Kind: KindRequest, ID: "-9223372036854775808", Method: "ping"}},
 		{name: "largest id", in: `{"jsonrpc":"2.0","id":9223372036854775807,"result":{}}`,
@@ -84,7 +86,7 @@ func TestDecode(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Decode: %v", err)
 			}
-			got := Message{Kind: m.Kind, ID: m.ID, Method: m.Method, Name: m.Name, ProgressToken: m.ProgressToken, MetaVersion: m.MetaVersion}
+			got := Message{Kind: m.Kind, ID: m.ID, Method: m.Method, Name: m.Name, ProgressToken: m.ProgressToken, MetaVersion: m.MetaVersion, Meta: m.Meta}
 			if m.Kind == KindResponse {
 				got.Result = m.Result
 			}

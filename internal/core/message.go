@@ -89,6 +89,10 @@ type Message struct {
 	// MetaVersion is params._meta["io.modelcontextprotocol/protocolVersion"],
 	// which marks a modern-era request.
 	MetaVersion string
+	// Meta says which of the modern era's per-request members params
+	// holds (see MetaObject), so the gateway can enforce them without
+	// decoding params again.
+	Meta MetaFlags
 
 	Direction Direction
 	// Era is the era of the side the message came from.
@@ -119,6 +123,18 @@ func (m *Message) Replace(raw []byte) error {
 	*m = *n
 	return nil
 }
+
+// MetaFlags record what a request's params._meta holds.
+type MetaFlags uint8
+
+const (
+	// MetaObject: params._meta is present (the decoder refuses one that is
+	// not an object).
+	MetaObject MetaFlags = 1 << iota
+	// MetaCapabilities: _meta["io.modelcontextprotocol/clientCapabilities"]
+	// is present and an object.
+	MetaCapabilities
+)
 
 // SessionInfo is what every message knows of its gateway session. The
 // session manager owns the session; the fields here are fixed at creation,

@@ -15,11 +15,6 @@ import (
 // may not check them (or answer them as a legacy server would), and a
 // client must get the same answer through mcpgate from every route.
 
-const (
-	metaProtocolVersion = "io.modelcontextprotocol/protocolVersion"
-	metaClientCaps      = "io.modelcontextprotocol/clientCapabilities"
-)
-
 func invalidParams(msg string) *core.Error {
 	return core.NewError(core.CodeInvalidParams, "invalid params: "+msg).WithStatus(http.StatusBadRequest)
 }
@@ -29,30 +24,15 @@ func invalidParams(msg string) *core.Error {
 // capabilities (clientInfo is a SHOULD and is not required). A violation
 // is 400 with -32602.
 func checkModernRequest(m *core.Message) *core.Error {
-	if m.Kind != core.KindRequest {
+	switch {
+	case m.Kind != core.KindRequest:
 		return nil
-	}
-	if len(m.Params) == 0 || string(m.Params) == "null" {
+	case m.Meta&core.MetaObject == 0:
 		return invalidParams("params._meta is required in protocol version 2026-07-28")
-	}
-	var params map[string]json.RawMessage
-	if json.Unmarshal(m.Params, &params) != nil {
-		return invalidParams("params must be an object")
-	}
-	rawMeta, ok := params["_meta"]
-	if !ok {
-		return invalidParams("params._meta is required in protocol version 2026-07-28")
-	}
-	var meta map[string]json.RawMessage
-	if json.Unmarshal(rawMeta, &meta) != nil || meta == nil {
-		return invalidParams("params._meta must be an object")
-	}
-	if m.MetaVersion == "" {
-		return invalidParams(`_meta["` + metaProtocolVersion + `"] is required`)
-	}
-	var caps map[string]json.RawMessage
-	if raw, ok := meta[metaClientCaps]; !ok || json.Unmarshal(raw, &caps) != nil || caps == nil {
-		return invalidParams(`_meta["` + metaClientCaps + `"] is required and must be an object`)
+	case m.MetaVersion == "":
+		return invalidParams(`_meta["` + core.MetaProtocolVersion + `"] is required`)
+	case m.Meta&core.MetaCapabilities == 0:
+		return invalidParams(`_meta["` + core.MetaClientCapabilities + `"] is required and must be an object`)
 	}
 	return nil
 }

@@ -432,10 +432,6 @@ func (f *Frontend) rejectModern(w http.ResponseWriter, r *http.Request, rt *Rout
 // isolationSeq numbers the ids modern requests carry upstream.
 var isolationSeq atomic.Uint64
 
-// metaSubscriptionID is the _meta key naming a listen stream's
-// subscription (its request's id) on every message of the stream.
-const metaSubscriptionID = "io.modelcontextprotocol/subscriptionId"
-
 // isolate gives a modern request an id (and progress token) of its own
 // on the way upstream. Modern ids mean something only within one HTTP
 // request, and clients sharing a session all start at 1: forwarded as
@@ -479,7 +475,7 @@ func isolate(m *core.Message, related upstream.Related) (*core.Message, upstream
 		case m.Method == "subscriptions/listen":
 			// Every message of a listen stream names its subscription
 			// by the request's id (_meta subscriptionId).
-			restoreMember(rm, []string{"_meta", metaSubscriptionID}, id, json.RawMessage(orig))
+			restoreMember(rm, []string{"_meta", core.MetaSubscriptionID}, id, json.RawMessage(orig))
 		}
 		related(rm)
 	}
