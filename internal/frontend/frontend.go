@@ -245,6 +245,9 @@ func (f *Frontend) toUpstream(ctx context.Context, m *core.Message) (resp *core.
 	}
 	st := t.st
 	related := func(rm *core.Message) { g.fromUpstream(g.ctx, rm, st) }
+	if st != nil && st.resumable {
+		ctx = upstream.WithRetryHint(ctx, st.retryHint)
+	}
 	if m.Era == core.EraModern && g.sharesChannel(ctx) {
 		var restore func(*core.Message) *core.Message
 		m, related, restore = isolate(m, related)
@@ -264,10 +267,14 @@ func (f *Frontend) toUpstream(ctx context.Context, m *core.Message) (resp *core.
 	}
 	if errors.Is(err, upstream.ErrResponseLost) && g.safeToRetry(m) {
 		// The response was lost on the way (the Conn says the session
-		// goes on): a request safe to repeat is sent once more.
+		// goes on): a request safe to repeat is sent once more, under an
+		// id (and progress token) of its own — the lost one may still be
+		// in flight upstream, which would refuse a duplicate id.
 		g.log.Info("upstream_request_repeated", "method", m.Method, "error", err)
 		conn, _ = g.connection()
-		resp, err = conn.RoundTrip(ctx, m, related)
+		again, rel, restore := isolate(m, related)
+		resp, err = conn.RoundTrip(ctx, again, rel)
+		resp = restore(resp)
 	}
 	if err == nil && m.Era == core.EraModern && m.Method == "tools/list" && resp.Kind == core.KindResponse {
 		g.params.learn(resp.Result)

@@ -440,7 +440,8 @@ var isolationSeq atomic.Uint64
 // whichever request holds it first). The response and the request's
 // progress get the client's own id and token back, and so do the
 // messages of a listen stream, which name their subscription by its id.
-// Only sessions whose requests share a channel need it (sharesChannel).
+// Only sessions whose requests share a channel need it (sharesChannel),
+// and a repeat of a request whose first try may still be in flight.
 func isolate(m *core.Message, related upstream.Related) (*core.Message, upstream.Related, func(*core.Message) *core.Message) {
 	none := func(resp *core.Message) *core.Message { return resp }
 	var top map[string]json.RawMessage

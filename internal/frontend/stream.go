@@ -90,7 +90,28 @@ func (s *stream) tick() {
 }
 
 // startLocked turns the response into an SSE stream.
-func (s *stream) startLocked() {
+func (s *stream) startLocked() { s.startRetryLocked(-1) }
+
+// retryHint passes on the reconnection delay the upstream named for this
+// stream's request (SSE polling, see upstream.WithRetryHint): the stream
+// turns SSE now, primed with the hint, or sends the hint in an event of
+// its own. A client whose stream is then cut knows when to come back for
+// the rest with Last-Event-ID. Only resumable streams take hints.
+func (s *stream) retryHint(ms int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case !s.resumable || s.w == nil || s.finished:
+	case !s.sse:
+		s.startRetryLocked(ms)
+	default:
+		s.writeLocked(sse.AppendRetry(nil, ms))
+	}
+}
+
+// startRetryLocked turns the response into an SSE stream whose priming
+// event carries the reconnection delay retry (ms; -1 for none).
+func (s *stream) startRetryLocked(retry int) {
 	h := s.w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache, no-transform")
@@ -98,7 +119,7 @@ func (s *stream) startLocked() {
 	s.w.WriteHeader(http.StatusOK)
 	s.sse = true
 	if s.resumable {
-		buf := sse.AppendPriming(nil, s.eventID(0), -1)
+		buf := sse.AppendPriming(nil, s.eventID(0), retry)
 		s.writeLocked(buf)
 	} else {
 		s.flushLocked()

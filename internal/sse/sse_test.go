@@ -80,6 +80,15 @@ func TestWriter(t *testing.T) {
 	if got := string(AppendEvent(nil, "", []byte("a\r\nb\nc"))); got != "data: a\ndata: b\ndata: c\n\n" {
 		t.Errorf("multi-line = %q", got)
 	}
+	retry := AppendRetry(nil, 250)
+	if string(retry) != "retry: 250\n\n" {
+		t.Errorf("retry = %q", retry)
+	}
+	// The reader hands a retry-only event over as one without data.
+	evs, err := readAll(t, string(retry)+"data: x\n\n", 100)
+	if err != nil || len(evs) != 2 || evs[0].Retry != 250 || len(evs[0].Data) != 0 || string(evs[1].Data) != "x" {
+		t.Errorf("read back %+v, %v; want the retry, then the data", evs, err)
+	}
 }
 
 // FuzzRoundTrip: any payload and id written by AppendEvent reads back the

@@ -46,5 +46,13 @@ func AppendPriming(dst []byte, id string, retry int) []byte {
 	return append(dst, "data: \n\n"...)
 }
 
+// AppendRetry appends an event that only sets the client's reconnection
+// delay, in milliseconds (no data: nothing is dispatched).
+func AppendRetry(dst []byte, retry int) []byte {
+	dst = append(dst, "retry: "...)
+	dst = strconv.AppendInt(dst, int64(retry), 10)
+	return append(dst, '\n', '\n')
+}
+
 // KeepAlive is an SSE comment line that carries no event.
 var KeepAlive = []byte(":\n\n")

@@ -24,6 +24,23 @@ var ErrSessionLost = errors.New("upstream: session not found upstream")
 // the session).
 var ErrResponseLost = errors.New("upstream: the response to the request was lost")
 
+type retryHintKey struct{}
+
+// WithRetryHint returns a ctx for RoundTrip whose Conn passes on the
+// reconnection delay (an SSE retry field, in milliseconds) the server
+// names on the request's stream, so the gateway can give its own client
+// the same hint: a server that polls (2025-11-25 SSE polling) has its
+// clients told how soon to reconnect, through the gateway too.
+func WithRetryHint(ctx context.Context, hint func(ms int)) context.Context {
+	return context.WithValue(ctx, retryHintKey{}, hint)
+}
+
+// RetryHint is the hint WithRetryHint put in ctx; nil when none.
+func RetryHint(ctx context.Context) func(ms int) {
+	h, _ := ctx.Value(retryHintKey{}).(func(ms int))
+	return h
+}
+
 // Info is what a probe learned about an upstream.
 type Info struct {
 	// Era is the upstream's preferred era: EraModern when it answered

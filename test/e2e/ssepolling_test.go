@@ -41,7 +41,7 @@ func TestSSEPollingWithoutEventIDs(t *testing.T) {
 	if d.Failed > 0 {
 		t.Fatalf("the scenario fails directly: %v", d.Failures)
 	}
-	if v.Failed > d.Failed || v.Warnings > d.Warnings {
+	if v.Passed < d.Passed || v.Failed > d.Failed || v.Warnings > d.Warnings {
 		t.Errorf("through mcpgate the scenario scores worse than directly: %v\n%s", v.Failures, via.Output)
 	}
 }

@@ -394,6 +394,7 @@ type responseReader struct {
 
 	lastID string
 	retry  time.Duration // -1: not set by the stream
+	hint   func(ms int)  // the caller's upstream.RetryHint; nil for none
 }
 
 func (r *responseReader) stamp(m *core.Message) {
@@ -448,6 +449,7 @@ func (r *responseReader) readSSE(ctx context.Context, body io.ReadCloser, id cor
 		bufioPool.Put(br)
 	}()
 	r.retry = -1
+	r.hint = upstream.RetryHint(ctx)
 	progressAt, tries := "", 0
 	for {
 		m, err := r.scan(sse.NewReader(br, maxMessageBytes), id, related)
@@ -533,6 +535,9 @@ func (r *responseReader) scan(sr *sse.Reader, id core.ID, related upstream.Relat
 		}
 		if ev.Retry >= 0 {
 			r.retry = time.Duration(ev.Retry) * time.Millisecond
+			if r.hint != nil {
+				r.hint(ev.Retry)
+			}
 		}
 		if len(ev.Data) == 0 || (ev.Name != "" && ev.Name != "message") {
 			continue // priming and close events, foreign event types
