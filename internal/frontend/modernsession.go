@@ -295,7 +295,7 @@ func modernKeyOf(r *http.Request, body []byte) string {
 	if key := r.Header.Get(SessionHeader); key != "" {
 		return key
 	}
-	if len(body) == 0 || !strings.Contains(string(body), `"mcpgate1.`) {
+	if len(body) == 0 || !bytes.Contains(body, []byte(`"mcpgate1.`)) {
 		return ""
 	}
 	var env struct {
@@ -377,7 +377,7 @@ func stateSession(params []byte) string {
 
 // requestStateOf is params.requestState, "" when there is none.
 func requestStateOf(params []byte) string {
-	if len(params) == 0 || !strings.Contains(string(params), `"requestState"`) {
+	if len(params) == 0 || !bytes.Contains(params, []byte(`"requestState"`)) {
 		return ""
 	}
 	var p struct {
