@@ -33,6 +33,7 @@ type seen struct {
 	Method string
 	Header http.Header
 	Body   string
+	Status int // 0 until the handler writes its header
 }
 
 // recorder wraps an upstream handler and records every request.
@@ -50,9 +51,46 @@ func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec.mu.Lock()
 	rec.reqs = append(rec.reqs, seen{Method: r.Method, Header: r.Header.Clone(), Body: string(body)})
+	i := len(rec.reqs) - 1
 	rec.mu.Unlock()
-	rec.next.ServeHTTP(w, r)
+	rec.next.ServeHTTP(&statusWriter{ResponseWriter: w, rec: rec, i: i}, r)
 }
+
+// statusWriter records the status a handler answers with.
+type statusWriter struct {
+	http.ResponseWriter
+	rec   *recorder
+	i     int
+	wrote bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.wrote = true
+		w.rec.mu.Lock()
+		w.rec.reqs[w.i].Status = code
+		w.rec.mu.Unlock()
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // find returns the recorded requests that match.
 func (rec *recorder) find(match func(seen) bool) []seen {
@@ -72,6 +110,9 @@ func all(seen) bool { return true }
 func byMethod(method string) func(seen) bool {
 	return func(s seen) bool { return s.Method == method }
 }
+
+// openStreams matches the GET requests the upstream answered 200.
+func openStreams(s seen) bool { return s.Method == http.MethodGet && s.Status == http.StatusOK }
 
 func byRPC(method string) func(seen) bool {
 	return func(s seen) bool {

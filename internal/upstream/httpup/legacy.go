@@ -395,7 +395,7 @@ func (c *legacyConn) Listen(ctx context.Context) error {
 		c.listeners.Done()
 		return err
 	}
-	resp, err := c.get(lctx, sid, ver, "")
+	resp, err := c.getStream(lctx, sid, ver)
 	if err != nil {
 		return fail(c.failure(ctx, err))
 	}
@@ -415,6 +415,29 @@ func (c *legacyConn) Listen(ctx context.Context) error {
 	}
 	go c.listenLoop(lctx, stop, done, resp)
 	return nil
+}
+
+// getStream opens the GET stream. A server allows one such stream per
+// session and may answer 409 Conflict for a moment after the previous one
+// ended, until it has noticed the close; the request is repeated a few
+// times with a growing pause before the 409 is taken as an answer.
+func (c *legacyConn) getStream(ctx context.Context, sid, ver []string) (*http.Response, error) {
+	pause := 5 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		resp, err := c.get(ctx, sid, ver, "")
+		if err != nil || resp.StatusCode != http.StatusConflict || attempt == 6 {
+			return resp, err
+		}
+		discard(resp)
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+		pause *= 2
+	}
 }
 
 func (c *legacyConn) listenLoop(ctx context.Context, stop func(), done chan struct{}, resp *http.Response) {

@@ -644,7 +644,7 @@ func TestLegacyListenFollowsItsContext(t *testing.T) {
 	if err := c.Listen(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(rec.find(byMethod(http.MethodGet))); n != 2 {
+	if n := len(rec.find(openStreams)); n != 2 {
 		t.Fatalf("%d GET streams, want 2: the second Listen must not reuse the ended stream", n)
 	}
 	if err := e.ResourceUpdated(context.Background(), &mcp.ResourceUpdatedNotificationParams{URI: "test://r"}); err != nil {
