@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -160,6 +162,52 @@ type SessionInfo struct {
 	ClientVersion string
 	// Created is when the session was admitted.
 	Created time.Time
+	// Stages holds the pipeline stages' state for this session (see
+	// pipeline.Stage.Session); nil for a message outside any session. A
+	// pointer, so that SessionInfo stays safe to copy.
+	Stages *StageHolder
+}
+
+// StageHolder holds one session's pipeline stage state. The pipeline owns
+// its contents; Load is lock-free, changes happen under Lock.
+type StageHolder struct {
+	mu    sync.Mutex
+	cur   atomic.Pointer[StageState]
+	ended bool
+}
+
+// Load returns the current state, nil before the first.
+func (h *StageHolder) Load() *StageState { return h.cur.Load() }
+
+// Lock and Unlock serialise changes of the state.
+func (h *StageHolder) Lock()   { h.mu.Lock() }
+func (h *StageHolder) Unlock() { h.mu.Unlock() }
+
+// Store replaces the state; call it under Lock.
+func (h *StageHolder) Store(s *StageState) { h.cur.Store(s) }
+
+// End marks the session ended (under Lock): no state is made after it.
+func (h *StageHolder) End() { h.ended = true; h.cur.Store(nil) }
+
+// Ended reports whether End was called (under Lock).
+func (h *StageHolder) Ended() bool { return h.ended }
+
+// StageState is an immutable set of per-stage values, made by one chain
+// (Owner).
+type StageState struct {
+	Owner  any
+	Names  []string
+	Values []any
+}
+
+// Get returns the value of the named stage.
+func (s *StageState) Get(name string) (any, bool) {
+	for i, n := range s.Names {
+		if n == name {
+			return s.Values[i], true
+		}
+	}
+	return nil, false
 }
 
 // LogValue-friendly identity helpers live on the logging interceptor; core

@@ -57,10 +57,7 @@ func New(opts Options, routes []*Route) (*Frontend, error) {
 			rt.RequestTimeout = 5 * time.Minute
 		}
 		var err error
-		if rt.c2s, err = pipeline.Build(f.toUpstream, rt.Stages); err != nil {
-			return nil, err
-		}
-		if rt.s2c, err = pipeline.Build(f.toClient, rt.Stages); err != nil {
+		if rt.chain, err = pipeline.Build(rt.Name, f.toUpstream, f.toClient, rt.Stages); err != nil {
 			return nil, err
 		}
 		f.routes[rt.Path] = rt
@@ -139,6 +136,7 @@ func (f *Frontend) reject(w http.ResponseWriter, r *http.Request, m *core.Messag
 		id = m.ID
 	}
 	status := e.HTTPStatus()
+	f.refused(r, nil, m, e)
 	f.log.LogAttrs(r.Context(), slog.LevelInfo, "request_rejected",
 		slog.Int("status", status), slog.Int("code", e.Code), slog.String("reason", e.Message),
 		slog.String("http_method", r.Method), slog.String("path", r.URL.Path),
@@ -243,6 +241,12 @@ func (f *Frontend) toUpstream(ctx context.Context, m *core.Message) (resp *core.
 		}
 		return nil, err
 	}
+	if m.Method == "initialize" && m.Era == core.EraLegacy {
+		// What the chain let through (an interceptor may have rewritten
+		// it) is what a re-established upstream session gets again and
+		// what the store keeps.
+		g.initRaw = m.Raw
+	}
 	st := t.st
 	related := func(rm *core.Message) { g.fromUpstream(g.ctx, rm, st) }
 	if st != nil && st.resumable {
@@ -320,7 +324,7 @@ func (g *gwSession) streamContext(r *http.Request, st *stream, cancelOnClose boo
 // response to st. It returns when the response has been produced.
 func (f *Frontend) exchange(ctx context.Context, g *gwSession, st *stream, m *core.Message) {
 	m.Session = g.info
-	resp, err := g.route.c2s(ctx, m)
+	resp, err := g.c2s(ctx, m)
 	status := 0
 	if err != nil {
 		if m.Era == core.EraModern {

@@ -71,6 +71,9 @@ type call struct {
 
 func newGWSession(f *Frontend, rt *Route, info *core.SessionInfo) *gwSession {
 	ctx, cancel := context.WithCancel(context.Background())
+	if info.Stages == nil {
+		info.Stages = new(core.StageHolder)
+	}
 	return &gwSession{
 		budget: historyBudget{sessionLimit: f.opts.ResumeSessionBytes, total: &f.historyBytes, totalLimit: f.opts.ResumeTotalBytes},
 		f:      f, route: rt, info: info, ctx: ctx, cancel: cancel,
@@ -85,6 +88,7 @@ func newGWSession(f *Frontend, rt *Route, info *core.SessionInfo) *gwSession {
 // requests, close the upstream side.
 func (g *gwSession) teardown(ctx context.Context, reason session.Reason) {
 	g.cancel()
+	defer g.leaveChain(string(reason))
 	g.f.persist.forget(g, reason)
 	if g.anonAddr != "" {
 		g.route.anonMu.Lock()
@@ -379,7 +383,7 @@ func (g *gwSession) fromUpstream(ctx context.Context, m *core.Message, st *strea
 	ctx = withTarget(ctx, g, st)
 	if m.Kind == core.KindRequest {
 		go func() {
-			resp, err := g.route.s2c(ctx, m)
+			resp, err := g.s2c(ctx, m)
 			if err != nil {
 				resp = core.ErrorResponse(m.ID, core.AsError(err))
 			}
@@ -395,7 +399,7 @@ func (g *gwSession) fromUpstream(ctx context.Context, m *core.Message, st *strea
 		}()
 		return
 	}
-	if _, err := g.route.s2c(ctx, m); err != nil {
+	if _, err := g.s2c(ctx, m); err != nil {
 		g.log.Debug("server_message_dropped", "method", m.Method, "error", err)
 	}
 }

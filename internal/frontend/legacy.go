@@ -105,7 +105,7 @@ func (f *Frontend) notify(w http.ResponseWriter, r *http.Request, g *gwSession, 
 	m.Session = g.info
 	ctx, cancel := context.WithTimeout(withTarget(g.ctx, g, nil), 30*time.Second)
 	defer cancel()
-	if _, err := g.route.c2s(ctx, m); err != nil {
+	if _, err := g.c2s(ctx, m); err != nil {
 		e := f.callError(ctx, g, m, err)
 		if e.Status == 0 {
 			e.Status = http.StatusBadGateway
@@ -131,14 +131,11 @@ func (f *Frontend) clientResponse(g *gwSession, m *core.Message) {
 	if f.persist.answerElsewhere(g, m) {
 		return
 	}
-	// Not one mcpgate is waiting for: pass it on; the upstream decides.
-	ctx, cancel := context.WithTimeout(g.ctx, 10*time.Second)
+	// Not one mcpgate is waiting for: pass it on through the chain; the
+	// upstream decides.
+	ctx, cancel := context.WithTimeout(withTarget(g.ctx, g, nil), 10*time.Second)
 	defer cancel()
-	conn, _, err := g.ready(ctx)
-	if err == nil {
-		err = conn.Send(ctx, m)
-	}
-	if err != nil {
+	if _, err := g.c2s(ctx, m); err != nil {
 		g.log.Warn("upstream_send_failed", "kind", m.Kind.String(), "error", err)
 	}
 }
@@ -199,7 +196,6 @@ func (f *Frontend) initialize(w http.ResponseWriter, r *http.Request, rt *Route,
 		ClientName: params.ClientInfo.Name, ClientVersion: params.ClientInfo.Version,
 	}
 	g := newGWSession(f, rt, info)
-	g.initRaw = m.Raw
 	ctx, cancel := context.WithTimeout(r.Context(), rt.RequestTimeout)
 	defer cancel()
 	conn, err := rt.Upstream.Open(ctx, upstream.OpenParams{Session: info, Era: core.EraLegacy}, genSink{g, 0})
@@ -214,7 +210,7 @@ func (f *Frontend) initialize(w http.ResponseWriter, r *http.Request, rt *Route,
 	m.Session = info
 	w.Header().Set("Mcp-Session-Id", info.ID)
 	st := newStream(w, &f.opts, g.nextStreamID(), false)
-	resp, err := rt.c2s(withTarget(ctx, g, st), m)
+	resp, err := g.c2s(withTarget(ctx, g, st), m)
 	if err == nil && resp != nil && resp.Kind == core.KindResponse {
 		var result struct {
 			ProtocolVersion string `json:"protocolVersion"`
@@ -312,7 +308,7 @@ func (f *Frontend) legacyBatch(w http.ResponseWriter, r *http.Request, rt *Route
 		case core.KindNotification:
 			m.Session = g.info
 			ctx, cancel := context.WithTimeout(withTarget(g.ctx, g, nil), 30*time.Second)
-			if _, err := rt.c2s(ctx, m); err != nil {
+			if _, err := g.c2s(ctx, m); err != nil {
 				g.log.Warn("batch_notification_failed", "method", m.Method, "error", err)
 			}
 			cancel()
@@ -341,7 +337,7 @@ func (f *Frontend) legacyBatch(w http.ResponseWriter, r *http.Request, rt *Route
 		wg.Go(func() {
 			defer g.endCall(m.ID)
 			m.Session = g.info
-			resp, err := rt.c2s(ctx, m)
+			resp, err := g.c2s(ctx, m)
 			if err != nil {
 				resp = core.ErrorResponse(m.ID, f.callError(ctx, g, m, err))
 			}

@@ -1,11 +1,11 @@
 package frontend
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"time"
 
-	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/sessionid"
@@ -58,8 +58,7 @@ type Route struct {
 
 	annotations toolAnnotations
 
-	c2s core.Handler // client → server chain
-	s2c core.Handler // server → client chain
+	chain *pipeline.Chain // both directions, the stages' state and observers
 
 	// anon maps a client address to the modern session of its requests
 	// that name no session; flights are the modern sessions being created,
@@ -106,6 +105,10 @@ type Options struct {
 	// Store persists legacy sessions so they survive a restart; nil keeps
 	// them in memory only.
 	Store store.Store
+	// Observe, if not nil, sees every refusal made before a chain ran
+	// (pipeline.Refused), whatever the route: the gateway-wide observer.
+	// The chain of the route a request was for sees it too.
+	Observe func(ctx context.Context, ev *pipeline.Event)
 	// ResumeSessionBytes and ResumeTotalBytes bound the SSE events kept
 	// for Last-Event-ID, per session and in all. If zero, 1 MiB and 64 MiB.
 	ResumeSessionBytes, ResumeTotalBytes int64

@@ -104,13 +104,20 @@ func (g *gwSession) reestablish(ctx context.Context, gen int) error {
 		return err
 	}
 	init.Session, init.Direction, init.Era = g.info, core.ClientToServer, core.EraLegacy
+	g.originated(ctx, init, "reestablish")
 	resp, err := conn.RoundTrip(ctx, init, nil)
-	if err == nil && resp.Kind != core.KindResponse {
-		err = errors.New("upstream refused the repeated initialize")
+	if err == nil {
+		resp.Session, resp.Direction = g.info, core.ServerToClient
+		g.originated(ctx, resp, "reestablish")
+		if resp.Kind != core.KindResponse {
+			err = errors.New("upstream refused the repeated initialize")
+		}
 	}
 	if err == nil {
 		var initialized *core.Message
 		if initialized, err = core.Notification("notifications/initialized", nil); err == nil {
+			initialized.Session, initialized.Direction, initialized.Era = g.info, core.ClientToServer, core.EraLegacy
+			g.originated(ctx, initialized, "reestablish")
 			err = conn.Send(ctx, initialized)
 		}
 	}

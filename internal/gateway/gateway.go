@@ -92,7 +92,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			Name: rc.Name, Path: rc.Path, Clients: rc.ClientEra, Upstream: up,
 			Stages: []pipeline.Stage{
 				{Name: "logging", Interceptor: logging.New(log)},
-				{Name: "limits", Interceptor: ratelimit.New(g.rates.requestLimiter())},
+				{Name: "limits", ClientToServer: ratelimit.New(g.rates.requestLimiter())},
 			},
 			RequestTimeout: rc.RequestTimeout, IdleTimeout: rc.IdleTimeout, TTL: rc.TTL,
 			Cap:        session.Cap{Max: rc.MaxSessions, Policy: session.Policy(rc.WhenFull)},

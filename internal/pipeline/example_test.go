@@ -29,7 +29,8 @@ func ExampleBuild() {
 		},
 	}))
 
-	h, err := pipeline.Build(terminal, []pipeline.Stage{
+	// The server→client terminal is the client's stream; unused here.
+	chain, err := pipeline.Build("default", terminal, terminal, []pipeline.Stage{
 		{Name: "logging", Interceptor: logging.New(logger)},
 	})
 	if err != nil {
@@ -41,7 +42,7 @@ func ExampleBuild() {
 		panic(err)
 	}
 	msg.Session = &core.SessionInfo{ID: "s1", Route: "default", Era: core.EraLegacy}
-	resp, err := h(context.Background(), msg)
+	resp, err := chain.ClientToServer(context.Background(), msg)
 	if err != nil {
 		panic(err)
 	}

@@ -96,7 +96,7 @@ func TestBuildOrdersStagesByOrder(t *testing.T) {
 				stages = append(stages, pipeline.Stage{Name: n, Interceptor: tr.recording(n)})
 			}
 			given := slices.Clone(stages)
-			h, err := pipeline.Build(tr.terminal(nil), stages)
+			h, err := buildC2S(tr.terminal(nil), stages)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -133,7 +133,7 @@ func TestBuildUnknownStage(t *testing.T) {
 			for _, n := range tt.stages {
 				stages = append(stages, pipeline.Stage{Name: n, Interceptor: tr.recording(n)})
 			}
-			h, err := pipeline.Build(tr.terminal(nil), stages)
+			h, err := buildC2S(tr.terminal(nil), stages)
 			if err == nil {
 				t.Fatalf("Build accepted unknown stage %q", tt.bad)
 			}
@@ -151,7 +151,7 @@ func TestBuildNoStagesReturnsTerminal(t *testing.T) {
 	for _, stages := range [][]pipeline.Stage{nil, {}} {
 		tr := &trace{}
 		want := core.ResultResponse("7", []byte(`{}`))
-		h, err := pipeline.Build(tr.terminal(want), stages)
+		h, err := buildC2S(tr.terminal(want), stages)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +169,7 @@ func TestBuildNoStagesReturnsTerminal(t *testing.T) {
 // absent from the chain.
 func TestBuildSkipsNilInterceptors(t *testing.T) {
 	tr := &trace{}
-	h, err := pipeline.Build(tr.terminal(nil), []pipeline.Stage{
+	h, err := buildC2S(tr.terminal(nil), []pipeline.Stage{
 		{Name: "audit", Interceptor: tr.recording("audit")},
 		{Name: "auth"},
 		{Name: "logging", Interceptor: tr.recording("logging")},
@@ -180,7 +180,7 @@ func TestBuildSkipsNilInterceptors(t *testing.T) {
 	if _, err := h(context.Background(), request(t)); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"logging>", "audit>", "terminal", "<audit", "<logging"}
+	want := []string{"audit>", "logging>", "terminal", "<logging", "<audit"}
 	if diff := cmp.Diff(want, tr.get()); diff != "" {
 		t.Errorf("calls (-want +got):\n%s", diff)
 	}
@@ -191,14 +191,14 @@ func TestInterceptorShortCircuits(t *testing.T) {
 	denied := core.NewError(core.CodeInvalidRequest, "denied")
 	reject := func(next core.Handler) core.Handler {
 		return func(ctx context.Context, m *core.Message) (*core.Message, error) {
-			tr.add("policy rejects")
+			tr.add("auth rejects")
 			return nil, denied
 		}
 	}
-	h, err := pipeline.Build(tr.terminal(core.ResultResponse("7", []byte(`{}`))), []pipeline.Stage{
+	h, err := buildC2S(tr.terminal(core.ResultResponse("7", []byte(`{}`))), []pipeline.Stage{
+		{Name: "policy", Interceptor: tr.recording("policy")},
+		{Name: "auth", Interceptor: reject},
 		{Name: "audit", Interceptor: tr.recording("audit")},
-		{Name: "policy", Interceptor: reject},
-		{Name: "logging", Interceptor: tr.recording("logging")},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +209,7 @@ func TestInterceptorShortCircuits(t *testing.T) {
 	}
 	// The outer stage sees the rejection; the inner stage and the
 	// terminal never see the message.
-	want := []string{"logging>", "policy rejects", "<logging"}
+	want := []string{"audit>", "auth rejects", "<audit"}
 	if diff := cmp.Diff(want, tr.get()); diff != "" {
 		t.Errorf("calls (-want +got):\n%s", diff)
 	}
@@ -235,7 +235,7 @@ func TestInterceptorObservesAndReplacesResponse(t *testing.T) {
 		}
 	}
 	tr := &trace{}
-	h, err := pipeline.Build(tr.terminal(orig), []pipeline.Stage{
+	h, err := buildC2S(tr.terminal(orig), []pipeline.Stage{
 		{Name: "policy", Interceptor: redact},
 		{Name: "logging", Interceptor: observe},
 	})
@@ -270,7 +270,7 @@ func TestInterceptorRewritesRequest(t *testing.T) {
 			return next(ctx, m)
 		}
 	}
-	h, err := pipeline.Build(terminal, []pipeline.Stage{{Name: "policy", Interceptor: rename}})
+	h, err := buildC2S(terminal, []pipeline.Stage{{Name: "policy", Interceptor: rename}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +290,7 @@ func TestBuiltHandlerConcurrent(t *testing.T) {
 	for _, n := range pipeline.Order {
 		stages = append(stages, pipeline.Stage{Name: n, Interceptor: tr.recording(n)})
 	}
-	h, err := pipeline.Build(tr.terminal(core.ResultResponse("7", []byte(`{}`))), stages)
+	h, err := buildC2S(tr.terminal(core.ResultResponse("7", []byte(`{}`))), stages)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +329,7 @@ func BenchmarkBuiltChain(b *testing.B) {
 			for _, n := range pipeline.Order {
 				stages = append(stages, pipeline.Stage{Name: n, Interceptor: bc.ic})
 			}
-			h, err := pipeline.Build(terminal, stages)
+			h, err := buildC2S(terminal, stages)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -342,4 +342,13 @@ func BenchmarkBuiltChain(b *testing.B) {
 			}
 		})
 	}
+}
+
+// buildC2S builds a chain and returns its client→server handler.
+func buildC2S(terminal core.Handler, stages []pipeline.Stage) (core.Handler, error) {
+	ch, err := pipeline.Build("r", terminal, terminal, stages)
+	if err != nil {
+		return nil, err
+	}
+	return ch.ClientToServer, nil
 }

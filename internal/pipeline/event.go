@@ -1,0 +1,118 @@
+package pipeline
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/core"
+)
+
+// EventKind says what an Event reports.
+type EventKind uint8
+
+const (
+	// Refused: the gateway refused a request before the chain ran (Host or
+	// Origin, method, media type, size, parse, authentication, session
+	// look-up, caps, creation rate, store). The client got Err.
+	Refused EventKind = iota + 1
+	// Originated: a message the gateway made itself passed to the server,
+	// or its answer came back, outside the chain: the replay of initialize
+	// and notifications/initialized when an upstream session is
+	// re-established, and what the era bridge and the HTTP upstream send
+	// on their own (MRTR retries, the bridge's tools/list refresh, the
+	// legacy side's initialize, notifications/cancelled). Origin names who.
+	Originated
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case Refused:
+		return "refused"
+	case Originated:
+		return "originated"
+	}
+	return "unknown"
+}
+
+// Event is something a chain's observers see besides the messages that
+// pass it. Fields that do not apply are zero.
+type Event struct {
+	Kind EventKind
+	Time time.Time
+	// Route is the route's name; "" when the request matched no route.
+	Route string
+	// Session is the session the event belongs to; nil before one exists
+	// (or when the refused request named none, or one that is not known).
+	Session *core.SessionInfo
+	// Message is the decoded message when there is one: the refused
+	// request, or the originated message (its Direction says which way).
+	Message *core.Message
+	// Err is the error the client was answered with (Refused).
+	Err *core.Error
+	// Check names the check that refused (Refused): see CheckOf.
+	Check string
+	// Origin names the part of the gateway that made an Originated
+	// message: "reestablish", "bridge", "upstream".
+	Origin string
+	// Request data of a Refused event: the HTTP method, the path, the
+	// client address (as trusted-proxy rules derive it) and principal.
+	HTTPMethod string
+	Path       string
+	RemoteAddr string
+	Principal  string
+}
+
+// Checks a Refused event names (Event.Check).
+const (
+	CheckHost      = "host"       // Host not allowed on the listener (403)
+	CheckOrigin    = "origin"     // Origin not allowed (403)
+	CheckRoute     = "route"      // no MCP endpoint at the path (404)
+	CheckMethod    = "method"     // HTTP method not allowed (405)
+	CheckMedia     = "media_type" // Content-Type or Accept (415, 406)
+	CheckSize      = "size"       // body or headers too large (413, 431)
+	CheckParse     = "parse"      // not JSON-RPC (400 -32700/-32600)
+	CheckAuth      = "auth"       // authentication failed (401, 403)
+	CheckSession   = "session"    // unknown, ended or foreign session (404)
+	CheckCap       = "cap"        // a session cap is full (503 -32013)
+	CheckRate      = "rate"       // a rate limit (429)
+	CheckStore     = "store"      // the store could not answer (503)
+	CheckProtocol  = "protocol"   // an era or protocol rule (400)
+	CheckUpstream  = "upstream"   // the upstream side could not be opened (502)
+	CheckInternal  = "internal"   // a gateway failure (500)
+	CheckForbidden = "forbidden"  // other 403s
+)
+
+// CheckOf classifies an error the gateway refused a request with, by its
+// HTTP status and JSON-RPC code, so refusal sites need not name their
+// check.
+func CheckOf(e *core.Error) string {
+	switch status := e.HTTPStatus(); {
+	case e.Code == core.CodeRateLimited || status == http.StatusTooManyRequests:
+		return CheckRate
+	case e.Code == core.CodeSessionCap:
+		return CheckCap
+	case e.Code == core.CodeSessionNotFound:
+		return CheckSession
+	case e.Code == core.CodeParseError:
+		return CheckParse
+	case status == http.StatusUnauthorized:
+		return CheckAuth
+	case status == http.StatusForbidden:
+		return CheckForbidden
+	case status == http.StatusNotFound:
+		return CheckRoute
+	case status == http.StatusMethodNotAllowed:
+		return CheckMethod
+	case status == http.StatusUnsupportedMediaType || status == http.StatusNotAcceptable:
+		return CheckMedia
+	case status == http.StatusRequestEntityTooLarge || status == http.StatusRequestHeaderFieldsTooLarge:
+		return CheckSize
+	case status == http.StatusServiceUnavailable:
+		return CheckStore
+	case status == http.StatusBadGateway:
+		return CheckUpstream
+	case status >= 500:
+		return CheckInternal
+	}
+	return CheckProtocol
+}
