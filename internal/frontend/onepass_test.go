@@ -294,4 +294,3 @@ func refusedChecks(events []*pipeline.Event) []string {
 	}
 	return out
 }
-
