@@ -14,10 +14,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/frontend"
-	"github.com/mcpgate/mcpgate/internal/interceptors/logging"
-	"github.com/mcpgate/mcpgate/internal/interceptors/ratelimit"
 	"github.com/mcpgate/mcpgate/internal/metrics"
-	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/sessionid"
 	"github.com/mcpgate/mcpgate/internal/store"
@@ -90,10 +87,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		g.upstreams = append(g.upstreams, up)
 		routes = append(routes, &frontend.Route{
 			Name: rc.Name, Path: rc.Path, Clients: rc.ClientEra, Upstream: up,
-			Stages: []pipeline.Stage{
-				{Name: "logging", Interceptor: logging.New(log)},
-				{Name: "limits", ClientToServer: ratelimit.New(g.rates.requestLimiter())},
-			},
+			Stages: g.stages(stageEnv(rc.Name, log, opts.Metrics)),
 			RequestTimeout: rc.RequestTimeout, IdleTimeout: rc.IdleTimeout, TTL: rc.TTL,
 			Cap:        session.Cap{Max: rc.MaxSessions, Policy: session.Policy(rc.WhenFull)},
 			RetryTools: rc.RetryTools, TrustAnnotations: rc.TrustAnnotations,

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcpgate/mcpgate/internal/core"
 )
@@ -29,6 +32,19 @@ import (
 //	           so it rewrites what goes up and redacts what comes back
 //	           before any other stage sees it
 var Order = []string{"audit", "logging", "auth", "limits", "policy"}
+
+// Env is what the gateway builds a route's stages with.
+type Env struct {
+	// Route is the route's name.
+	Route string
+	// Logger carries the route's name.
+	Logger *slog.Logger
+	// Metrics is the gateway's registry (never the process-wide default).
+	// A chain is rebuilt on every reload, so a stage registers its
+	// collectors once per gateway, labelled by route, and takes the
+	// existing one from prometheus.AlreadyRegisteredError on a rebuild.
+	Metrics prometheus.Registerer
+}
 
 // Stage is one named step of the chain. Every field but Name is optional;
 // a stage with no interceptor and no observer is left out and costs nothing.
