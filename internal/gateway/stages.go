@@ -1,0 +1,32 @@
+package gateway
+
+import (
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mcpgate/mcpgate/internal/interceptors/logging"
+	"github.com/mcpgate/mcpgate/internal/interceptors/ratelimit"
+	"github.com/mcpgate/mcpgate/internal/metrics"
+	"github.com/mcpgate/mcpgate/internal/pipeline"
+)
+
+// stages builds a route's pipeline stages from the configuration. Their
+// order is pipeline.Order's, not this list's; a stage that is configured
+// off is left out of the chain (it costs nothing).
+func (g *Gateway) stages(env pipeline.Env) []pipeline.Stage {
+	return []pipeline.Stage{
+		{Name: "logging", Interceptor: logging.New(g.log)},
+		{Name: "limits", ClientToServer: ratelimit.New(g.rates.requestLimiter())},
+	}
+}
+
+// stageEnv is what the stages of one route are built with; without a
+// metrics registry, collectors go to a private one nobody scrapes.
+func stageEnv(route string, log *slog.Logger, reg *metrics.Registry) pipeline.Env {
+	env := pipeline.Env{Route: route, Logger: log.With("route", route), Metrics: prometheus.NewRegistry()}
+	if reg != nil {
+		env.Metrics = reg
+	}
+	return env
+}
