@@ -17,6 +17,9 @@ import (
 	"github.com/mcpgate/mcpgate/internal/testutil/testenv"
 )
 
+// binDir holds the binaries the package builds for its tests.
+var binDir string
+
 // fixtureBin is the conformance fixture built as a stdio server.
 var fixtureBin string
 
@@ -25,6 +28,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
+	binDir = dir
 	fixtureBin = filepath.Join(dir, "fixture")
 	build := exec.Command("go", "build", "-o", fixtureBin, "github.com/mcpgate/mcpgate/internal/testutil/conformancefixture/cmd/fixture")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
@@ -103,8 +107,25 @@ func stdioRoute(name, path, command string, args ...string) config.Route {
 // sessions (legacy) or stateless (modern, 2026-07-28).
 func fixtureHTTP(t testing.TB, stateless bool) string {
 	t.Helper()
+	return fixtureHTTPWith(t, stateless, nil)
+}
+
+// watchEvery is how often the watched resource of the fixtures changes in
+// tests that wait for a notifications/resources/updated: they wait for a
+// change, not for the fixture's default 3 s tick.
+const watchEvery = 100 * time.Millisecond
+
+// watchFast tunes a fixture to change its watched resource every watchEvery.
+var watchFast = &conformancefixture.Options{WatchedInterval: watchEvery}
+
+// watchFastArg is watchFast as a flag of the fixture process (fixtureBin).
+var watchFastArg = "-watch-interval=" + watchEvery.String()
+
+// fixtureHTTPWith is fixtureHTTP tuned by opts (nil: the defaults).
+func fixtureHTTPWith(t testing.TB, stateless bool, opts *conformancefixture.Options) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	srv := httptest.NewServer(conformancefixture.Handler(ctx, stateless))
+	srv := httptest.NewServer(conformancefixture.HandlerWithOptions(ctx, stateless, opts))
 	t.Cleanup(func() { cancel(); srv.Close() })
 	return srv.URL + "/"
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,14 +22,31 @@ type gatewayProcess struct {
 	cmd *exec.Cmd
 }
 
+// buildMCPGate returns the mcpgate binary, built once per run of the
+// package (into TestMain's directory) for all the tests that run it as a
+// process: each build links the whole gateway, seconds on a busy machine.
 func buildMCPGate(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "mcpgate")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/mcpgate/mcpgate/cmd/mcpgate").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	mcpgateBuild.once.Do(func() {
+		bin := filepath.Join(binDir, "mcpgate")
+		out, err := exec.Command("go", "build", "-o", bin, "github.com/mcpgate/mcpgate/cmd/mcpgate").CombinedOutput()
+		if err != nil {
+			mcpgateBuild.err = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		mcpgateBuild.bin = bin
+	})
+	if mcpgateBuild.err != nil {
+		t.Fatal(mcpgateBuild.err)
 	}
-	return bin
+	return mcpgateBuild.bin
+}
+
+// mcpgateBuild is buildMCPGate's one build.
+var mcpgateBuild struct {
+	once sync.Once
+	bin  string
+	err  error
 }
 
 func freeAddr(t *testing.T) string {
