@@ -137,11 +137,13 @@ func TestEraPairings(t *testing.T) {
 // request that times out; it lasts as long as the client listens, natively
 // and through the bridge.
 func TestListenOutlivesRequestTimeout(t *testing.T) {
+	t.Parallel()
 	for name, route := range map[string]config.Route{
 		"modern server": httpRoute("fixture", "/mcp", fixtureHTTP(t, true)),
 		"legacy server": httpRoute("fixture", "/mcp", fixtureHTTP(t, false)),
 	} {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			route.RequestTimeout = time.Second
 			if name == "legacy server" {
 				route.Upstream.Era = config.EraLegacy

@@ -37,6 +37,7 @@ func resultOf(t testing.TB, body string) json.RawMessage {
 // pending call is served there — with the key, and without one (the
 // requestState names the session).
 func TestClusterModernSessions(t *testing.T) {
+	t.Parallel()
 	requireRedis(t)
 	bin := buildMCPGate(t)
 	prefix := "mcpgate-test:" + session.NewID()[:12] + ":"

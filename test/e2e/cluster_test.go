@@ -60,6 +60,7 @@ func (r *rotator) RoundTrip(req *http.Request) (*http.Response, error) {
 // holds across the cluster, and a session ended on one replica is gone on
 // all of them.
 func TestClusterAnyReplicaServesAnySession(t *testing.T) {
+	t.Parallel()
 	requireRedis(t)
 	bin := buildMCPGate(t)
 	upstreams := map[string]string{
@@ -67,7 +68,7 @@ func TestClusterAnyReplicaServesAnySession(t *testing.T) {
 		"stdio": fmt.Sprintf(`{era: legacy, stdio: {command: "%s"}}`, fixtureBin),
 	}
 	for name, up := range upstreams {
-		t.Run(name, func(t *testing.T) { clusterRun(t, bin, up) })
+		t.Run(name, func(t *testing.T) { t.Parallel(); clusterRun(t, bin, up) })
 	}
 }
 

@@ -2,12 +2,15 @@ package e2e
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -17,29 +20,50 @@ import (
 	"github.com/mcpgate/mcpgate/internal/testutil/testenv"
 )
 
-// binDir holds the binaries the package builds for its tests.
-var binDir string
-
-// fixtureBin is the conformance fixture built as a stdio server.
-var fixtureBin string
+// fixtureBin is the conformance fixture built as a stdio server, and
+// mcpgateBin the gateway's own binary, for the tests that run it as a
+// process (buildMCPGate). TestMain builds both, once for all the tests.
+var fixtureBin, mcpgateBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "mcpgate-e2e")
 	if err != nil {
 		panic(err)
 	}
-	binDir = dir
 	fixtureBin = filepath.Join(dir, "fixture")
-	build := exec.Command("go", "build", "-o", fixtureBin, "github.com/mcpgate/mcpgate/internal/testutil/conformancefixture/cmd/fixture")
+	mcpgateBin = filepath.Join(dir, "mcpgate")
+	// One go build for both: their packages compile in parallel.
+	build := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
+		"github.com/mcpgate/mcpgate/internal/testutil/conformancefixture/cmd/fixture",
+		"github.com/mcpgate/mcpgate/cmd/mcpgate")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the fixture:", err)
+		fmt.Fprintln(os.Stderr, "building the fixture and mcpgate:", err)
 		os.Exit(1)
 	}
+	raiseParallel()
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	testenv.Report()
 	os.Exit(code)
+}
+
+// e2eParallel is how many tests of the package run at once unless
+// -test.parallel says otherwise.
+const e2eParallel = 6
+
+// raiseParallel sets -test.parallel to e2eParallel when the command line
+// did not set it. Its default, GOMAXPROCS, suits tests that compute; these
+// mostly wait — for idle timeouts, Redis restarts, child processes and the
+// Node tools — so on a 2-core machine two waiting tests would hold the
+// package while the CPU idles.
+func raiseParallel() {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		_ = flag.Set("test.parallel", strconv.Itoa(max(e2eParallel, runtime.GOMAXPROCS(0))))
+	}
 }
 
 // gw is a running gateway for one test.

@@ -17,6 +17,7 @@ import (
 // limiters' state is saved every flush_interval, so the test waits one
 // out before the kill (a crash loses at most that much).
 func TestRestartKeepsRateLimits(t *testing.T) {
+	t.Parallel()
 	bin := buildMCPGate(t)
 	addr, dir := freeAddr(t), t.TempDir()
 	const flush = 100 * time.Millisecond

@@ -7,9 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,31 +20,10 @@ type gatewayProcess struct {
 	cmd *exec.Cmd
 }
 
-// buildMCPGate returns the mcpgate binary, built once per run of the
-// package (into TestMain's directory) for all the tests that run it as a
-// process: each build links the whole gateway, seconds on a busy machine.
+// buildMCPGate returns the mcpgate binary TestMain built.
 func buildMCPGate(t *testing.T) string {
 	t.Helper()
-	mcpgateBuild.once.Do(func() {
-		bin := filepath.Join(binDir, "mcpgate")
-		out, err := exec.Command("go", "build", "-o", bin, "github.com/mcpgate/mcpgate/cmd/mcpgate").CombinedOutput()
-		if err != nil {
-			mcpgateBuild.err = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		mcpgateBuild.bin = bin
-	})
-	if mcpgateBuild.err != nil {
-		t.Fatal(mcpgateBuild.err)
-	}
-	return mcpgateBuild.bin
-}
-
-// mcpgateBuild is buildMCPGate's one build.
-var mcpgateBuild struct {
-	once sync.Once
-	bin  string
-	err  error
+	return mcpgateBin
 }
 
 func freeAddr(t *testing.T) string {
@@ -109,6 +86,7 @@ func (p *gatewayProcess) kill() {
 // re-established lazily: a new upstream session over HTTP, a new process
 // over stdio). No session is lost.
 func TestRestartKeepsSessions(t *testing.T) {
+	t.Parallel()
 	bin := buildMCPGate(t)
 	upstreams := map[string][]string{
 		"http":  {"--http", fixtureHTTP(t, false)},
@@ -116,6 +94,7 @@ func TestRestartKeepsSessions(t *testing.T) {
 	}
 	for name, up := range upstreams {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			addr, dir := freeAddr(t), t.TempDir()
 			args := append([]string{"--listen", addr, "--data-dir", dir}, up...)
 			gw := startProcess(t, bin, args...)
