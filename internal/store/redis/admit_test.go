@@ -201,6 +201,7 @@ func TestAdmitAllOrNothing(t *testing.T) {
 // TestAdmitIdleDeadline: a session the cluster hears nothing of for its
 // idle timeout stops counting; touches keep it counted.
 func TestAdmitIdleDeadline(t *testing.T) {
+	t.Parallel()
 	s := openStore(t, Options{FlushInterval: 20 * time.Millisecond})
 	scopes := []CapScope{{Key: "global", Max: 2, Policy: PolicyReject}}
 	for _, id := range []string{"kept", "idle"} {
@@ -458,6 +459,7 @@ func TestAdmitHolderBookkeeping(t *testing.T) {
 // fifth holder keeps five sessions. No count ever exceeds its cap, the
 // holder bookkeeping stays exact, and the quiet holder loses nothing.
 func TestAdmitFairAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	for _, policy := range []string{PolicyEvictOldest, PolicyEvictIdlest} {
 		t.Run(policy, func(t *testing.T) {
 			prefix := testPrefix(t)
