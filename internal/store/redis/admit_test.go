@@ -406,7 +406,11 @@ func TestAdmitHolderBookkeeping(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// a1 is touched: a2 is now the idlest of holder a.
+	// a1 is touched: a2 is now the idlest of holder a. Places under a cap
+	// are scored on Redis's clock, in milliseconds: a touch written in the
+	// millisecond of the admissions would tie with them (and a1 sorts
+	// first), so it waits for that clock to move on.
+	waitRedisMillisecond(t, rawClient(t))
 	if err := s.Touch(t.Context(), "a1", time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
@@ -525,5 +529,24 @@ func TestAdmitFairAcrossReplicas(t *testing.T) {
 				holderCheck(t, stores[0], fmt.Sprint("address:", h))
 			}
 		})
+	}
+}
+
+// waitRedisMillisecond returns once the test Redis's clock (TIME, as the
+// scripts read it) has moved past the millisecond it is in now.
+func waitRedisMillisecond(t *testing.T, c *redis.Client) {
+	t.Helper()
+	start, err := c.Time(t.Context()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		now, err := c.Time(t.Context()).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now.UnixMilli() > start.UnixMilli() {
+			return
+		}
 	}
 }
