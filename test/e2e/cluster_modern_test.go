@@ -39,7 +39,7 @@ func resultOf(t testing.TB, body string) json.RawMessage {
 func TestClusterModernSessions(t *testing.T) {
 	t.Parallel()
 	requireRedis(t)
-	bin := buildMCPGate(t)
+	bin := mcpgateBin
 	prefix := "mcpgate-test:" + session.NewID()[:12] + ":"
 	t.Cleanup(func() { cleanupRedis(t, prefix) })
 	secret := testenv.IDKeySecret() // shared by the replicas

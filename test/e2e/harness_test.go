@@ -22,7 +22,7 @@ import (
 
 // fixtureBin is the conformance fixture built as a stdio server, and
 // mcpgateBin the gateway's own binary, for the tests that run it as a
-// process (buildMCPGate). TestMain builds both, once for all the tests.
+// process. TestMain builds both, once for all the tests.
 var fixtureBin, mcpgateBin string
 
 func TestMain(m *testing.M) {

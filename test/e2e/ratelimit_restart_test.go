@@ -18,7 +18,7 @@ import (
 // out before the kill (a crash loses at most that much).
 func TestRestartKeepsRateLimits(t *testing.T) {
 	t.Parallel()
-	bin := buildMCPGate(t)
+	bin := mcpgateBin
 	addr, dir := freeAddr(t), t.TempDir()
 	const flush = 100 * time.Millisecond
 	cfg := fmt.Sprintf(`listeners:

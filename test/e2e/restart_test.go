@@ -20,12 +20,6 @@ type gatewayProcess struct {
 	cmd *exec.Cmd
 }
 
-// buildMCPGate returns the mcpgate binary TestMain built.
-func buildMCPGate(t *testing.T) string {
-	t.Helper()
-	return mcpgateBin
-}
-
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -87,7 +81,7 @@ func (p *gatewayProcess) kill() {
 // over stdio). No session is lost.
 func TestRestartKeepsSessions(t *testing.T) {
 	t.Parallel()
-	bin := buildMCPGate(t)
+	bin := mcpgateBin
 	upstreams := map[string][]string{
 		"http":  {"--http", fixtureHTTP(t, false)},
 		"stdio": {"--stdio", fixtureBin},
