@@ -20,7 +20,10 @@ import (
 // to 2025-11-25 and 2026-07-28, through mcpgate, to go-sdk servers over
 // Streamable HTTP and over stdio, each pinned to one era so that nothing
 // but the gateway can bridge them.
+//
+// Every pairing has its own gateway and upstream, so they run in parallel.
 func TestEraPairings(t *testing.T) {
+	t.Parallel()
 	pin := func(r config.Route, era string) config.Route {
 		r.Upstream.Era = era
 		return r
@@ -29,16 +32,17 @@ func TestEraPairings(t *testing.T) {
 		name  string
 		route config.Route
 	}{
-		{"legacy-http", pin(httpRoute("fixture", "/mcp", fixtureHTTP(t, false)), config.EraLegacy)},
-		{"modern-http", pin(httpRoute("fixture", "/mcp", fixtureHTTP(t, true)), config.EraModern)},
-		{"legacy-stdio", pin(stdioRoute("fixture", "/mcp", fixtureBin), config.EraLegacy)},
-		{"modern-stdio", pin(stdioRoute("fixture", "/mcp", fixtureBin), config.EraModern)},
+		{"legacy-http", pin(httpRoute("fixture", "/mcp", fixtureHTTPWith(t, false, watchFast)), config.EraLegacy)},
+		{"modern-http", pin(httpRoute("fixture", "/mcp", fixtureHTTPWith(t, true, watchFast)), config.EraModern)},
+		{"legacy-stdio", pin(stdioRoute("fixture", "/mcp", fixtureBin, watchFastArg), config.EraLegacy)},
+		{"modern-stdio", pin(stdioRoute("fixture", "/mcp", fixtureBin, watchFastArg), config.EraModern)},
 	}
 	clients := []string{"2025-11-25", "2026-07-28"}
 	for _, up := range upstreams {
 		g := startGateway(t, nil, up.route)
 		for _, version := range clients {
 			t.Run(up.name+"/client-"+version, func(t *testing.T) {
+				t.Parallel()
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 				defer cancel()
 				c := newSDKClient()
@@ -86,7 +90,7 @@ func TestEraPairings(t *testing.T) {
 
 				// A resource subscription: resources/subscribe for a legacy
 				// client, subscriptions/listen for a modern one; the fixture
-				// changes the watched resource every few seconds.
+				// changes the watched resource every watchEvery.
 				if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: conformancefixture.WatchedResourceURI}); err != nil {
 					t.Fatalf("subscribe: %v", err)
 				}
@@ -133,11 +137,13 @@ func TestEraPairings(t *testing.T) {
 // request that times out; it lasts as long as the client listens, natively
 // and through the bridge.
 func TestListenOutlivesRequestTimeout(t *testing.T) {
+	t.Parallel()
 	for name, route := range map[string]config.Route{
 		"modern server": httpRoute("fixture", "/mcp", fixtureHTTP(t, true)),
 		"legacy server": httpRoute("fixture", "/mcp", fixtureHTTP(t, false)),
 	} {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			route.RequestTimeout = time.Second
 			if name == "legacy server" {
 				route.Upstream.Era = config.EraLegacy

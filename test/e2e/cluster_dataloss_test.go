@@ -22,6 +22,7 @@ import (
 // forwarded to its owner), and the cluster-wide cap still refuses a
 // session beyond it.
 func TestClusterSurvivesRedisDataLoss(t *testing.T) {
+	t.Parallel()
 	rs := startRedisServer(t)
 	upstream := fixtureHTTP(t, false)
 	const max = 4

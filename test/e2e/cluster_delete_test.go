@@ -29,6 +29,7 @@ import (
 //     404 and never reaches the upstream, even before that replica has
 //     heard the announcement.
 func TestClusterDeleteEndsEverywhere(t *testing.T) {
+	t.Parallel()
 	requireRedis(t)
 	s := mcp.NewServer(&mcp.Implementation{Name: "counting", Version: "1"}, nil)
 	var calls atomic.Int64

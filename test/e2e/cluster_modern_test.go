@@ -37,8 +37,9 @@ func resultOf(t testing.TB, body string) json.RawMessage {
 // pending call is served there — with the key, and without one (the
 // requestState names the session).
 func TestClusterModernSessions(t *testing.T) {
+	t.Parallel()
 	requireRedis(t)
-	bin := buildMCPGate(t)
+	bin := mcpgateBin
 	prefix := "mcpgate-test:" + session.NewID()[:12] + ":"
 	t.Cleanup(func() { cleanupRedis(t, prefix) })
 	secret := testenv.IDKeySecret() // shared by the replicas

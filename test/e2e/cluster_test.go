@@ -60,14 +60,18 @@ func (r *rotator) RoundTrip(req *http.Request) (*http.Response, error) {
 // holds across the cluster, and a session ended on one replica is gone on
 // all of them.
 func TestClusterAnyReplicaServesAnySession(t *testing.T) {
+	t.Parallel()
 	requireRedis(t)
-	bin := buildMCPGate(t)
+	bin := mcpgateBin
 	upstreams := map[string]string{
 		"http":  fmt.Sprintf(`{era: legacy, http: {url: "%s"}}`, fixtureHTTP(t, false)),
 		"stdio": fmt.Sprintf(`{era: legacy, stdio: {command: "%s"}}`, fixtureBin),
 	}
 	for name, up := range upstreams {
-		t.Run(name, func(t *testing.T) { clusterRun(t, bin, up) })
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			clusterRun(t, bin, up)
+		})
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 // at once; each sees only its own progress, sampling and elicitation, and
 // ending one leaves the others working.
 func TestConcurrentSessionsIndependent(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, nil, stdioRoute("fixture", "/mcp", fixtureBin))
 	const n = 4
 	clients := make([]*sdkClient, n)

@@ -16,6 +16,7 @@ import (
 // the same outcome: every active legacy scenario passes both ways, and the
 // 2026-07-28 requirement set passes through the gateway as it does directly.
 func TestConformanceThroughGateway(t *testing.T) {
+	t.Parallel()
 	nodetool.Node(t) // fails under CI=true, skips elsewhere, when Node is missing
 	tests := []struct {
 		name      string
@@ -27,6 +28,7 @@ func TestConformanceThroughGateway(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
 			upstream := fixtureHTTP(t, tt.stateless)
@@ -64,6 +66,7 @@ func TestConformanceThroughGateway(t *testing.T) {
 // each. A scenario that passes natively and fails through the bridge
 // without an entry in knownBridgeGaps fails the test.
 func TestConformanceAcrossTheBreak(t *testing.T) {
+	t.Parallel()
 	nodetool.Node(t)
 	tests := []struct {
 		name string
@@ -77,6 +80,7 @@ func TestConformanceAcrossTheBreak(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
 			direct := nodetool.RunConformance(ctx, t, fixtureHTTP(t, tt.nativeStateless), tt.args...)

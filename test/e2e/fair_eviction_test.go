@@ -27,6 +27,7 @@ func clientFrom(local string) *http.Client {
 // they keep working: B pushes out only its own sessions, under the global
 // cap alone and under the default per-address cap (which holds B to 32).
 func TestBoundsEvictionSparesOtherAddresses(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name      string
 		perAddr   *config.Cap

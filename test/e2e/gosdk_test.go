@@ -90,6 +90,7 @@ func exercise(ctx context.Context, t *testing.T, c *sdkClient, cs *mcp.ClientSes
 // TestGoSDKLegacyEra: go-sdk clients pinned to each session-era revision,
 // through mcpgate, to a go-sdk server over Streamable HTTP and over stdio.
 func TestGoSDKLegacyEra(t *testing.T) {
+	t.Parallel()
 	upstreams := map[string]config.Route{
 		"http":  httpRoute("fixture", "/mcp", fixtureHTTP(t, false)),
 		"stdio": stdioRoute("fixture", "/mcp", fixtureBin),
@@ -125,6 +126,7 @@ func TestGoSDKLegacyEra(t *testing.T) {
 // a stateless go-sdk server; sampling and elicitation travel as MRTR
 // input_required results, untouched by the gateway.
 func TestGoSDKModernEra(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, nil, httpRoute("fixture", "/mcp", fixtureHTTP(t, true)))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

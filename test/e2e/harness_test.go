@@ -2,12 +2,15 @@ package e2e
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -17,8 +20,10 @@ import (
 	"github.com/mcpgate/mcpgate/internal/testutil/testenv"
 )
 
-// fixtureBin is the conformance fixture built as a stdio server.
-var fixtureBin string
+// fixtureBin is the conformance fixture built as a stdio server, and
+// mcpgateBin the gateway's own binary, for the tests that run it as a
+// process. TestMain builds both, once for all the tests.
+var fixtureBin, mcpgateBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "mcpgate-e2e")
@@ -26,16 +31,39 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	fixtureBin = filepath.Join(dir, "fixture")
-	build := exec.Command("go", "build", "-o", fixtureBin, "github.com/mcpgate/mcpgate/internal/testutil/conformancefixture/cmd/fixture")
+	mcpgateBin = filepath.Join(dir, "mcpgate")
+	// One go build for both: their packages compile in parallel.
+	build := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
+		"github.com/mcpgate/mcpgate/internal/testutil/conformancefixture/cmd/fixture",
+		"github.com/mcpgate/mcpgate/cmd/mcpgate")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the fixture:", err)
+		fmt.Fprintln(os.Stderr, "building the fixture and mcpgate:", err)
 		os.Exit(1)
 	}
+	raiseParallel()
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	testenv.Report()
 	os.Exit(code)
+}
+
+// e2eParallel is how many tests of the package run at once unless
+// -test.parallel says otherwise.
+const e2eParallel = 6
+
+// raiseParallel sets -test.parallel to e2eParallel when the command line
+// did not set it. Its default, GOMAXPROCS, suits tests that compute; these
+// mostly wait — for idle timeouts, Redis restarts, child processes and the
+// Node tools — so on a 2-core machine two waiting tests would hold the
+// package while the CPU idles.
+func raiseParallel() {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		_ = flag.Set("test.parallel", strconv.Itoa(max(e2eParallel, runtime.GOMAXPROCS(0))))
+	}
 }
 
 // gw is a running gateway for one test.
@@ -103,8 +131,25 @@ func stdioRoute(name, path, command string, args ...string) config.Route {
 // sessions (legacy) or stateless (modern, 2026-07-28).
 func fixtureHTTP(t testing.TB, stateless bool) string {
 	t.Helper()
+	return fixtureHTTPWith(t, stateless, nil)
+}
+
+// watchEvery is how often the watched resource of the fixtures changes in
+// tests that wait for a notifications/resources/updated: they wait for a
+// change, not for the fixture's default 3 s tick.
+const watchEvery = 100 * time.Millisecond
+
+// watchFast tunes a fixture to change its watched resource every watchEvery.
+var watchFast = &conformancefixture.Options{WatchedInterval: watchEvery}
+
+// watchFastArg is watchFast as a flag of the fixture process (fixtureBin).
+var watchFastArg = "-watch-interval=" + watchEvery.String()
+
+// fixtureHTTPWith is fixtureHTTP tuned by opts (nil: the defaults).
+func fixtureHTTPWith(t testing.TB, stateless bool, opts *conformancefixture.Options) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	srv := httptest.NewServer(conformancefixture.Handler(ctx, stateless))
+	srv := httptest.NewServer(conformancefixture.HandlerWithOptions(ctx, stateless, opts))
 	t.Cleanup(func() { cancel(); srv.Close() })
 	return srv.URL + "/"
 }

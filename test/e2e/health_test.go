@@ -189,6 +189,7 @@ func within(t *testing.T, limit time.Duration, what, admin string, cond func(hea
 // writes counted), then up again by itself (one store_recovered line
 // with the outage's length). Nothing crashes; nothing is reopened.
 func TestStoreHealthRedisRestart(t *testing.T) {
+	t.Parallel()
 	rs := startRedisServer(t)
 	upstream := fixtureHTTP(t, false)
 	secret := testenv.IDKeySecret() // shared by the two gateways

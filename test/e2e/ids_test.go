@@ -13,6 +13,7 @@ import (
 // a forged or foreign id is refused as unknown (404) without a store
 // look-up, a mangled one as malformed (400), and a genuine one works.
 func TestSignedSessionIDs(t *testing.T) {
+	t.Parallel()
 	keys := func(secret string) func(*config.Config) {
 		return func(c *config.Config) {
 			c.Sessions.IDKeys = []config.IDKey{{ID: "k1", Secret: config.Secret(secret)}}

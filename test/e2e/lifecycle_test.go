@@ -17,6 +17,7 @@ import (
 // request in flight gets a clear error with 404, and the session id answers
 // 404 afterwards, so the client knows to start again.
 func TestStdioProcessDeath(t *testing.T) {
+	t.Parallel()
 	// Answers initialize, swallows the initialized notification, then exits
 	// on the next message, like a crashing server.
 	script := `read -r line; printf '%s\n' '{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"dies","version":"1"}}}'; read -r line; read -r line; echo "fatal: out of cheese" >&2; exit 3`
@@ -40,6 +41,7 @@ func TestStdioProcessDeath(t *testing.T) {
 // closes its response stream cancels the request; mcpgate closes its own
 // upstream stream in turn.
 func TestModernStreamCloseCancelsUpstream(t *testing.T) {
+	t.Parallel()
 	started, cancelled := make(chan struct{}, 1), make(chan struct{}, 1)
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)

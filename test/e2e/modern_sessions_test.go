@@ -147,9 +147,10 @@ func TestModernMetaRulesAtGateway(t *testing.T) {
 // stdio fixture and a bridged legacy HTTP fixture: the gateway enforces
 // them, whatever the upstream checks itself.
 func TestConformanceModernStdio(t *testing.T) {
+	t.Parallel()
 	nodetool.Node(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel) // after the parallel subtests
 	legacy := httpRoute("fixture", "/mcp", fixtureHTTP(t, false))
 	legacy.Upstream.Era = config.EraLegacy
 	for name, route := range map[string]config.Route{
@@ -159,6 +160,7 @@ func TestConformanceModernStdio(t *testing.T) {
 		g := startGateway(t, nil, route)
 		for _, scenario := range []string{"server-stateless", "http-custom-header-server-validation"} {
 			t.Run(name+"/"+scenario, func(t *testing.T) {
+				t.Parallel()
 				res := nodetool.RunConformance(ctx, t, g.URL+"/mcp", "--scenario", scenario, "--spec-version", modernVersion)
 				p, f := res.Totals()
 				t.Logf("%s through mcpgate (%s): %d passed, %d failed", scenario, name, p, f)

@@ -22,6 +22,7 @@ import (
 // (server-everything) through mcpgate with the TypeScript SDK client, with
 // the server behind the gateway over Streamable HTTP and over stdio.
 func TestTypeScriptClientThroughGateway(t *testing.T) {
+	t.Parallel()
 	cmd, args := everything.StdioCommand(t)
 	upstreams := map[string]config.Route{
 		"http":  httpRoute("everything", "/mcp", everything.StartHTTP(t)),
@@ -29,6 +30,7 @@ func TestTypeScriptClientThroughGateway(t *testing.T) {
 	}
 	for name, route := range upstreams {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			g := startGateway(t, nil, route)
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
@@ -48,6 +50,7 @@ func TestTypeScriptClientThroughGateway(t *testing.T) {
 // input_required results reach the client as sampling, elicitation and
 // roots requests.
 func TestTypeScriptClientModernServer(t *testing.T) {
+	t.Parallel()
 	route := httpRoute("fixture", "/mcp", fixtureHTTP(t, true))
 	route.Upstream.Era = config.EraModern
 	g := startGateway(t, nil, route)
@@ -85,6 +88,7 @@ func TestTypeScriptClientModernServer(t *testing.T) {
 // 2026-07-28 through mcpgate to the npm reference server over stdio, which
 // speaks only the legacy era.
 func TestGoSDKModernClientEverythingStdio(t *testing.T) {
+	t.Parallel()
 	cmd, args := everything.StdioCommand(t)
 	g := startGateway(t, nil, stdioRoute("everything", "/mcp", cmd, args...))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

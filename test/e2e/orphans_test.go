@@ -50,7 +50,7 @@ func TestKilledGatewayLeavesNoProcesses(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the parent-death signal and /proc are Linux's; elsewhere children are not tracked")
 	}
-	bin := buildMCPGate(t)
+	bin := mcpgateBin
 	stubborn := filepath.Join(t.TempDir(), "stubborn")
 	if out, err := exec.Command("go", "build", "-o", stubborn, "./testdata/stubborn").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)

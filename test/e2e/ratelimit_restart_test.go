@@ -17,7 +17,8 @@ import (
 // limiters' state is saved every flush_interval, so the test waits one
 // out before the kill (a crash loses at most that much).
 func TestRestartKeepsRateLimits(t *testing.T) {
-	bin := buildMCPGate(t)
+	t.Parallel()
+	bin := mcpgateBin
 	addr, dir := freeAddr(t), t.TempDir()
 	const flush = 100 * time.Millisecond
 	cfg := fmt.Sprintf(`listeners:

@@ -81,6 +81,7 @@ func legacySession(t testing.TB, url string) string {
 // JSON-RPC code, on a gateway in front of both a legacy and a modern
 // upstream.
 func TestRejections(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, func(c *config.Config) { c.Server.MaxBodyBytes = 64 << 10 },
 		httpRoute("legacy", "/mcp", fixtureHTTP(t, false)),
 		httpRoute("modern", "/modern/mcp", fixtureHTTP(t, true)),

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,16 +18,6 @@ import (
 // gatewayProcess runs the mcpgate binary as a real child process.
 type gatewayProcess struct {
 	cmd *exec.Cmd
-}
-
-func buildMCPGate(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "mcpgate")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/mcpgate/mcpgate/cmd/mcpgate").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
 }
 
 func freeAddr(t *testing.T) string {
@@ -91,13 +80,15 @@ func (p *gatewayProcess) kill() {
 // re-established lazily: a new upstream session over HTTP, a new process
 // over stdio). No session is lost.
 func TestRestartKeepsSessions(t *testing.T) {
-	bin := buildMCPGate(t)
+	t.Parallel()
+	bin := mcpgateBin
 	upstreams := map[string][]string{
 		"http":  {"--http", fixtureHTTP(t, false)},
 		"stdio": {"--stdio", fixtureBin},
 	}
 	for name, up := range upstreams {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			addr, dir := freeAddr(t), t.TempDir()
 			args := append([]string{"--listen", addr, "--data-dir", dir}, up...)
 			gw := startProcess(t, bin, args...)

@@ -18,6 +18,7 @@ import (
 // to stop still gets its answer, sessions end (upstream sessions deleted),
 // and Run returns within the shutdown timeout.
 func TestGracefulShutdownDrains(t *testing.T) {
+	t.Parallel()
 	s := mcp.NewServer(&mcp.Implementation{Name: "slow", Version: "1"}, nil)
 	started := make(chan struct{}, 1)
 	mcp.AddTool(s, &mcp.Tool{Name: "slow"}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {

@@ -19,7 +19,8 @@ import (
 // streams megabytes of log notifications and never reads its response;
 // another session keeps calling tools at full speed meanwhile, and the
 // stalled stream is dropped after the write timeout instead of holding
-// the gateway.
+// the gateway. Not parallel: it bounds the latency of calls, which other
+// tests' load would measure too.
 func TestSlowClientDoesNotBlockOthers(t *testing.T) {
 	s := mcp.NewServer(&mcp.Implementation{Name: "flood", Version: "1"}, &mcp.ServerOptions{})
 	mcp.AddTool(s, &mcp.Tool{Name: "flood"}, func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {

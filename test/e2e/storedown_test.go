@@ -73,6 +73,7 @@ func (p *cutProxy) setCut(cut bool) {
 // with Retry-After (not 404, not a crash); sessions this replica holds keep
 // working; when the store is back, everything works again.
 func TestStoreUnavailableFailsClosed(t *testing.T) {
+	t.Parallel()
 	requireRedis(t)
 	proxy := newCutProxy(t, redisAddr)
 	prefix := "mcpgate-test:" + session.NewID()[:12] + ":"

@@ -17,6 +17,7 @@ import (
 // counted nowhere), and a refused creation as op="admit" (it failed at the
 // shared creation rate window, counted under no operation).
 func TestStoreOutageCountedByOp(t *testing.T) {
+	t.Parallel()
 	requireRedis(t)
 	proxy := newCutProxy(t, "127.0.0.1:6379")
 	prefix := "mcpgate-test:" + session.NewID()[:12] + ":"

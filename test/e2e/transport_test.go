@@ -193,6 +193,7 @@ func readEventsUntil(t testing.TB, body *bufio.Reader, marker string) (events, b
 // receives at most that, and the drops are logged once per interval with
 // a count, not once per message.
 func TestBacklogBoundedAfterStreamLost(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, version string
 		related       bool // flood the lost tools/call stream, not the GET stream

@@ -39,6 +39,7 @@ func mustOpen(t testing.TB, path string, opts Options) *Store {
 }
 
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		interval time.Duration
@@ -50,6 +51,7 @@ func TestConformance(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			storetest.Run(t, func(t *testing.T) store.Store {
 				return mustOpen(t, filepath.Join(t.TempDir(), "sessions.db"), Options{FlushInterval: tt.interval})
 			})
@@ -58,6 +60,7 @@ func TestConformance(t *testing.T) {
 }
 
 func TestDurable(t *testing.T) {
+	t.Parallel()
 	storetest.RunDurable(t, func(t *testing.T, path string) store.Store {
 		s, err := Open(path, Options{FlushInterval: 50 * time.Millisecond})
 		if err != nil {

@@ -118,6 +118,7 @@ func (sub *subscriber) expect(t *testing.T, want ...store.Event) {
 // proxy that is cut and restored: each sees the other's events and its
 // own, before the cut and after.
 func TestBroadcast(t *testing.T) {
+	t.Parallel()
 	px := newProxy(t, redisAddr)
 	prefix := testPrefix(t)
 	const timeout = 200 * time.Millisecond

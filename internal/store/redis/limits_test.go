@@ -101,6 +101,7 @@ func TestBucketsSharedExactly(t *testing.T) {
 // The window slides: an admission leaves it exactly a window later, and
 // a retry after the returned duration is admitted.
 func TestWindowSlides(t *testing.T) {
+	t.Parallel()
 	s := openStore(t, Options{})
 	const window = 300 * time.Millisecond
 	w := s.NewWindow("w", 2, window)

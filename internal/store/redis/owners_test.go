@@ -12,6 +12,7 @@ import (
 )
 
 func TestOwners(t *testing.T) {
+	t.Parallel()
 	prefix := testPrefix(t)
 	a, b := openStore(t, Options{Prefix: prefix}), openStore(t, Options{Prefix: prefix})
 	ctx := t.Context()

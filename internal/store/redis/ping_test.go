@@ -13,6 +13,7 @@ import (
 // hang, when it refuses or stalls; success again once it is back, on the
 // same store; store.ErrClosed after Close.
 func TestPing(t *testing.T) {
+	t.Parallel()
 	px := newProxy(t, redisAddr)
 	const timeout = 200 * time.Millisecond
 	s := openStore(t, Options{Addr: px.Addr(), DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout})

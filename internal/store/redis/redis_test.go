@@ -31,6 +31,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	needRedis(t)
 	tests := []struct {
 		name     string
@@ -56,6 +57,7 @@ func TestConformance(t *testing.T) {
 // survives a Redis restart is Redis's persistence configuration's
 // business, not the store's.
 func TestDurable(t *testing.T) {
+	t.Parallel()
 	needRedis(t)
 	storetest.RunDurable(t, func(t *testing.T, path string) store.Store {
 		needRedis(t)
@@ -130,6 +132,7 @@ func TestRoundTrips(t *testing.T) {
 // TestTouchBatching checks that Touch costs no round trip and that a
 // flush writes a thousand of them in one.
 func TestTouchBatching(t *testing.T) {
+	t.Parallel()
 	s := openStore(t, Options{FlushInterval: 100 * time.Millisecond})
 	raw := rawClient(t)
 	ctx := t.Context()
@@ -491,6 +494,7 @@ func TestCloseConcurrent(t *testing.T) {
 // promptly, Touch keeps buffering, and once the proxy is back the same
 // store works again and writes what it buffered.
 func TestRedisDown(t *testing.T) {
+	t.Parallel()
 	px := newProxy(t, redisAddr)
 	var logs syncBuffer
 	const timeout = 200 * time.Millisecond

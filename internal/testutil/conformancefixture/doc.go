@@ -21,5 +21,9 @@
 //
 //	srv := httptest.NewServer(conformancefixture.Handler(t.Context(), false))
 //
-// and cmd/fixture runs it as a process, over stdio or HTTP.
+// and cmd/fixture runs it as a process, over stdio or HTTP. Options (and
+// cmd/fixture's -watch-interval) tune it for tests: a test that waits for a
+// change of WatchedResourceURI sets WatchedInterval small instead of waiting
+// for the default 3 s tick. The fixture stops when the context it was made
+// with is done; so does a test_wait_for_cancellation call still waiting then.
 package conformancefixture

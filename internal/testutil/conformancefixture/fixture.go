@@ -25,14 +25,37 @@ var Implementation = mcp.Implementation{
 // WatchedResourceInterval.
 const WatchedResourceURI = "test://watched-resource"
 
-// WatchedResourceInterval is how often the watched resource changes.
+// WatchedResourceInterval is how often the watched resource changes by
+// default (Options.WatchedInterval).
 const WatchedResourceInterval = 3 * time.Second
+
+// Options tune a fixture. The zero value is the fixture the conformance
+// suite expects.
+type Options struct {
+	// WatchedInterval is how often WatchedResourceURI changes (and its
+	// subscribers are notified); zero means WatchedResourceInterval. Tests
+	// that wait for a notifications/resources/updated set it small, so that
+	// they wait for the change rather than for the default tick.
+	WatchedInterval time.Duration
+}
+
+// watchedInterval is o's WatchedInterval, or its default.
+func (o *Options) watchedInterval() time.Duration {
+	if o == nil || o.WatchedInterval <= 0 {
+		return WatchedResourceInterval
+	}
+	return o.WatchedInterval
+}
 
 // fixture is the state behind one server returned by New.
 type fixture struct {
 	server *mcp.Server
 	// stateKey authenticates the requestState of input_required results.
 	stateKey []byte
+	// life is New's context: the fixture stops when it is done.
+	life context.Context
+	// watchedEvery is how often WatchedResourceURI changes.
+	watchedEvery time.Duration
 	// watchedRevision counts the changes of WatchedResourceURI.
 	watchedRevision atomic.Int64
 	// cancelled counts calls of test_wait_for_cancellation that ended
@@ -40,10 +63,13 @@ type fixture struct {
 	cancelled atomic.Int64
 }
 
-// New returns a fresh server. Background goroutines (e.g. the
-// watched-resource updater) stop when ctx is done.
-func New(ctx context.Context) *mcp.Server {
-	f := &fixture{stateKey: make([]byte, 32)}
+// New returns a fresh server with the default Options. Background
+// goroutines (e.g. the watched-resource updater) stop when ctx is done.
+func New(ctx context.Context) *mcp.Server { return NewWithOptions(ctx, nil) }
+
+// NewWithOptions is New tuned by opts (nil: the defaults).
+func NewWithOptions(ctx context.Context, opts *Options) *mcp.Server {
+	f := &fixture{life: ctx, stateKey: make([]byte, 32), watchedEvery: opts.watchedInterval()}
 	rand.Read(f.stateKey) // never fails; see crypto/rand.Read
 	impl := Implementation
 	f.server = mcp.NewServer(&impl, &mcp.ServerOptions{
@@ -75,18 +101,23 @@ func New(ctx context.Context) *mcp.Server {
 // session handler speaks only the dated versions up to 2025-11-25; the
 // 2026-07-28 era needs stateless=true.
 func Handler(ctx context.Context, stateless bool) http.Handler {
-	srv := New(ctx)
-	opts := &mcp.StreamableHTTPOptions{Stateless: stateless}
+	return HandlerWithOptions(ctx, stateless, nil)
+}
+
+// HandlerWithOptions is Handler serving NewWithOptions(ctx, opts).
+func HandlerWithOptions(ctx context.Context, stateless bool, opts *Options) http.Handler {
+	srv := NewWithOptions(ctx, opts)
+	hopts := &mcp.StreamableHTTPOptions{Stateless: stateless}
 	if !stateless {
-		opts.EventStore = mcp.NewMemoryEventStore(nil)
+		hopts.EventStore = mcp.NewMemoryEventStore(nil)
 	}
-	return mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, opts)
+	return mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, hopts)
 }
 
 // updateWatched changes the watched resource and notifies its subscribers
 // until ctx is done.
 func (f *fixture) updateWatched(ctx context.Context) {
-	tick := time.NewTicker(WatchedResourceInterval)
+	tick := time.NewTicker(f.watchedEvery)
 	defer tick.Stop()
 	for {
 		select {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -239,5 +240,51 @@ func TestStdioCommand(t *testing.T) {
 	}
 	if got := callText(t, cs, "test_simple_text", nil); got != "This is a simple text response for testing." {
 		t.Errorf("test_simple_text = %q", got)
+	}
+}
+
+// TestWatchedInterval: with Options.WatchedInterval set, a subscriber of
+// the watched resource hears of a change at that pace, and reading the
+// resource afterwards shows the new revision.
+func TestWatchedInterval(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	ct, st := mcp.NewInMemoryTransports()
+	srv := conformancefixture.NewWithOptions(ctx, &conformancefixture.Options{WatchedInterval: 10 * time.Millisecond})
+	ss, err := srv.Connect(ctx, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ss.Close() })
+	updated := make(chan struct{}, 1)
+	client := mcp.NewClient(&mcp.Implementation{Name: "fixture-test", Version: "0"}, &mcp.ClientOptions{
+		ResourceUpdatedHandler: func(_ context.Context, r *mcp.ResourceUpdatedNotificationRequest) {
+			if r.Params.URI == conformancefixture.WatchedResourceURI {
+				select {
+				case updated <- struct{}{}:
+				default:
+				}
+			}
+		},
+	})
+	cs, err := client.Connect(ctx, ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cs.Close() })
+	if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: conformancefixture.WatchedResourceURI}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-updated:
+	case <-time.After(conformancefixture.WatchedResourceInterval):
+		t.Fatalf("no notifications/resources/updated within the default interval (%v) with a 10ms one", conformancefixture.WatchedResourceInterval)
+	}
+	res, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: conformancefixture.WatchedResourceURI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Contents[0].Text; got == "Watched resource content, revision 0" {
+		t.Errorf("watched resource after an update = %q; want a later revision", got)
 	}
 }

@@ -122,11 +122,21 @@ func (f *fixture) addTools() {
 	mcp.AddTool(s, &mcp.Tool{Name: toolStreaming, Description: "Streams progress notifications, never requests, while the call is in flight."}, f.streaming)
 	mcp.AddTool(s, &mcp.Tool{Name: toolWaitCancel, Description: "Waits up to 30s for the caller to cancel the call, and counts the cancellations it sees."},
 		func(ctx context.Context, _ *mcp.CallToolRequest, _ noArgs) (*mcp.CallToolResult, any, error) {
-			if err := sleep(ctx, 30*time.Second); err != nil {
+			t := time.NewTimer(30 * time.Second)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				return textResult("not cancelled"), nil, nil
+			case <-ctx.Done():
 				f.cancelled.Add(1)
-				return nil, nil, err
+				return nil, nil, ctx.Err()
+			case <-f.life.Done():
+				// The fixture stops. A call its server does not stop when the
+				// caller leaves (go-sdk's stateless handler) would otherwise
+				// hold a closing HTTP server (httptest's Close waits for every
+				// handler) for the rest of the 30s. Not a cancellation.
+				return nil, nil, errors.New("the fixture stopped")
 			}
-			return textResult("not cancelled"), nil, nil
 		})
 	mcp.AddTool(s, &mcp.Tool{Name: toolCancellations, Description: "Reports how many calls of " + toolWaitCancel + " were cancelled."},
 		func(context.Context, *mcp.CallToolRequest, noArgs) (*mcp.CallToolResult, any, error) {

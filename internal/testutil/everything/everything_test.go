@@ -20,6 +20,7 @@ import (
 // TypeScript client, run directly against server-everything over Streamable
 // HTTP (no gateway in between), must pass every scenario.
 func TestClientAgainstServerEverythingHTTP(t *testing.T) {
+	t.Parallel()
 	u := everything.StartHTTP(t)
 	assertLoopback(t, u)
 
@@ -75,6 +76,7 @@ func TestClientAgainstServerEverythingHTTP(t *testing.T) {
 // per-session state (subscriptions, roots, sampling answers) must not leak
 // between sessions.
 func TestConcurrentClients(t *testing.T) {
+	t.Parallel()
 	u := everything.StartHTTP(t)
 	var wg sync.WaitGroup
 	reports := make([]everything.Report, 2)
@@ -93,6 +95,7 @@ func TestConcurrentClients(t *testing.T) {
 // TestStdioCommand checks that the stdio command line starts the server and
 // completes an initialize handshake over stdin/stdout.
 func TestStdioCommand(t *testing.T) {
+	t.Parallel()
 	command, args := everything.StdioCommand(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()

@@ -135,11 +135,13 @@ func loServe(t *testing.T, h http.Handler) *loEnv {
 }
 
 // loFixture runs the conformance fixture's stateless (2026-07-28) handler.
+// Its watched resource changes every 50ms: tests that wait for a
+// notifications/resources/updated wait for a change, not the default tick.
 func loFixture(t *testing.T) *loEnv {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	return loServe(t, conformancefixture.Handler(ctx, true))
+	return loServe(t, conformancefixture.HandlerWithOptions(ctx, true, &conformancefixture.Options{WatchedInterval: 50 * time.Millisecond}))
 }
 
 func loCtx(t *testing.T) context.Context {
@@ -1009,6 +1011,7 @@ func TestLegacyClientClose(t *testing.T) {
 // TestLegacyClientListenReconnects: a listen stream that breaks is opened
 // again, and notifications flow on the new one.
 func TestLegacyClientListenReconnects(t *testing.T) {
+	t.Parallel()
 	e := loFixture(t)
 	e.initialize(t, core.Version20251125)
 	if err := e.conn.Listen(loCtx(t)); err != nil {
@@ -1044,6 +1047,7 @@ func TestLegacyClientListenReconnects(t *testing.T) {
 // subscriptions/listen makes Listen fail naming it, and is not asked again
 // until something changes.
 func TestLegacyClientListenRefused(t *testing.T) {
+	t.Parallel()
 	s := mcp.NewServer(&mcp.Implementation{Name: "nolisten", Version: "1"}, nil)
 	mcp.AddTool(s, &mcp.Tool{Name: "t"}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
 		return &mcp.CallToolResult{}, nil, nil

@@ -573,8 +573,9 @@ func TestCloseEscalation(t *testing.T) {
 		wantTerm bool
 		wantKill bool
 	}{
-		{"ignores stdin close", `sleep 60`, true, false},
-		{"ignores SIGTERM too", `trap "" TERM; sleep 60`, true, true},
+		// Each says "ready" on stderr once its signal disposition is set.
+		{"ignores stdin close", `echo ready >&2; sleep 60`, true, false},
+		{"ignores SIGTERM too", `trap "" TERM; echo ready >&2; sleep 60`, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -582,7 +583,7 @@ func TestCloseEscalation(t *testing.T) {
 			cfg.ShutdownGrace = grace
 			u := newTestUpstream(t, cfg)
 			c, s, _ := u.open(t, core.EraLegacy)
-			time.Sleep(100 * time.Millisecond) // let sh set its trap
+			u.rec.wait(t, "sh to set its trap", stderrLine("ready"))
 
 			pending := make(chan error, 1)
 			go func() {
@@ -628,11 +629,11 @@ func TestCloseEscalation(t *testing.T) {
 // Close gives up waiting at ctx's end, but the shutdown goes on.
 func TestCloseHonoursContext(t *testing.T) {
 	t.Parallel()
-	cfg := script(`trap "" TERM; sleep 60`)
+	cfg := script(`trap "" TERM; echo ready >&2; sleep 60`)
 	cfg.ShutdownGrace = 300 * time.Millisecond
 	u := newTestUpstream(t, cfg)
 	c, _, _ := u.open(t, core.EraLegacy)
-	time.Sleep(100 * time.Millisecond)
+	u.rec.wait(t, "sh to set its trap", stderrLine("ready"))
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := c.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
