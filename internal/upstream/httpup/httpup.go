@@ -49,9 +49,10 @@ type Options struct {
 	MaxIdleConns int
 	// TLS configures the client side of TLS; nil uses the system roots.
 	TLS *TLSOptions
-	// Tap sees the messages a Conn originates itself (see upstream.Tap):
-	// the notifications/cancelled a legacy Conn sends for an abandoned
-	// request. Nil is off.
+	// Tap sees the messages the upstream originates itself (see
+	// upstream.Tap): the notifications/cancelled a legacy Conn sends for
+	// an abandoned request, and the probe's server/discover and its
+	// answer (with no session). Nil is off.
 	Tap upstream.Tap
 }
 
@@ -353,6 +354,12 @@ func (u *Upstream) probe(ctx context.Context) (upstream.Info, error) {
 	h[hdrMethod] = methodValue("server/discover")
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if u.tap != nil {
+		if m, err := core.Decode(discoverBody); err == nil {
+			m.Era, m.Received = core.EraModern, time.Now()
+			u.tap(ctx, nil, m)
+		}
+	}
 	resp, err := u.do(ctx, http.MethodPost, discoverBody, h)
 	if err != nil {
 		return upstream.Info{}, fmt.Errorf("httpup: probe: %w", err)
@@ -366,6 +373,7 @@ func (u *Upstream) probe(ctx context.Context) (upstream.Info, error) {
 		if err != nil {
 			return upstream.Info{}, fmt.Errorf("httpup: probe: %w", err)
 		}
+		u.tap.Emit(ctx, nil, m)
 		if m.Kind == core.KindResponse {
 			var res struct {
 				SupportedVersions []string `json:"supportedVersions"`
@@ -382,6 +390,8 @@ func (u *Upstream) probe(ctx context.Context) (upstream.Info, error) {
 		return upstream.Info{}, fmt.Errorf("httpup: probe: %w", readHTTPError(resp))
 	case code >= 400 && code < 500:
 		if m := readErrorBody(resp, core.ID(discoverID)); m != nil {
+			m.Direction, m.Era, m.Received = core.ServerToClient, core.EraModern, time.Now()
+			u.tap.Emit(ctx, nil, m)
 			return classifyError(m), nil
 		}
 		return legacy, nil

@@ -795,3 +795,53 @@ cat >/dev/null`))
 		t.Errorf("listen: %v", err)
 	}
 }
+
+// A Conn's Tap sees what the Conn sends of its own — a ping and its
+// answer, the notifications/cancelled of an abandoned call — and nothing
+// of the client's requests.
+func TestTap(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var seen []string
+	var sessions []*core.SessionInfo
+	cancelled := make(chan struct{})
+	tap := func(_ context.Context, s *core.SessionInfo, m *core.Message) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, m.Direction.String()+" "+m.Kind.String()+" "+m.Method)
+		sessions = append(sessions, s)
+		if m.Method == "notifications/cancelled" {
+			close(cancelled)
+		}
+	}
+	u := newTestUpstream(t, Options{Tap: tap})
+	c, _, sess := u.open(t, core.EraLegacy)
+	initialize(t, c)
+	if _, err := c.RoundTrip(timeout(t, 10*time.Second), toolCall(t, 1, "echo", map[string]any{"text": "x"}, nil), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ping(timeout(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	col := &collector{on: func(*core.Message) { cancel() }} // cancel on the first progress
+	if _, err := c.RoundTrip(ctx, toolCall(t, 2, "slow", map[string]any{"steps": 500, "delay_ms": 20}, map[string]any{"progressToken": "p"}), col.related); !errors.Is(err, context.Canceled) {
+		t.Fatalf("RoundTrip: %v, want context.Canceled", err)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no notifications/cancelled tapped")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"client_to_server request ping", "server_to_client response ", "client_to_server notification notifications/cancelled"}
+	if diff := cmp.Diff(want, seen); diff != "" {
+		t.Fatalf("tapped (-want +got):\n%s", diff)
+	}
+	for _, s := range sessions {
+		if s != sess {
+			t.Fatalf("tapped for session %p, want %p", s, sess)
+		}
+	}
+}
