@@ -719,7 +719,8 @@ func (c *Conn) route(m *core.Message, now time.Time) {
 	}
 
 	if m.Method == "notifications/progress" {
-		if tok := progressToken(m.Params); tok != nil {
+		// The decoder read params.progressToken: no second pass here.
+		if tok := m.ProgressToken; tok != nil {
 			c.mu.Lock()
 			cl := c.tokens[string(tok)]
 			c.mu.Unlock()
@@ -796,16 +797,6 @@ func subscriptionID(params []byte) []byte {
 		return nil
 	}
 	return p.Meta[core.MetaSubscriptionID]
-}
-
-// progressToken reads params.progressToken of a progress notification,
-// matching the key exactly.
-func progressToken(params []byte) []byte {
-	var p map[string]json.RawMessage
-	if json.Unmarshal(params, &p) != nil {
-		return nil
-	}
-	return p["progressToken"]
 }
 
 // readStderr logs each line the process writes to stderr; the spec says

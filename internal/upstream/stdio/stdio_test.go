@@ -109,7 +109,7 @@ func TestProgressRoutedByToken(t *testing.T) {
 			t.Errorf("call %d: related got %d messages, want 3 progress notifications", i, len(msgs))
 		}
 		for _, m := range msgs {
-			if m.Method != "notifications/progress" || string(progressToken(m.Params)) != want || m.Direction != core.ServerToClient {
+			if m.Method != "notifications/progress" || string(m.ProgressToken) != want || m.Direction != core.ServerToClient {
 				t.Errorf("call %d: related got %s (direction %v)", i, m.Raw, m.Direction)
 			}
 		}
