@@ -149,7 +149,7 @@ func (c *legacyConn) roundTrip(ctx context.Context, cancel context.CancelFunc, r
 	}
 	r := responseReader{b: &c.connBase, era: core.EraLegacy, cancel: cancel}
 	if !isInit || sid != nil {
-		r.resume = c.resume
+		r.resume = c
 	}
 	m, err := r.read(ctx, resp, req.ID, related)
 	if err != nil {
