@@ -282,11 +282,20 @@ func decodeParams(m *Message) error {
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":
 		wantName = "uri"
 	}
+	// A progress notification names its request by params.progressToken
+	// (not in _meta): routing it needs the token, so it is read here too.
+	progress := m.Method == "notifications/progress"
 	s := scanner{b: m.Params}
-	var seenName, seenMeta bool
+	var seenName, seenMeta, seenToken bool
 	return s.object(func(key []byte, vs, ve int) error {
 		v := m.Params[vs:ve]
 		switch {
+		case progress && string(key) == "progressToken":
+			if seenToken {
+				return NewError(CodeInvalidRequest, "invalid request: duplicate params.progressToken")
+			}
+			seenToken = true
+			m.ProgressToken = v
 		case wantName != "" && string(key) == wantName:
 			if seenName {
 				return NewError(CodeInvalidRequest, "invalid request: duplicate params."+wantName)
@@ -306,8 +315,9 @@ func decodeParams(m *Message) error {
 				return NewError(CodeInvalidParams, "invalid params: params._meta must be an object")
 			}
 			m.Meta |= MetaObject
-			return decodeMeta(m, v)
+			return decodeMeta(m, v, progress)
 		case wantName != "" && strings.EqualFold(string(key), wantName),
+			progress && strings.EqualFold(string(key), "progressToken"),
 			strings.EqualFold(string(key), "_meta"):
 			return NewError(CodeInvalidRequest, "invalid request: params member "+quoteKey(key)+" differs from a significant member only by case")
 		}
@@ -315,12 +325,17 @@ func decodeParams(m *Message) error {
 	})
 }
 
-func decodeMeta(m *Message, meta []byte) error {
+// decodeMeta reads params._meta. In a progress notification (progress)
+// the token is params.progressToken, so _meta's is not read.
+func decodeMeta(m *Message, meta []byte, progress bool) error {
 	s := scanner{b: meta}
 	return s.object(func(key []byte, vs, ve int) error {
 		v := meta[vs:ve]
 		switch string(key) {
 		case "progressToken":
+			if progress {
+				return nil
+			}
 			if m.ProgressToken != nil {
 				return NewError(CodeInvalidRequest, "invalid request: duplicate _meta.progressToken")
 			}

@@ -41,6 +41,10 @@ func TestDecode(t *testing.T) {
 			want: Message{Kind: KindResponse, ID: "9223372036854775807", Result: []byte(`{}`)}},
 		{name: "negative id", in: `{"jsonrpc":"2.0","id":-3,"method":"ping"}`,
 			want: Message{Kind: KindRequest, ID: "-3", Method: "ping"}},
+		{name: "progress notification", in: `{"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1,"progressToken":"p1","_meta":{"progressToken":"other"}}}`,
+			want: Message{Kind: KindNotification, Method: "notifications/progress", ProgressToken: []byte(`"p1"`), Meta: MetaObject}},
+		{name: "progressToken only in progress notifications", in: `{"jsonrpc":"2.0","method":"notifications/message","params":{"progressToken":"p1","ProgressToken":2}}`,
+			want: Message{Kind: KindNotification, Method: "notifications/message"}},
 		{name: "name ignored for other methods", in: `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"name":5}}`,
 			want: Message{Kind: KindRequest, ID: "1", Method: "tools/list"}},
 
@@ -71,6 +75,8 @@ func TestDecode(t *testing.T) {
 		{name: "duplicate name", in: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}`, code: CodeInvalidRequest},
 		{name: "escaped duplicate", in: `{"jsonrpc":"2.0","id":1,"method":"a","\u006dethod":"b"}`, code: CodeInvalidRequest},
 		{name: "name not string", in: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":1}}`, code: CodeInvalidParams},
+		{name: "duplicate progress token", in: `{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progressToken":2}}`, code: CodeInvalidRequest},
+		{name: "case variant progress token", in: `{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progresstoken":2}}`, code: CodeInvalidRequest},
 		{name: "meta not object", in: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":[]}}`, code: CodeInvalidParams},
 	}
 	for _, tt := range tests {
@@ -208,6 +214,13 @@ func FuzzDecode(f *testing.F) {
 			}
 			if err := json.Unmarshal(p[key], &name); err != nil || name != m.Name {
 				t.Fatalf("name %q, reference %q", m.Name, name)
+			}
+		}
+		if m.Method == "notifications/progress" && len(m.ProgressToken) > 0 {
+			var p map[string]json.RawMessage
+			_ = json.Unmarshal(ref["params"], &p)
+			if !bytes.Equal(bytes.TrimSpace(p["progressToken"]), m.ProgressToken) {
+				t.Fatalf("progress token %s, reference %s", m.ProgressToken, p["progressToken"])
 			}
 		}
 		if !bytes.Equal(m.Raw, b) {

@@ -86,7 +86,9 @@ type Message struct {
 	Params []byte
 	Result []byte
 	Error  []byte
-	// ProgressToken is params._meta.progressToken, raw, nil when absent.
+	// ProgressToken is params._meta.progressToken of a request (raw, nil
+	// when absent), and params.progressToken of a notifications/progress,
+	// which names the request it reports on.
 	ProgressToken []byte
 	// MetaVersion is params._meta["io.modelcontextprotocol/protocolVersion"],
 	// which marks a modern-era request.

@@ -181,9 +181,9 @@ func minter(keys []config.IDKey) (*sessionid.Minter, error) {
 func newUpstream(rc config.Route, log *slog.Logger) (upstream.Upstream, error) {
 	switch {
 	case rc.Upstream.HTTP != nil:
-		return httpup.New(*rc.Upstream.HTTP, rc.Name, log)
+		return httpup.New(httpOptions(rc.Upstream.HTTP), rc.Name, log)
 	case rc.Upstream.Stdio != nil:
-		return stdio.New(*rc.Upstream.Stdio, rc.Name, log), nil
+		return stdio.New(stdioOptions(rc.Upstream.Stdio), rc.Name, log), nil
 	}
 	return nil, errors.New("no upstream")
 }

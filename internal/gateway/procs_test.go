@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/store"
 	"github.com/mcpgate/mcpgate/internal/store/bolt"
@@ -126,7 +125,7 @@ func TestReapLeftovers(t *testing.T) {
 	}
 
 	// From now on, spawns are recorded, and deleted when they end.
-	up := stdio.New(config.StdioUpstream{Command: "sh", Args: []string{"-c", "cat >/dev/null"}, ShutdownGrace: time.Second}, "r", nil)
+	up := stdio.New(stdio.Options{Command: "sh", Args: []string{"-c", "cat >/dev/null"}, ShutdownGrace: time.Second}, "r", nil)
 	defer up.Close()
 	g.procs.attach(up, "r")
 	conn, err := up.Open(ctx, upstream.OpenParams{Session: &core.SessionInfo{ID: "s"}, Era: core.EraLegacy}, nil)

@@ -95,6 +95,31 @@ type Sink interface {
 // long; a server request is answered later through Conn.Send.
 type Related func(m *core.Message)
 
+// Tap observes the traffic an upstream package originates itself: every
+// message it sends to, or consumes from, the server that did not come from
+// the client through Conn.RoundTrip or Conn.Send. That is the bridge's
+// MRTR retries and its tools/list refresh, the legacy-side initialize and
+// notifications/initialized it sends, the notifications/cancelled it or
+// httpup generate, and the answers to those requests; s is the gateway
+// session they serve (nil when there is none, as for a probe).
+//
+// m.Direction says which way it went: core.ClientToServer for what goes
+// to the server, core.ServerToClient for what comes back. Messages the
+// client sent and the server's answers to them are not tapped, translated
+// or not: the interceptor chain sees those.
+//
+// A Tap is called on the goroutine that sends or reads the message, so it
+// must not block, and it must not keep or modify m (copy what it needs).
+// A nil Tap is off, at no cost.
+type Tap func(ctx context.Context, s *core.SessionInfo, m *core.Message)
+
+// Emit calls t when it is set.
+func (t Tap) Emit(ctx context.Context, s *core.SessionInfo, m *core.Message) {
+	if t != nil && m != nil {
+		t(ctx, s, m)
+	}
+}
+
 // Conn is one gateway session's connection to the upstream. Safe for
 // concurrent use: many requests of one session may be in flight at once.
 type Conn interface {

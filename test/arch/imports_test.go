@@ -33,6 +33,12 @@ func TestImportDirection(t *testing.T) {
 		"internal/metrics":      {"internal/frontend", "internal/gateway", "internal/cli", "internal/interceptors"},
 		"internal/interceptors": {"internal/frontend", "internal/gateway", "internal/session", "internal/upstream"},
 	}
+	// Packages that must not import a package beside them: the upstream
+	// packages take options of their own, which the gateway translates the
+	// configuration into.
+	never := map[string][]string{
+		"internal/upstream": {"internal/config"},
+	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		fields := strings.Fields(line)
 		pkg := strings.TrimPrefix(fields[0], mod)
@@ -49,6 +55,16 @@ func TestImportDirection(t *testing.T) {
 					}
 					if !ok {
 						t.Errorf("%s imports %s (only %v may)", pkg, dep, who)
+					}
+				}
+			}
+			for low, forbidden := range never {
+				if pkg != low && !strings.HasPrefix(pkg, low+"/") {
+					continue
+				}
+				for _, f := range forbidden {
+					if dep == f || strings.HasPrefix(dep, f+"/") {
+						t.Errorf("%s imports %s, which it may not", pkg, dep)
 					}
 				}
 			}

@@ -6,7 +6,6 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/testutil/conformancefixture"
 	"github.com/mcpgate/mcpgate/internal/upstream"
@@ -37,7 +36,7 @@ func BenchmarkToolCall(b *testing.B) {
 			defer cancel()
 			srv := httptest.NewServer(conformancefixture.Handler(ctx, bc.stateless))
 			defer srv.Close()
-			inner, err := httpup.New(config.HTTPUpstream{URL: srv.URL + "/"}, "bench", nil)
+			inner, err := httpup.New(httpup.Options{URL: srv.URL + "/"}, "bench", nil)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -31,6 +31,21 @@ type Options struct {
 	// legacy server gave none. Defaults: 0 (stale at once) and "private".
 	CacheTTL   time.Duration
 	CacheScope string
+	// Tap sees the exchanges the bridge originates itself (see
+	// upstream.Tap): the initialize and notifications/initialized of the
+	// legacy sessions it opens for modern clients, their logging/setLevel
+	// and resources/(un)subscribe, the answers it sends to a legacy
+	// server's requests (the client's MRTR inputResponses, refusals of
+	// what a modern client cannot be asked, and of questions left open)
+	// and those requests themselves when it refuses them; for legacy
+	// clients of modern servers, the retries of an input_required call,
+	// its tools/list refresh, a tools/call sent again after a header
+	// mismatch, a server/discover repeated with another version, and the
+	// subscriptions/listen streams it opens. Responses to those requests
+	// are tapped too. What the client sent, translated or not, is not: the
+	// interceptors see it. The inner upstream has a Tap of its own for
+	// what it originates (httpup's notifications/cancelled). Nil is off.
+	Tap upstream.Tap
 }
 
 // Upstream is an upstream.Upstream that serves clients of both eras.
@@ -256,4 +271,39 @@ func (n *nativeFirst) Close(ctx context.Context) error {
 		return nil
 	}
 	return c.Close(ctx)
+}
+
+// ownTrip is a request the bridge originates on conn: the request and its
+// response go to the Tap.
+func (u *Upstream) ownTrip(ctx context.Context, s *core.SessionInfo, conn upstream.Conn, req *core.Message, related upstream.Related) (*core.Message, error) {
+	tap := u.opts.Tap
+	if tap == nil {
+		return conn.RoundTrip(ctx, req, related)
+	}
+	req.Direction, req.Session = core.ClientToServer, s
+	tap(ctx, s, req)
+	resp, err := conn.RoundTrip(ctx, req, related)
+	if err == nil {
+		resp.Direction = core.ServerToClient
+		tap(ctx, s, resp)
+	}
+	return resp, err
+}
+
+// ownSend is a notification or response the bridge originates on conn.
+func (u *Upstream) ownSend(ctx context.Context, s *core.SessionInfo, conn upstream.Conn, m *core.Message) error {
+	if tap := u.opts.Tap; tap != nil {
+		m.Direction, m.Session = core.ClientToServer, s
+		tap(ctx, s, m)
+	}
+	return conn.Send(ctx, m)
+}
+
+// consumed is a server message the bridge takes itself instead of passing
+// it on to the client.
+func (u *Upstream) consumed(ctx context.Context, s *core.SessionInfo, m *core.Message) {
+	if tap := u.opts.Tap; tap != nil {
+		m.Direction = core.ServerToClient
+		tap(ctx, s, m)
+	}
 }

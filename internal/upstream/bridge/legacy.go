@@ -111,6 +111,7 @@ var lomErrCancelled = errors.New("bridge: request cancelled by the client")
 // legacyOverModern is the Conn of a legacy client session whose upstream
 // speaks only the modern era. Safe for concurrent use.
 type legacyOverModern struct {
+	u     *Upstream // for its Tap
 	inner upstream.Conn
 	sink  upstream.Sink
 	sess  *core.SessionInfo
@@ -184,6 +185,7 @@ func newLegacyOverModern(ctx context.Context, u *Upstream, p upstream.OpenParams
 	var nonce [4]byte
 	_, _ = rand.Read(nonce[:])
 	c := &legacyOverModern{
+		u:              u,
 		sink:           sink,
 		sess:           p.Session,
 		log:            u.opts.Logger,
@@ -352,7 +354,11 @@ func (c *legacyOverModern) initialize(ctx context.Context, req *core.Message) (*
 		if err != nil {
 			return c.refuse(req.ID, core.CodeInvalidParams, "invalid params: "+err.Error()), nil
 		}
-		resp, err = c.inner.RoundTrip(ctx, d, nil)
+		if attempt == 0 {
+			resp, err = c.inner.RoundTrip(ctx, d, nil) // the client's initialize, translated
+		} else {
+			resp, err = c.u.ownTrip(ctx, c.sess, c.inner, d, nil) // asked again, in another version
+		}
 		if err != nil {
 			return nil, c.failure(ctx, err)
 		}
@@ -536,7 +542,7 @@ func (c *legacyOverModern) forward(ctx context.Context, req *core.Message, relat
 
 	rel := c.relay(related)
 	for round := 0; ; round++ {
-		resp, err := c.send(ctx, out, rel)
+		resp, err := c.send(ctx, out, rel, round > 0)
 		if err != nil {
 			return nil, c.failure(ctx, err)
 		}
@@ -606,18 +612,25 @@ func (c *legacyOverModern) relay(related upstream.Related) upstream.Related {
 // send is one upstream exchange. A tools/call carries the Mcp-Param-*
 // headers of the tool's x-mcp-header arguments; after a HeaderMismatch the
 // tool definitions are read again and the call is sent once more.
-// tools/list results teach the bindings.
-func (c *legacyOverModern) send(ctx context.Context, out *core.Message, rel upstream.Related) (*core.Message, error) {
+// tools/list results teach the bindings. own marks a request the bridge
+// originates (an input_required retry) rather than the client's.
+func (c *legacyOverModern) send(ctx context.Context, out *core.Message, rel upstream.Related, own bool) (*core.Message, error) {
 	call := out.Method == "tools/call"
 	if call {
 		c.mirror(out)
 	}
-	resp, err := c.inner.RoundTrip(ctx, out, rel)
+	var resp *core.Message
+	var err error
+	if own {
+		resp, err = c.u.ownTrip(ctx, c.sess, c.inner, out, rel)
+	} else {
+		resp, err = c.inner.RoundTrip(ctx, out, rel)
+	}
 	if err == nil && call && resp.Kind == core.KindError && resp.ErrorCode() == core.CodeHeaderMismatch {
 		if rerr := c.learnAllTools(ctx); rerr != nil {
 			c.log.Debug("bridge_tools_refresh_failed", "error", rerr)
 		} else if c.mirror(out) {
-			resp, err = c.inner.RoundTrip(ctx, out, rel)
+			resp, err = c.u.ownTrip(ctx, c.sess, c.inner, out, rel) // sent again, with the headers learnt
 		}
 	}
 	if err == nil && out.Method == "tools/list" && resp.Kind == core.KindResponse {
@@ -1204,7 +1217,7 @@ func (c *legacyOverModern) openStream(filter object) *lomStream {
 		defer c.wg.Done()
 		defer close(s.ended)
 		defer cancel()
-		s.resp, s.err = c.inner.RoundTrip(ctx, req, related)
+		s.resp, s.err = c.u.ownTrip(ctx, c.sess, c.inner, req, related)
 	}()
 	return s
 }
@@ -1298,7 +1311,7 @@ func (c *legacyOverModern) learnAllTools(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		resp, err := c.inner.RoundTrip(ctx, req, nil)
+		resp, err := c.u.ownTrip(ctx, c.sess, c.inner, req, nil)
 		if err != nil {
 			return err
 		}

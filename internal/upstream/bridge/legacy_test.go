@@ -18,7 +18,6 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"go.uber.org/goleak"
 
-	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/testutil/conformancefixture"
 	"github.com/mcpgate/mcpgate/internal/upstream"
@@ -119,7 +118,7 @@ func loServe(t *testing.T, h http.Handler) *loEnv {
 	rec := &loRecorder{next: h}
 	srv := httptest.NewServer(rec)
 	t.Cleanup(srv.Close)
-	inner, err := httpup.New(config.HTTPUpstream{URL: srv.URL}, "test", nil)
+	inner, err := httpup.New(httpup.Options{URL: srv.URL}, "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -958,7 +957,7 @@ func TestLegacyClientClose(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	rec := &loRecorder{next: conformancefixture.Handler(ctx, true)}
 	srv := httptest.NewServer(rec)
-	inner, err := httpup.New(config.HTTPUpstream{URL: srv.URL}, "test", nil)
+	inner, err := httpup.New(httpup.Options{URL: srv.URL}, "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

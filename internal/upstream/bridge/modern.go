@@ -381,7 +381,7 @@ func (s *side) open(ctx context.Context, meta object) error {
 	init, err := buildRequest(core.ID(`"mcpgate-init"`), "initialize", params)
 	if err == nil {
 		var resp *core.Message
-		if resp, err = conn.RoundTrip(ctx, init, nil); err == nil {
+		if resp, err = c.u.ownTrip(ctx, c.p.Session, conn, init, nil); err == nil {
 			switch {
 			case resp.Kind == core.KindError:
 				err = fmt.Errorf("the legacy server refused initialize: %s", resp.Error)
@@ -396,7 +396,7 @@ func (s *side) open(ctx context.Context, meta object) error {
 	if err == nil {
 		var n *core.Message
 		if n, err = core.Notification("notifications/initialized", nil); err == nil {
-			err = conn.Send(ctx, n)
+			err = c.u.ownSend(ctx, c.p.Session, conn, n)
 		}
 	}
 	if err != nil {
@@ -467,7 +467,8 @@ func (k sideSink) Closed(err error) {
 func (s *side) refuse(m *core.Message, why string) {
 	ctx, cancel := context.WithTimeout(s.m.life, 10*time.Second)
 	defer cancel()
-	if err := s.conn.Send(ctx, errorResponse(m.ID, core.CodeMethodNotFound, why)); err != nil {
+	s.m.u.consumed(ctx, s.m.p.Session, m)
+	if err := s.m.u.ownSend(ctx, s.m.p.Session, s.conn, errorResponse(m.ID, core.CodeMethodNotFound, why)); err != nil {
 		s.m.log.Warn("bridge_refuse_failed", "method", m.Method, "error", err)
 	}
 }
@@ -605,7 +606,7 @@ func (s *side) applyLogLevel(ctx context.Context, level string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := s.conn.RoundTrip(ctx, m, nil)
+	resp, err := s.m.u.ownTrip(ctx, s.m.p.Session, s.conn, m, nil)
 	if err != nil {
 		return err
 	}
@@ -819,7 +820,7 @@ func (c *modernOverLegacy) resume(ctx context.Context, req *core.Message, params
 	open := len(call.outstanding)
 	call.mu.Unlock()
 	for _, a := range send {
-		if err := call.side.conn.Send(ctx, core.ResultResponse(a.id, a.result)); err != nil {
+		if err := c.u.ownSend(ctx, c.p.Session, call.side.conn, core.ResultResponse(a.id, a.result)); err != nil {
 			call.cancel()
 			return nil, err
 		}
@@ -904,7 +905,7 @@ func (c *modernOverLegacy) abandon(call *pendingCall, why string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, id := range open {
-		_ = call.side.conn.Send(ctx, errorResponse(id, core.CodeInternalError, why))
+		_ = c.u.ownSend(ctx, c.p.Session, call.side.conn, errorResponse(id, core.CodeInternalError, why))
 	}
 	call.cancel()
 }
@@ -1191,7 +1192,7 @@ func (s *side) resourceCall(ctx context.Context, method, uri string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := s.conn.RoundTrip(ctx, m, nil)
+	resp, err := s.m.u.ownTrip(ctx, s.m.p.Session, s.conn, m, nil)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/testutil/conformancefixture"
 	"github.com/mcpgate/mcpgate/internal/upstream"
@@ -24,7 +23,7 @@ func legacyFixture(t *testing.T) *bridge.Upstream {
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := httptest.NewServer(conformancefixture.Handler(ctx, false))
 	t.Cleanup(func() { cancel(); srv.Close() })
-	inner, err := httpup.New(config.HTTPUpstream{URL: srv.URL + "/"}, "fixture", nil)
+	inner, err := httpup.New(httpup.Options{URL: srv.URL + "/"}, "fixture", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/testutil/conformancefixture"
 	"github.com/mcpgate/mcpgate/internal/upstream/bridge"
@@ -35,7 +34,7 @@ func TestSidesKeyedOnObservableCapabilities(t *testing.T) {
 		rec.ServeHTTP(w, r)
 	}))
 	t.Cleanup(func() { cancel(); srv.Close() })
-	inner, err := httpup.New(config.HTTPUpstream{URL: srv.URL + "/"}, "fixture", nil)
+	inner, err := httpup.New(httpup.Options{URL: srv.URL + "/"}, "fixture", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

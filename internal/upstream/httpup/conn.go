@@ -377,6 +377,11 @@ func readJSON(body io.Reader, n int64) (*core.Message, error) {
 	return m, nil
 }
 
+// resumer reopens a request's stream after lastID (legacyConn does).
+type resumer interface {
+	resume(ctx context.Context, lastID string) (*http.Response, error)
+}
+
 // retryable marks a failed reconnection worth trying again.
 type retryable struct{ error }
 
@@ -390,7 +395,10 @@ type responseReader struct {
 	b      *connBase // nil for the probe
 	era    core.Era
 	cancel context.CancelFunc // ends the HTTP request (bounds the drain)
-	resume func(ctx context.Context, lastID string) (*http.Response, error)
+	// resume, when set, reopens the stream after an event id. It is an
+	// interface, not a func: a method value would cost an allocation per
+	// request.
+	resume resumer
 
 	lastID string
 	retry  time.Duration // -1: not set by the stream
@@ -501,7 +509,7 @@ func (r *responseReader) readSSE(ctx context.Context, body io.ReadCloser, id cor
 				return nil, err
 			}
 			r.logger().Debug("upstream_stream_resume", "last_event_id", r.lastID, "attempt", tries)
-			resp, rerr := r.resume(ctx, r.lastID)
+			resp, rerr := r.resume.resume(ctx, r.lastID)
 			if rerr == nil {
 				body = resp.Body
 				br.Reset(body)

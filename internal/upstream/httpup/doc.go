@@ -40,7 +40,7 @@
 // JSON-RPC error becomes a *core.Error with CodeUpstreamError and HTTP 502
 // whose cause is an [*HTTPError] holding the upstream's status.
 //
-//	up, err := httpup.New(cfg, "github", logger)
+//	up, err := httpup.New(httpup.Options{URL: "https://mcp.example.com/mcp"}, "github", logger)
 //	info, err := up.Probe(ctx) // EraModern or EraLegacy
 //	conn, err := up.Open(ctx, upstream.OpenParams{Session: s, Era: info.Era}, sink)
 //	resp, err := conn.RoundTrip(ctx, req, func(m *core.Message) { /* progress, logs */ })

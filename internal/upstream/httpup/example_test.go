@@ -8,7 +8,6 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 	"github.com/mcpgate/mcpgate/internal/upstream/httpup"
@@ -20,7 +19,7 @@ func ExampleUpstream_Probe() {
 		&mcp.StreamableHTTPOptions{Stateless: true}))
 	defer srv.Close()
 
-	up, err := httpup.New(config.HTTPUpstream{URL: srv.URL}, "weather", nil)
+	up, err := httpup.New(httpup.Options{URL: srv.URL}, "weather", nil)
 	if err != nil {
 		panic(err)
 	}

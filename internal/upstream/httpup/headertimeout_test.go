@@ -8,7 +8,6 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/upstream/httpup"
 )
@@ -28,7 +27,7 @@ func TestResponseHeaderTimeoutSparesRequests(t *testing.T) {
 		return textResult("slow done"), nil, nil
 	})
 	ts, _ := sdkServer(t, e.Server, nil)
-	u, err := httpup.New(config.HTTPUpstream{URL: ts.URL, ResponseHeaderTimeout: 100 * time.Millisecond}, "test", nil)
+	u, err := httpup.New(httpup.Options{URL: ts.URL, ResponseHeaderTimeout: 100 * time.Millisecond}, "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +50,7 @@ func TestResponseHeaderTimeoutBoundsProbe(t *testing.T) {
 	hold := make(chan struct{})
 	ts, _ := serve(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-hold }))
 	defer close(hold)
-	u, err := httpup.New(config.HTTPUpstream{URL: ts.URL, ResponseHeaderTimeout: 100 * time.Millisecond}, "test", nil)
+	u, err := httpup.New(httpup.Options{URL: ts.URL, ResponseHeaderTimeout: 100 * time.Millisecond}, "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"go.uber.org/goleak"
 
-	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 	"github.com/mcpgate/mcpgate/internal/upstream/httpup"
@@ -135,9 +134,9 @@ func sdkServer(t testing.TB, s *mcp.Server, opts *mcp.StreamableHTTPOptions) (*h
 	return serve(t, mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, opts))
 }
 
-func newUpstream(t testing.TB, url string, headers map[string]config.Secret) *httpup.Upstream {
+func newUpstream(t testing.TB, url string, headers map[string]string) *httpup.Upstream {
 	t.Helper()
-	u, err := httpup.New(config.HTTPUpstream{URL: url, Headers: headers}, "test", nil)
+	u, err := httpup.New(httpup.Options{URL: url, Headers: headers}, "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
@@ -31,7 +30,59 @@ var (
 	_ upstream.Conn     = (*modernConn)(nil)
 )
 
-// Defaults for zero config values (config.HTTPUpstream documents the same).
+// Options configure New. The gateway translates its configuration into
+// them; this package knows nothing of the configuration file.
+type Options struct {
+	// URL of the upstream's MCP endpoint (http or https, no credentials).
+	URL string
+	// Headers are added to every upstream request (an API key for the
+	// upstream, say). Values may be secrets: they are never logged
+	// (Options logs them as REDACTED), and errors name the header only.
+	Headers map[string]string
+	// ConnectTimeout bounds dialing and the TLS handshake. Zero: 10s.
+	ConnectTimeout time.Duration
+	// ResponseHeaderTimeout bounds waiting for response headers on
+	// exchanges that are not client requests (era probe, GET streams,
+	// notifications, DELETE). Zero: 60s.
+	ResponseHeaderTimeout time.Duration
+	// MaxIdleConns is the connection pool size. Zero: 64.
+	MaxIdleConns int
+	// TLS configures the client side of TLS; nil uses the system roots.
+	TLS *TLSOptions
+	// Tap sees the messages the upstream originates itself (see
+	// upstream.Tap): the notifications/cancelled a legacy Conn sends for
+	// an abandoned request, and the probe's server/discover and its
+	// answer (with no session). Nil is off.
+	Tap upstream.Tap
+}
+
+// TLSOptions configure TLS towards the upstream.
+type TLSOptions struct {
+	// CAFile holds the PEM roots to verify the server with, instead of the
+	// system's.
+	CAFile string
+	// CertFile and KeyFile are a client certificate, both or neither.
+	CertFile, KeyFile string
+	// ServerName overrides the name verified (and sent as SNI).
+	ServerName string
+	// InsecureSkipVerify turns verification off (an explicit operator
+	// choice).
+	InsecureSkipVerify bool
+}
+
+// LogValue keeps Headers' values out of logs.
+func (o Options) LogValue() slog.Value {
+	keys := make([]string, 0, len(o.Headers))
+	for k := range o.Headers {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return slog.GroupValue(slog.String("url", o.URL), slog.Any("header_keys", keys),
+		slog.Duration("connect_timeout", o.ConnectTimeout), slog.Duration("response_header_timeout", o.ResponseHeaderTimeout),
+		slog.Int("max_idle_conns", o.MaxIdleConns), slog.Bool("tls", o.TLS != nil))
+}
+
+// Defaults for zero Options values.
 const (
 	defaultConnectTimeout        = 10 * time.Second
 	defaultResponseHeaderTimeout = 60 * time.Second
@@ -56,6 +107,7 @@ type Upstream struct {
 	// headerTimeout bounds waiting for response headers on exchanges that
 	// are not client requests (see Upstream.do).
 	headerTimeout time.Duration
+	tap           upstream.Tap
 
 	// info is the cached probe result, nil until a probe succeeded.
 	info    atomic.Pointer[upstream.Info]
@@ -73,7 +125,7 @@ var reservedHeaders = []string{
 // New builds the client side of an HTTP upstream. It does no I/O: the
 // upstream's era is found by the first Probe. route names the route in logs;
 // logger nil means discard.
-func New(cfg config.HTTPUpstream, route string, logger *slog.Logger) (*Upstream, error) {
+func New(cfg Options, route string, logger *slog.Logger) (*Upstream, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -97,7 +149,7 @@ func New(cfg config.HTTPUpstream, route string, logger *slog.Logger) (*Upstream,
 	slices.Sort(keys)
 	for _, k := range keys {
 		ck := http.CanonicalHeaderKey(k)
-		v := cfg.Headers[k].Reveal()
+		v := cfg.Headers[k]
 		switch {
 		case !validHeaderName(k):
 			errs = append(errs, fmt.Errorf("headers: %q is not a valid header name", k))
@@ -143,6 +195,7 @@ func New(cfg config.HTTPUpstream, route string, logger *slog.Logger) (*Upstream,
 		transport: tr,
 
 		headerTimeout: cmp0(cfg.ResponseHeaderTimeout, defaultResponseHeaderTimeout),
+		tap:           cfg.Tap,
 	}
 	return u, nil
 }
@@ -154,7 +207,7 @@ func cmp0(d, def time.Duration) time.Duration {
 	return d
 }
 
-func clientTLS(c *config.ClientTLS) (*tls.Config, error) {
+func clientTLS(c *TLSOptions) (*tls.Config, error) {
 	if c == nil {
 		return nil, nil
 	}
@@ -301,6 +354,12 @@ func (u *Upstream) probe(ctx context.Context) (upstream.Info, error) {
 	h[hdrMethod] = methodValue("server/discover")
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if u.tap != nil {
+		if m, err := core.Decode(discoverBody); err == nil {
+			m.Era, m.Received = core.EraModern, time.Now()
+			u.tap(ctx, nil, m)
+		}
+	}
 	resp, err := u.do(ctx, http.MethodPost, discoverBody, h)
 	if err != nil {
 		return upstream.Info{}, fmt.Errorf("httpup: probe: %w", err)
@@ -314,6 +373,7 @@ func (u *Upstream) probe(ctx context.Context) (upstream.Info, error) {
 		if err != nil {
 			return upstream.Info{}, fmt.Errorf("httpup: probe: %w", err)
 		}
+		u.tap.Emit(ctx, nil, m)
 		if m.Kind == core.KindResponse {
 			var res struct {
 				SupportedVersions []string `json:"supportedVersions"`
@@ -330,6 +390,8 @@ func (u *Upstream) probe(ctx context.Context) (upstream.Info, error) {
 		return upstream.Info{}, fmt.Errorf("httpup: probe: %w", readHTTPError(resp))
 	case code >= 400 && code < 500:
 		if m := readErrorBody(resp, core.ID(discoverID)); m != nil {
+			m.Direction, m.Era, m.Received = core.ServerToClient, core.EraModern, time.Now()
+			u.tap.Emit(ctx, nil, m)
 			return classifyError(m), nil
 		}
 		return legacy, nil

@@ -149,7 +149,7 @@ func (c *legacyConn) roundTrip(ctx context.Context, cancel context.CancelFunc, r
 	}
 	r := responseReader{b: &c.connBase, era: core.EraLegacy, cancel: cancel}
 	if !isInit || sid != nil {
-		r.resume = c.resume
+		r.resume = c
 	}
 	m, err := r.read(ctx, resp, req.ID, related)
 	if err != nil {
@@ -266,6 +266,12 @@ func (c *legacyConn) notifyCancelled(ctx context.Context, id core.ID, sid, ver [
 	raw = append(raw, `,"reason":`...)
 	raw = strconv.AppendQuote(raw, reason)
 	raw = append(raw, "}}"...)
+	if c.u.tap != nil {
+		if m, err := core.Decode(raw); err == nil {
+			m.Direction, m.Era, m.Session, m.Received = core.ClientToServer, core.EraLegacy, c.session, time.Now()
+			c.u.tap(ctx, c.session, m)
+		}
+	}
 	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), noticeTimeout)
 	defer cancel()
 	stop := context.AfterFunc(c.life, cancel)

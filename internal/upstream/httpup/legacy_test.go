@@ -14,7 +14,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 	"github.com/mcpgate/mcpgate/internal/upstream/httpup"
@@ -25,7 +24,7 @@ func TestLegacySession(t *testing.T) {
 		t.Run(fmt.Sprintf("json=%v", jsonResponse), func(t *testing.T) {
 			e := newEverything(t)
 			ts, rec := sdkServer(t, e.Server, &mcp.StreamableHTTPOptions{JSONResponse: jsonResponse})
-			u := newUpstream(t, ts.URL, map[string]config.Secret{"X-Api-Key": "k-123"})
+			u := newUpstream(t, ts.URL, map[string]string{"X-Api-Key": "k-123"})
 			c := open(t, u, core.EraLegacy, newSink())
 
 			if c.UpstreamSession() != "" {
@@ -264,7 +263,7 @@ func TestLegacyClose(t *testing.T) {
 	e := newEverything(t)
 	ts, rec := sdkServer(t, e.Server, nil)
 	sk := newSink()
-	c := open(t, newUpstream(t, ts.URL, map[string]config.Secret{"X-Api-Key": "k"}), core.EraLegacy, sk)
+	c := open(t, newUpstream(t, ts.URL, map[string]string{"X-Api-Key": "k"}), core.EraLegacy, sk)
 	initialize(t, c, core.Version20251125)
 	if err := c.Listen(ctxT(t)); err != nil {
 		t.Fatal(err)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
@@ -134,7 +133,7 @@ func TestModernHeaders(t *testing.T) {
 	})
 	t.Run("forwarded Mcp-Param and static headers, no client credentials", func(t *testing.T) {
 		ts, rec := serve(t, sdk)
-		u := newUpstream(t, ts.URL, map[string]config.Secret{"x-api-key": "upstream-key"})
+		u := newUpstream(t, ts.URL, map[string]string{"x-api-key": "upstream-key"})
 		c := open(t, u, core.EraModern, newSink())
 		req := modernReq(t, "1", "tools/call", `"name":"query","arguments":{"region":"us-west1"}`)
 		req.Header = http.Header{

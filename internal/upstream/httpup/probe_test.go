@@ -13,7 +13,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 	"github.com/mcpgate/mcpgate/internal/upstream/httpup"
@@ -203,16 +202,16 @@ func TestProbeFailureNotCached(t *testing.T) {
 func TestNewRejects(t *testing.T) {
 	tests := []struct {
 		name string
-		cfg  config.HTTPUpstream
+		cfg  httpup.Options
 	}{
-		{name: "scheme", cfg: config.HTTPUpstream{URL: "ftp://x/mcp"}},
-		{name: "no host", cfg: config.HTTPUpstream{URL: "http:///mcp"}},
-		{name: "userinfo", cfg: config.HTTPUpstream{URL: "http://u:p@x/mcp"}},
-		{name: "bad header name", cfg: config.HTTPUpstream{URL: "http://x/mcp", Headers: map[string]config.Secret{"X Key": "s3cret"}}},
-		{name: "reserved header", cfg: config.HTTPUpstream{URL: "http://x/mcp", Headers: map[string]config.Secret{"mcp-session-id": "v"}}},
-		{name: "header value newline", cfg: config.HTTPUpstream{URL: "http://x/mcp", Headers: map[string]config.Secret{"X-Key": "s3cret\r\nb"}}},
-		{name: "ca file missing", cfg: config.HTTPUpstream{URL: "https://x/mcp", TLS: &config.ClientTLS{CAFile: "/nonexistent"}}},
-		{name: "cert without key", cfg: config.HTTPUpstream{URL: "https://x/mcp", TLS: &config.ClientTLS{CertFile: "c.pem"}}},
+		{name: "scheme", cfg: httpup.Options{URL: "ftp://x/mcp"}},
+		{name: "no host", cfg: httpup.Options{URL: "http:///mcp"}},
+		{name: "userinfo", cfg: httpup.Options{URL: "http://u:p@x/mcp"}},
+		{name: "bad header name", cfg: httpup.Options{URL: "http://x/mcp", Headers: map[string]string{"X Key": "s3cret"}}},
+		{name: "reserved header", cfg: httpup.Options{URL: "http://x/mcp", Headers: map[string]string{"mcp-session-id": "v"}}},
+		{name: "header value newline", cfg: httpup.Options{URL: "http://x/mcp", Headers: map[string]string{"X-Key": "s3cret\r\nb"}}},
+		{name: "ca file missing", cfg: httpup.Options{URL: "https://x/mcp", TLS: &httpup.TLSOptions{CAFile: "/nonexistent"}}},
+		{name: "cert without key", cfg: httpup.Options{URL: "https://x/mcp", TLS: &httpup.TLSOptions{CertFile: "c.pem"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 )
 
@@ -14,7 +13,7 @@ import (
 // go-sdk server process: write, the server's work, read, decode, route.
 // Allocations are mcpgate's side only (the server is another process).
 func BenchmarkRoundTripEcho(b *testing.B) {
-	u := newTestUpstream(b, config.StdioUpstream{})
+	u := newTestUpstream(b, Options{})
 	c, _, _ := u.open(b, core.EraLegacy)
 	initialize(b, c)
 	req := toolCall(b, 1, "echo", map[string]any{"text": "hello"}, nil)
@@ -32,7 +31,7 @@ func BenchmarkRoundTripEcho(b *testing.B) {
 // BenchmarkRoundTripEchoParallel keeps several calls in flight on one Conn,
 // as a busy session does.
 func BenchmarkRoundTripEchoParallel(b *testing.B) {
-	u := newTestUpstream(b, config.StdioUpstream{})
+	u := newTestUpstream(b, Options{})
 	c, _, _ := u.open(b, core.EraLegacy)
 	initialize(b, c)
 	var next atomic.Int64

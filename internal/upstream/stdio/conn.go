@@ -193,7 +193,26 @@ func (c *Conn) call(ctx context.Context, method string, params []byte) (*core.Me
 	if err := c.register(cl); err != nil {
 		return nil, err
 	}
-	return c.await(ctx, cl, method, raw)
+	tap := c.up.cfg.Tap
+	if tap != nil {
+		c.tap(ctx, raw)
+	}
+	resp, err := c.await(ctx, cl, method, raw)
+	if tap != nil && err == nil {
+		tap(ctx, c.b().sess, resp)
+	}
+	return resp, err
+}
+
+// tap reports a message the Conn originates to the upstream's Tap.
+func (c *Conn) tap(ctx context.Context, raw []byte) {
+	m, err := core.Decode(raw)
+	if err != nil {
+		return
+	}
+	b := c.b()
+	m.Direction, m.Era, m.Session, m.Received = core.ClientToServer, b.era, b.sess, time.Now()
+	c.up.cfg.Tap(ctx, b.sess, m)
 }
 
 func (c *Conn) register(cl *call) error {
@@ -283,6 +302,9 @@ func (c *Conn) cancelUpstream(ctx context.Context, id core.ID) {
 	raw = append(raw, `,"reason":`...)
 	raw = strconv.AppendQuote(raw, reason)
 	raw = append(raw, "}}"...)
+	if c.up.cfg.Tap != nil {
+		c.tap(ctx, raw)
+	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelWriteTimeout)
 	defer cancel()
 	if _, err := c.write(wctx, raw); err != nil {
@@ -697,7 +719,8 @@ func (c *Conn) route(m *core.Message, now time.Time) {
 	}
 
 	if m.Method == "notifications/progress" {
-		if tok := progressToken(m.Params); tok != nil {
+		// The decoder read params.progressToken: no second pass here.
+		if tok := m.ProgressToken; tok != nil {
 			c.mu.Lock()
 			cl := c.tokens[string(tok)]
 			c.mu.Unlock()
@@ -774,16 +797,6 @@ func subscriptionID(params []byte) []byte {
 		return nil
 	}
 	return p.Meta[core.MetaSubscriptionID]
-}
-
-// progressToken reads params.progressToken of a progress notification,
-// matching the key exactly.
-func progressToken(params []byte) []byte {
-	var p map[string]json.RawMessage
-	if json.Unmarshal(params, &p) != nil {
-		return nil
-	}
-	return p["progressToken"]
 }
 
 // readStderr logs each line the process writes to stderr; the spec says

@@ -10,7 +10,7 @@
 // notifications/cancelled, and the shutdown the spec asks for: close stdin,
 // then SIGTERM to the group, then SIGKILL, always reaping the process.
 //
-//	up := stdio.New(cfg.Upstream.Stdio, route.Name, logger)
+//	up := stdio.New(stdio.Options{Command: "my-server"}, route.Name, logger)
 //	info, err := up.Probe(ctx)          // server/discover once, cached
 //	conn, err := up.Open(ctx, upstream.OpenParams{Session: s, Era: info.Era}, sink)
 //	resp, err := conn.RoundTrip(ctx, req, related)

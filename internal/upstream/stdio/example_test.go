@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 	"github.com/mcpgate/mcpgate/internal/upstream/stdio"
@@ -13,7 +12,7 @@ import (
 
 func Example() {
 	// A stand-in server: answers one request, exits when stdin closes.
-	up := stdio.New(config.StdioUpstream{
+	up := stdio.New(stdio.Options{
 		Command: "sh",
 		Args:    []string{"-c", `read l; echo '{"jsonrpc":"2.0","id":1,"result":{"ok":true}}'; cat >/dev/null`},
 	}, "example", nil)

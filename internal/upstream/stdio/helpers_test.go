@@ -15,7 +15,6 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
@@ -191,7 +190,7 @@ type testUpstream struct {
 
 // newTestUpstream runs the go-sdk test server (with args) unless cfg names
 // a command.
-func newTestUpstream(t testing.TB, cfg config.StdioUpstream, args ...string) testUpstream {
+func newTestUpstream(t testing.TB, cfg Options, args ...string) testUpstream {
 	t.Helper()
 	if cfg.Command == "" {
 		cfg.Command = serverBin
@@ -206,8 +205,8 @@ func newTestUpstream(t testing.TB, cfg config.StdioUpstream, args ...string) tes
 	return testUpstream{Upstream: up, rec: rec}
 }
 
-func script(s string) config.StdioUpstream {
-	return config.StdioUpstream{Command: "sh", Args: []string{"-c", s}}
+func script(s string) Options {
+	return Options{Command: "sh", Args: []string{"-c", s}}
 }
 
 var sessionSeq struct {

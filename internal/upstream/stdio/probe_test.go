@@ -11,14 +11,13 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
 // answer is a shell script that reads the probe, then prints reply with the
 // probe's id substituted for ID.
-func answer(reply string) config.StdioUpstream {
+func answer(reply string) Options {
 	return script(`read l
 id=$(printf '%s' "$l" | sed 's/.*"id":\("[^"]*"\).*/\1/')
 printf '%s\n' '` + reply + `' | sed "s/ID/$id/"
@@ -29,7 +28,7 @@ func TestProbe(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name    string
-		cfg     config.StdioUpstream
+		cfg     Options
 		args    []string
 		want    upstream.Info
 		wantErr string
@@ -85,7 +84,7 @@ func TestProbe(t *testing.T) {
 		},
 		{
 			name:    "cannot start",
-			cfg:     config.StdioUpstream{Command: filepath.Join(os.TempDir(), "mcpgate-no-such-command")},
+			cfg:     Options{Command: filepath.Join(os.TempDir(), "mcpgate-no-such-command")},
 			wantErr: "no such file",
 		},
 	} {
@@ -125,7 +124,7 @@ func TestProbe(t *testing.T) {
 
 func TestProbeConcurrentCallersShareOneProbe(t *testing.T) {
 	t.Parallel()
-	u := newTestUpstream(t, config.StdioUpstream{})
+	u := newTestUpstream(t, Options{})
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {

@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 )
 
@@ -26,7 +25,7 @@ func TestProbeProcessServesFirstSession(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			u := newTestUpstream(t, config.StdioUpstream{}, tc.args...)
+			u := newTestUpstream(t, Options{}, tc.args...)
 			if _, err := u.Probe(timeout(t, 10*time.Second)); err != nil {
 				t.Fatal(err)
 			}
@@ -62,7 +61,7 @@ func toolCallOn(t *testing.T, c *Conn, args []string) *core.Message {
 // TestUnclaimedSpareEnds: a probe's process no session takes is shut down.
 func TestUnclaimedSpareEnds(t *testing.T) {
 	t.Parallel()
-	u := newTestUpstream(t, config.StdioUpstream{})
+	u := newTestUpstream(t, Options{})
 	u.spareTTL = 20 * time.Millisecond
 	if _, err := u.Probe(timeout(t, 10*time.Second)); err != nil {
 		t.Fatal(err)

@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
@@ -33,6 +32,53 @@ const (
 	ClientVersion = "0.1.0"
 )
 
+// Defaults for zero Options values.
+const (
+	DefaultShutdownGrace   = 5 * time.Second
+	DefaultMaxMessageBytes = 16 << 20
+)
+
+// Options configure New. The gateway translates its configuration into
+// them; this package knows nothing of the configuration file.
+type Options struct {
+	// Command is the executable (looked up in PATH as exec.Command does).
+	Command string
+	// Args are its arguments.
+	Args []string
+	// Env adds variables to the process's environment. Values may be
+	// secrets: they are never logged (Options logs them as REDACTED).
+	Env map[string]string
+	// InheritEnv passes mcpgate's whole environment to the process; false
+	// passes only PATH, HOME, LANG, TMPDIR and TZ, plus Env.
+	InheritEnv bool
+	// Dir is the working directory; empty means mcpgate's.
+	Dir string
+	// ShutdownGrace is how long to wait after closing stdin, and again
+	// after SIGTERM, before escalating. Zero means DefaultShutdownGrace.
+	ShutdownGrace time.Duration
+	// MaxMessageBytes bounds one line the process writes. Zero means
+	// DefaultMaxMessageBytes.
+	MaxMessageBytes int64
+	// Tap sees the messages a Conn originates itself (see upstream.Tap):
+	// notifications/cancelled for abandoned requests, the probe's
+	// server/discover and Conn.Ping, and the answers to those requests.
+	// Nil is off.
+	Tap upstream.Tap
+}
+
+// LogValue keeps Env's values out of logs.
+func (o Options) LogValue() slog.Value {
+	env := make([]string, 0, len(o.Env))
+	for k := range o.Env {
+		env = append(env, k)
+	}
+	sort.Strings(env)
+	return slog.GroupValue(
+		slog.String("command", o.Command), slog.Any("args", o.Args), slog.Any("env_keys", env),
+		slog.Bool("inherit_env", o.InheritEnv), slog.String("dir", o.Dir),
+		slog.Duration("shutdown_grace", o.ShutdownGrace), slog.Int64("max_message_bytes", o.MaxMessageBytes))
+}
+
 // allowedEnv are the variables of mcpgate's environment a process gets
 // when InheritEnv is false.
 var allowedEnv = []string{"PATH", "HOME", "LANG", "TMPDIR", "TZ"}
@@ -40,7 +86,7 @@ var allowedEnv = []string{"PATH", "HOME", "LANG", "TMPDIR", "TZ"}
 // Upstream is a configured stdio server: every Open spawns a fresh process.
 // It is safe for concurrent use.
 type Upstream struct {
-	cfg    config.StdioUpstream
+	cfg    Options
 	route  string
 	logger *slog.Logger
 	env    []string
@@ -59,18 +105,18 @@ type Upstream struct {
 }
 
 // New returns the upstream for one route. Zero ShutdownGrace and
-// MaxMessageBytes take the config defaults (5s, 16 MiB); a nil logger
-// discards. The environment is computed here, from mcpgate's environment
-// at this moment.
-func New(cfg config.StdioUpstream, route string, logger *slog.Logger) *Upstream {
+// MaxMessageBytes take the defaults (5s, 16 MiB); a nil logger discards.
+// The environment is computed here, from mcpgate's environment at this
+// moment.
+func New(cfg Options, route string, logger *slog.Logger) *Upstream {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.ShutdownGrace <= 0 {
-		cfg.ShutdownGrace = config.DefaultShutdownGrace
+		cfg.ShutdownGrace = DefaultShutdownGrace
 	}
 	if cfg.MaxMessageBytes <= 0 {
-		cfg.MaxMessageBytes = config.DefaultMaxMessageBytes
+		cfg.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	return &Upstream{
 		cfg:          cfg,
@@ -86,7 +132,7 @@ func New(cfg config.StdioUpstream, route string, logger *slog.Logger) *Upstream 
 // buildEnv is the child's environment: mcpgate's (whole, or only the
 // allowed variables) followed by cfg.Env in key order. exec.Cmd keeps the
 // last value of a duplicated key, so cfg.Env wins.
-func buildEnv(cfg config.StdioUpstream) []string {
+func buildEnv(cfg Options) []string {
 	var env []string
 	if cfg.InheritEnv {
 		env = os.Environ()
@@ -103,7 +149,7 @@ func buildEnv(cfg config.StdioUpstream) []string {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		env = append(env, k+"="+cfg.Env[k].Reveal())
+		env = append(env, k+"="+cfg.Env[k])
 	}
 	return env
 }

@@ -15,14 +15,13 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
 func TestInitializeAndToolCall(t *testing.T) {
 	t.Parallel()
-	u := newTestUpstream(t, config.StdioUpstream{})
+	u := newTestUpstream(t, Options{})
 	c, s, info := u.open(t, core.EraLegacy)
 	initialize(t, c)
 
@@ -57,7 +56,7 @@ func TestInitializeAndToolCall(t *testing.T) {
 // requests that carry the 2026-07-28 _meta.
 func TestModernToolCallWithoutInitialize(t *testing.T) {
 	t.Parallel()
-	u := newTestUpstream(t, config.StdioUpstream{})
+	u := newTestUpstream(t, Options{})
 	c, _, _ := u.open(t, core.EraModern)
 	resp, err := c.RoundTrip(timeout(t, 10*time.Second), toolCall(t, "m-1", "echo", map[string]any{"text": "modern"}, modernMeta()), nil)
 	if err != nil {
@@ -80,7 +79,7 @@ func TestModernToolCallWithoutInitialize(t *testing.T) {
 
 func TestProgressRoutedByToken(t *testing.T) {
 	t.Parallel()
-	u := newTestUpstream(t, config.StdioUpstream{})
+	u := newTestUpstream(t, Options{})
 	c, s, _ := u.open(t, core.EraLegacy)
 	initialize(t, c)
 
@@ -110,7 +109,7 @@ func TestProgressRoutedByToken(t *testing.T) {
 			t.Errorf("call %d: related got %d messages, want 3 progress notifications", i, len(msgs))
 		}
 		for _, m := range msgs {
-			if m.Method != "notifications/progress" || string(progressToken(m.Params)) != want || m.Direction != core.ServerToClient {
+			if m.Method != "notifications/progress" || string(m.ProgressToken) != want || m.Direction != core.ServerToClient {
 				t.Errorf("call %d: related got %s (direction %v)", i, m.Raw, m.Direction)
 			}
 		}
@@ -136,7 +135,7 @@ func samplingAnswer(t testing.TB, c *Conn, m *core.Message, text string) {
 
 func TestSamplingRoutedToRelatedAndAnsweredWithSend(t *testing.T) {
 	t.Parallel()
-	u := newTestUpstream(t, config.StdioUpstream{})
+	u := newTestUpstream(t, Options{})
 	c, s, _ := u.open(t, core.EraLegacy)
 	initialize(t, c)
 
@@ -160,7 +159,7 @@ func TestSamplingRoutedToRelatedAndAnsweredWithSend(t *testing.T) {
 // either: it goes to the Sink.
 func TestServerRequestWithSeveralInFlightGoesToSink(t *testing.T) {
 	t.Parallel()
-	u := newTestUpstream(t, config.StdioUpstream{})
+	u := newTestUpstream(t, Options{})
 	c, s, _ := u.open(t, core.EraLegacy)
 	initialize(t, c)
 	s.onDeliver = func(m *core.Message) { samplingAnswer(t, c, m, "via sink") }
@@ -197,7 +196,7 @@ func TestServerRequestWithSeveralInFlightGoesToSink(t *testing.T) {
 
 func TestConcurrentCalls(t *testing.T) {
 	t.Parallel()
-	u := newTestUpstream(t, config.StdioUpstream{})
+	u := newTestUpstream(t, Options{})
 	c, _, _ := u.open(t, core.EraLegacy)
 	initialize(t, c)
 
@@ -221,7 +220,7 @@ func TestConcurrentCalls(t *testing.T) {
 
 func TestDuplicateRequestID(t *testing.T) {
 	t.Parallel()
-	u := newTestUpstream(t, config.StdioUpstream{})
+	u := newTestUpstream(t, Options{})
 	c, _, _ := u.open(t, core.EraLegacy)
 	initialize(t, c)
 
@@ -244,7 +243,7 @@ func TestDuplicateRequestID(t *testing.T) {
 // A client may POST pretty-printed JSON; on stdio a message is one line.
 func TestPrettyPrintedRequestIsCompacted(t *testing.T) {
 	t.Parallel()
-	u := newTestUpstream(t, config.StdioUpstream{})
+	u := newTestUpstream(t, Options{})
 	c, _, _ := u.open(t, core.EraLegacy)
 	initialize(t, c)
 
@@ -336,7 +335,7 @@ func TestWireFormat(t *testing.T) {
 // The server sees notifications/cancelled: its tool stops early.
 func TestCancelReachesServer(t *testing.T) {
 	t.Parallel()
-	u := newTestUpstream(t, config.StdioUpstream{})
+	u := newTestUpstream(t, Options{})
 	c, _, _ := u.open(t, core.EraLegacy)
 	initialize(t, c)
 
@@ -360,7 +359,7 @@ func TestCancelReachesServer(t *testing.T) {
 
 func TestStderrLogged(t *testing.T) {
 	t.Parallel()
-	u := newTestUpstream(t, config.StdioUpstream{})
+	u := newTestUpstream(t, Options{})
 	c, _, info := u.open(t, core.EraLegacy)
 	initialize(t, c)
 	if _, err := c.RoundTrip(timeout(t, 10*time.Second), toolCall(t, 1, "stderr", map[string]any{"text": "hello on stderr"}, nil), nil); err != nil {
@@ -386,7 +385,7 @@ func TestLongStderrLineTruncated(t *testing.T) {
 
 func TestCrashFailsPendingAndTellsSink(t *testing.T) {
 	t.Parallel()
-	u := newTestUpstream(t, config.StdioUpstream{})
+	u := newTestUpstream(t, Options{})
 	c, s, _ := u.open(t, core.EraLegacy)
 	initialize(t, c)
 
@@ -540,7 +539,7 @@ cat >/dev/null`))
 
 func TestCloseGraceful(t *testing.T) {
 	t.Parallel()
-	u := newTestUpstream(t, config.StdioUpstream{ShutdownGrace: 5 * time.Second})
+	u := newTestUpstream(t, Options{ShutdownGrace: 5 * time.Second})
 	c, s, _ := u.open(t, core.EraLegacy)
 	initialize(t, c)
 	start := time.Now()
@@ -659,9 +658,9 @@ func TestEnvironment(t *testing.T) {
 		{"inherited", true, map[string]string{"MCPGATE_STDIO_TEST_LEAK": "leaked", "LANG": "C.UTF-8", "GIVEN_SECRET": "s3cret", "PATH": os.Getenv("PATH")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			u := newTestUpstream(t, config.StdioUpstream{
+			u := newTestUpstream(t, Options{
 				Command: serverBin, InheritEnv: tc.inherit,
-				Env: map[string]config.Secret{"GIVEN_SECRET": "s3cret"},
+				Env: map[string]string{"GIVEN_SECRET": "s3cret"},
 			})
 			c, _, _ := u.open(t, core.EraLegacy)
 			initialize(t, c)
@@ -690,7 +689,7 @@ func TestEnvironment(t *testing.T) {
 func TestBuildEnv(t *testing.T) {
 	t.Setenv("MCPGATE_STDIO_TEST_LEAK", "leaked")
 	t.Setenv("HOME", "/home/test")
-	env := buildEnv(config.StdioUpstream{Env: map[string]config.Secret{"B": "2", "A": "1", "HOME": "/override"}})
+	env := buildEnv(Options{Env: map[string]string{"B": "2", "A": "1", "HOME": "/override"}})
 	var keys []string
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
@@ -711,11 +710,11 @@ func TestBuildEnv(t *testing.T) {
 
 func TestOpenFailures(t *testing.T) {
 	t.Parallel()
-	u := newTestUpstream(t, config.StdioUpstream{Command: filepath.Join(t.TempDir(), "missing")})
+	u := newTestUpstream(t, Options{Command: filepath.Join(t.TempDir(), "missing")})
 	if _, err := u.Open(context.Background(), upstream.OpenParams{Era: core.EraLegacy}, newSink()); err == nil {
 		t.Error("Open of a missing command succeeded")
 	}
-	ok := newTestUpstream(t, config.StdioUpstream{})
+	ok := newTestUpstream(t, Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := ok.Open(ctx, upstream.OpenParams{}, newSink()); !errors.Is(err, context.Canceled) {
@@ -729,7 +728,7 @@ func TestOpenFailures(t *testing.T) {
 
 func TestPing(t *testing.T) {
 	t.Parallel()
-	u := newTestUpstream(t, config.StdioUpstream{})
+	u := newTestUpstream(t, Options{})
 	c, _, _ := u.open(t, core.EraLegacy)
 	initialize(t, c)
 	// A client request whose id looks like a gateway id does not collide.
@@ -795,5 +794,55 @@ cat >/dev/null`))
 	stopListen()
 	if err := <-listenDone; !errors.Is(err, context.Canceled) {
 		t.Errorf("listen: %v", err)
+	}
+}
+
+// A Conn's Tap sees what the Conn sends of its own — a ping and its
+// answer, the notifications/cancelled of an abandoned call — and nothing
+// of the client's requests.
+func TestTap(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var seen []string
+	var sessions []*core.SessionInfo
+	cancelled := make(chan struct{})
+	tap := func(_ context.Context, s *core.SessionInfo, m *core.Message) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, m.Direction.String()+" "+m.Kind.String()+" "+m.Method)
+		sessions = append(sessions, s)
+		if m.Method == "notifications/cancelled" {
+			close(cancelled)
+		}
+	}
+	u := newTestUpstream(t, Options{Tap: tap})
+	c, _, sess := u.open(t, core.EraLegacy)
+	initialize(t, c)
+	if _, err := c.RoundTrip(timeout(t, 10*time.Second), toolCall(t, 1, "echo", map[string]any{"text": "x"}, nil), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ping(timeout(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	col := &collector{on: func(*core.Message) { cancel() }} // cancel on the first progress
+	if _, err := c.RoundTrip(ctx, toolCall(t, 2, "slow", map[string]any{"steps": 500, "delay_ms": 20}, map[string]any{"progressToken": "p"}), col.related); !errors.Is(err, context.Canceled) {
+		t.Fatalf("RoundTrip: %v, want context.Canceled", err)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no notifications/cancelled tapped")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"client_to_server request ping", "server_to_client response ", "client_to_server notification notifications/cancelled"}
+	if diff := cmp.Diff(want, seen); diff != "" {
+		t.Fatalf("tapped (-want +got):\n%s", diff)
+	}
+	for _, s := range sessions {
+		if s != sess {
+			t.Fatalf("tapped for session %p, want %p", s, sess)
+		}
 	}
 }
