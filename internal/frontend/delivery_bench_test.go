@@ -90,6 +90,27 @@ func BenchmarkServerMessage(b *testing.B) {
 		b.StopTimer()
 		st.finish(nil, 0)
 	})
+	b.Run("log to plain stream", func(b *testing.B) {
+		f, g := benchSession(b)
+		w := newCountingWriter()
+		st := newStream(w, &f.opts, "", false)
+		st.mu.Lock()
+		st.startLocked()
+		st.mu.Unlock()
+		m := mustDecodeB(b, `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"working on it"}}`)
+		w.waitWrites(0)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			g.fromUpstream(g.ctx, m, st)
+			if i%32 == 31 {
+				w.waitWrites(i + 1)
+			}
+		}
+		w.waitWrites(b.N)
+		b.StopTimer()
+		st.finish(nil, 0)
+	})
 	b.Run("JSON response", func(b *testing.B) {
 		f, _ := benchSession(b)
 		w := newCountingWriter()

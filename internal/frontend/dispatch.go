@@ -45,16 +45,24 @@ import (
 // budget; the wait for the client's answer and the part after next do not.
 //
 // Bounds: the inbound queue holds at most maxInbound messages and
-// Options.ResumeSessionBytes per session, counted in the gateway-wide
-// ResumeTotalBytes as well. When it is full, the oldest notification
+// inboundBytesFactor × Options.ResumeSessionBytes (4 MiB by default) per
+// session, counted in the gateway-wide ResumeTotalBytes as well. The
+// queue only fills when the dispatcher is held (an interceptor over its
+// budget, a starved CPU): it absorbs a burst of a few MiB, the size of
+// what a session keeps for its client anyway, so a dispatcher merely
+// descheduled during a burst loses nothing. When it is full, the oldest notification
 // waiting gives way (a message that finds only server requests ahead of it
 // is dropped itself; a dropped server request is answered upstream with an
 // error, so the server does not wait for it); drops are logged once per
 // session per dropLogInterval with a count. The reader never waits.
 
 // maxInbound bounds a session's server messages waiting for its
-// dispatcher.
-const maxInbound = 1024
+// dispatcher; inboundBytesFactor their bytes, in multiples of the
+// session's history budget.
+const (
+	maxInbound         = 4096
+	inboundBytesFactor = 4
+)
 
 // inbound is a server message waiting for the session's dispatcher.
 type inbound struct {

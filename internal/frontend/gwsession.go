@@ -84,7 +84,7 @@ func newGWSession(f *Frontend, rt *Route, info *core.SessionInfo) *gwSession {
 		pending:  map[core.ID]chan *core.Message{},
 		inflight: map[core.ID]*call{},
 	}
-	g.in.budget = historyBudget{sessionLimit: f.opts.ResumeSessionBytes, total: &f.historyBytes, totalLimit: f.opts.ResumeTotalBytes}
+	g.in.budget = historyBudget{sessionLimit: inboundBytesFactor * f.opts.ResumeSessionBytes, total: &f.historyBytes, totalLimit: f.opts.ResumeTotalBytes}
 	return g
 }
 

@@ -67,17 +67,9 @@ type stream struct {
 	// spare is the previous batch's slice, reused for the next queue.
 	spare []chunk
 
-	// related counts server messages of this stream's request that the
-	// session's dispatcher has not placed yet; finish waits for them so
-	// they reach the client before the final response. relatedZero is
-	// closed when related drops to zero; quit ends the wait (session end).
-	related     int
-	relatedZero chan struct{}
-	quit        <-chan struct{}
-	// dctx is the context the chain runs under for this stream's related
-	// messages, made once (the session's context with the stream as
-	// target) rather than per message.
-	dctx context.Context
+	// rel tracks the server messages of this stream's request; nil until
+	// the first arrives (most responses have none).
+	rel *relatedState
 
 	// resumable streams keep recent events for Last-Event-ID.
 	resumable    bool
@@ -454,27 +446,39 @@ func (s *stream) release() {
 	}
 }
 
+// relatedState counts the server messages of a stream's request that the
+// session's dispatcher has not placed yet; finish waits for them so they
+// reach the client before the final response.
+type relatedState struct {
+	n    int
+	zero chan struct{}   // closed when n drops to zero; made by a waiter
+	quit <-chan struct{} // the session's end, which ends the wait
+	// ctx is the context the chain runs under for these messages, made
+	// once (the session's, with the stream as target), not per message.
+	ctx context.Context
+}
+
 // relatedAdd counts a server message of this stream's request that the
 // session's dispatcher is to place, and returns the context its chain
 // runs under.
 func (s *stream) relatedAdd(g *gwSession) context.Context {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.related++
-	if s.dctx == nil {
-		s.quit = g.ctx.Done()
-		s.dctx = withTarget(g.ctx, g, s)
+	if s.rel == nil {
+		s.rel = &relatedState{quit: g.ctx.Done(), ctx: withTarget(g.ctx, g, s)}
 	}
-	return s.dctx
+	s.rel.n++
+	return s.rel.ctx
 }
 
 // relatedDone counts one such message placed (or dropped).
 func (s *stream) relatedDone() {
 	s.mu.Lock()
-	s.related--
-	if s.related == 0 && s.relatedZero != nil {
-		close(s.relatedZero)
-		s.relatedZero = nil
+	r := s.rel
+	r.n--
+	if r.n == 0 && r.zero != nil {
+		close(r.zero)
+		r.zero = nil
 	}
 	s.mu.Unlock()
 }
@@ -483,23 +487,22 @@ func (s *stream) relatedDone() {
 // has placed every message of the request that arrived before its
 // response, or the session ends.
 func (s *stream) awaitRelatedLocked() {
-	for s.related > 0 {
-		if s.relatedZero == nil {
-			s.relatedZero = make(chan struct{})
+	for s.rel != nil && s.rel.n > 0 {
+		r := s.rel
+		if r.zero == nil {
+			r.zero = make(chan struct{})
 		}
-		zero, quit := s.relatedZero, s.quit
+		zero, quit := r.zero, r.quit
 		s.mu.Unlock()
 		select {
 		case <-zero:
 		case <-quit:
 		}
 		s.mu.Lock()
-		if quit != nil {
-			select {
-			case <-quit:
-				return
-			default:
-			}
+		select {
+		case <-quit:
+			return
+		default:
 		}
 	}
 }
