@@ -102,6 +102,8 @@ func (g *gwSession) fromUpstream(ctx context.Context, m *core.Message, st *strea
 	if st != nil {
 		if sctx := st.relatedAdd(g); ctx == g.ctx {
 			ctx = sctx
+		} else {
+			ctx = withTarget(ctx, g, st)
 		}
 	} else if ctx == g.ctx {
 		ctx = g.sinkContext()
