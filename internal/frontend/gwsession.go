@@ -59,6 +59,11 @@ type gwSession struct {
 	// params are the x-mcp-header arguments of the tools this modern
 	// session was shown (modernrules.go).
 	params paramHeaders
+
+	// dmu guards in, the server messages waiting for the session's
+	// dispatcher (dispatch.go); never held while delivering.
+	dmu sync.Mutex
+	in  inboundQueue
 }
 
 // BindSession implements session.Binder.
@@ -74,7 +79,7 @@ func newGWSession(f *Frontend, rt *Route, info *core.SessionInfo) *gwSession {
 	if info.Stages == nil {
 		info.Stages = new(core.StageHolder)
 	}
-	return &gwSession{
+	g := &gwSession{
 		budget: historyBudget{sessionLimit: f.opts.ResumeSessionBytes, total: &f.historyBytes, totalLimit: f.opts.ResumeTotalBytes},
 		f:      f, route: rt, info: info, ctx: ctx, cancel: cancel,
 		log:      f.log.With("session", info.LogID(), "route", rt.Name),
@@ -82,6 +87,8 @@ func newGWSession(f *Frontend, rt *Route, info *core.SessionInfo) *gwSession {
 		pending:  map[core.ID]chan *core.Message{},
 		inflight: map[core.ID]*call{},
 	}
+	g.in.budget = historyBudget{sessionLimit: inboundBytesFactor * f.opts.ResumeSessionBytes, total: &f.historyBytes, totalLimit: f.opts.ResumeTotalBytes}
+	return g
 }
 
 // teardown is the session's Closer: end every stream, fail waiting server
@@ -120,8 +127,9 @@ func (g *gwSession) teardown(ctx context.Context, reason session.Reason) {
 	g.logDropsLocked(true)
 	g.takeBacklogLocked()
 	g.mu.Unlock()
+	g.discardInbound()
 	for _, s := range streams {
-		s.close()
+		s.shut()
 		s.release()
 	}
 	if conn, _ := g.connection(); conn != nil {
@@ -204,12 +212,12 @@ func (g *gwSession) setStandalone(s *stream) {
 	g.mu.Unlock()
 	for _, o := range [...]*stream{old, lost} {
 		if o != nil && o != s {
-			o.close()
+			o.shut()
 			o.release()
 		}
 	}
 	for i, m := range backlog {
-		if err := s.send(m); err != nil {
+		if err := s.place(m); err != nil {
 			// The new stream is gone already: what it did not take waits
 			// for the next one, within the same bounds.
 			g.mu.Lock()
@@ -243,11 +251,11 @@ func (g *gwSession) clearStandalone(s *stream) {
 	}
 	g.mu.Unlock()
 	if old != nil && old != s {
-		old.close()
+		old.shut()
 		old.release()
 	}
 	if !s.resumable {
-		s.close()
+		s.shut()
 		s.release()
 		return
 	}
@@ -259,7 +267,7 @@ func (g *gwSession) clearStandalone(s *stream) {
 		}
 		g.mu.Unlock()
 		if mine {
-			s.close()
+			s.shut()
 			s.release()
 		}
 	})
@@ -373,40 +381,13 @@ func (g *gwSession) Closed(err error) {
 	}()
 }
 
-// fromUpstream passes a server message through the server→client chain.
-// st is the stream of the request it relates to, nil for none. A server
-// request is handled on its own goroutine: its answer comes from another
-// client POST.
-func (g *gwSession) fromUpstream(ctx context.Context, m *core.Message, st *stream) {
-	m.Session = g.info
-	m.Direction = core.ServerToClient
-	ctx = withTarget(ctx, g, st)
-	if m.Kind == core.KindRequest {
-		go func() {
-			resp, err := g.s2c(ctx, m)
-			if err != nil {
-				resp = core.ErrorResponse(m.ID, core.AsError(err))
-			}
-			if resp == nil {
-				return
-			}
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer cancel()
-			conn, _ := g.connection()
-			if err := conn.Send(sctx, resp); err != nil {
-				g.log.Warn("upstream_send_failed", "method", m.Method, "error", err)
-			}
-		}()
-		return
-	}
-	if _, err := g.s2c(ctx, m); err != nil {
-		g.log.Debug("server_message_dropped", "method", m.Method, "error", err)
-	}
-}
-
-// deliverToClient is the terminal of the server→client chain.
+// deliverToClient is the terminal of the server→client chain, on the
+// session's dispatcher: it places m on a stream and returns. A server
+// request runs on a goroutine of its own (dispatchOne); it tells the
+// dispatcher once m is placed, then waits for the client's answer.
 func (g *gwSession) deliverToClient(ctx context.Context, m *core.Message) (*core.Message, error) {
-	st := targetStream(ctx)
+	t := targetOf(ctx)
+	st := t.st
 	if m.Kind != core.KindRequest {
 		g.write(m, st)
 		return nil, nil
@@ -425,6 +406,7 @@ func (g *gwSession) deliverToClient(ctx context.Context, m *core.Message) (*core
 		g.mu.Unlock()
 	}()
 	g.write(m, st)
+	t.placed.done()
 	timeout := time.NewTimer(g.route.RequestTimeout)
 	defer timeout.Stop()
 	select {
@@ -445,7 +427,7 @@ func (g *gwSession) write(m *core.Message, st *stream) {
 		g.writeModern(m, st)
 		return
 	}
-	if st != nil && st.send(m) == nil {
+	if st != nil && st.place(m) == nil {
 		return
 	}
 	g.mu.Lock()
@@ -463,7 +445,7 @@ func (g *gwSession) write(m *core.Message, st *stream) {
 		return
 	}
 	g.mu.Unlock()
-	if err := target.send(m); err != nil {
+	if err := target.place(m); err != nil {
 		g.mu.Lock()
 		g.enqueueLocked(m)
 		g.mu.Unlock()
@@ -539,10 +521,12 @@ type targetKey struct{}
 type target struct {
 	g  *gwSession
 	st *stream
+	// placed is marked when a server request is on a stream (dispatch.go).
+	placed *placement
 }
 
 func withTarget(ctx context.Context, g *gwSession, st *stream) context.Context {
-	return context.WithValue(ctx, targetKey{}, target{g, st})
+	return context.WithValue(ctx, targetKey{}, target{g: g, st: st})
 }
 
 func targetOf(ctx context.Context) target {

@@ -280,7 +280,7 @@ func (f *Frontend) adoptModern(ctx context.Context, r *http.Request, rt *Route, 
 // stream), and clients without a key share their session: a message for a
 // request whose stream is gone must not reach another client's request.
 func (g *gwSession) writeModern(m *core.Message, st *stream) {
-	if st != nil && st.send(m) == nil {
+	if st != nil && st.place(m) == nil {
 		return
 	}
 	g.log.Debug("server_message_dropped", "method", m.Method, "reason", "no stream of its request")
