@@ -298,14 +298,14 @@ func connect(scenario string, sd side, version string, o options) *load {
 		l.sessions = append(l.sessions, cs)
 	}
 	// Warm up connections, processes and caches with the full load.
-	l.drive(func(int64) bool { return true }, 50*int64(o.callers), nil)
+	l.drive(50*int64(o.callers), time.Time{}, nil)
 	return l
 }
 
 // drive runs the callers until limit calls were made in all (limit > 0) or
-// more returns false. Caller i uses session i mod sessions. Latencies go to
-// lat when it is not nil.
-func (l *load) drive(more func(done int64) bool, limit int64, lat *[]time.Duration) (calls, errs int64, firstErr string) {
+// until passes (when not zero). Caller i uses session i mod sessions.
+// Latencies go to lat when it is not nil.
+func (l *load) drive(limit int64, until time.Time, lat *[]time.Duration) (calls, errs int64, firstErr string) {
 	ctx := context.Background()
 	var n, bad atomic.Int64
 	var once sync.Once
@@ -320,7 +320,7 @@ func (l *load) drive(more func(done int64) bool, limit int64, lat *[]time.Durati
 			}
 			for {
 				k := n.Add(1)
-				if (limit > 0 && k > limit) || !more(k) {
+				if (limit > 0 && k > limit) || (!until.IsZero() && !time.Now().Before(until)) {
 					n.Add(-1)
 					break
 				}
@@ -353,8 +353,7 @@ func (l *load) round(d time.Duration) {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	start := time.Now()
-	deadline := start.Add(d)
-	calls, errs, first := l.drive(func(int64) bool { return time.Now().Before(deadline) }, 0, &l.lat)
+	calls, errs, first := l.drive(0, start.Add(d), &l.lat)
 	l.elapsed += time.Since(start)
 	runtime.ReadMemStats(&after)
 	l.calls += calls
@@ -393,9 +392,9 @@ func (l *load) codeAllocs(calls int) (all, viaHTTP float64) {
 	defer func() { runtime.MemProfileRate = old }()
 	// Each P samples next after the byte count drawn at the old rate; a few
 	// calls allocate past it, and from then on every allocation is recorded.
-	l.drive(func(int64) bool { return true }, int64(4*l.callers), nil)
+	l.drive(int64(4*l.callers), time.Time{}, nil)
 	before := memProfile()
-	n, _, _ := l.drive(func(int64) bool { return true }, int64(calls), nil)
+	n, _, _ := l.drive(int64(calls), time.Time{}, nil)
 	after := memProfile()
 	var objs, http int64
 	sites := map[string]int64{}
