@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
@@ -32,8 +31,8 @@ type stdioGateway struct {
 
 func newStdioGateway(t *testing.T, opts Options, stages ...pipeline.Stage) *stdioGateway {
 	t.Helper()
-	up := stdio.New(config.StdioUpstream{
-		Command: os.Args[0], Env: map[string]config.Secret{helperServerEnv: "1"}, ShutdownGrace: time.Second,
+	up := stdio.New(stdio.Options{
+		Command: os.Args[0], Env: map[string]string{helperServerEnv: "1"}, ShutdownGrace: time.Second,
 	}, "r", nil)
 	mgr := session.NewManager(session.Options{})
 	opts.Sessions = mgr

@@ -16,7 +16,6 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
@@ -45,7 +44,13 @@ func newForgetful(t *testing.T) (*forgetful, string) {
 	u := &forgetful{server: s}
 	u.forget()
 	ts := httptest.NewServer(u)
-	t.Cleanup(ts.Close)
+	t.Cleanup(func() {
+		ts.Close()
+		// Sessions of forgotten handlers are closed by nobody else.
+		for ss := range s.Sessions() {
+			_ = ss.Close()
+		}
+	})
 	return u, ts.URL
 }
 
@@ -138,7 +143,7 @@ func (tl *tally) stages() []pipeline.Stage {
 func onePassGateway(t *testing.T) (*tally, *forgetful, store.Store, string, *[]*pipeline.Event) {
 	t.Helper()
 	up, url := newForgetful(t)
-	u, err := httpup.New(config.HTTPUpstream{URL: url}, "r", nil)
+	u, err := httpup.New(httpup.Options{URL: url}, "r", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
