@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/config"
@@ -55,6 +56,9 @@ type Gateway struct {
 	readyOnce sync.Once
 
 	health health
+	// observed is the frontend the upstreams' taps report to, set once it
+	// is built (an upstream may speak before that: its era probe).
+	observed atomic.Pointer[frontend.Frontend]
 }
 
 // New builds everything the configuration describes without listening:
@@ -74,7 +78,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.rates = newRateLimits(cfg, log)
 	g.procs = newProcRecorder(log)
 	for i, rc := range cfg.Routes {
-		up, err := newUpstream(rc, log)
+		up, err := newUpstream(rc, log, g.tap("upstream"))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("routes[%d] (%s): %w", i, rc.Name, err))
 			continue
@@ -82,7 +86,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		g.procs.attach(up, rc.Name)
 		// Every route serves clients of both eras (unless client_era pins
 		// one): the bridge translates when the upstream speaks the other.
-		up = bridge.New(up, bridge.Options{Era: upstreamEra(rc.Upstream.Era), StateKey: stateKey(ss.IDKeys), Logger: log.With("route", rc.Name),
+		up = bridge.New(up, bridge.Options{Era: upstreamEra(rc.Upstream.Era), StateKey: stateKey(ss.IDKeys), Logger: log.With("route", rc.Name), Tap: g.tap("bridge"),
 			CacheTTL: rc.CacheHints.TTL, CacheScope: rc.CacheHints.Scope})
 		g.upstreams = append(g.upstreams, up)
 		routes = append(routes, &frontend.Route{
@@ -130,6 +134,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.front = front
+	g.observed.Store(front)
 	return g, nil
 }
 
@@ -178,12 +183,16 @@ func minter(keys []config.IDKey) (*sessionid.Minter, error) {
 	return m, nil
 }
 
-func newUpstream(rc config.Route, log *slog.Logger) (upstream.Upstream, error) {
+func newUpstream(rc config.Route, log *slog.Logger, tap upstream.Tap) (upstream.Upstream, error) {
 	switch {
 	case rc.Upstream.HTTP != nil:
-		return httpup.New(httpOptions(rc.Upstream.HTTP), rc.Name, log)
+		o := httpOptions(rc.Upstream.HTTP)
+		o.Tap = tap
+		return httpup.New(o, rc.Name, log)
 	case rc.Upstream.Stdio != nil:
-		return stdio.New(stdioOptions(rc.Upstream.Stdio), rc.Name, log), nil
+		o := stdioOptions(rc.Upstream.Stdio)
+		o.Tap = tap
+		return stdio.New(o, rc.Name, log), nil
 	}
 	return nil, errors.New("no upstream")
 }

@@ -1,14 +1,17 @@
 package gateway
 
 import (
+	"context"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/interceptors/logging"
 	"github.com/mcpgate/mcpgate/internal/interceptors/ratelimit"
 	"github.com/mcpgate/mcpgate/internal/metrics"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
+	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
 // stages builds a route's pipeline stages from the configuration. Their
@@ -29,4 +32,17 @@ func stageEnv(route string, log *slog.Logger, reg *metrics.Registry) pipeline.En
 		env.Metrics = reg
 	}
 	return env
+}
+
+// tap is the upstream.Tap of one upstream layer (origin "upstream" for the
+// HTTP and stdio upstreams, "bridge" for the era bridge): what it sends on
+// its own reaches the observers of the session's route as an Originated
+// event (pipeline.Event), so an audit stage sees what the server really
+// received.
+func (g *Gateway) tap(origin string) upstream.Tap {
+	return func(ctx context.Context, s *core.SessionInfo, m *core.Message) {
+		if f := g.observed.Load(); f != nil && s != nil {
+			f.Originated(ctx, s, m, origin)
+		}
+	}
 }
