@@ -79,6 +79,9 @@ func accepts(header []string, want string) bool {
 
 // jsonContent reports whether a Content-Type is application/json.
 func jsonContent(ct string) bool {
+	if strings.EqualFold(ct, "application/json") {
+		return true // the common case, without parsing (no allocation)
+	}
 	mt, _, err := mime.ParseMediaType(ct)
 	return err == nil && mt == "application/json"
 }

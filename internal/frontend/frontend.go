@@ -194,7 +194,7 @@ func (f *Frontend) post(w http.ResponseWriter, r *http.Request, rt *Route) {
 		f.reject(w, r, nil, e)
 		return
 	}
-	hdrVersion := r.Header.Get("MCP-Protocol-Version")
+	hdrVersion := r.Header.Get("Mcp-Protocol-Version") // canonical: no key copy
 	if core.IsBatch(body) {
 		msgs, err := core.DecodeBatch(body)
 		if err != nil {
