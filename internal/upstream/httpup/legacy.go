@@ -34,6 +34,8 @@ type legacyConn struct {
 	// and verVal are their header values, built once.
 	sid, version   string
 	sidVal, verVal []string
+	// postHdr caches the headers of a POST (see post).
+	postHdr atomic.Pointer[postHeader]
 	lost           bool // the upstream answered 404 for the session
 	closed         bool
 	noGET          bool // the upstream answered 405 to GET
@@ -69,7 +71,14 @@ func (c *legacyConn) state() (sid, ver []string, err error) {
 	return c.sidVal, c.verVal, nil
 }
 
+// post returns the headers of a POST in this session. They are the same
+// for every POST of one upstream session, so the map is built once per
+// (sid, ver) and shared: nothing writes to a request's headers once it is
+// built (net/http does not), so concurrent requests may read one map.
 func (c *legacyConn) post(sid, ver []string) http.Header {
+	if p := c.postHdr.Load(); p != nil && sameSlice(p.sid, sid) && sameSlice(p.ver, ver) {
+		return p.h
+	}
 	h := c.u.headers(true, 2)
 	if sid != nil {
 		h[hdrSessionID] = sid
@@ -77,7 +86,20 @@ func (c *legacyConn) post(sid, ver []string) http.Header {
 	if ver != nil {
 		h[hdrProtocolVersion] = ver
 	}
+	c.postHdr.Store(&postHeader{sid: sid, ver: ver, h: h})
 	return h
+}
+
+// postHeader is the cached POST header map of one (sid, ver).
+type postHeader struct {
+	sid, ver []string
+	h        http.Header
+}
+
+// sameSlice reports whether a and b are the same slice (sidVal and verVal
+// are built once, so identity is equality).
+func sameSlice(a, b []string) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // RoundTrip posts req.Raw unchanged and returns the response. Server
