@@ -91,7 +91,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		g.upstreams = append(g.upstreams, up)
 		routes = append(routes, &frontend.Route{
 			Name: rc.Name, Path: rc.Path, Clients: rc.ClientEra, Upstream: up,
-			Stages: g.stages(stageEnv(rc.Name, log, opts.Metrics)),
+			Stages:         g.stages(stageEnv(rc.Name, log, opts.Metrics)),
 			RequestTimeout: rc.RequestTimeout, IdleTimeout: rc.IdleTimeout, TTL: rc.TTL,
 			Cap:        session.Cap{Max: rc.MaxSessions, Policy: session.Policy(rc.WhenFull)},
 			RetryTools: rc.RetryTools, TrustAnnotations: rc.TrustAnnotations,

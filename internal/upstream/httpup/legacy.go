@@ -35,11 +35,11 @@ type legacyConn struct {
 	sid, version   string
 	sidVal, verVal []string
 	// postHdr caches the headers of a POST (see post).
-	postHdr atomic.Pointer[postHeader]
-	lost           bool // the upstream answered 404 for the session
-	closed         bool
-	noGET          bool // the upstream answered 405 to GET
-	listening      bool
+	postHdr   atomic.Pointer[postHeader]
+	lost      bool // the upstream answered 404 for the session
+	closed    bool
+	noGET     bool // the upstream answered 405 to GET
+	listening bool
 	// listenCtx and listenDone are the open stream's context and its end;
 	// listenOwner is the ctx of the Listen that opened it (lctx follows it
 	// asynchronously).
