@@ -252,16 +252,17 @@ func nameFromPath(p string) string {
 }
 
 // ParseTrustedProxy reads one listeners[].trusted_proxies entry: a CIDR,
-// or an IP address (the prefix of that one address). A CIDR with host
-// bits set (10.1.2.3/8) is refused: it is most likely a typo.
+// or an IP address (the prefix of that one address). A CIDR with bits set
+// past its length (10.1.2.3/8) is refused: it is most likely a typo. Its
+// error is a complete sentence for Validate's problem.
 func ParseTrustedProxy(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return netip.Prefix{}, err
+			return netip.Prefix{}, fmt.Errorf("want a CIDR (10.0.0.0/8, fd00::/8) or an IP address, got %q", s)
 		}
 		if p.Masked() != p {
-			return netip.Prefix{}, fmt.Errorf("%s has bits set beyond its prefix length (did you mean %s?)", s, p.Masked())
+			return netip.Prefix{}, fmt.Errorf("%q has address bits set past its prefix length; did you mean %s?", s, p.Masked())
 		}
 		if p.Addr().Is4In6() && p.Bits() >= 96 {
 			return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96), nil
@@ -269,13 +270,10 @@ func ParseTrustedProxy(s string) (netip.Prefix, error) {
 		return p, nil
 	}
 	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("want a CIDR (10.0.0.0/8, fd00::/8) or an IP address, got %q", s)
 	}
 	a = a.Unmap()
-	if a.Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("%s: zones are not allowed", s)
-	}
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
@@ -305,7 +303,7 @@ func (c *Config) Validate() error {
 		}
 		for j, tp := range l.TrustedProxies {
 			if _, err := ParseTrustedProxy(tp); err != nil {
-				bad(fmt.Sprintf("%s.trusted_proxies[%d]", p, j), "want a CIDR (10.0.0.0/8, fd00::/8) or an IP address, got %q: %v", tp, err)
+				bad(fmt.Sprintf("%s.trusted_proxies[%d]", p, j), "%v", err)
 			}
 		}
 		if l.TLS != nil && (l.TLS.CertFile == "" || l.TLS.KeyFile == "") {
