@@ -97,6 +97,12 @@ type Listener struct {
 	// not listed gets 403. Empty: loopback origins only on a loopback
 	// listener, none elsewhere. "*" allows any origin.
 	AllowedOrigins []string `yaml:"allowed_origins"`
+	// TrustedProxies lists the proxies (CIDRs, or single IPs) in front of
+	// this listener. A request whose direct peer is one has its client
+	// address taken from Forwarded (for=) or else X-Forwarded-For, walked
+	// from the right past trusted hops; from any other peer those headers
+	// are ignored. Empty (the default): the peer is the client.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 	// TLS serves HTTPS when set.
 	TLS *ServerTLS `yaml:"tls"`
 }

@@ -101,6 +101,13 @@ routes:
 			`routes[0].request_timeout: want a duration such as 30s or 5m (line 8)`,
 			`routes[0].upstreem: unknown field; did you mean "upstream"? (line 9)`,
 		}},
+		{"trusted proxies", "listeners:\n  - address: 127.0.0.1:8080\n    trusted_proxies: [10.0.0.0/8, 192.0.2.7, \"::1\", nope, 10.1.2.3/8, 10.0.0.0/33, \"fe80::1%eth0\"]\n" + oneRoute,
+			[]string{
+				`listeners[0].trusted_proxies[3]: want a CIDR (10.0.0.0/8, fd00::/8) or an IP address, got "nope" (line 3)`,
+				`listeners[0].trusted_proxies[4]: "10.1.2.3/8" has address bits set past its prefix length; did you mean 10.0.0.0/8? (line 3)`,
+				`listeners[0].trusted_proxies[5]: want a CIDR (10.0.0.0/8, fd00::/8) or an IP address, got "10.0.0.0/33" (line 3)`,
+				`listeners[0].trusted_proxies[6]: want a CIDR (10.0.0.0/8, fd00::/8) or an IP address, got "fe80::1%eth0" (line 3)`,
+			}},
 		{"negative connection limit", "server: {max_connections: -1}\n" + oneRoute,
 			[]string{"server.max_connections: must not be negative (line 1)"}},
 		{"no routes", "log: {level: info}\n", []string{"routes: at least one route is required"}},
@@ -310,5 +317,23 @@ func TestGeneratedSecretsAccepted(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestParseTrustedProxy: single addresses are one-address prefixes, and
+// IPv4-mapped forms are IPv4, as the frontend compares client addresses.
+func TestParseTrustedProxy(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.0.0.0/8":          "10.0.0.0/8",
+		"192.0.2.7":           "192.0.2.7/32",
+		"::1":                 "::1/128",
+		"fd00::/8":            "fd00::/8",
+		"::ffff:10.0.0.0/104": "10.0.0.0/8",
+		"::ffff:192.0.2.7":    "192.0.2.7/32",
+	} {
+		got, err := ParseTrustedProxy(in)
+		if err != nil || got.String() != want {
+			t.Errorf("ParseTrustedProxy(%q) = %v, %v; want %s", in, got, err, want)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -250,6 +251,32 @@ func nameFromPath(p string) string {
 	return n
 }
 
+// ParseTrustedProxy reads one listeners[].trusted_proxies entry: a CIDR,
+// or an IP address (the prefix of that one address). A CIDR with bits set
+// past its length (10.1.2.3/8) is refused: it is most likely a typo. Its
+// error is a complete sentence for Validate's problem.
+func ParseTrustedProxy(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("want a CIDR (10.0.0.0/8, fd00::/8) or an IP address, got %q", s)
+		}
+		if p.Masked() != p {
+			return netip.Prefix{}, fmt.Errorf("%q has address bits set past its prefix length; did you mean %s?", s, p.Masked())
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96), nil
+		}
+		return p, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("want a CIDR (10.0.0.0/8, fd00::/8) or an IP address, got %q", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
 // Validate reports every problem at once, each with its field path.
 func (c *Config) Validate() error {
 	var errs []error
@@ -272,6 +299,11 @@ func (c *Config) Validate() error {
 			}
 			if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
 				bad(fmt.Sprintf("%s.allowed_origins[%d]", p, j), "want scheme://host[:port], got %q", o)
+			}
+		}
+		for j, tp := range l.TrustedProxies {
+			if _, err := ParseTrustedProxy(tp); err != nil {
+				bad(fmt.Sprintf("%s.trusted_proxies[%d]", p, j), "%v", err)
 			}
 		}
 		if l.TLS != nil && (l.TLS.CertFile == "" || l.TLS.KeyFile == "") {

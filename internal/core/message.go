@@ -157,7 +157,14 @@ type SessionInfo struct {
 	Principal string
 	// Tenant groups principals for quotas; empty when not configured.
 	Tenant string
-	// RemoteAddr is the client address the session was created from.
+	// Groups and Claims are what the authentication step said of the
+	// principal (group memberships; the credential's claims, JSON values),
+	// for policies to read. Nil for an anonymous caller. They are fixed at
+	// creation like every field here: readers must not modify them.
+	Groups []string
+	Claims map[string]any
+	// RemoteAddr is the client address the session was created from: the
+	// direct peer, or the address a trusted proxy forwarded for.
 	RemoteAddr string
 	// ClientName and ClientVersion come from clientInfo.
 	ClientName    string

@@ -71,7 +71,7 @@ func (f *Frontend) refused(r *http.Request, g *gwSession, m *core.Message, e *co
 	}
 	ev := &pipeline.Event{
 		Kind: pipeline.Refused, Time: time.Now(), Message: m, Err: e, Check: pipeline.CheckOf(e),
-		HTTPMethod: r.Method, Path: r.URL.Path, RemoteAddr: r.RemoteAddr, Principal: "anonymous",
+		HTTPMethod: r.Method, Path: r.URL.Path, RemoteAddr: r.RemoteAddr, Principal: identityOf(r).Principal,
 	}
 	if g != nil {
 		ev.Session = g.info

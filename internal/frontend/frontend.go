@@ -103,6 +103,20 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.reject(w, r, nil, core.NewError(core.CodeInvalidRequest, "forbidden: Origin "+strconv.Quote(r.Header.Get("Origin"))+" is not allowed").WithStatus(http.StatusForbidden))
 		return
 	}
+	if addr := h.p.clientAddress(r); addr != r.RemoteAddr {
+		r = r.WithContext(r.Context()) // a copy: the caller's request is not ours to change
+		r.RemoteAddr = addr
+	}
+	// Identity before anything else is looked up: a session id is a
+	// handle, never a credential. A CORS preflight carries no credentials
+	// and reaches no session.
+	if r.Method != http.MethodOptions {
+		var e *core.Error
+		if r, e = f.authenticate(r); e != nil {
+			f.reject(w, r, nil, e)
+			return
+		}
+	}
 	rt := f.routes[r.URL.Path]
 	if rt == nil {
 		f.reject(w, r, nil, core.NewError(core.CodeInvalidRequest, "not found: no MCP endpoint at "+strconv.Quote(r.URL.Path)).WithStatus(http.StatusNotFound))

@@ -53,8 +53,8 @@ type gwSession struct {
 	// initRaw is the client's initialize request, kept to re-establish a
 	// legacy upstream session the upstream lost.
 	initRaw []byte
-	// anonAddr is the client address this modern session serves requests
-	// without a session key for; empty otherwise.
+	// anonAddr is the identity and client address (anonKey) this modern
+	// session serves requests without a session key for; empty otherwise.
 	anonAddr string
 	// params are the x-mcp-header arguments of the tools this modern
 	// session was shown (modernrules.go).

@@ -214,6 +214,11 @@ func (f *Frontend) forwardElsewhere(w http.ResponseWriter, r *http.Request, rt *
 	if err != nil || rec.Owner == self || rec.Owner == "" {
 		return false // unknown, or the store is down: the normal path answers
 	}
+	if !identityOf(r).owns(&core.SessionInfo{Principal: rec.Principal, Tenant: rec.Tenant}) {
+		// Another principal's session: neither forwarded nor taken over;
+		// the normal path answers (and logs) it as unknown.
+		return false
+	}
 	if r.Method == http.MethodPost && body == nil {
 		var e *core.Error
 		if body, e = f.readBody(w, r); e != nil {

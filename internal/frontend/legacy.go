@@ -14,7 +14,6 @@ import (
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/sessionid"
-	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
 // lookupLegacy finds the session named by Mcp-Session-Id.
@@ -31,14 +30,20 @@ func (f *Frontend) lookupLegacy(r *http.Request, rt *Route) (*gwSession, *core.E
 		f.log.Info("session_id_refused", "reason", err.Error(), "remote_addr", r.RemoteAddr)
 		return nil, core.NewError(core.CodeSessionNotFound, "session not found: send initialize to start a new one").WithStatus(http.StatusNotFound)
 	}
+	who := identityOf(r)
 	var g *gwSession
 	if s, err := f.opts.Sessions.Get(id); err == nil {
-		if g, _ = s.Value.(*gwSession); g != nil && f.endedElsewhere(r.Context(), g) {
+		// Ownership first: another principal's request learns nothing,
+		// and costs the store nothing.
+		if g, _ = s.Value.(*gwSession); g != nil && !f.ownedBy(r, who, g.info) {
+			return nil, sessionNotFound()
+		}
+		if g != nil && f.endedElsewhere(r.Context(), g) {
 			g = nil
 		}
 	} else {
 		var err error
-		if g, err = f.fetch(r.Context(), id); err != nil {
+		if g, err = f.fetch(r.Context(), r, who, id); err != nil {
 			if errors.Is(err, errSessionElsewhere) {
 				e := core.NewError(core.CodeInternalError, "session is moving between gateway replicas; retry shortly").WithStatus(http.StatusServiceUnavailable)
 				e.Header = http.Header{"Retry-After": {"1"}}
@@ -48,7 +53,7 @@ func (f *Frontend) lookupLegacy(r *http.Request, rt *Route) (*gwSession, *core.E
 		}
 	}
 	if g == nil {
-		return nil, core.NewError(core.CodeSessionNotFound, "session not found: it expired, was ended or never existed; send initialize to start a new one").WithStatus(http.StatusNotFound)
+		return nil, sessionNotFound()
 	}
 	if g.route != rt || g.info.Era != core.EraLegacy {
 		return nil, core.NewError(core.CodeSessionNotFound, "session not found on this endpoint").WithStatus(http.StatusNotFound)
@@ -185,81 +190,60 @@ func (f *Frontend) initialize(w http.ResponseWriter, r *http.Request, rt *Route,
 		f.reject(w, r, m, crossEraInitError(params.ProtocolVersion, core.ModernVersions))
 		return
 	}
-	adm, e := f.admit(r.Context(), r, rt, "anonymous", "")
+	ctx, cancel := context.WithTimeout(r.Context(), rt.RequestTimeout)
+	defer cancel()
+	o, e := f.openSession(ctx, &sessionSpec{
+		route: rt, identity: identityOf(r), era: core.EraLegacy, version: params.ProtocolVersion,
+		remoteAddr: r.RemoteAddr, clientName: params.ClientInfo.Name, clientVersion: params.ClientInfo.Version,
+		initRaw: m.Raw, connect: true,
+	})
 	if e != nil {
 		f.reject(w, r, m, e)
 		return
 	}
-	info := &core.SessionInfo{
-		ID: adm.id, Route: rt.Name, Era: core.EraLegacy, ProtocolVersion: params.ProtocolVersion,
-		Principal: "anonymous", RemoteAddr: r.RemoteAddr,
-		ClientName: params.ClientInfo.Name, ClientVersion: params.ClientInfo.Version,
-	}
-	g := newGWSession(f, rt, info)
-	ctx, cancel := context.WithTimeout(r.Context(), rt.RequestTimeout)
-	defer cancel()
-	conn, err := rt.Upstream.Open(ctx, upstream.OpenParams{Session: info, Era: core.EraLegacy}, genSink{g, 0})
-	if err != nil {
-		adm.cancel()
-		g.cancel()
-		f.reject(w, r, m, core.NewError(core.CodeUpstreamError, "upstream unavailable: could not open a connection").WithStatus(http.StatusBadGateway).Wrap(err))
-		g.log.Warn("upstream_open_failed", "error", err)
-		return
-	}
-	g.setConn(conn)
+	g, info := o.g, o.g.info
 	m.Session = info
 	w.Header().Set("Mcp-Session-Id", info.ID)
 	st := newStream(w, &f.opts, g.nextStreamID(), false)
 	resp, err := g.c2s(withTarget(ctx, g, st), m)
-	if err == nil && resp != nil && resp.Kind == core.KindResponse {
-		var result struct {
-			ProtocolVersion string `json:"protocolVersion"`
-		}
-		_ = json.Unmarshal(resp.Result, &result)
-		if core.EraOf(result.ProtocolVersion) == core.EraLegacy {
-			info.ProtocolVersion = result.ProtocolVersion
-			s, cerr := adm.commit(g, info, rt)
-			adm = nil
-			if cerr == nil {
-				g.sess = s
-				if perr := f.persist.put(g); perr != nil && !f.opts.StoreFailOpen {
-					// Fail closed: a session the store does not have would
-					// be lost on restart and unknown to other replicas.
-					_ = f.opts.Sessions.End(context.WithoutCancel(r.Context()), info.ID, session.ReasonInitFailed)
-					w.Header().Del("Mcp-Session-Id")
-					e := storeUnavailable(perr)
-					st.addHeaders(e.Header)
-					st.finish(core.ErrorResponse(m.ID, e), e.HTTPStatus())
-					f.waitReleased(r, st)
-					return
-				}
-				st.finish(resp, http.StatusOK)
-				f.waitReleased(r, st)
-				return
-			}
-			err = cerr
-		} else {
-			err = core.NewError(core.CodeUpstreamError, "upstream answered initialize with protocol version "+strconv.Quote(result.ProtocolVersion)+", which is not a legacy revision")
-		}
-	}
-	// Failed: nothing is published; tear the upstream side down.
-	if adm != nil {
-		adm.cancel()
-	}
-	w.Header().Del("Mcp-Session-Id")
-	g.teardown(context.WithoutCancel(r.Context()), session.ReasonInitFailed)
-	if err == nil && resp == nil {
-		err = errors.New("no answer to initialize")
-	}
 	var fail *core.Error
-	if err != nil {
+	switch {
+	case err != nil:
 		if !errors.As(err, &fail) {
 			fail = core.NewError(core.CodeUpstreamError, "upstream unavailable: initialize failed").WithStatus(http.StatusBadGateway).Wrap(err)
 		}
 		f.log.Info("initialize_failed", "route", rt.Name, "error", err)
+	case resp == nil:
+		fail = core.NewError(core.CodeUpstreamError, "upstream unavailable: initialize failed").WithStatus(http.StatusBadGateway).Wrap(errors.New("no answer to initialize"))
+		f.log.Info("initialize_failed", "route", rt.Name, "error", "no answer to initialize")
+	case resp.Kind == core.KindResponse:
+		var result struct {
+			ProtocolVersion string `json:"protocolVersion"`
+		}
+		_ = json.Unmarshal(resp.Result, &result)
+		if core.EraOf(result.ProtocolVersion) != core.EraLegacy {
+			fail = core.NewError(core.CodeUpstreamError, "upstream answered initialize with protocol version "+strconv.Quote(result.ProtocolVersion)+", which is not a legacy revision")
+			f.log.Info("initialize_failed", "route", rt.Name, "error", fail.Message)
+			break
+		}
+		info.ProtocolVersion = result.ProtocolVersion
+		if _, perr := o.publish(context.WithoutCancel(r.Context())); perr != nil {
+			w.Header().Del("Mcp-Session-Id")
+			st.addHeaders(perr.Header)
+			st.finish(core.ErrorResponse(m.ID, perr), perr.HTTPStatus())
+			f.waitReleased(r, st)
+			return
+		}
+		st.finish(resp, http.StatusOK)
+		f.waitReleased(r, st)
+		return
 	}
+	// Failed, or the upstream refused (its own answer goes back as it
+	// is): nothing is published; tear the upstream side down.
+	o.abandon(context.WithoutCancel(r.Context()))
+	w.Header().Del("Mcp-Session-Id")
 	if fail == nil {
-		st.finish(resp, http.StatusOK) // the upstream's own answer, as it is
+		st.finish(resp, http.StatusOK)
 	} else {
 		st.addHeaders(fail.Header)
 		st.finish(core.ErrorResponse(m.ID, fail), fail.HTTPStatus())

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/core"
-	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/store"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
@@ -57,11 +56,15 @@ const flightTimeout = time.Minute
 // reports a session created by this request with a fresh key: only then
 // is the key returned to the client.
 func (f *Frontend) modernSession(r *http.Request, rt *Route, m *core.Message, version string) (g *gwSession, minted bool, e *core.Error) {
-	if g := f.retrySession(rt, m); g != nil {
+	who := identityOf(r)
+	if g := f.retrySession(r, rt, m); g != nil {
 		return g, false, nil
 	}
 	if key := r.Header.Get(SessionHeader); key != "" && f.opts.IDs.Verify(key) == nil {
 		if g := f.liveModern(rt, key); g != nil {
+			if !f.ownedBy(r, who, g.info) {
+				return nil, false, sessionNotFound()
+			}
 			return g, false, nil
 		}
 		fetched, err := f.fetchModern(r.Context(), r, rt, key)
@@ -78,27 +81,46 @@ func (f *Frontend) modernSession(r *http.Request, rt *Route, m *core.Message, ve
 				func(ctx context.Context) (*gwSession, *core.Error) {
 					return f.newModernSession(ctx, r, rt, version, "", key)
 				})
+			if e == nil && !f.ownedBy(r, who, g.info) {
+				// Another principal presented the same stale key at
+				// the same moment and was admitted under it first.
+				return nil, false, sessionNotFound()
+			}
 			return g, false, e
 		}
 	}
-	addr := clientAddr(r.RemoteAddr)
-	return f.modernFlightFor(r, rt, "addr:"+addr, func() *gwSession {
-		if g := rt.anon[addr]; g != nil && g.ctx.Err() == nil {
+	// Requests without a key share a session per principal and client
+	// address: never one principal's session with another's.
+	anon := anonKey(who, r.RemoteAddr)
+	return f.modernFlightFor(r, rt, "anon:"+anon, func() *gwSession {
+		if g := rt.anon[anon]; g != nil && g.ctx.Err() == nil {
 			return g
 		}
 		return nil
 	}, func(ctx context.Context) (*gwSession, *core.Error) {
-		g, e := f.newModernSession(ctx, r, rt, version, addr, "")
+		g, e := f.newModernSession(ctx, r, rt, version, anon, "")
 		if e == nil {
 			rt.anonMu.Lock()
 			if rt.anon == nil {
 				rt.anon = map[string]*gwSession{}
 			}
-			rt.anon[addr] = g
+			rt.anon[anon] = g
 			rt.anonMu.Unlock()
 		}
 		return g, e
 	})
+}
+
+// anonKey names the keyless modern session of an identity at a client
+// address: principal, tenant and address, NUL-separated (none of them can
+// hold a NUL that would make two keys one: a principal that does is
+// quoted).
+func anonKey(who Identity, remote string) string {
+	p, t := who.Principal, who.Tenant
+	if strings.ContainsRune(p, 0) || strings.ContainsRune(t, 0) {
+		p, t = strconv.Quote(p), strconv.Quote(t)
+	}
+	return p + "\x00" + t + "\x00" + clientAddr(remote)
 }
 
 // liveModern is the live modern session of rt with id key, or nil.
@@ -166,38 +188,18 @@ func (f *Frontend) modernFlightFor(r *http.Request, rt *Route, key string, exist
 	return fl.g, fl.err == nil, fl.err
 }
 
-// newModernSession admits and opens a modern session: with a fresh key,
-// or under id when a stale key of ours is admitted again.
-func (f *Frontend) newModernSession(ctx context.Context, r *http.Request, rt *Route, version, anonAddr, id string) (*gwSession, *core.Error) {
-	adm, e := f.admitAs(ctx, r, rt, "anonymous", "", id)
+// newModernSession admits and opens a modern session for the caller of
+// r: with a fresh key, or under id when a stale key of ours is admitted
+// again; anon is the keyless group it serves ("" for none).
+func (f *Frontend) newModernSession(ctx context.Context, r *http.Request, rt *Route, version, anon, id string) (*gwSession, *core.Error) {
+	o, e := f.openSession(ctx, &sessionSpec{
+		route: rt, identity: identityOf(r), era: core.EraModern, version: version,
+		remoteAddr: r.RemoteAddr, id: id, connect: true, anonKey: anon,
+	})
 	if e != nil {
 		return nil, e
 	}
-	info := &core.SessionInfo{
-		ID: adm.id, Route: rt.Name, Era: core.EraModern, ProtocolVersion: version,
-		Principal: "anonymous", RemoteAddr: r.RemoteAddr,
-	}
-	g := newGWSession(f, rt, info)
-	g.anonAddr = anonAddr
-	conn, err := rt.Upstream.Open(ctx, upstream.OpenParams{Session: info, Era: core.EraModern}, g)
-	if err != nil {
-		adm.cancel()
-		g.cancel()
-		return nil, core.NewError(core.CodeUpstreamError, "upstream unavailable: could not open a connection").WithStatus(http.StatusBadGateway).Wrap(err)
-	}
-	g.setConn(conn)
-	s, err := adm.commit(g, info, rt)
-	if err != nil {
-		g.anonAddr = "" // never published
-		g.teardown(ctx, session.ReasonInitFailed)
-		return nil, core.AsError(err).WithStatus(http.StatusServiceUnavailable)
-	}
-	g.sess = s
-	if err := f.persist.put(g); err != nil && !f.opts.StoreFailOpen {
-		_ = f.opts.Sessions.End(ctx, info.ID, session.ReasonInitFailed)
-		return nil, storeUnavailable(err)
-	}
-	return g, nil
+	return o.publish(ctx)
 }
 
 // fetchModern adopts a modern session another replica created, from the
@@ -219,6 +221,10 @@ func (f *Frontend) fetchModern(ctx context.Context, r *http.Request, rt *Route, 
 	if rec.Era != core.EraModern || rec.Route != rt.Name || rec.Expired(time.Now()) {
 		return nil, nil
 	}
+	who := identityOf(r)
+	if !f.ownedBy(r, who, &core.SessionInfo{ID: rec.ID, Route: rec.Route, Principal: rec.Principal, Tenant: rec.Tenant}) {
+		return nil, sessionNotFound()
+	}
 	if f.hop != nil && rec.Owner != "" && rec.Owner != p.origin {
 		// Its pending calls (and, for stdio, its process) live on the
 		// owner; the hop forwards there and only hands over a session
@@ -229,7 +235,7 @@ func (f *Frontend) fetchModern(ctx context.Context, r *http.Request, rt *Route, 
 	}
 	g, e := f.adoptModern(ctx, r, rt, rec)
 	if e != nil {
-		if g := f.liveModern(rt, key); g != nil {
+		if g := f.liveModern(rt, key); g != nil && who.owns(g.info) {
 			return g, nil // a concurrent request adopted it first
 		}
 		f.log.Warn("session_not_fetched", "session", core.Fingerprint(key), "error", e)
@@ -240,38 +246,23 @@ func (f *Frontend) fetchModern(ctx context.Context, r *http.Request, rt *Route, 
 }
 
 // adoptModern brings a stored modern session here: outside the caps (the
-// cluster counts it already), with its upstream side opened anew — a
-// modern session carries no protocol state.
+// cluster counts it already), owned by the identity its record names, with
+// its upstream side opened anew — a modern session carries no protocol
+// state.
 func (f *Frontend) adoptModern(ctx context.Context, r *http.Request, rt *Route, rec *store.Record) (*gwSession, *core.Error) {
-	res, err := f.opts.Sessions.Reserve(ctx, session.Admission{
-		ID: rec.ID, Route: rt.Name, RouteCap: rt.Cap, Principal: rec.Principal, Tenant: rec.Tenant,
-		IdleTimeout: rt.IdleTimeout, Adopt: true,
-	})
-	if err != nil {
-		return nil, core.AsError(err).WithStatus(http.StatusServiceUnavailable)
-	}
-	info := &core.SessionInfo{
-		ID: rec.ID, Route: rt.Name, Era: core.EraModern, ProtocolVersion: rec.ProtocolVersion,
-		Principal: rec.Principal, Tenant: rec.Tenant, RemoteAddr: r.RemoteAddr, Created: rec.Created,
-	}
-	g := newGWSession(f, rt, info)
-	conn, err := rt.Upstream.Open(ctx, upstream.OpenParams{Session: info, Era: core.EraModern}, g)
-	if err != nil {
-		res.Cancel()
-		g.cancel()
-		return nil, core.NewError(core.CodeUpstreamError, "upstream unavailable: could not open a connection").WithStatus(http.StatusBadGateway).Wrap(err)
-	}
-	g.setConn(conn)
-	s, err := res.Commit(info, session.Limits{IdleTimeout: rt.IdleTimeout, TTL: rt.TTL}, g.teardown, g)
-	if err != nil {
-		g.teardown(ctx, session.ReasonInitFailed)
-		return nil, core.AsError(err).WithStatus(http.StatusServiceUnavailable)
-	}
-	g.sess = s
+	mode := recordKnown
 	if f.hop != nil && rec.Owner == "" {
-		_ = f.persist.put(g) // now owned here
+		mode = recordOwn // now owned here
 	}
-	return g, nil
+	o, e := f.openSession(ctx, &sessionSpec{
+		route: rt, identity: recordIdentity(rec), era: core.EraModern, version: rec.ProtocolVersion,
+		remoteAddr: r.RemoteAddr, id: rec.ID, restored: "replica", adopt: true, created: rec.Created,
+		connect: true, record: mode,
+	})
+	if e != nil {
+		return nil, e
+	}
+	return o.publish(ctx)
 }
 
 // writeModern delivers a server message of a modern session: only to the
@@ -392,12 +383,18 @@ func requestStateOf(params []byte) string {
 // retrySession is the live session of rt holding the call an MRTR retry
 // continues, or nil: a retry is served by that session whatever key it
 // came with (the bridge verifies the state there).
-func (f *Frontend) retrySession(rt *Route, m *core.Message) *gwSession {
+//
+// A retry naming another principal's session is not served by it (nor can
+// it cancel that session's call): it goes on as a request of its own,
+// whose session refuses the state.
+func (f *Frontend) retrySession(r *http.Request, rt *Route, m *core.Message) *gwSession {
 	if m.Kind != core.KindRequest {
 		return nil
 	}
 	if sid := stateSession(m.Params); sid != "" {
-		return f.liveModern(rt, sid)
+		if g := f.liveModern(rt, sid); g != nil && f.ownedBy(r, identityOf(r), g.info) {
+			return g
+		}
 	}
 	return nil
 }
@@ -423,7 +420,7 @@ func (g *gwSession) cancelRetry(m *core.Message) {
 // ends the call it would have continued.
 func (f *Frontend) rejectModern(w http.ResponseWriter, r *http.Request, rt *Route, g *gwSession, m *core.Message, e *core.Error) {
 	if g == nil {
-		g = f.retrySession(rt, m)
+		g = f.retrySession(r, rt, m)
 	}
 	g.cancelRetry(m)
 	f.reject(w, r, m, e)

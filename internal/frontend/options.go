@@ -3,6 +3,7 @@ package frontend
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -60,9 +61,10 @@ type Route struct {
 
 	chain *pipeline.Chain // both directions, the stages' state and observers
 
-	// anon maps a client address to the modern session of its requests
-	// that name no session; flights are the modern sessions being created,
-	// by key or address (modernsession.go). anonMu guards both.
+	// anon maps an identity at a client address (anonKey) to the modern
+	// session of its requests that name no session; flights are the modern
+	// sessions being created, by key or anonKey (modernsession.go). anonMu
+	// guards both.
 	anonMu  sync.Mutex
 	anon    map[string]*gwSession
 	flights map[string]*modernFlight
@@ -109,6 +111,10 @@ type Options struct {
 	// (pipeline.Refused), whatever the route: the gateway-wide observer.
 	// The chain of the route a request was for sees it too.
 	Observe func(ctx context.Context, ev *pipeline.Event)
+	// Authenticate establishes the identity of every request before it is
+	// routed to a session or admitted to a new one; an error refuses the
+	// request. Nil: every request is anonymous (AnonymousIdentity).
+	Authenticate Authenticator
 	// ResumeSessionBytes and ResumeTotalBytes bound the SSE events kept
 	// for Last-Event-ID, per session and in all. If zero, 1 MiB and 64 MiB.
 	ResumeSessionBytes, ResumeTotalBytes int64
@@ -149,4 +155,8 @@ type ListenerPolicy struct {
 	// AllowedHosts and AllowedOrigins: see config.Listener.
 	AllowedHosts   []string
 	AllowedOrigins []string
+	// TrustedProxies are the peers whose Forwarded / X-Forwarded-For
+	// headers name the client's address (see identity.go); empty: those
+	// headers are ignored.
+	TrustedProxies []netip.Prefix
 }

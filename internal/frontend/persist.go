@@ -73,7 +73,7 @@ func (p *persistence) put(g *gwSession) error {
 	i := g.info
 	rec := &store.Record{
 		ID: i.ID, Route: g.route.Name, Era: i.Era, ProtocolVersion: i.ProtocolVersion,
-		Principal: i.Principal, Tenant: i.Tenant, RemoteAddr: i.RemoteAddr,
+		Principal: i.Principal, Tenant: i.Tenant, Groups: i.Groups, Claims: i.Claims, RemoteAddr: i.RemoteAddr,
 		ClientName: i.ClientName, ClientVersion: i.ClientVersion, InitRaw: g.initRaw,
 		Created: i.Created, LastActive: time.Now(), IdleTimeout: g.route.IdleTimeout, TTL: g.route.TTL,
 	}
@@ -294,7 +294,10 @@ func (p *persistence) answerElsewhere(g *gwSession, m *core.Message) bool {
 // It returns (nil, nil) for a session the store does not have, and an
 // error when the store could not answer — unless the gateway runs fail
 // open, where an unreachable store counts as "unknown".
-func (f *Frontend) fetch(ctx context.Context, id string) (*gwSession, error) {
+//
+// A record of another principal than who is a session that does not exist
+// for this caller: (nil, nil), logged, and not brought here.
+func (f *Frontend) fetch(ctx context.Context, r *http.Request, who Identity, id string) (*gwSession, error) {
 	p := f.persist
 	if p == nil || p.bc == nil {
 		return nil, nil
@@ -307,6 +310,9 @@ func (f *Frontend) fetch(ctx context.Context, id string) (*gwSession, error) {
 		f.storeFailed(f.log, slog.LevelError, "get", err, "session", core.Fingerprint(id))
 		return nil, err
 	}
+	if !f.ownedBy(r, who, &core.SessionInfo{ID: rec.ID, Route: rec.Route, Principal: rec.Principal, Tenant: rec.Tenant}) {
+		return nil, nil
+	}
 	if rt := f.routeNamed(rec.Route); rt != nil && rt.Local && rec.Owner != p.origin {
 		// The session's process lives in another replica (the hop
 		// forwards there, or claims it first when that replica is gone):
@@ -318,7 +324,7 @@ func (f *Frontend) fetch(ctx context.Context, id string) (*gwSession, error) {
 	if err != nil {
 		// A concurrent request may have fetched it first.
 		if s, gerr := f.opts.Sessions.Get(id); gerr == nil {
-			if g, ok := s.Value.(*gwSession); ok {
+			if g, ok := s.Value.(*gwSession); ok && who.owns(g.info) {
 				return g, nil
 			}
 		}
@@ -342,31 +348,33 @@ func (f *Frontend) restoreRecord(ctx context.Context, rec *store.Record, adopt b
 	case rec.Expired(time.Now()):
 		return nil, fmt.Errorf("%w: expired", errUnrestorable)
 	}
-	info := &core.SessionInfo{
-		ID: rec.ID, Route: rt.Name, Era: core.EraLegacy, ProtocolVersion: rec.ProtocolVersion,
-		Principal: rec.Principal, Tenant: rec.Tenant, RemoteAddr: rec.RemoteAddr,
-		ClientName: rec.ClientName, ClientVersion: rec.ClientVersion, Created: rec.Created,
-	}
 	how := "restart" // logged as session_restored, with its Resumed hooks
 	if adopt {
 		how = "replica"
 	}
-	res, err := f.opts.Sessions.Reserve(ctx, session.Admission{
-		ID: rec.ID, Route: rt.Name, RouteCap: rt.Cap, Principal: info.Principal, Tenant: info.Tenant,
-		Address: clientAddr(rec.RemoteAddr), IdleTimeout: rt.IdleTimeout, Adopt: adopt, Restored: how,
+	o, e := f.openSession(ctx, &sessionSpec{
+		route: rt, identity: recordIdentity(rec), era: core.EraLegacy, version: rec.ProtocolVersion,
+		remoteAddr: rec.RemoteAddr, clientName: rec.ClientName, clientVersion: rec.ClientVersion,
+		initRaw: rec.InitRaw, id: rec.ID, restored: how, adopt: adopt, created: rec.Created, record: recordKnown,
 	})
-	if err != nil {
-		return nil, err
+	if e != nil {
+		return nil, e
 	}
-	g := newGWSession(f, rt, info)
-	g.initRaw = rec.InitRaw
-	s, err := res.Commit(info, session.Limits{IdleTimeout: rt.IdleTimeout, TTL: rt.TTL}, g.teardown, g)
-	if err != nil {
-		return nil, err
+	g, e := o.publish(ctx)
+	if e != nil {
+		return nil, e
 	}
-	g.sess = s
-	f.persist.live.Store(rec.ID, g)
 	return g, nil
+}
+
+// recordIdentity is the identity that owns a stored session. Records
+// written before identities were kept name no principal: anonymous.
+func recordIdentity(rec *store.Record) Identity {
+	id := Identity{Principal: rec.Principal, Tenant: rec.Tenant, Groups: rec.Groups, Claims: rec.Claims}
+	if id.Principal == "" {
+		id.Principal = session.Anonymous
+	}
+	return id
 }
 
 func (f *Frontend) routeNamed(name string) *Route {

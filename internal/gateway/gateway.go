@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,9 @@ type Options struct {
 	// Metrics is the registry the gateway's metrics go to, one per
 	// gateway. If nil, the gateway makes its own (see Gateway.Metrics).
 	Metrics *metrics.Registry
+	// Authenticate establishes the identity of every client request (see
+	// frontend.Options.Authenticate). If nil, every client is anonymous.
+	Authenticate frontend.Authenticator
 }
 
 // Gateway is a built, not yet running, mcpgate.
@@ -128,6 +132,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		Creation:           g.rates.creationLimits(),
 		ResumeSessionBytes: int64(ss.Resumption.SessionBytes), ResumeTotalBytes: int64(ss.Resumption.TotalBytes),
 		IDs: ids, StoreFailOpen: cfg.Store.OnUnavailable == "fail-open",
+		Authenticate: opts.Authenticate,
 	}, routes)
 	if err != nil {
 		g.Close()
@@ -200,8 +205,15 @@ func newUpstream(rc config.Route, log *slog.Logger, tap upstream.Tap) (upstream.
 // Handler returns the handler of listener i, for tests and embedding.
 func (g *Gateway) Handler(i int) http.Handler {
 	l := g.cfg.Listeners[i]
+	proxies := make([]netip.Prefix, 0, len(l.TrustedProxies))
+	for _, tp := range l.TrustedProxies {
+		if p, err := config.ParseTrustedProxy(tp); err == nil { // Validate refused the others
+			proxies = append(proxies, p)
+		}
+	}
 	return g.front.Handler(frontend.ListenerPolicy{
 		Loopback: isLoopbackAddr(l.Address), AllowedHosts: l.AllowedHosts, AllowedOrigins: l.AllowedOrigins,
+		TrustedProxies: proxies,
 	})
 }
 

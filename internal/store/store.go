@@ -26,11 +26,17 @@ type Record struct {
 	ProtocolVersion string   `json:"protocol_version"`
 	Principal       string   `json:"principal"`
 	Tenant          string   `json:"tenant,omitempty"`
-	RemoteAddr      string   `json:"remote_addr,omitempty"`
-	ClientName      string   `json:"client_name,omitempty"`
-	ClientVersion   string   `json:"client_version,omitempty"`
-	InitRaw         []byte   `json:"init_raw,omitempty"`
-	UpstreamSession string   `json:"upstream_session,omitempty"`
+	// Groups and Claims are the rest of the owner's identity (see
+	// core.SessionInfo), so that a session brought back from the store
+	// belongs to the same principal. Records written before they existed
+	// decode with both nil.
+	Groups          []string       `json:"groups,omitempty"`
+	Claims          map[string]any `json:"claims,omitempty"`
+	RemoteAddr      string         `json:"remote_addr,omitempty"`
+	ClientName      string         `json:"client_name,omitempty"`
+	ClientVersion   string         `json:"client_version,omitempty"`
+	InitRaw         []byte         `json:"init_raw,omitempty"`
+	UpstreamSession string         `json:"upstream_session,omitempty"`
 	// Owner is the replica that holds the session's upstream process (a
 	// stdio route in a cluster); empty when any replica may serve it.
 	Owner       string        `json:"owner,omitempty"`
@@ -82,6 +88,12 @@ type Store interface {
 func (r *Record) Clone() *Record {
 	c := *r
 	c.InitRaw = append([]byte(nil), r.InitRaw...)
+	if r.Groups != nil {
+		c.Groups = append([]string(nil), r.Groups...)
+	}
+	if r.Claims != nil {
+		c.Claims = CloneClaims(r.Claims)
+	}
 	if r.Usage != nil {
 		c.Usage = make(map[string]int64, len(r.Usage))
 		for k, v := range r.Usage {
@@ -136,4 +148,33 @@ type Owners interface {
 type Broadcaster interface {
 	Publish(ctx context.Context, ev Event) error
 	Subscribe(ctx context.Context, fn func(Event)) error
+}
+
+// CloneClaims returns a deep copy of claims, whose values are JSON values
+// (maps, slices and scalars, as encoding/json decodes them).
+func CloneClaims(claims map[string]any) map[string]any {
+	if claims == nil {
+		return nil
+	}
+	c := make(map[string]any, len(claims))
+	for k, v := range claims {
+		c[k] = cloneJSON(v)
+	}
+	return c
+}
+
+func cloneJSON(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		return CloneClaims(v)
+	case []any:
+		c := make([]any, len(v))
+		for i, e := range v {
+			c[i] = cloneJSON(e)
+		}
+		return c
+	case []string:
+		return append([]string(nil), v...)
+	}
+	return v
 }

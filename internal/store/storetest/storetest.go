@@ -49,6 +49,11 @@ func Record(id string) *store.Record {
 		ProtocolVersion: core.Version20241105,
 		Principal:       "user:" + id,
 		Tenant:          "tenant-ü",
+		Groups:          []string{"admins", "grüppe"},
+		Claims: map[string]any{
+			"sub": "user:" + id, "exp": float64(1.9e9), "email_verified": true, "null": nil,
+			"aud": []any{"mcpgate", float64(2)}, "nested": map[string]any{"scope": "read write"},
+		},
 		RemoteAddr:      "192.0.2.1:4711",
 		ClientName:      "client \"quoted\" ✓",
 		ClientVersion:   "1.2.3",
@@ -164,6 +169,7 @@ func testRoundTrip(t *testing.T, open func(*testing.T) store.Store) {
 		{name: "empty collections", rec: func() *store.Record {
 			r := Record("s-empty")
 			r.InitRaw, r.Usage, r.Overrides = []byte{}, map[string]int64{}, map[string]string{}
+			r.Groups, r.Claims = []string{}, map[string]any{}
 			return r
 		}()},
 		{name: "monotonic and local times", rec: func() *store.Record {
