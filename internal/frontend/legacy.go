@@ -50,7 +50,7 @@ func (f *Frontend) lookupLegacy(r *http.Request, rt *Route) (*gwSession, *core.E
 	if g == nil {
 		return nil, core.NewError(core.CodeSessionNotFound, "session not found: it expired, was ended or never existed; send initialize to start a new one").WithStatus(http.StatusNotFound)
 	}
-	if g.route != rt || g.info.Era != core.EraLegacy {
+	if g.info.Era != core.EraLegacy || !g.onRoute(rt) {
 		return nil, core.NewError(core.CodeSessionNotFound, "session not found on this endpoint").WithStatus(http.StatusNotFound)
 	}
 	return g, nil
@@ -105,7 +105,7 @@ func (f *Frontend) notify(w http.ResponseWriter, r *http.Request, g *gwSession, 
 	m.Session = g.info
 	ctx, cancel := context.WithTimeout(withTarget(g.ctx, g, nil), 30*time.Second)
 	defer cancel()
-	if _, err := g.route.c2s(ctx, m); err != nil {
+	if _, err := g.route().chain.c2s(ctx, m); err != nil {
 		e := f.callError(ctx, g, m, err)
 		if e.Status == 0 {
 			e.Status = http.StatusBadGateway
@@ -214,7 +214,7 @@ func (f *Frontend) initialize(w http.ResponseWriter, r *http.Request, rt *Route,
 	m.Session = info
 	w.Header().Set("Mcp-Session-Id", info.ID)
 	st := newStream(w, &f.opts, g.nextStreamID(), false)
-	resp, err := rt.c2s(withTarget(ctx, g, st), m)
+	resp, err := rt.chain.c2s(withTarget(ctx, g, st), m)
 	if err == nil && resp != nil && resp.Kind == core.KindResponse {
 		var result struct {
 			ProtocolVersion string `json:"protocolVersion"`
@@ -312,7 +312,7 @@ func (f *Frontend) legacyBatch(w http.ResponseWriter, r *http.Request, rt *Route
 		case core.KindNotification:
 			m.Session = g.info
 			ctx, cancel := context.WithTimeout(withTarget(g.ctx, g, nil), 30*time.Second)
-			if _, err := rt.c2s(ctx, m); err != nil {
+			if _, err := rt.chain.c2s(ctx, m); err != nil {
 				g.log.Warn("batch_notification_failed", "method", m.Method, "error", err)
 			}
 			cancel()
@@ -341,7 +341,7 @@ func (f *Frontend) legacyBatch(w http.ResponseWriter, r *http.Request, rt *Route
 		wg.Go(func() {
 			defer g.endCall(m.ID)
 			m.Session = g.info
-			resp, err := rt.c2s(ctx, m)
+			resp, err := rt.chain.c2s(ctx, m)
 			if err != nil {
 				resp = core.ErrorResponse(m.ID, f.callError(ctx, g, m, err))
 			}
@@ -434,7 +434,7 @@ func (g *gwSession) waitStandalone(r *http.Request, st *stream, released <-chan 
 	// replica that no longer finds it ends it, see endedElsewhere).
 	var held <-chan time.Time
 	if g.f.persist.kept(g) {
-		t := time.NewTicker(heldTouchEvery(g.route.IdleTimeout))
+		t := time.NewTicker(heldTouchEvery(g.route().IdleTimeout))
 		defer t.Stop()
 		held = t.C
 	}

@@ -2,14 +2,11 @@ package frontend
 
 import (
 	"log/slog"
-	"sync"
 	"time"
 
-	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/sessionid"
-	"github.com/mcpgate/mcpgate/internal/store"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
@@ -26,7 +23,10 @@ const (
 	EraModern = "modern"
 )
 
-// Route is one MCP endpoint path and its upstream.
+// Route is one MCP endpoint path and its upstream: configuration only.
+// The frontend serves a copy of each Route it is given (New, SwapRoutes),
+// with its compiled chains and the route's runtime state (routes.go); the
+// caller's value is not kept or changed.
 type Route struct {
 	Name string
 	Path string
@@ -56,17 +56,13 @@ type Route struct {
 	// tools/list mark tools safe to retry.
 	TrustAnnotations bool
 
-	annotations toolAnnotations
-
-	c2s core.Handler // client → server chain
-	s2c core.Handler // server → client chain
-
-	// anon maps a client address to the modern session of its requests
-	// that name no session; flights are the modern sessions being created,
-	// by key or address (modernsession.go). anonMu guards both.
-	anonMu  sync.Mutex
-	anon    map[string]*gwSession
-	flights map[string]*modernFlight
+	// chain is the route's compiled interceptor chains, and state its
+	// runtime state, shared by every version of the route with this name
+	// and upstream; both are set on the frontend's copy only.
+	chain *chain
+	state *routeState
+	// gen is the generation of the table this copy belongs to.
+	gen uint64
 }
 
 // Options configure the frontend.
@@ -103,9 +99,6 @@ type Options struct {
 	// ("unreachable", "broken", "store"; see metrics.ClusterMetrics),
 	// where the failure is logged (hop_forward_failed).
 	ForwardErrors func(reason string)
-	// Store persists legacy sessions so they survive a restart; nil keeps
-	// them in memory only.
-	Store store.Store
 	// ResumeSessionBytes and ResumeTotalBytes bound the SSE events kept
 	// for Last-Event-ID, per session and in all. If zero, 1 MiB and 64 MiB.
 	ResumeSessionBytes, ResumeTotalBytes int64
