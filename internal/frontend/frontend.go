@@ -78,6 +78,9 @@ type listenerHandler struct {
 
 func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f := h.f
+	if !f.served.Load() {
+		f.served.Store(true) // provisioning is over (Provision)
+	}
 	defer func() {
 		// A bug must cost one request a clear error, never the process or
 		// a silently dropped connection.
@@ -100,9 +103,6 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.p.originAllowed(r.Header.Get("Origin")) {
 		f.reject(w, r, nil, core.NewError(core.CodeInvalidRequest, "forbidden: Origin "+strconv.Quote(r.Header.Get("Origin"))+" is not allowed").WithStatus(http.StatusForbidden))
 		return
-	}
-	if !f.served.Load() {
-		f.served.Store(true)
 	}
 	// The table is read once: the whole request is served on this version
 	// of its route. Requests other than GET streams are counted on the
