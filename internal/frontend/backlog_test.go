@@ -44,7 +44,7 @@ func TestBacklogBounds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g := newGWSession(f, f.routes["/mcp"], &core.SessionInfo{ID: session.NewID(), Route: "r", Era: core.EraLegacy})
+		g := newGWSession(f, f.routes().byPath["/mcp"], &core.SessionInfo{ID: session.NewID(), Route: "r", Era: core.EraLegacy})
 		small := mustDecode(t, `{"jsonrpc":"2.0","method":"notifications/message","params":{"data":"x"}}`)
 		big := mustDecode(t, `{"jsonrpc":"2.0","method":"notifications/message","params":{"data":"`+strings.Repeat("y", 1000)+`"}}`)
 

@@ -19,27 +19,27 @@ import (
 // c2s runs a client message through the session's chain towards the
 // server. The session's stage state is made (or moved to a new chain) first.
 func (g *gwSession) c2s(ctx context.Context, m *core.Message) (*core.Message, error) {
-	ch := g.route.chain
+	ch := g.route().chain
 	ch.Enter(g.info)
 	return ch.ClientToServer(ctx, m)
 }
 
 // s2c runs a server message through the session's chain towards the client.
 func (g *gwSession) s2c(ctx context.Context, m *core.Message) (*core.Message, error) {
-	ch := g.route.chain
+	ch := g.route().chain
 	ch.Enter(g.info)
 	return ch.ServerToClient(ctx, m)
 }
 
 // leaveChain ends the session's stage state; the session is over.
 func (g *gwSession) leaveChain(reason string) {
-	g.route.chain.Leave(g.info, reason)
+	g.route().chain.Leave(g.info, reason)
 }
 
 // originated tells the session's chain of a message the gateway made
 // itself (see pipeline.Originated).
 func (g *gwSession) originated(ctx context.Context, m *core.Message, origin string) {
-	if ch := g.route.chain; ch.Observing() {
+	if ch := g.route().chain; ch.Observing() {
 		ch.Observe(ctx, &pipeline.Event{Kind: pipeline.Originated, Time: time.Now(), Session: g.info, Message: m, Origin: origin})
 	}
 }
@@ -51,13 +51,8 @@ func (f *Frontend) Originated(ctx context.Context, s *core.SessionInfo, m *core.
 	if s == nil {
 		return
 	}
-	for _, rt := range f.routes {
-		if rt.Name == s.Route {
-			if rt.chain.Observing() {
-				rt.chain.Observe(ctx, &pipeline.Event{Kind: pipeline.Originated, Time: time.Now(), Session: s, Message: m, Origin: origin})
-			}
-			return
-		}
+	if rt := f.routeNamed(s.Route); rt != nil && rt.chain.Observing() {
+		rt.chain.Observe(ctx, &pipeline.Event{Kind: pipeline.Originated, Time: time.Now(), Session: s, Message: m, Origin: origin})
 	}
 }
 
@@ -65,7 +60,7 @@ func (f *Frontend) Originated(ctx context.Context, s *core.SessionInfo, m *core.
 // gateway-wide observer (Options.Observe) and the chain of the route the
 // request was for, if any. g is the session the request named, when known.
 func (f *Frontend) refused(r *http.Request, g *gwSession, m *core.Message, e *core.Error) {
-	rt := f.routes[r.URL.Path]
+	rt := f.routes().byPath[r.URL.Path]
 	if f.opts.Observe == nil && (rt == nil || !rt.chain.Observing()) {
 		return
 	}

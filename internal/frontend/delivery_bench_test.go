@@ -58,7 +58,7 @@ func benchSession(b *testing.B) (*Frontend, *gwSession) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	g := newGWSession(f, f.routes["/mcp"], &core.SessionInfo{ID: session.NewID(), Route: "r", Era: core.EraLegacy, ProtocolVersion: "2025-11-25"})
+	g := newGWSession(f, f.routes().byPath["/mcp"], &core.SessionInfo{ID: session.NewID(), Route: "r", Era: core.EraLegacy, ProtocolVersion: "2025-11-25"})
 	b.Cleanup(func() { g.teardown(context.Background(), session.ReasonDeleted) })
 	return f, g
 }

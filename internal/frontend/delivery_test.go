@@ -424,7 +424,7 @@ func TestInboundQueueBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := newGWSession(f, f.routes["/mcp"], &core.SessionInfo{ID: session.NewID(), Route: "r", Era: core.EraLegacy, ProtocolVersion: "2025-06-18"})
+	g := newGWSession(f, f.routes().byPath["/mcp"], &core.SessionInfo{ID: session.NewID(), Route: "r", Era: core.EraLegacy, ProtocolVersion: "2025-06-18"})
 	t.Cleanup(func() { g.teardown(context.Background(), session.ReasonDeleted) })
 	note := func(i int) *core.Message {
 		return mustDecode(t, fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/message","params":{"data":%d}}`, i))

@@ -10,11 +10,11 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/core"
-	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
@@ -24,9 +24,15 @@ var b64std = base64.StdEncoding
 // Frontend serves the configured routes. Build it with New, then mount
 // Handler for each listener.
 type Frontend struct {
-	opts   Options
-	log    *slog.Logger
-	routes map[string]*Route
+	opts Options
+	log  *slog.Logger
+	// table is the route table in force (routes.go), read once per
+	// request; swapMu serializes swaps and provisioning.
+	table       atomic.Pointer[routeTable]
+	swapMu      sync.Mutex
+	provisioned bool
+	// served is set by the first request: provisioning comes before it.
+	served atomic.Bool
 	// historyBytes is the SSE history kept across all sessions.
 	historyBytes atomic.Int64
 	// persist writes sessions through to the store; nil without one.
@@ -41,27 +47,19 @@ type Frontend struct {
 // InFlight is the number of POST exchanges in progress.
 func (f *Frontend) InFlight() int64 { return f.posts.Load() }
 
-// New builds the routes' pipelines.
+// New builds the route table (see SwapRoutes). What exists only once the
+// gateway runs (the store, the cluster) comes later, through Provision.
 func New(opts Options, routes []*Route) (*Frontend, error) {
 	opts.setDefaults()
 	if opts.Sessions == nil {
 		return nil, errors.New("frontend: Options.Sessions is required")
 	}
-	f := &Frontend{opts: opts, log: opts.Logger, routes: map[string]*Route{}}
-	f.UseStore(opts.Store)
-	for _, rt := range routes {
-		if _, dup := f.routes[rt.Path]; dup {
-			return nil, fmt.Errorf("frontend: duplicate route path %q", rt.Path)
-		}
-		if rt.RequestTimeout == 0 {
-			rt.RequestTimeout = 5 * time.Minute
-		}
-		var err error
-		if rt.chain, err = pipeline.Build(rt.Name, f.toUpstream, f.toClient, rt.Stages); err != nil {
-			return nil, err
-		}
-		f.routes[rt.Path] = rt
+	f := &Frontend{opts: opts, log: opts.Logger}
+	t, err := f.buildTable(routes, nil, 1)
+	if err != nil {
+		return nil, err
 	}
+	f.table.Store(t)
 	return f, nil
 }
 
@@ -80,6 +78,9 @@ type listenerHandler struct {
 
 func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f := h.f
+	if !f.served.Load() {
+		f.served.Store(true) // provisioning is over (Provision)
+	}
 	defer func() {
 		// A bug must cost one request a clear error, never the process or
 		// a silently dropped connection.
@@ -117,7 +118,15 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	rt := f.routes[r.URL.Path]
+	// The table is read once: the whole request is served on this version
+	// of its route. Requests other than GET streams are counted on the
+	// route's state, so that a swap that retires it waits for them.
+	var rt *Route
+	if r.Method == http.MethodGet {
+		rt = f.routes().byPath[r.URL.Path]
+	} else if rt = f.enter(r.URL.Path); rt != nil {
+		defer rt.state.leave()
+	}
 	if rt == nil {
 		f.reject(w, r, nil, core.NewError(core.CodeInvalidRequest, "not found: no MCP endpoint at "+strconv.Quote(r.URL.Path)).WithStatus(http.StatusNotFound))
 		return
@@ -297,8 +306,8 @@ func (f *Frontend) toUpstream(ctx context.Context, m *core.Message) (resp *core.
 	if err == nil && m.Era == core.EraModern && m.Method == "tools/list" && resp.Kind == core.KindResponse {
 		g.params.learn(resp.Result)
 	}
-	if err == nil && g.route.TrustAnnotations && m.Method == "tools/list" && resp.Kind == core.KindResponse {
-		g.route.annotations.learn(resp.Result)
+	if rt := g.route(); err == nil && rt.TrustAnnotations && m.Method == "tools/list" && resp.Kind == core.KindResponse {
+		rt.state.annotations.learn(resp.Result)
 	}
 	return resp, err
 }
@@ -312,7 +321,7 @@ func (f *Frontend) toClient(ctx context.Context, m *core.Message) (*core.Message
 // request timeout, ended with the session, and (when cancelOnClose) with
 // the client's HTTP request.
 func (g *gwSession) callContext(r *http.Request, st *stream, cancelOnClose bool) (context.Context, context.CancelFunc) {
-	return g.streamContext(r, st, cancelOnClose, g.route.RequestTimeout)
+	return g.streamContext(r, st, cancelOnClose, g.route().RequestTimeout)
 }
 
 // streamContext is callContext with its own bound; zero means none (a
@@ -389,7 +398,7 @@ func (f *Frontend) callError(ctx context.Context, g *gwSession, m *core.Message,
 		}
 		return core.NewError(core.CodeSessionNotFound, "session ended ("+reason+") before the upstream answered").WithStatus(http.StatusNotFound).Wrap(err)
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return core.NewError(core.CodeRequestTimeout, "request timed out after "+g.route.RequestTimeout.String()).Wrap(err)
+		return core.NewError(core.CodeRequestTimeout, "request timed out after "+g.route().RequestTimeout.String()).Wrap(err)
 	case errors.Is(ctx.Err(), context.Canceled):
 		return core.NewError(core.CodeRequestTimeout, "request cancelled").Wrap(err)
 	}

@@ -17,12 +17,14 @@ import (
 // connection and its client streams. It is the session's Value and the
 // upstream's Sink.
 type gwSession struct {
-	f     *Frontend
-	route *Route
-	info  *core.SessionInfo
-	sess  *session.Session // nil until published
-	cs    connState
-	log   *slog.Logger
+	f *Frontend
+	// rv is the version of its route the session serves on (route,
+	// onRoute in routes.go).
+	rv   atomic.Pointer[Route]
+	info *core.SessionInfo
+	sess *session.Session // nil until published
+	cs   connState
+	log  *slog.Logger
 
 	// ctx is cancelled when the session ends; in-flight work derives from it.
 	ctx    context.Context
@@ -81,13 +83,14 @@ func newGWSession(f *Frontend, rt *Route, info *core.SessionInfo) *gwSession {
 	}
 	g := &gwSession{
 		budget: historyBudget{sessionLimit: f.opts.ResumeSessionBytes, total: &f.historyBytes, totalLimit: f.opts.ResumeTotalBytes},
-		f:      f, route: rt, info: info, ctx: ctx, cancel: cancel,
+		f:      f, info: info, ctx: ctx, cancel: cancel,
 		log:      f.log.With("session", info.LogID(), "route", rt.Name),
 		streams:  map[string]*stream{},
 		pending:  map[core.ID]chan *core.Message{},
 		inflight: map[core.ID]*call{},
 	}
 	g.in.budget = historyBudget{sessionLimit: inboundBytesFactor * f.opts.ResumeSessionBytes, total: &f.historyBytes, totalLimit: f.opts.ResumeTotalBytes}
+	g.rv.Store(rt)
 	return g
 }
 
@@ -98,11 +101,11 @@ func (g *gwSession) teardown(ctx context.Context, reason session.Reason) {
 	defer g.leaveChain(string(reason))
 	g.f.persist.forget(g, reason)
 	if g.anonAddr != "" {
-		g.route.anonMu.Lock()
-		if g.route.anon[g.anonAddr] == g {
-			delete(g.route.anon, g.anonAddr)
+		g.route().state.mu.Lock()
+		if g.route().state.anon[g.anonAddr] == g {
+			delete(g.route().state.anon, g.anonAddr)
 		}
-		g.route.anonMu.Unlock()
+		g.route().state.mu.Unlock()
 	}
 	g.mu.Lock()
 	// A stream with a request in flight is not closed here: its exchange,
@@ -407,7 +410,7 @@ func (g *gwSession) deliverToClient(ctx context.Context, m *core.Message) (*core
 	}()
 	g.write(m, st)
 	t.placed.done()
-	timeout := time.NewTimer(g.route.RequestTimeout)
+	timeout := time.NewTimer(g.route().RequestTimeout)
 	defer timeout.Stop()
 	select {
 	case resp := <-ch:

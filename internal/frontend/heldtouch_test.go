@@ -37,8 +37,10 @@ func TestHeldStreamKeepsRecordActive(t *testing.T) {
 			t.Fatal(err)
 		}
 		st := &touchCounter{Store: memory.New(), touches: make(chan time.Time, 16)}
-		f.UseStore(st)
-		g := newGWSession(f, f.routes["/mcp"], &core.SessionInfo{ID: "s1", Era: core.EraLegacy})
+		if err := f.Provision(Provisions{Store: st}); err != nil {
+			t.Fatal(err)
+		}
+		g := newGWSession(f, f.routes().byPath["/mcp"], &core.SessionInfo{ID: "s1", Era: core.EraLegacy})
 		defer g.cancel()
 
 		ctx, leave := context.WithCancel(t.Context())

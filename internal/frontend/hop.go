@@ -59,10 +59,10 @@ type hop struct {
 	proxy *httputil.ReverseProxy
 }
 
-// UseCluster turns on the internal hop between replicas, with keys
+// useCluster turns on the internal hop between replicas, with keys
 // shared by every replica (the first signs). It needs a store that tracks
-// owners (UseStore first); without one it does nothing.
-func (f *Frontend) UseCluster(keys [][]byte) {
+// owners (useStore first); without one it does nothing. See Provision.
+func (f *Frontend) useCluster(keys [][]byte) {
 	p := f.persist
 	if p == nil || len(keys) == 0 {
 		return

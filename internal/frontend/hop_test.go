@@ -114,8 +114,9 @@ func TestHopForwardFailureVisible(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.UseStore(st)
-	f.UseCluster([][]byte{[]byte("hop-key-hop-key-hop-key-hop-key!")})
+	if err := f.Provision(Provisions{Store: st, ClusterKeys: [][]byte{[]byte("hop-key-hop-key-hop-key-hop-key!")}}); err != nil {
+		t.Fatal(err)
+	}
 
 	// The owner accepts the forwarded request and dies before answering.
 	dying := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -55,7 +55,7 @@ func (f *Frontend) lookupLegacy(r *http.Request, rt *Route) (*gwSession, *core.E
 	if g == nil {
 		return nil, sessionNotFound()
 	}
-	if g.route != rt || g.info.Era != core.EraLegacy {
+	if g.info.Era != core.EraLegacy || !g.onRoute(rt) {
 		return nil, core.NewError(core.CodeSessionNotFound, "session not found on this endpoint").WithStatus(http.StatusNotFound)
 	}
 	return g, nil
@@ -414,7 +414,7 @@ func (g *gwSession) waitStandalone(r *http.Request, st *stream, released <-chan 
 	// replica that no longer finds it ends it, see endedElsewhere).
 	var held <-chan time.Time
 	if g.f.persist.kept(g) {
-		t := time.NewTicker(heldTouchEvery(g.route.IdleTimeout))
+		t := time.NewTicker(heldTouchEvery(g.route().IdleTimeout))
 		defer t.Stop()
 		held = t.C
 	}

@@ -25,7 +25,7 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				rt := f.routes["/mcp"]
+				rt := f.routes().byPath["/mcp"]
 				runtime.GC()
 				var before, after runtime.MemStats
 				runtime.ReadMemStats(&before)

@@ -117,7 +117,7 @@ func (f *Frontend) modernPost(w http.ResponseWriter, r *http.Request, rt *Route,
 		return
 	}
 	st := newStream(w, &f.opts, "", false)
-	timeout := g.route.RequestTimeout
+	timeout := g.route().RequestTimeout
 	if m.Method == "subscriptions/listen" {
 		timeout = 0 // a stream of notifications, for as long as the client listens
 	}

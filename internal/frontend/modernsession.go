@@ -93,19 +93,19 @@ func (f *Frontend) modernSession(r *http.Request, rt *Route, m *core.Message, ve
 	// address: never one principal's session with another's.
 	anon := anonKey(who, r.RemoteAddr)
 	return f.modernFlightFor(r, rt, "anon:"+anon, func() *gwSession {
-		if g := rt.anon[anon]; g != nil && g.ctx.Err() == nil {
+		if g := rt.state.anon[anon]; g != nil && g.ctx.Err() == nil && g.onRoute(rt) {
 			return g
 		}
 		return nil
 	}, func(ctx context.Context) (*gwSession, *core.Error) {
 		g, e := f.newModernSession(ctx, r, rt, version, anon, "")
 		if e == nil {
-			rt.anonMu.Lock()
-			if rt.anon == nil {
-				rt.anon = map[string]*gwSession{}
+			rt.state.mu.Lock()
+			if rt.state.anon == nil {
+				rt.state.anon = map[string]*gwSession{}
 			}
-			rt.anon[anon] = g
-			rt.anonMu.Unlock()
+			rt.state.anon[anon] = g
+			rt.state.mu.Unlock()
 		}
 		return g, e
 	})
@@ -129,7 +129,7 @@ func (f *Frontend) liveModern(rt *Route, key string) *gwSession {
 	if err != nil {
 		return nil
 	}
-	if g, ok := s.Value.(*gwSession); ok && g.route == rt && g.info.Era == core.EraModern && g.ctx.Err() == nil {
+	if g, ok := s.Value.(*gwSession); ok && g.info.Era == core.EraModern && g.ctx.Err() == nil && g.onRoute(rt) {
 		return g
 	}
 	return nil
@@ -151,18 +151,18 @@ func (f *Frontend) keyTaken(ctx context.Context, key string) bool {
 }
 
 // modernFlightFor returns the session found by existing (called under
-// rt.anonMu), or creates it with create, once for key: concurrent callers
+// rt.state.mu), or creates it with create, once for key: concurrent callers
 // for the same key wait for that creation; other keys do not.
 func (f *Frontend) modernFlightFor(r *http.Request, rt *Route, key string, existing func() *gwSession,
 	create func(context.Context) (*gwSession, *core.Error)) (*gwSession, bool, *core.Error) {
-	rt.anonMu.Lock()
+	rt.state.mu.Lock()
 	if g := existing(); g != nil {
-		rt.anonMu.Unlock()
+		rt.state.mu.Unlock()
 		return g, false, nil
 	}
-	fl := rt.flights[key]
+	fl := rt.state.flights[key]
 	if fl != nil {
-		rt.anonMu.Unlock()
+		rt.state.mu.Unlock()
 		select {
 		case <-fl.done:
 			return fl.g, false, fl.err
@@ -171,19 +171,19 @@ func (f *Frontend) modernFlightFor(r *http.Request, rt *Route, key string, exist
 		}
 	}
 	fl = &modernFlight{done: make(chan struct{})}
-	if rt.flights == nil {
-		rt.flights = map[string]*modernFlight{}
+	if rt.state.flights == nil {
+		rt.state.flights = map[string]*modernFlight{}
 	}
-	rt.flights[key] = fl
-	rt.anonMu.Unlock()
+	rt.state.flights[key] = fl
+	rt.state.mu.Unlock()
 	// Requests waiting for this creation do not depend on this client
 	// staying connected.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), flightTimeout)
 	defer cancel()
 	fl.g, fl.err = create(ctx)
-	rt.anonMu.Lock()
-	delete(rt.flights, key)
-	rt.anonMu.Unlock()
+	rt.state.mu.Lock()
+	delete(rt.state.flights, key)
+	rt.state.mu.Unlock()
 	close(fl.done)
 	return fl.g, fl.err == nil, fl.err
 }
@@ -538,10 +538,10 @@ func replaceMember(raw json.RawMessage, path []string, got core.ID, want json.Ra
 // an exchange of its own, and the bridge isolates what it sends a legacy
 // server (see upstream/bridge), so only there is isolate needed.
 func (g *gwSession) sharesChannel(ctx context.Context) bool {
-	if !g.route.Local {
+	if !g.route().Local {
 		return false
 	}
-	info, err := g.route.Upstream.Probe(ctx)
+	info, err := g.route().Upstream.Probe(ctx)
 	return err == nil && info.Era == core.EraModern
 }
 

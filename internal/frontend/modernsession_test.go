@@ -128,7 +128,7 @@ func TestModernCreationSingleFlight(t *testing.T) {
 // gone is dropped, never written to another client's request stream.
 func TestModernMessagesStayWithTheirRequest(t *testing.T) {
 	f, _ := newModernFrontend(t, &gatedUpstream{})
-	g := newGWSession(f, f.routes["/mcp"], &core.SessionInfo{ID: "s", Era: core.EraModern})
+	g := newGWSession(f, f.routes().byPath["/mcp"], &core.SessionInfo{ID: "s", Era: core.EraModern})
 	defer g.cancel()
 	recA, recB := httptest.NewRecorder(), httptest.NewRecorder()
 	stA := newStream(recA, &f.opts, "1", false)

@@ -155,12 +155,15 @@ func onePassGateway(t *testing.T) (*tally, *forgetful, store.Store, string, *[]*
 	tl := &tally{}
 	var mu sync.Mutex
 	var global []*pipeline.Event
-	f, err := New(Options{Sessions: mgr, Store: st, Observe: func(_ context.Context, ev *pipeline.Event) {
+	f, err := New(Options{Sessions: mgr, Observe: func(_ context.Context, ev *pipeline.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		global = append(global, ev)
 	}}, []*Route{{Name: "r", Path: "/mcp", Clients: EraAuto, Upstream: u, Stages: tl.stages(), RequestTimeout: 10 * time.Second, RetryTools: []string{"echo"}}})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Provision(Provisions{Store: st}); err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(f.Handler(ListenerPolicy{Loopback: true}))

@@ -4,13 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/sessionid"
-	"github.com/mcpgate/mcpgate/internal/store"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
@@ -27,7 +25,10 @@ const (
 	EraModern = "modern"
 )
 
-// Route is one MCP endpoint path and its upstream.
+// Route is one MCP endpoint path and its upstream: configuration only.
+// The frontend serves a copy of each Route it is given (New, SwapRoutes),
+// with its compiled chains and the route's runtime state (routes.go); the
+// caller's value is not kept or changed.
 type Route struct {
 	Name string
 	Path string
@@ -57,17 +58,13 @@ type Route struct {
 	// tools/list mark tools safe to retry.
 	TrustAnnotations bool
 
-	annotations toolAnnotations
-
-	chain *pipeline.Chain // both directions, the stages' state and observers
-
-	// anon maps an identity at a client address (anonKey) to the modern
-	// session of its requests that name no session; flights are the modern
-	// sessions being created, by key or anonKey (modernsession.go). anonMu
-	// guards both.
-	anonMu  sync.Mutex
-	anon    map[string]*gwSession
-	flights map[string]*modernFlight
+	// chain is the route's compiled chain (both directions, the stages' state and observers), and state its
+	// runtime state, shared by every version of the route with this name
+	// and upstream; both are set on the frontend's copy only.
+	chain *pipeline.Chain
+	state *routeState
+	// gen is the generation of the table this copy belongs to.
+	gen uint64
 }
 
 // Options configure the frontend.
@@ -104,9 +101,6 @@ type Options struct {
 	// ("unreachable", "broken", "store"; see metrics.ClusterMetrics),
 	// where the failure is logged (hop_forward_failed).
 	ForwardErrors func(reason string)
-	// Store persists legacy sessions so they survive a restart; nil keeps
-	// them in memory only.
-	Store store.Store
 	// Observe, if not nil, sees every refusal made before a chain ran
 	// (pipeline.Refused), whatever the route: the gateway-wide observer.
 	// The chain of the route a request was for sees it too.

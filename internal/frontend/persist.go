@@ -72,12 +72,12 @@ func (p *persistence) put(g *gwSession) error {
 	defer cancel()
 	i := g.info
 	rec := &store.Record{
-		ID: i.ID, Route: g.route.Name, Era: i.Era, ProtocolVersion: i.ProtocolVersion,
+		ID: i.ID, Route: g.route().Name, Era: i.Era, ProtocolVersion: i.ProtocolVersion,
 		Principal: i.Principal, Tenant: i.Tenant, Groups: i.Groups, Claims: i.Claims, RemoteAddr: i.RemoteAddr,
 		ClientName: i.ClientName, ClientVersion: i.ClientVersion, InitRaw: g.initRaw,
-		Created: i.Created, LastActive: time.Now(), IdleTimeout: g.route.IdleTimeout, TTL: g.route.TTL,
+		Created: i.Created, LastActive: time.Now(), IdleTimeout: g.route().IdleTimeout, TTL: g.route().TTL,
 	}
-	if g.f.hop != nil && (g.route.Local || i.Era == core.EraModern) {
+	if g.f.hop != nil && (g.route().Local || i.Era == core.EraModern) {
 		rec.Owner = p.origin
 	}
 	if err := p.st.Put(ctx, rec); err != nil {
@@ -149,8 +149,8 @@ func (f *Frontend) republish(ctx context.Context) {
 		}
 		i := g.info
 		err := f.opts.Sessions.Recount(ctx, session.Admission{
-			ID: i.ID, Route: g.route.Name, RouteCap: g.route.Cap, Principal: i.Principal, Tenant: i.Tenant,
-			Address: clientAddr(i.RemoteAddr), IdleTimeout: g.route.IdleTimeout,
+			ID: i.ID, Route: g.route().Name, RouteCap: g.route().Cap, Principal: i.Principal, Tenant: i.Tenant,
+			Address: clientAddr(i.RemoteAddr), IdleTimeout: g.route().IdleTimeout,
 		}, i.Created)
 		if err != nil {
 			f.storeFailed(g.log, slog.LevelError, "admit", err)
@@ -274,7 +274,7 @@ func (f *Frontend) Subscribe(ctx context.Context) error {
 // waiting takes it. Sessions of local processes are forwarded whole to
 // their owner instead, so they never get here.
 func (p *persistence) answerElsewhere(g *gwSession, m *core.Message) bool {
-	if p == nil || p.bc == nil || g.route.Local {
+	if p == nil || p.bc == nil || g.route().Local {
 		return false
 	}
 	ctx, cancel := storeCtx()
@@ -377,18 +377,12 @@ func recordIdentity(rec *store.Record) Identity {
 	return id
 }
 
-func (f *Frontend) routeNamed(name string) *Route {
-	for _, r := range f.routes {
-		if r.Name == name {
-			return r
-		}
-	}
-	return nil
-}
+// routeNamed is the current version of the route called name, or nil.
+func (f *Frontend) routeNamed(name string) *Route { return f.routes().byName[name] }
 
-// UseStore makes the frontend write legacy sessions through to st. Call it
-// before serving.
-func (f *Frontend) UseStore(st store.Store) {
+// useStore makes the frontend write legacy sessions through to st (see
+// Provision).
+func (f *Frontend) useStore(st store.Store) {
 	if st == nil {
 		return
 	}

@@ -24,7 +24,9 @@ func restoreFrontend(t *testing.T, st store.Store, max int, log *strings.Builder
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.UseStore(st)
+	if err := f.Provision(Provisions{Store: st}); err != nil {
+		t.Fatal(err)
+	}
 	return f, mgr
 }
 
@@ -86,7 +88,9 @@ func TestRestoreKeepsRefusedRecords(t *testing.T) {
 	// A restore that fails for a reason of the moment keeps every record.
 	var log2 strings.Builder
 	f2, mgr2 := restoreFrontend(t, st, 10, &log2)
-	mgr2.UseAdmitter(failingAdmitter{})
+	if err := mgr2.Provision(session.Provisions{Admitter: failingAdmitter{}}); err != nil {
+		t.Fatal(err)
+	}
 	if n, err := f2.Restore(ctx); err != nil || n != 0 {
 		t.Fatalf("Restore with a failing admission = %d, %v; want 0, nil", n, err)
 	}

@@ -92,9 +92,9 @@ func (g *gwSession) reestablish(ctx context.Context, gen int) error {
 	if cur != gen {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.route.RequestTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.route().RequestTimeout)
 	defer cancel()
-	conn, err := g.route.Upstream.Open(ctx, upstream.OpenParams{Session: g.info, Era: core.EraLegacy}, genSink{g, gen + 1})
+	conn, err := g.route().Upstream.Open(ctx, upstream.OpenParams{Session: g.info, Era: core.EraLegacy}, genSink{g, gen + 1})
 	if err != nil {
 		return err
 	}
@@ -162,11 +162,11 @@ func (g *gwSession) safeToRetry(m *core.Message) bool {
 	if m.Method != "tools/call" {
 		return false
 	}
-	rt := g.route
+	rt := g.route()
 	if slices.Contains(rt.RetryTools, m.Name) {
 		return true
 	}
-	return rt.TrustAnnotations && rt.annotations.safe(m.Name)
+	return rt.TrustAnnotations && rt.state.annotations.safe(m.Name)
 }
 
 // toolAnnotations remembers which tools an upstream marks read-only or

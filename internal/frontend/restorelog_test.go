@@ -44,7 +44,9 @@ func TestRestoredSessionLogged(t *testing.T) {
 	if err := st.Put(t.Context(), rec); err != nil {
 		t.Fatal(err)
 	}
-	f.UseStore(st)
+	if err := f.Provision(Provisions{Store: st}); err != nil {
+		t.Fatal(err)
+	}
 	if n, err := f.Restore(t.Context()); err != nil || n != 1 {
 		t.Fatalf("Restore = %d, %v; want 1", n, err)
 	}

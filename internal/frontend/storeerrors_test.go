@@ -34,9 +34,11 @@ func TestStoreErrorsReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := memory.New()
-	f.UseStore(st)
+	if err := f.Provision(Provisions{Store: st}); err != nil {
+		t.Fatal(err)
+	}
 	_ = st.Close() // every call fails from now on
-	g := newGWSession(f, f.routes["/mcp"], &core.SessionInfo{ID: "s1", Era: core.EraLegacy})
+	g := newGWSession(f, f.routes().byPath["/mcp"], &core.SessionInfo{ID: "s1", Era: core.EraLegacy})
 	defer g.cancel()
 	if err := f.persist.put(g); err == nil {
 		t.Fatal("put into a closed store succeeded")

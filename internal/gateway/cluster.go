@@ -103,7 +103,6 @@ func (g *Gateway) startHop(ctx context.Context) (*http.Server, error) {
 	if cl.Listen == "" {
 		return nil, nil
 	}
-	g.front.UseCluster(hopKeys(g.cfg.Sessions.IDKeys))
 	ln, err := net.Listen("tcp", cl.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("cluster.listen %s: %w", cl.Listen, err)

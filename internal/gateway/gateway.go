@@ -24,7 +24,6 @@ import (
 	"github.com/mcpgate/mcpgate/internal/store/memory"
 	redisstore "github.com/mcpgate/mcpgate/internal/store/redis"
 	"github.com/mcpgate/mcpgate/internal/upstream"
-	"github.com/mcpgate/mcpgate/internal/upstream/bridge"
 	"github.com/mcpgate/mcpgate/internal/upstream/httpup"
 	"github.com/mcpgate/mcpgate/internal/upstream/stdio"
 )
@@ -45,14 +44,22 @@ type Options struct {
 
 // Gateway is a built, not yet running, mcpgate.
 type Gateway struct {
-	cfg       *config.Config
-	log       *slog.Logger
-	store     store.Store
-	sessions  *session.Manager
-	front     *frontend.Frontend
-	upstreams []upstream.Upstream
-	rates     *rateLimits
-	procs     *procRecorder
+	cfg      *config.Config
+	log      *slog.Logger
+	store    store.Store
+	sessions *session.Manager
+	front    *frontend.Frontend
+	rates    *rateLimits
+	procs    *procRecorder
+
+	// reloadMu serializes reloads; live is what they change (reload.go).
+	// cfg stays the configuration the gateway was built with: what a
+	// reload may change is read from live, the rest cannot differ.
+	reloadMu sync.Mutex
+	live     *liveSet
+	// retiring counts retirements of routes a reload took out, which
+	// shutdown waits for before closing the remaining upstreams.
+	retiring sync.WaitGroup
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -76,32 +83,12 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if err := g.initHealth(opts.Metrics); err != nil {
 		return nil, err
 	}
-	var routes []*frontend.Route
-	var errs []error
 	ss := cfg.Sessions
 	g.rates = newRateLimits(cfg, log)
 	g.procs = newProcRecorder(log)
-	for i, rc := range cfg.Routes {
-		up, err := newUpstream(rc, log, g.tap("upstream"))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("routes[%d] (%s): %w", i, rc.Name, err))
-			continue
-		}
-		g.procs.attach(up, rc.Name)
-		// Every route serves clients of both eras (unless client_era pins
-		// one): the bridge translates when the upstream speaks the other.
-		up = bridge.New(up, bridge.Options{Era: upstreamEra(rc.Upstream.Era), StateKey: stateKey(ss.IDKeys), Logger: log.With("route", rc.Name), Tap: g.tap("bridge"),
-			CacheTTL: rc.CacheHints.TTL, CacheScope: rc.CacheHints.Scope})
-		g.upstreams = append(g.upstreams, up)
-		routes = append(routes, &frontend.Route{
-			Name: rc.Name, Path: rc.Path, Clients: rc.ClientEra, Upstream: up,
-			Stages:         g.stages(stageEnv(rc.Name, log, opts.Metrics)),
-			RequestTimeout: rc.RequestTimeout, IdleTimeout: rc.IdleTimeout, TTL: rc.TTL,
-			Cap:        session.Cap{Max: rc.MaxSessions, Policy: session.Policy(rc.WhenFull)},
-			RetryTools: rc.RetryTools, TrustAnnotations: rc.TrustAnnotations,
-			Local: rc.Upstream.Stdio != nil,
-		})
-	}
+	g.live = &liveSet{cfg: cfg}
+	set, _, errs := g.buildRoutes(cfg, nil)
+	g.live.routes = set
 	for i, l := range cfg.Listeners {
 		if l.TLS != nil {
 			if _, err := tls.LoadX509KeyPair(l.TLS.CertFile, l.TLS.KeyFile); err != nil {
@@ -118,13 +105,11 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		g.closeUpstreams()
 		return nil, err
 	}
+	b := bounds(ss)
 	g.sessions = session.NewManager(session.Options{
 		Logger: log, Hooks: opts.SessionHooks,
-		DefaultIdleTimeout: ss.IdleTimeout, DefaultTTL: ss.TTL,
-		Global:       session.Cap{Max: ss.Max, Policy: session.Policy(ss.WhenFull)},
-		PerPrincipal: session.Cap{Max: ss.PerPrincipal.Max, Policy: session.Policy(ss.PerPrincipal.WhenFull)},
-		PerTenant:    session.Cap{Max: ss.PerTenant.Max, Policy: session.Policy(ss.PerTenant.WhenFull)},
-		PerAddress:   perAddressCap(ss.PerAddress),
+		DefaultIdleTimeout: b.DefaultIdleTimeout, DefaultTTL: b.DefaultTTL,
+		Global: b.Global, PerPrincipal: b.PerPrincipal, PerTenant: b.PerTenant, PerAddress: b.PerAddress,
 	})
 	front, err := frontend.New(frontend.Options{
 		Logger: log, StoreErrors: g.health.storeMon.CountError, ForwardErrors: g.health.cluster.ForwardFailed, Sessions: g.sessions, MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
@@ -133,7 +118,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		ResumeSessionBytes: int64(ss.Resumption.SessionBytes), ResumeTotalBytes: int64(ss.Resumption.TotalBytes),
 		IDs: ids, StoreFailOpen: cfg.Store.OnUnavailable == "fail-open",
 		Authenticate: opts.Authenticate,
-	}, routes)
+	}, set.frontendRoutes())
 	if err != nil {
 		g.Close()
 		return nil, err
@@ -253,12 +238,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	g.store = st
 	g.reapLeftovers(ctx, st) // what a crashed gateway left running
-	g.front.UseStore(st)
+	if err := g.provision(st); err != nil {
+		g.readyOnce.Do(func() { close(g.ready) })
+		g.shutdown(nil)
+		return err
+	}
 	g.rates.bind(ctx, st, g.cfg.Store.FlushInterval)
 	g.watchStore(st)
-	if rs, ok := st.(*redisstore.Store); ok {
-		g.sessions.UseAdmitter(sharedCaps{rs})
-	}
 	go func() {
 		if err := g.front.Subscribe(ctx); err != nil && ctx.Err() == nil {
 			g.log.Error("store_subscribe_failed", "error", err)
@@ -320,7 +306,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}()
 	}
 	g.logConnectionBudget()
-	for _, rc := range g.cfg.Routes {
+	for _, rc := range g.config().Routes {
 		g.log.Info("route", "name", rc.Name, "path", rc.Path, "upstream", rc.Upstream.Kind(), "era", rc.Upstream.Era)
 	}
 	g.health.serving.Store(true)
@@ -360,6 +346,7 @@ func (g *Gateway) shutdown(servers []*http.Server) {
 	tick.Stop()
 	g.sessions.Close(ctx)
 	<-drained
+	g.retiring.Wait() // routes a reload took out close their own upstreams
 	g.rates.close()
 	g.closeUpstreams()
 	g.closeStore()
@@ -385,10 +372,31 @@ func (g *Gateway) Close() {
 	g.closeStore()
 }
 
+// closeUpstreams closes the upstreams of the routes in force.
 func (g *Gateway) closeUpstreams() {
-	for _, u := range g.upstreams {
-		_ = u.Close()
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	if !g.live.closed {
+		g.live.closed = true
+		g.live.routes.close()
 	}
+}
+
+// provision hands the frontend and the session manager what exists only
+// once the store is open, before anything is served: one step, once.
+func (g *Gateway) provision(st store.Store) error {
+	fp := frontend.Provisions{Store: st}
+	if g.cfg.Cluster.Listen != "" {
+		fp.ClusterKeys = hopKeys(g.cfg.Sessions.IDKeys)
+	}
+	if err := g.front.Provision(fp); err != nil {
+		return err
+	}
+	var sp session.Provisions
+	if rs, ok := st.(*redisstore.Store); ok {
+		sp.Admitter = sharedCaps{rs}
+	}
+	return g.sessions.Provision(sp)
 }
 
 func isLoopbackAddr(addr string) bool {
@@ -415,6 +423,18 @@ func (g *Gateway) logConnectionBudget() {
 	g.log.Info("connection_limit", "max_connections", maxConns, "admin_max_connections", config.AdminMaxConnections, "fd_limit", limit)
 	if maxConns+config.AdminMaxConnections >= limit {
 		g.log.Warn("connection_limit_above_fd_limit", "max_connections", maxConns, "fd_limit", limit)
+	}
+}
+
+// bounds are the session manager's caps and default lifetimes from the
+// configuration.
+func bounds(ss config.Sessions) session.Bounds {
+	return session.Bounds{
+		DefaultIdleTimeout: ss.IdleTimeout, DefaultTTL: ss.TTL,
+		Global:       session.Cap{Max: ss.Max, Policy: session.Policy(ss.WhenFull)},
+		PerPrincipal: session.Cap{Max: ss.PerPrincipal.Max, Policy: session.Policy(ss.PerPrincipal.WhenFull)},
+		PerTenant:    session.Cap{Max: ss.PerTenant.Max, Policy: session.Policy(ss.PerTenant.WhenFull)},
+		PerAddress:   perAddressCap(ss.PerAddress),
 	}
 }
 

@@ -8,7 +8,7 @@ import (
 )
 
 // Admitter decides admission under caps that several gateway processes
-// share (a cluster on one store). With an Admitter (UseAdmitter) the
+// share (a cluster on one store). With an Admitter (Provision) the
 // Manager keeps no
 // caps of its own: every new session is admitted by Admit, atomically
 // across the cluster, and the Admitter removes a session from its counts
@@ -48,12 +48,13 @@ func (m *Manager) capsFor(a Admission) []ScopeCap {
 			out = append(out, ScopeCap{Scope: kind, Key: key, Cap: c})
 		}
 	}
-	add(ScopeGlobal, "", m.opts.Global)
+	b := m.bounds.Load()
+	add(ScopeGlobal, "", b.Global)
 	add(ScopeRoute, a.Route, a.RouteCap)
-	add(ScopePrincipal, a.Principal, m.opts.PerPrincipal)
-	add(ScopeTenant, a.Tenant, m.opts.PerTenant)
+	add(ScopePrincipal, a.Principal, b.PerPrincipal)
+	add(ScopeTenant, a.Tenant, b.PerTenant)
 	if IsAnonymous(a.Principal) && a.Address != "" {
-		add(ScopeAddress, a.Address, m.opts.PerAddress)
+		add(ScopeAddress, a.Address, b.PerAddress)
 	}
 	return out
 }
@@ -76,7 +77,7 @@ func (m *Manager) reserveShared(ctx context.Context, a Admission, adm Admitter) 
 	}
 	idle := a.IdleTimeout
 	if idle <= 0 {
-		idle = m.opts.DefaultIdleTimeout
+		idle = m.bounds.Load().DefaultIdleTimeout
 	}
 	evicted, err := adm.Admit(ctx, id, a.Holder(), scopes, idle)
 	if err != nil {
@@ -94,15 +95,6 @@ func (m *Manager) reserveShared(ctx context.Context, a Admission, adm Admitter) 
 		m.evict(ctx, v, "cluster")
 	}
 	return Reservation{m: m, id: id, shared: adm, restored: a.Restored}, nil
-}
-
-// UseAdmitter makes a shares the manager's caps with other gateway
-// processes: from then on a decides every admission, and the manager's
-// own cap counts are not used. Call it before sessions are created.
-func (m *Manager) UseAdmitter(a Admitter) {
-	m.admit.Lock()
-	m.admitter = a
-	m.admit.Unlock()
 }
 
 // releaseShared gives a reservation's shared place back.

@@ -4,3 +4,6 @@ import "time"
 
 // ReapOnce exposes one reaper pass to benchmarks.
 func ReapOnce(m *Manager, now time.Time) { m.reapOnce(now) }
+
+// IdleTimeoutOf is the idle timeout s was committed with.
+func IdleTimeoutOf(s *Session) time.Duration { return s.idle }

@@ -239,9 +239,16 @@ type Manager struct {
 	addresses  map[string]*scope
 	seq        uint64 // creation order of committed sessions
 	closed     bool
-	// admitter, when set (UseAdmitter), decides admission instead of the
+	// admitter, when set (Provision), decides admission instead of the
 	// scopes above.
 	admitter Admitter
+	// provisioned and admitted make Provision a one-time step taken
+	// before the first admission.
+	provisioned, admitted bool
+	// bounds are the caps across routes and the default lifetimes, as of
+	// the last SetBounds: stored only under admit, so an admission sees
+	// one policy whole; loaded without a lock where no cap is decided.
+	bounds atomic.Pointer[Bounds]
 
 	teardowns chan teardownJob
 	stop      chan struct{}
@@ -278,6 +285,10 @@ func NewManager(opts Options) *Manager {
 		stop:      make(chan struct{}),
 	}
 	m.global = &scope{kind: ScopeGlobal, cap: opts.Global, slot: 0}
+	m.bounds.Store(&Bounds{
+		Global: opts.Global, PerPrincipal: opts.PerPrincipal, PerTenant: opts.PerTenant, PerAddress: opts.PerAddress,
+		DefaultIdleTimeout: opts.DefaultIdleTimeout, DefaultTTL: opts.DefaultTTL,
+	})
 	for i := range m.shards {
 		m.shards[i].byID = map[string]*Session{}
 	}
@@ -327,6 +338,7 @@ func (m *Manager) Reserve(ctx context.Context, a Admission) (Reservation, error)
 		m.admit.Unlock()
 		return Reservation{}, ErrClosed
 	}
+	m.admitted = true
 	if adm := m.admitter; adm != nil {
 		m.admit.Unlock()
 		return m.reserveShared(ctx, a, adm)
@@ -387,8 +399,9 @@ func (m *Manager) evict(ctx context.Context, v *Session, by string) {
 // their records. Uncapped scopes are not tracked at all, and with no cap
 // configured nothing is allocated.
 func (m *Manager) scopesFor(a Admission) []*scope {
-	perAddress := m.opts.PerAddress.Max > 0 && IsAnonymous(a.Principal) && a.Address != ""
-	if m.global.cap.Max <= 0 && a.RouteCap.Max <= 0 && m.opts.PerPrincipal.Max <= 0 && m.opts.PerTenant.Max <= 0 && !perAddress {
+	b := m.bounds.Load()
+	perAddress := b.PerAddress.Max > 0 && IsAnonymous(a.Principal) && a.Address != ""
+	if m.global.cap.Max <= 0 && a.RouteCap.Max <= 0 && b.PerPrincipal.Max <= 0 && b.PerTenant.Max <= 0 && !perAddress {
 		return nil
 	}
 	out := make([]*scope, 0, 5)
@@ -408,10 +421,10 @@ func (m *Manager) scopesFor(a Admission) []*scope {
 		out = append(out, sc)
 	}
 	add(m.routes, ScopeRoute, a.Route, a.RouteCap, 1)
-	add(m.principals, ScopePrincipal, a.Principal, m.opts.PerPrincipal, 2)
-	add(m.tenants, ScopeTenant, a.Tenant, m.opts.PerTenant, 3)
+	add(m.principals, ScopePrincipal, a.Principal, b.PerPrincipal, 2)
+	add(m.tenants, ScopeTenant, a.Tenant, b.PerTenant, 3)
 	if perAddress {
-		add(m.addresses, ScopeAddress, a.Address, m.opts.PerAddress, 4)
+		add(m.addresses, ScopeAddress, a.Address, b.PerAddress, 4)
 	}
 	return out
 }
@@ -599,11 +612,13 @@ func (r *Reservation) Commit(info *core.SessionInfo, lim Limits, closer Closer, 
 	if info.Created.IsZero() {
 		info.Created = time.Now()
 	}
-	if lim.IdleTimeout <= 0 {
-		lim.IdleTimeout = m.opts.DefaultIdleTimeout
-	}
-	if lim.TTL <= 0 {
-		lim.TTL = m.opts.DefaultTTL
+	if b := m.bounds.Load(); lim.IdleTimeout <= 0 || lim.TTL <= 0 {
+		if lim.IdleTimeout <= 0 {
+			lim.IdleTimeout = b.DefaultIdleTimeout
+		}
+		if lim.TTL <= 0 {
+			lim.TTL = b.DefaultTTL
+		}
 	}
 	s := &Session{info: info, idle: lim.IdleTimeout, ttl: lim.TTL, closer: closer, ended: make(chan struct{}), Value: value}
 	s.Touch()

@@ -32,7 +32,7 @@ func (m *Manager) Recount(ctx context.Context, a Admission, created time.Time) e
 	}
 	idle := a.IdleTimeout
 	if idle <= 0 {
-		idle = m.opts.DefaultIdleTimeout
+		idle = m.bounds.Load().DefaultIdleTimeout
 	}
 	return rc.Recount(ctx, a.ID, a.Holder(), scopes, idle, created)
 }

@@ -30,6 +30,8 @@ const (
 	ReasonTTL            Reason = "ttl"             // the session reached its absolute lifetime
 	ReasonEvicted        Reason = "evicted"         // a full cap made room for a newer session
 	ReasonEndedElsewhere Reason = "ended_elsewhere" // another replica ended it
+	ReasonRouteRemoved   Reason = "route_removed"   // a reload removed the session's route
+	ReasonRouteChanged   Reason = "route_changed"   // a reload gave the session's route another upstream
 )
 
 // Hooks are called on lifecycle events. Each may be nil. They run
