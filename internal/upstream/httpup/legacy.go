@@ -446,14 +446,17 @@ func (c *legacyConn) Listen(ctx context.Context) error {
 }
 
 // getStream opens the GET stream. A server allows one such stream per
-// session and may answer 409 Conflict for a moment after the previous one
-// ended, until it has noticed the close; the request is repeated a few
-// times with a growing pause before the 409 is taken as an answer.
+// session and answers 409 Conflict until it has noticed that the previous
+// one ended (a server learns of a closed stream late: when it next writes
+// to it, or when its HTTP server sees the connection go); the request is
+// repeated with a growing pause (at most conflictPause) for up to
+// conflictPatience before the 409 is taken as the answer.
 func (c *legacyConn) getStream(ctx context.Context, sid, ver []string) (*http.Response, error) {
 	pause := 5 * time.Millisecond
-	for attempt := 0; ; attempt++ {
+	give := time.Now().Add(conflictPatience)
+	for {
 		resp, err := c.get(ctx, sid, ver, "")
-		if err != nil || resp.StatusCode != http.StatusConflict || attempt == 6 {
+		if err != nil || resp.StatusCode != http.StatusConflict || time.Now().After(give) {
 			return resp, err
 		}
 		discard(resp)
@@ -464,9 +467,15 @@ func (c *legacyConn) getStream(ctx context.Context, sid, ver []string) (*http.Re
 			t.Stop()
 			return nil, ctx.Err()
 		}
-		pause *= 2
+		pause = min(2*pause, conflictPause)
 	}
 }
+
+// How long and how often a GET stream refused with 409 is asked for again.
+const (
+	conflictPatience = 10 * time.Second
+	conflictPause    = 250 * time.Millisecond
+)
 
 func (c *legacyConn) listenLoop(ctx context.Context, stop func(), done chan struct{}, resp *http.Response) {
 	defer c.listeners.Done()
