@@ -269,7 +269,7 @@ func TestBacklogBoundedAfterStreamLost(t *testing.T) {
 				// The flood ends when the write timeout cuts the stream and
 				// the gateway stops listening upstream (the server is then
 				// told its stream is gone), or when it is all sent.
-				call(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"flood","arguments":{"n":` + strconv.Itoa(tc.flood) + `}}}`, false)
+				call(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"flood","arguments":{"n":`+strconv.Itoa(tc.flood)+`}}}`, false)
 				rec.waitCount(t, "get_stream_lost", 1)
 			}
 
