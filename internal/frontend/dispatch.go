@@ -233,7 +233,7 @@ func (g *gwSession) dispatchOne(it inbound) {
 	}
 	if it.m.Kind == core.KindRequest {
 		pl := &placement{ch: make(chan struct{})}
-		ctx := context.WithValue(it.ctx, targetKey{}, target{g: g, st: it.st, placed: pl})
+		ctx := withTargetOf(it.ctx, target{g: g, st: it.st, placed: pl})
 		go g.serverRequest(ctx, it.m, pl)
 		select {
 		case <-pl.ch:

@@ -182,9 +182,11 @@ func (f *Frontend) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *co
 	if !accepts(r.Header.Values("Accept"), "application/json") || !accepts(r.Header.Values("Accept"), "text/event-stream") {
 		return nil, core.NewError(core.CodeInvalidRequest, "not acceptable: Accept must list application/json and text/event-stream").WithStatus(http.StatusNotAcceptable)
 	}
-	tooLarge := core.NewError(core.CodeInvalidRequest, "request body larger than "+strconv.FormatInt(f.opts.MaxBodyBytes, 10)+" bytes").WithStatus(http.StatusRequestEntityTooLarge)
+	tooLarge := func() *core.Error {
+		return core.NewError(core.CodeInvalidRequest, "request body larger than "+strconv.FormatInt(f.opts.MaxBodyBytes, 10)+" bytes").WithStatus(http.StatusRequestEntityTooLarge)
+	}
 	if r.ContentLength > f.opts.MaxBodyBytes {
-		return nil, tooLarge
+		return nil, tooLarge()
 	}
 	var body []byte
 	if r.ContentLength > 0 {
@@ -198,7 +200,7 @@ func (f *Frontend) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *co
 		if err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				return nil, tooLarge
+				return nil, tooLarge()
 			}
 			return nil, core.NewError(core.CodeParseError, "parse error: could not read the request body").Wrap(err)
 		}

@@ -529,12 +529,34 @@ type target struct {
 }
 
 func withTarget(ctx context.Context, g *gwSession, st *stream) context.Context {
-	return context.WithValue(ctx, targetKey{}, target{g: g, st: st})
+	return withTargetOf(ctx, target{g: g, st: st})
+}
+
+// withTargetOf carries t in ctx. One allocation (context.WithValue would
+// take two: the context and the boxed target), and looking it up takes
+// none.
+func withTargetOf(ctx context.Context, t target) context.Context {
+	return &targetCtx{Context: ctx, t: t}
+}
+
+// targetCtx is a context carrying a target.
+type targetCtx struct {
+	context.Context
+	t target
+}
+
+func (c *targetCtx) Value(key any) any {
+	if _, ok := key.(targetKey); ok {
+		return &c.t
+	}
+	return c.Context.Value(key)
 }
 
 func targetOf(ctx context.Context) target {
-	t, _ := ctx.Value(targetKey{}).(target)
-	return t
+	if t, _ := ctx.Value(targetKey{}).(*target); t != nil {
+		return *t
+	}
+	return target{}
 }
 
 func targetStream(ctx context.Context) *stream { return targetOf(ctx).st }
