@@ -74,6 +74,21 @@ func (m *Manager) Provision(p Provisions) error {
 // for, and returns when their teardowns have finished (or ctx ended) with
 // the number ended. match runs without any manager lock held.
 func (m *Manager) EndMatching(ctx context.Context, match func(*Session) bool, reason Reason) int {
+	var wg sync.WaitGroup
+	n := 0
+	for _, s := range m.all() {
+		if !match(s) || !m.detach(s) {
+			continue
+		}
+		n++
+		wg.Go(func() { m.teardown(ctx, s, reason) })
+	}
+	wg.Wait()
+	return n
+}
+
+// all lists the live sessions, one shard at a time under its read lock.
+func (m *Manager) all() []*Session {
 	var found []*Session
 	for i := range m.shards {
 		sh := &m.shards[i]
@@ -83,15 +98,5 @@ func (m *Manager) EndMatching(ctx context.Context, match func(*Session) bool, re
 		}
 		sh.mu.RUnlock()
 	}
-	var wg sync.WaitGroup
-	n := 0
-	for _, s := range found {
-		if !match(s) || !m.detach(s) {
-			continue
-		}
-		n++
-		wg.Go(func() { m.teardown(ctx, s, reason) })
-	}
-	wg.Wait()
-	return n
+	return found
 }

@@ -952,17 +952,8 @@ func (m *Manager) Close(ctx context.Context) {
 	}
 	m.closed = true
 	m.admit.Unlock()
-	var all []*Session
-	for i := range m.shards {
-		sh := &m.shards[i]
-		sh.mu.RLock()
-		for _, s := range sh.byID {
-			all = append(all, s)
-		}
-		sh.mu.RUnlock()
-	}
 	var wg sync.WaitGroup
-	for _, s := range all {
+	for _, s := range m.all() {
 		if m.detach(s) {
 			wg.Go(func() { m.teardown(ctx, s, ReasonShutdown) })
 		}
