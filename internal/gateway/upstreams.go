@@ -18,12 +18,7 @@ func httpOptions(c *config.HTTPUpstream) httpup.Options {
 		ResponseHeaderTimeout: c.ResponseHeaderTimeout,
 		MaxIdleConns:          c.MaxIdleConns,
 	}
-	if len(c.Headers) > 0 {
-		o.Headers = make(map[string]string, len(c.Headers))
-		for k, v := range c.Headers {
-			o.Headers[k] = v.Reveal()
-		}
-	}
+	o.Headers = reveal(c.Headers)
 	if t := c.TLS; t != nil {
 		o.TLS = &httpup.TLSOptions{
 			CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile,
@@ -43,11 +38,18 @@ func stdioOptions(c *config.StdioUpstream) stdio.Options {
 		ShutdownGrace:   c.ShutdownGrace,
 		MaxMessageBytes: int64(c.MaxMessageBytes),
 	}
-	if len(c.Env) > 0 {
-		o.Env = make(map[string]string, len(c.Env))
-		for k, v := range c.Env {
-			o.Env[k] = v.Reveal()
-		}
-	}
+	o.Env = reveal(c.Env)
 	return o
+}
+
+// reveal is the plain text of configured secrets; nil for none.
+func reveal(m map[string]config.Secret) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v.Reveal()
+	}
+	return out
 }
