@@ -56,6 +56,7 @@ admin:
   listen: %s
 sessions:
   max: %d
+  per_address: {max: 0}   # all N sessions come from this one address
   creation_rate:
     per_address: {limit: 0}
 store:
@@ -77,7 +78,7 @@ routes:
 
 	url := "http://" + gwAddr + "/mcp"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
-	open := func() {
+	open := func() string {
 		r := post(client, url, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"idle","version":"1"}}}`, nil)
 		id := r.Header.Get("Mcp-Session-Id")
 		if r.StatusCode != http.StatusOK || id == "" {
@@ -87,17 +88,23 @@ routes:
 		if r.StatusCode != http.StatusAccepted {
 			log.Fatalf("notifications/initialized: %d", r.StatusCode)
 		}
+		return id
 	}
 	open() // warm up: the probe, the route's connection pool
 	time.Sleep(2 * time.Second)
 	rss0, fd0, gr0 := sample(gw.Process.Pid, adminAddr)
 	start := time.Now()
-	for range *n {
+	first := open()
+	for range *n - 1 {
 		open()
 	}
 	took := time.Since(start)
 	time.Sleep(2 * time.Second) // let finished exchanges' goroutines exit
 	rss1, fd1, gr1 := sample(gw.Process.Pid, adminAddr)
+	// Every session must still be live: the oldest one answers a ping.
+	if r := post(client, url, `{"jsonrpc":"2.0","id":2,"method":"ping"}`, map[string]string{"Mcp-Session-Id": first, "MCP-Protocol-Version": "2025-06-18"}); r.StatusCode != http.StatusOK {
+		log.Fatalf("the first session is gone (%d): the sessions measured were not all live", r.StatusCode)
+	}
 	fmt.Printf("%d idle legacy sessions over an HTTP upstream (opened in %s)\n", *n, took.Round(time.Millisecond))
 	fmt.Printf("VmRSS       %8d KiB -> %8d KiB  (%+.1f KiB/session)\n", rss0, rss1, float64(rss1-rss0)/float64(*n))
 	fmt.Printf("descriptors %8d     -> %8d      (%+.3f/session)\n", fd0, fd1, float64(fd1-fd0)/float64(*n))
