@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -175,6 +176,18 @@ type SessionInfo struct {
 	// pipeline.Stage.Session); nil for a message outside any session. A
 	// pointer, so that SessionInfo stays safe to copy.
 	Stages *StageHolder
+}
+
+// PrincipalKey is what a principal's sessions, caps and rate limits are
+// counted under: the principal qualified by its tenant, so that principals
+// of one name in two tenants never share a count (and one tenant can never
+// exhaust another's). Without a tenant it is the principal itself. The
+// tenant is path-escaped, so no two (tenant, principal) pairs share a key.
+func PrincipalKey(tenant, principal string) string {
+	if tenant == "" {
+		return principal
+	}
+	return url.PathEscape(tenant) + "/" + principal
 }
 
 // StageHolder holds one session's pipeline stage state. The pipeline owns

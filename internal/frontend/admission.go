@@ -46,7 +46,7 @@ type admission struct {
 // again after its session was lost); "" mints one.
 func (f *Frontend) admitAs(ctx context.Context, rt *Route, who Identity, addr, id string) (*admission, *core.Error) {
 	now := time.Now()
-	a := &admission{f: f, addr: clientAddr(addr), principal: who.Principal, at: now, rated: true}
+	a := &admission{f: f, addr: clientAddr(addr), principal: session.PrincipalKey(who.Tenant, who.Principal), at: now, rated: true}
 	c := f.opts.Creation
 	checks := []struct {
 		w    limits.UndoLimiter
@@ -132,7 +132,7 @@ func (f *Frontend) readmit(ctx context.Context, spec *sessionSpec) (*admission, 
 	if err != nil {
 		return nil, core.AsError(err).WithStatus(http.StatusServiceUnavailable)
 	}
-	return &admission{f: f, res: res, id: spec.id, addr: addr, principal: spec.identity.Principal}, nil
+	return &admission{f: f, res: res, id: spec.id, addr: addr, principal: session.PrincipalKey(spec.identity.Tenant, spec.identity.Principal)}, nil
 }
 
 // sessionSpec is what openSession needs to know of a session: whose it is,

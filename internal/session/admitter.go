@@ -51,7 +51,7 @@ func (m *Manager) capsFor(a Admission) []ScopeCap {
 	b := m.bounds.Load()
 	add(ScopeGlobal, "", b.Global)
 	add(ScopeRoute, a.Route, a.RouteCap)
-	add(ScopePrincipal, a.Principal, b.PerPrincipal)
+	add(ScopePrincipal, PrincipalKey(a.Tenant, a.Principal), b.PerPrincipal)
 	add(ScopeTenant, a.Tenant, b.PerTenant)
 	if IsAnonymous(a.Principal) && a.Address != "" {
 		add(ScopeAddress, a.Address, b.PerAddress)

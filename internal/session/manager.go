@@ -100,6 +100,10 @@ const Anonymous = "anonymous"
 // caller.
 func IsAnonymous(principal string) bool { return principal == "" || principal == Anonymous }
 
+// PrincipalKey is core.PrincipalKey: what a principal's sessions and
+// limits are counted under.
+func PrincipalKey(tenant, principal string) string { return core.PrincipalKey(tenant, principal) }
+
 // Holder names who holds a session for fair eviction: its principal, or,
 // for an anonymous client, its address. A full scope whose policy evicts
 // takes its victim from the holder with the most sessions in the scope,
@@ -107,7 +111,7 @@ func IsAnonymous(principal string) bool { return principal == "" || principal ==
 // client can push out only its own sessions unless others hold more.
 func (a Admission) Holder() string {
 	if !IsAnonymous(a.Principal) {
-		return "principal:" + a.Principal
+		return "principal:" + PrincipalKey(a.Tenant, a.Principal)
 	}
 	return "address:" + a.Address
 }
@@ -421,7 +425,7 @@ func (m *Manager) scopesFor(a Admission) []*scope {
 		out = append(out, sc)
 	}
 	add(m.routes, ScopeRoute, a.Route, a.RouteCap, 1)
-	add(m.principals, ScopePrincipal, a.Principal, b.PerPrincipal, 2)
+	add(m.principals, ScopePrincipal, PrincipalKey(a.Tenant, a.Principal), b.PerPrincipal, 2)
 	add(m.tenants, ScopeTenant, a.Tenant, b.PerTenant, 3)
 	if perAddress {
 		add(m.addresses, ScopeAddress, a.Address, b.PerAddress, 4)
@@ -790,7 +794,8 @@ func (m *Manager) Get(id string) (*Session, error) {
 func (m *Manager) Len() int { return int(m.live.Load()) }
 
 // Count is the number of sessions (live plus reserved) counted in a
-// capped scope; zero for an uncapped one.
+// capped scope; zero for an uncapped one. A principal's key is
+// PrincipalKey's.
 func (m *Manager) Count(kind Scope, key string) int {
 	m.admit.Lock()
 	defer m.admit.Unlock()

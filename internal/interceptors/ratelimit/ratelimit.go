@@ -50,11 +50,12 @@ func refusal(retry time.Duration, err error) *core.Error {
 	return e
 }
 
-// Key is what a session's requests are counted under: its principal, or
-// its client address when the principal is anonymous.
+// Key is what a session's requests are counted under: its principal
+// within its tenant (core.PrincipalKey), or its client address when the
+// principal is anonymous.
 func Key(s *core.SessionInfo) string {
 	if s.Principal != "" && s.Principal != "anonymous" {
-		return "principal:" + s.Principal
+		return "principal:" + core.PrincipalKey(s.Tenant, s.Principal)
 	}
 	host, _, err := net.SplitHostPort(s.RemoteAddr)
 	if err != nil {

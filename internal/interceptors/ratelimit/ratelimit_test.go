@@ -110,3 +110,21 @@ func TestRateLimitUnavailable(t *testing.T) {
 }
 
 type ctxKey struct{}
+
+// TestKeyPerTenant: a principal's requests are counted within its tenant;
+// anonymous clients by address.
+func TestKeyPerTenant(t *testing.T) {
+	for _, c := range []struct {
+		info core.SessionInfo
+		want string
+	}{
+		{core.SessionInfo{Principal: "bot"}, "principal:bot"},
+		{core.SessionInfo{Principal: "bot", Tenant: "acme"}, "principal:acme/bot"},
+		{core.SessionInfo{Principal: "bot", Tenant: "globex"}, "principal:globex/bot"},
+		{core.SessionInfo{Principal: "anonymous", Tenant: "acme", RemoteAddr: "192.0.2.7:5000"}, "address:192.0.2.7"},
+	} {
+		if got := ratelimit.Key(&c.info); got != c.want {
+			t.Errorf("Key(%+v) = %q, want %q", c.info, got, c.want)
+		}
+	}
+}
