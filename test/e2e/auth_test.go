@@ -187,7 +187,9 @@ func (b *bearerClient) RoundTrip(r *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(r)
 }
 
-func authz(token string) map[string]string { return map[string]string{"Authorization": "Bearer " + token} }
+func authz(token string) map[string]string {
+	return map[string]string{"Authorization": "Bearer " + token}
+}
 
 // TestAuthBadTokens: every bad token a client can present through the
 // gateway, with the exact status, WWW-Authenticate challenge and JSON-RPC
