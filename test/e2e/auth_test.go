@@ -100,6 +100,23 @@ func (is *testIssuer) token(t testing.TB, k *issuerKey, audience, sub string, ed
 	return s
 }
 
+// startOAuthGateway is startAuthGateway with a top-level oauth block for
+// a new issuer (signing with k1) and the route /mcp's URL as audience;
+// edit adjusts the block.
+func startOAuthGateway(t *testing.T, edit func(*config.Auth), routes ...config.Route) (g *authGateway, is *testIssuer, k1 *issuerKey, audience string) {
+	t.Helper()
+	k1 = newIssuerKey(t, "k1")
+	is = newTestIssuer(t, k1)
+	g = startAuthGateway(t, func(c *config.Config, base string) {
+		audience = base + "/mcp"
+		c.Auth = &config.Auth{OAuth: is.oauth(audience)}
+		if edit != nil {
+			edit(c.Auth)
+		}
+	}, routes...)
+	return g, is, k1, audience
+}
+
 // authGateway is a gateway with auth, listening at a port fixed before it
 // starts (the audience names it), recording the sessions it creates and
 // keeping its log.
@@ -134,20 +151,7 @@ func startAuthGateway(t *testing.T, mutate func(c *config.Config, base string), 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("gateway Run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("gateway did not shut down")
-		}
-	})
+	runGateway(t, g)
 	ag.gw = &gw{Gateway: g, URL: "http://" + g.Addrs()[0].String()}
 	return ag
 }
@@ -191,6 +195,22 @@ func authz(token string) map[string]string {
 	return map[string]string{"Authorization": "Bearer " + token}
 }
 
+// legacySessionAs opens a 2025-11-25 session with token and returns the
+// headers of its later requests (session, version, token).
+func legacySessionAs(t testing.TB, url, token string) map[string]string {
+	t.Helper()
+	r := do(t, "POST", url, initBodyVersion("2025-11-25"), authz(token))
+	id := r.Header.Get("Mcp-Session-Id")
+	if r.Status != http.StatusOK || id == "" {
+		t.Fatalf("initialize: %d %s", r.Status, r.Body)
+	}
+	hdr := with(sessHdr(id, "2025-11-25"), "Authorization", "Bearer "+token)
+	if n := do(t, "POST", url, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, hdr); n.Status != http.StatusAccepted {
+		t.Fatalf("initialized: %d %s", n.Status, n.Body)
+	}
+	return hdr
+}
+
 // TestAuthBadTokens: every bad token a client can present through the
 // gateway, with the exact status, WWW-Authenticate challenge and JSON-RPC
 // code, before any session exists; the challenge's resource_metadata is
@@ -198,13 +218,7 @@ func authz(token string) map[string]string {
 // for the route's URL.
 func TestAuthBadTokens(t *testing.T) {
 	t.Parallel()
-	k1 := newIssuerKey(t, "k1")
-	is := newTestIssuer(t, k1)
-	var audience string
-	g := startAuthGateway(t, func(c *config.Config, base string) {
-		audience = base + "/mcp"
-		c.Auth = &config.Auth{OAuth: is.oauth(audience)}
-	}, httpRoute("fixture", "/mcp", fixtureHTTP(t, false)))
+	g, is, k1, audience := startOAuthGateway(t, nil, httpRoute("fixture", "/mcp", fixtureHTTP(t, false)))
 	url := g.URL + "/mcp"
 	meta := `resource_metadata="` + g.URL + `/.well-known/oauth-protected-resource/mcp"`
 	invalid := func(desc string) string {
@@ -281,13 +295,8 @@ func TestAuthBadTokens(t *testing.T) {
 // of the dropped key stop).
 func TestAuthSessionsBothEras(t *testing.T) {
 	t.Parallel()
-	k1, k2 := newIssuerKey(t, "k1"), newIssuerKey(t, "k2")
-	is := newTestIssuer(t, k1)
-	var audience string
-	g := startAuthGateway(t, func(c *config.Config, base string) {
-		audience = base + "/mcp"
-		c.Auth = &config.Auth{OAuth: is.oauth(audience)}
-	}, httpRoute("fixture", "/mcp", fixtureHTTP(t, false)))
+	g, is, k1, audience := startOAuthGateway(t, nil, httpRoute("fixture", "/mcp", fixtureHTTP(t, false)))
+	k2 := newIssuerKey(t, "k2")
 	url := g.URL + "/mcp"
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -394,15 +403,7 @@ func TestAuthHijackRefused(t *testing.T) {
 		t.Parallel()
 		g := startAuthGateway(t, keys, httpRoute("fixture", "/mcp", fixtureHTTP(t, false)))
 		url := g.URL + "/mcp"
-		r := do(t, "POST", url, initBodyVersion("2025-11-25"), authz(alice))
-		id := r.Header.Get("Mcp-Session-Id")
-		if r.Status != http.StatusOK || id == "" {
-			t.Fatalf("alice's initialize: %d %s", r.Status, r.Body)
-		}
-		hdr := with(sessHdr(id, "2025-11-25"), "Authorization", "Bearer "+alice)
-		if n := do(t, "POST", url, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, hdr); n.Status != http.StatusAccepted {
-			t.Fatalf("initialized: %d %s", n.Status, n.Body)
-		}
+		hdr := legacySessionAs(t, url, alice)
 		ping := `{"jsonrpc":"2.0","id":"p","method":"ping"}`
 		asBob := with(hdr, "Authorization", "Bearer "+bob)
 		wantNotFound(t, "bob's POST", do(t, "POST", url, ping, asBob))
@@ -478,35 +479,24 @@ func TestAuthModernKeyedByPrincipal(t *testing.T) {
 // token with the scope, the same session serves the call.
 func TestAuthScopes(t *testing.T) {
 	t.Parallel()
-	k1 := newIssuerKey(t, "k1")
-	is := newTestIssuer(t, k1)
-	var audience string
-	g := startAuthGateway(t, func(c *config.Config, base string) {
-		audience = base + "/mcp"
-		c.Auth = &config.Auth{Anonymous: true, OAuth: is.oauth(audience), Scopes: map[string][]string{
+	g, is, k1, audience := startOAuthGateway(t, func(a *config.Auth) {
+		a.Anonymous = true
+		a.Scopes = map[string][]string{
 			"tools/call":                    {"mcp:tools"},
 			"tools/call:test_image_content": {"mcp:images"},
-		}}
+		}
 	}, httpRoute("fixture", "/mcp", fixtureHTTP(t, false)))
 	url := g.URL + "/mcp"
 	meta := `resource_metadata="` + g.URL + `/.well-known/oauth-protected-resource/mcp"`
 	basic := is.token(t, k1, audience, "alice", nil)
-	r := do(t, "POST", url, initBodyVersion("2025-11-25"), authz(basic))
-	id := r.Header.Get("Mcp-Session-Id")
-	if r.Status != http.StatusOK || id == "" {
-		t.Fatalf("initialize: %d %s", r.Status, r.Body)
-	}
-	hdr := with(sessHdr(id, "2025-11-25"), "Authorization", "Bearer "+basic)
-	if n := do(t, "POST", url, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, hdr); n.Status != http.StatusAccepted {
-		t.Fatalf("initialized: %d %s", n.Status, n.Body)
-	}
+	hdr := legacySessionAs(t, url, basic)
 	call := func(tool string, hdr map[string]string) rawResp {
 		return do(t, "POST", url, `{"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{"name":"`+tool+`","arguments":{}}}`, hdr)
 	}
 	if r := call("test_simple_text", hdr); r.Status != http.StatusOK || r.Code != 0 {
 		t.Fatalf("a call the token covers: %d %s", r.Status, r.Body)
 	}
-	r = call("test_image_content", hdr)
+	r := call("test_image_content", hdr)
 	want := "Bearer " + meta + `, scope="mcp:tools mcp:images", error="insufficient_scope", error_description="tools/call test_image_content needs the scope(s) mcp:images"`
 	if r.Status != http.StatusForbidden || r.Code != core.CodeForbidden || r.Header.Get("WWW-Authenticate") != want || string(r.ID) != `"c1"` {
 		t.Fatalf("a call the token does not cover: %d %q code %d id %s; want 403 %q -32015\n%s", r.Status, r.Header.Get("WWW-Authenticate"), r.Code, r.ID, want, r.Body)
@@ -563,8 +553,6 @@ func TestAuthReload(t *testing.T) {
 // modern one); the upstream's own configured header does.
 func TestAuthCredentialNotForwarded(t *testing.T) {
 	t.Parallel()
-	k1 := newIssuerKey(t, "k1")
-	is := newTestIssuer(t, k1)
 	var mu sync.Mutex
 	seen := map[string][]string{} // upstream → Authorization values seen
 	upstream := func(name string, stateless bool) string {
@@ -582,11 +570,7 @@ func TestAuthCredentialNotForwarded(t *testing.T) {
 	legacy := httpRoute("legacy", "/legacy/mcp", upstream("legacy", false))
 	legacy.Upstream.HTTP.Headers = map[string]config.Secret{"X-Upstream-Key": "upstream-secret"}
 	modern := httpRoute("modern", "/modern/mcp", upstream("modern", true))
-	var audience string
-	g := startAuthGateway(t, func(c *config.Config, base string) {
-		audience = base + "/mcp"
-		c.Auth = &config.Auth{OAuth: is.oauth(audience)}
-	}, legacy, modern)
+	g, is, k1, audience := startOAuthGateway(t, nil, legacy, modern)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	token := is.token(t, k1, audience, "alice", nil)
