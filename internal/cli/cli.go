@@ -100,12 +100,9 @@ func (s *sources) load() (*config.Config, error) {
 	if s.storeKind != "" {
 		cfg.Store.Kind = s.storeKind
 	}
-	if s.storeKind != "" || s.clusterListen != "" {
-		if err := cfg.Validate(); err != nil {
-			return nil, err
-		}
-	}
-	if s.adminListen != "" {
+	if s.storeKind != "" || s.clusterListen != "" || s.adminListen != "" || (s.configPath != "" && s.listenSet) {
+		// What the flags changed is checked like the file (a --listen
+		// beyond loopback needs auth, as listeners[].address does).
 		if err := cfg.Validate(); err != nil {
 			return nil, err
 		}
@@ -199,7 +196,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 			fmt.Fprintln(stdout, "mcpgate", version())
 		},
 	}
-	root.AddCommand(serve, validate, ver)
+	root.AddCommand(serve, validate, ver, newKeyCmd(stdout, stderr))
 	root.SetContext(context.Background())
 	return root
 }

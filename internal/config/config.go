@@ -24,6 +24,8 @@ type Config struct {
 	Store Store `yaml:"store"`
 	// Cluster is how replicas sharing a Redis store reach each other.
 	Cluster Cluster `yaml:"cluster"`
+	// Auth is how clients authenticate on every route (see auth.go).
+	Auth *Auth `yaml:"auth"`
 }
 
 // Cluster configures the internal hop between replicas. A stdio session's
@@ -280,6 +282,8 @@ type Route struct {
 	// mcpgate puts on results it translates from a legacy server for
 	// modern clients, where the server gave none.
 	CacheHints CacheHints `yaml:"cache_hints"`
+	// Auth replaces the top-level auth for this route.
+	Auth *Auth `yaml:"auth"`
 }
 
 // CacheHints are caching hints for translated results (tools/list,

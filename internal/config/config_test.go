@@ -265,6 +265,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("routes:\n  - path: /mcp\n    upstream: {stdio: {command: sh}}\n"))
 	f.Add([]byte("listeners: [{address: 1}]\nserver: {max_body_bytes: 1KiB}"))
 	f.Add([]byte("server:\n  keepalive: soon\nroutes:\n  - path: mcp\n    upstreem: {}\n"))
+	f.Add([]byte("listeners: [{address: ':80'}]\nauth:\n  api_keys: [{key_sha256: x, principal: '#'}]\n  oauth: {issuer: 'http://127.0.0.1', audience: y}\n  scopes: {'tools/call:*': [a]}\nroutes:\n  - path: /mcp\n    auth: {anonymous: false}\n    upstream: {stdio: {command: sh}}\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		// LoadBytes is Parse, SetDefaults and Validate in one pass: it
 		// accepts exactly what they accept, and each problem it reports

@@ -135,6 +135,7 @@ func (c *Config) SetDefaults() {
 		}
 	}
 	c.adminDefaults()
+	c.authDefaults()
 	s := &c.Server
 	setDur(&s.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	setDur(&s.ReadTimeout, DefaultReadTimeout)
@@ -389,6 +390,7 @@ func (c *Config) Validate() error {
 		bad("sessions.id_keys", "required with store kind redis: replicas must share signing keys")
 	}
 	c.validateCluster(bad)
+	c.validateAuth(bad)
 	if len(c.Routes) == 0 {
 		bad("routes", "at least one route is required")
 	}

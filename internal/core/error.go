@@ -29,6 +29,13 @@ const (
 	// CodeSessionCap refuses a session because a cap is full (HTTP 503
 	// with Retry-After).
 	CodeSessionCap = -32013
+	// CodeUnauthorized refuses a request without valid credentials where
+	// the route requires them (HTTP 401 with a WWW-Authenticate challenge).
+	CodeUnauthorized = -32014
+	// CodeForbidden refuses a request whose credentials lack a permission
+	// it needs, an OAuth scope (HTTP 403, WWW-Authenticate
+	// error="insufficient_scope").
+	CodeForbidden = -32015
 
 	// Modern-era codes (2026-07-28).
 	CodeHeaderMismatch             = -32020
@@ -98,6 +105,10 @@ func (e *Error) HTTPStatus() int {
 		return http.StatusTooManyRequests
 	case CodeSessionCap:
 		return http.StatusServiceUnavailable
+	case CodeUnauthorized:
+		return http.StatusUnauthorized
+	case CodeForbidden:
+		return http.StatusForbidden
 	}
 	return http.StatusInternalServerError
 }

@@ -208,7 +208,7 @@ func (f *Frontend) openSession(ctx context.Context, spec *sessionSpec) (*opening
 	if e != nil {
 		return nil, e
 	}
-	info := spec.identity.sessionInfo()
+	info := sessionInfoOf(spec.identity)
 	info.ID, info.Route, info.Era, info.ProtocolVersion = adm.id, rt.Name, spec.era, spec.version
 	info.RemoteAddr, info.ClientName, info.ClientVersion, info.Created = spec.remoteAddr, spec.clientName, spec.clientVersion, spec.created
 	g := newGWSession(f, rt, &info)

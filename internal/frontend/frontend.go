@@ -342,7 +342,7 @@ func (g *gwSession) streamContext(r *http.Request, st *stream, cancelOnClose boo
 		inner := cancel
 		cancel = func() { stop(); inner() }
 	}
-	return withTarget(ctx, g, st), cancel
+	return withTargetOf(ctx, target{g: g, st: st, caller: callerOf(r)}), cancel
 }
 
 // exchange runs one client request through the chain and writes its

@@ -526,6 +526,9 @@ type target struct {
 	st *stream
 	// placed is marked when a server request is on a stream (dispatch.go).
 	placed *placement
+	// caller is the identity of the client request being served, nil for
+	// what the server sends; stages read it with core.CallerOf.
+	caller *Identity
 }
 
 func withTarget(ctx context.Context, g *gwSession, st *stream) context.Context {
@@ -546,8 +549,13 @@ type targetCtx struct {
 }
 
 func (c *targetCtx) Value(key any) any {
-	if _, ok := key.(targetKey); ok {
+	switch key.(type) {
+	case targetKey:
 		return &c.t
+	case core.CallerKey:
+		if c.t.caller != nil {
+			return c.t.caller
+		}
 	}
 	return c.Context.Value(key)
 }

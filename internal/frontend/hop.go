@@ -214,7 +214,7 @@ func (f *Frontend) forwardElsewhere(w http.ResponseWriter, r *http.Request, rt *
 	if err != nil || rec.Owner == self || rec.Owner == "" {
 		return false // unknown, or the store is down: the normal path answers
 	}
-	if !identityOf(r).owns(&core.SessionInfo{Principal: rec.Principal, Tenant: rec.Tenant}) {
+	if !owns(identityOf(r), &core.SessionInfo{Principal: rec.Principal, Tenant: rec.Tenant}) {
 		// Another principal's session: neither forwarded nor taken over;
 		// the normal path answers (and logs) it as unknown.
 		return false

@@ -1,7 +1,6 @@
 package frontend
 
 import (
-	"context"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -13,29 +12,17 @@ import (
 )
 
 // Identity is who a request comes from, as the authentication step
-// (Options.Authenticate) established it from the request's credentials.
-// It is decided on every request, before any session is looked up or
-// admitted: a session id or key is a handle, never a credential, so a
-// session serves only the identity that created it.
-type Identity struct {
-	// Principal is the caller's stable id ("anonymous" without
-	// authentication). Sessions, caps and rate limits are held by it.
-	Principal string
-	// Tenant groups principals for quotas; empty when not configured.
-	Tenant string
-	// Groups are the principal's group memberships, for policies.
-	Groups []string
-	// Claims are the credential's claims (JSON values), for policies.
-	Claims map[string]any
-}
-
-// Anonymous reports whether the identity stands for no authenticated
-// caller.
-func (id Identity) Anonymous() bool { return session.IsAnonymous(id.Principal) }
+// (Options.Authenticate) established it from the request's credentials
+// (see core.Identity).
+type Identity = core.Identity
 
 // AnonymousIdentity is the identity of a request without credentials,
 // what the default authentication step returns for every request.
 func AnonymousIdentity() Identity { return Identity{Principal: session.Anonymous} }
+
+// anonymous is the identity of a request that carries none in its
+// context: shared, never modified.
+var anonymous = AnonymousIdentity()
 
 // Authenticator establishes the identity of a request. It returns an
 // error to refuse the request: the error's HTTP status is the answer's
@@ -44,12 +31,10 @@ func AnonymousIdentity() Identity { return Identity{Principal: session.Anonymous
 // must be cheap or cache what is not.
 type Authenticator func(*http.Request) (Identity, *core.Error)
 
-type identityKey struct{}
-
 // authenticate runs the authentication step of r. Without an
-// Authenticator every request is anonymous (and nothing is allocated for
-// it: identityOf returns the anonymous identity for a context that has
-// none).
+// Authenticator every request is anonymous, and so is a request the
+// Authenticator found anonymous: nothing is allocated for it (callerOf
+// returns the anonymous identity for a context that has none).
 func (f *Frontend) authenticate(r *http.Request) (*http.Request, *core.Error) {
 	if f.opts.Authenticate == nil {
 		return r, nil
@@ -66,28 +51,37 @@ func (f *Frontend) authenticate(r *http.Request) (*http.Request, *core.Error) {
 	if id.Principal == "" {
 		id.Principal = session.Anonymous
 	}
-	return r.WithContext(context.WithValue(r.Context(), identityKey{}, id)), nil
+	if id.Principal == session.Anonymous && id.Tenant == "" && id.Groups == nil && id.Claims == nil && id.Scopes == nil && id.Token == "" {
+		return r, nil
+	}
+	return r.WithContext(core.WithCaller(r.Context(), &id)), nil
+}
+
+// callerOf is the identity the authentication step gave r; shared, not
+// to be modified.
+func callerOf(r *http.Request) *Identity {
+	if id := core.CallerOf(r.Context()); id != nil {
+		return id
+	}
+	return &anonymous
 }
 
 // identityOf is the identity the authentication step gave r.
-func identityOf(r *http.Request) Identity {
-	if id, ok := r.Context().Value(identityKey{}).(Identity); ok {
-		return id
-	}
-	return AnonymousIdentity()
-}
+func identityOf(r *http.Request) Identity { return *callerOf(r) }
 
-// sessionInfo is a new session's info for this identity. Groups and
+// sessionInfoOf is a new session's info for identity id. Groups and
 // Claims are copied: the session keeps them for its lifetime, whatever
-// the Authenticator does with its own values afterwards.
-func (id Identity) sessionInfo() core.SessionInfo {
+// the Authenticator does with its own values afterwards. Neither the
+// token nor the scopes of the request that created the session are kept:
+// they belong to each request's credential.
+func sessionInfoOf(id Identity) core.SessionInfo {
 	return core.SessionInfo{Principal: id.Principal, Tenant: id.Tenant, Groups: slices.Clone(id.Groups), Claims: store.CloneClaims(id.Claims)}
 }
 
-// owns reports whether a session with info belongs to this identity: the
+// owns reports whether a session with info belongs to identity id: the
 // same principal in the same tenant. A session created before identities
 // were recorded has an empty principal, which is the anonymous one.
-func (id Identity) owns(info *core.SessionInfo) bool {
+func owns(id Identity, info *core.SessionInfo) bool {
 	return samePrincipal(id.Principal, info.Principal) && id.Tenant == info.Tenant
 }
 
@@ -99,15 +93,19 @@ func samePrincipal(a, b string) bool {
 }
 
 // ownedBy reports whether g belongs to the caller of r, and logs it when
-// not (session_owner_mismatch, with fingerprints only: the id is a bearer
+// not: session_hijack_refused, with the caller's and the owner's
+// principals and tenants as fingerprints only (the id is a bearer
 // handle, and principals may be personal data). The caller answers a
 // mismatch exactly like an unknown session (sessionNotFound), so that a
-// session's existence cannot be probed with another principal's id.
+// session's existence cannot be probed with another principal's id —
+// whatever named it: a legacy Mcp-Session-Id (with or without
+// Last-Event-ID), a modern Mcpgate-Session key, an MRTR requestState, a
+// record in the shared store.
 func (f *Frontend) ownedBy(r *http.Request, id Identity, info *core.SessionInfo) bool {
-	if id.owns(info) {
+	if owns(id, info) {
 		return true
 	}
-	f.log.Warn("session_owner_mismatch", "session", info.LogID(), "route", info.Route,
+	f.log.Warn("session_hijack_refused", "session", info.LogID(), "route", info.Route,
 		"principal", core.Fingerprint(id.Principal), "owner", core.Fingerprint(info.Principal),
 		"tenant", core.Fingerprint(id.Tenant), "owner_tenant", core.Fingerprint(info.Tenant),
 		"remote_addr", r.RemoteAddr)

@@ -72,8 +72,8 @@ func TestIdentityOwns(t *testing.T) {
 		{AnonymousIdentity(), "alice", "", false},
 		{Identity{Principal: "alice"}, "anonymous", "", false},
 	} {
-		info := Identity{Principal: tt.p, Tenant: tt.t}.sessionInfo()
-		if got := tt.who.owns(&info); got != tt.want {
+		info := sessionInfoOf(Identity{Principal: tt.p, Tenant: tt.t})
+		if got := owns(tt.who, &info); got != tt.want {
 			t.Errorf("%+v owns a session of %q/%q = %v; want %v", tt.who, tt.p, tt.t, got, tt.want)
 		}
 	}

@@ -108,7 +108,7 @@ func (f *Frontend) legacyPost(w http.ResponseWriter, r *http.Request, rt *Route,
 // notify forwards a client notification and answers 202.
 func (f *Frontend) notify(w http.ResponseWriter, r *http.Request, g *gwSession, m *core.Message) {
 	m.Session = g.info
-	ctx, cancel := context.WithTimeout(withTarget(g.ctx, g, nil), 30*time.Second)
+	ctx, cancel := context.WithTimeout(withTargetOf(g.ctx, target{g: g, caller: callerOf(r)}), 30*time.Second)
 	defer cancel()
 	if _, err := g.c2s(ctx, m); err != nil {
 		e := f.callError(ctx, g, m, err)
@@ -291,7 +291,7 @@ func (f *Frontend) legacyBatch(w http.ResponseWriter, r *http.Request, rt *Route
 			requests = append(requests, m)
 		case core.KindNotification:
 			m.Session = g.info
-			ctx, cancel := context.WithTimeout(withTarget(g.ctx, g, nil), 30*time.Second)
+			ctx, cancel := context.WithTimeout(withTargetOf(g.ctx, target{g: g, caller: callerOf(r)}), 30*time.Second)
 			if _, err := g.c2s(ctx, m); err != nil {
 				g.log.Warn("batch_notification_failed", "method", m.Method, "error", err)
 			}

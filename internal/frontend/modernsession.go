@@ -29,7 +29,8 @@ import (
 //     request with it finds that session, so a client that keeps echoing a
 //     stale key costs one session, not one per request.
 //   - A request without a key, or with a key we did not sign, joins the
-//     route's session for its client address. Its key is returned only on
+//     route's session for its principal (an anonymous caller's: for its
+//     client address). Its key is returned only on
 //     the response to the request that created it; requests that joined it
 //     without a key never learn it, and a server message reaches only the
 //     stream of the request it belongs to (writeModern), so clients that
@@ -89,8 +90,9 @@ func (f *Frontend) modernSession(r *http.Request, rt *Route, m *core.Message, ve
 			return g, false, e
 		}
 	}
-	// Requests without a key share a session per principal and client
-	// address: never one principal's session with another's.
+	// Requests without a key share a session per principal: an
+	// authenticated one's wherever it connects from, an anonymous one's
+	// per client address. Never one principal's session with another's.
 	anon := anonKey(who, r.RemoteAddr)
 	return f.modernFlightFor(r, rt, "anon:"+anon, func() *gwSession {
 		if g := rt.state.anon[anon]; g != nil && g.ctx.Err() == nil && g.onRoute(rt) {
@@ -111,14 +113,19 @@ func (f *Frontend) modernSession(r *http.Request, rt *Route, m *core.Message, ve
 	})
 }
 
-// anonKey names the keyless modern session of an identity at a client
-// address: principal, tenant and address, NUL-separated (none of them can
-// hold a NUL that would make two keys one: a principal that does is
-// quoted).
+// anonKey names the keyless modern session of an identity: principal
+// and tenant, and for an anonymous caller its client address (an
+// authenticated principal is one client wherever it connects from; its
+// requests through two proxies, or after a network change, stay in one
+// session). The parts are NUL-separated (none of them can hold a NUL
+// that would make two keys one: a principal that does is quoted).
 func anonKey(who Identity, remote string) string {
 	p, t := who.Principal, who.Tenant
 	if strings.ContainsRune(p, 0) || strings.ContainsRune(t, 0) {
 		p, t = strconv.Quote(p), strconv.Quote(t)
+	}
+	if !who.IsAnonymous() {
+		return p + "\x00" + t
 	}
 	return p + "\x00" + t + "\x00" + clientAddr(remote)
 }
@@ -235,7 +242,7 @@ func (f *Frontend) fetchModern(ctx context.Context, r *http.Request, rt *Route, 
 	}
 	g, e := f.adoptModern(ctx, r, rt, rec)
 	if e != nil {
-		if g := f.liveModern(rt, key); g != nil && who.owns(g.info) {
+		if g := f.liveModern(rt, key); g != nil && owns(who, g.info) {
 			return g, nil // a concurrent request adopted it first
 		}
 		f.log.Warn("session_not_fetched", "session", core.Fingerprint(key), "error", e)

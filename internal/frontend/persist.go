@@ -324,7 +324,7 @@ func (f *Frontend) fetch(ctx context.Context, r *http.Request, who Identity, id 
 	if err != nil {
 		// A concurrent request may have fetched it first.
 		if s, gerr := f.opts.Sessions.Get(id); gerr == nil {
-			if g, ok := s.Value.(*gwSession); ok && who.owns(g.info) {
+			if g, ok := s.Value.(*gwSession); ok && owns(who, g.info) {
 				return g, nil
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcpgate/mcpgate/internal/auth"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/frontend"
 	"github.com/mcpgate/mcpgate/internal/metrics"
@@ -38,7 +39,9 @@ type Options struct {
 	// gateway. If nil, the gateway makes its own (see Gateway.Metrics).
 	Metrics *metrics.Registry
 	// Authenticate establishes the identity of every client request (see
-	// frontend.Options.Authenticate). If nil, every client is anonymous.
+	// frontend.Options.Authenticate), in place of the configuration's auth
+	// blocks (whose scope rules and metadata still apply). If nil, the
+	// configuration's auth decides (anonymous without any).
 	Authenticate frontend.Authenticator
 }
 
@@ -70,6 +73,10 @@ type Gateway struct {
 	// observed is the frontend the upstreams' taps report to, set once it
 	// is built (an upstream may speak before that: its era probe).
 	observed atomic.Pointer[frontend.Frontend]
+	// authn is the authenticator in force (auth.go); nil without
+	// credentials. customAuth: Options.Authenticate replaces it.
+	authn      atomic.Pointer[auth.Authenticator]
+	customAuth bool
 }
 
 // New builds everything the configuration describes without listening:
@@ -87,7 +94,12 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.rates = newRateLimits(cfg, log)
 	g.procs = newProcRecorder(log)
 	g.live = &liveSet{cfg: cfg}
-	set, _, errs := g.buildRoutes(cfg, nil)
+	authn, err := g.newAuth(cfg)
+	if err != nil {
+		return nil, err
+	}
+	g.authn.Store(authn)
+	set, _, errs := g.buildRoutes(cfg, nil, authn)
 	g.live.routes = set
 	for i, l := range cfg.Listeners {
 		if l.TLS != nil {
@@ -98,12 +110,19 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	if len(errs) > 0 {
 		g.closeUpstreams()
+		g.closeAuth()
 		return nil, errors.Join(errs...)
 	}
 	ids, err := minter(ss.IDKeys)
 	if err != nil {
 		g.closeUpstreams()
+		g.closeAuth()
 		return nil, err
+	}
+	authenticate := opts.Authenticate
+	g.customAuth = authenticate != nil
+	if authenticate == nil && authn != nil {
+		authenticate = g.authenticate
 	}
 	b := bounds(ss)
 	g.sessions = session.NewManager(session.Options{
@@ -117,7 +136,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		Creation:           g.rates.creationLimits(),
 		ResumeSessionBytes: int64(ss.Resumption.SessionBytes), ResumeTotalBytes: int64(ss.Resumption.TotalBytes),
 		IDs: ids, StoreFailOpen: cfg.Store.OnUnavailable == "fail-open",
-		Authenticate: opts.Authenticate,
+		Authenticate: authenticate,
 	}, set.frontendRoutes())
 	if err != nil {
 		g.Close()
@@ -196,10 +215,10 @@ func (g *Gateway) Handler(i int) http.Handler {
 			proxies = append(proxies, p)
 		}
 	}
-	return g.front.Handler(frontend.ListenerPolicy{
-		Loopback: isLoopbackAddr(l.Address), AllowedHosts: l.AllowedHosts, AllowedOrigins: l.AllowedOrigins,
+	return g.withMetadata(g.front.Handler(frontend.ListenerPolicy{
+		Loopback: config.LoopbackAddress(l.Address), AllowedHosts: l.AllowedHosts, AllowedOrigins: l.AllowedOrigins,
 		TrustedProxies: proxies,
-	})
+	}))
 }
 
 // Sessions exposes the session manager (for hooks, tests, the control plane).
@@ -238,6 +257,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	g.store = st
 	g.reapLeftovers(ctx, st) // what a crashed gateway left running
+	go g.authn.Load().Warm() // the issuers' key sets, before the first token needs them
 	if err := g.provision(st); err != nil {
 		g.readyOnce.Do(func() { close(g.ready) })
 		g.shutdown(nil)
@@ -292,7 +312,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		if lc.TLS != nil {
 			scheme = "https"
 		}
-		g.log.Info("listening", "address", ln.Addr().String(), "scheme", scheme, "loopback", isLoopbackAddr(lc.Address))
+		g.log.Info("listening", "address", ln.Addr().String(), "scheme", scheme, "loopback", config.LoopbackAddress(lc.Address))
 		go func() {
 			var err error
 			if lc.TLS != nil {
@@ -349,6 +369,7 @@ func (g *Gateway) shutdown(servers []*http.Server) {
 	g.retiring.Wait() // routes a reload took out close their own upstreams
 	g.rates.close()
 	g.closeUpstreams()
+	g.closeAuth()
 	g.closeStore()
 	g.stopAdmin()
 }
@@ -369,6 +390,7 @@ func (g *Gateway) Close() {
 		g.sessions.Close(context.Background())
 	}
 	g.closeUpstreams()
+	g.closeAuth()
 	g.closeStore()
 }
 
@@ -397,18 +419,6 @@ func (g *Gateway) provision(st store.Store) error {
 		sp.Admitter = sharedCaps{rs}
 	}
 	return g.sessions.Provision(sp)
-}
-
-func isLoopbackAddr(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // logConnectionBudget says how many client connections the gateway takes

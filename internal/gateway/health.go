@@ -121,7 +121,7 @@ func (g *Gateway) startAdmin() error {
 		return fmt.Errorf("admin: listen %s: %w", addr, err)
 	}
 	ln = g.health.adminConns.wrap(ln, true)
-	loopback := isLoopbackAddr(addr)
+	loopback := config.LoopbackAddress(addr)
 	srv := &http.Server{
 		Handler:           g.adminHandler(loopback),
 		ReadHeaderTimeout: g.cfg.Server.ReadHeaderTimeout,

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/mcpgate/mcpgate/internal/auth"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/frontend"
 	"github.com/mcpgate/mcpgate/internal/session"
@@ -78,7 +79,7 @@ func sameUpstream(a, b config.Route) bool {
 // buildRoutes builds the routes of cfg: a route of prev with the same name
 // and upstream configuration keeps its upstream, the others get a new one
 // (returned in fresh, which the caller closes if it does not use them).
-func (g *Gateway) buildRoutes(cfg *config.Config, prev routeSet) (set routeSet, fresh []upstream.Upstream, errs []error) {
+func (g *Gateway) buildRoutes(cfg *config.Config, prev routeSet, authn *auth.Authenticator) (set routeSet, fresh []upstream.Upstream, errs []error) {
 	for i, rc := range cfg.Routes {
 		var up upstream.Upstream
 		if p := prev.named(rc.Name); p != nil && sameUpstream(p.cfg, rc) {
@@ -99,7 +100,7 @@ func (g *Gateway) buildRoutes(cfg *config.Config, prev routeSet) (set routeSet, 
 		}
 		set = append(set, &builtRoute{cfg: rc, up: up, fr: &frontend.Route{
 			Name: rc.Name, Path: rc.Path, Clients: rc.ClientEra, Upstream: up,
-			Stages:         g.stages(stageEnv(rc.Name, g.log, g.Metrics())),
+			Stages:         g.stages(stageEnv(rc.Name, g.log, g.Metrics()), authn),
 			RequestTimeout: rc.RequestTimeout, IdleTimeout: rc.IdleTimeout, TTL: rc.TTL,
 			Cap:        session.Cap{Max: rc.MaxSessions, Policy: session.Policy(rc.WhenFull)},
 			RetryTools: rc.RetryTools, TrustAnnotations: rc.TrustAnnotations,
@@ -208,20 +209,31 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) error {
 	if old.closed {
 		return errShutDown
 	}
-	if paths := restartRequired(old.cfg, cfg); len(paths) > 0 {
+	paths := restartRequired(old.cfg, cfg)
+	if !g.customAuth && auth.Configured(old.cfg) != auth.Configured(cfg) {
+		paths = append(paths, "auth") // the frontend's authentication step is fixed when built
+	}
+	if len(paths) > 0 {
 		return &RestartRequired{Paths: paths}
 	}
-	set, fresh, errs := g.buildRoutes(cfg, old.routes)
+	authn, err := g.newAuth(cfg)
+	if err != nil {
+		return err
+	}
+	set, fresh, errs := g.buildRoutes(cfg, old.routes, authn)
 	if len(errs) > 0 {
+		authn.Close()
 		return errors.Join(errs...)
 	}
 	ret, err := g.front.SwapRoutes(set.frontendRoutes())
 	if err != nil {
+		authn.Close()
 		for _, u := range fresh {
 			_ = u.Close()
 		}
 		return err
 	}
+	g.authn.Swap(authn).Close()
 	g.sessions.SetBounds(bounds(cfg.Sessions))
 	g.live = &liveSet{cfg: cfg, routes: set}
 	var gone []upstream.Upstream

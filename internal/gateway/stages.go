@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mcpgate/mcpgate/internal/auth"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/interceptors/logging"
 	"github.com/mcpgate/mcpgate/internal/interceptors/ratelimit"
@@ -17,9 +18,10 @@ import (
 // stages builds a route's pipeline stages from the configuration. Their
 // order is pipeline.Order's, not this list's; a stage that is configured
 // off is left out of the chain (it costs nothing).
-func (g *Gateway) stages(env pipeline.Env) []pipeline.Stage {
+func (g *Gateway) stages(env pipeline.Env, authn *auth.Authenticator) []pipeline.Stage {
 	return []pipeline.Stage{
 		{Name: "logging", Interceptor: logging.New(g.log)},
+		authn.Stage(env.Route),
 		{Name: "limits", ClientToServer: ratelimit.New(g.rates.requestLimiter())},
 	}
 }

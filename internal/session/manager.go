@@ -94,11 +94,11 @@ type Admission struct {
 }
 
 // Anonymous is the principal of clients that did not authenticate.
-const Anonymous = "anonymous"
+const Anonymous = core.Anonymous
 
 // IsAnonymous reports whether principal stands for no authenticated
 // caller.
-func IsAnonymous(principal string) bool { return principal == "" || principal == Anonymous }
+func IsAnonymous(principal string) bool { return core.IsAnonymous(principal) }
 
 // PrincipalKey is core.PrincipalKey: what a principal's sessions and
 // limits are counted under.

@@ -32,6 +32,10 @@ func TestImportDirection(t *testing.T) {
 		"internal/sse":          {"internal/"},
 		"internal/metrics":      {"internal/frontend", "internal/gateway", "internal/cli", "internal/interceptors"},
 		"internal/interceptors": {"internal/frontend", "internal/gateway", "internal/session", "internal/upstream"},
+		// Authentication is established before any session exists and
+		// knows nothing of sessions, stores or upstreams: the gateway
+		// hands its Authenticate to the frontend.
+		"internal/auth": {"internal/frontend", "internal/gateway", "internal/cli", "internal/session", "internal/store", "internal/upstream", "internal/interceptors"},
 	}
 	// Packages that must not import a package beside them: the upstream
 	// packages take options of their own, which the gateway translates the

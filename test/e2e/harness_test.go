@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,21 +103,32 @@ func startGatewayLogging(t testing.TB, log *slog.Logger, mutate func(*config.Con
 	if err != nil {
 		t.Fatal(err)
 	}
+	runGateway(t, g)
+	return &gw{Gateway: g, URL: "http://" + g.Addrs()[0].String()}
+}
+
+// runGateway runs g until the test ends or stop is called (once), and
+// fails the test when Run fails or does not return.
+func runGateway(t testing.TB, g *gateway.Gateway) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("gateway Run: %v", err)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("gateway Run: %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Error("gateway did not shut down")
 			}
-		case <-time.After(20 * time.Second):
-			t.Error("gateway did not shut down")
-		}
-	})
-	return &gw{Gateway: g, URL: "http://" + g.Addrs()[0].String()}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 func httpRoute(name, path, url string) config.Route {

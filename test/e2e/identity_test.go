@@ -77,24 +77,7 @@ func startIdentityGateway(t *testing.T, mutate func(*config.Config), routes ...c
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	var once sync.Once
-	ig.stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("gateway Run: %v", err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Error("gateway did not shut down")
-			}
-		})
-	}
-	t.Cleanup(ig.stop)
+	ig.stop = runGateway(t, g)
 	ig.gw = &gw{Gateway: g, URL: "http://" + g.Addrs()[0].String()}
 	return ig
 }
