@@ -29,6 +29,13 @@ const (
 	// CodeSessionCap refuses a session because a cap is full (HTTP 503
 	// with Retry-After).
 	CodeSessionCap = -32013
+	// CodeNoCredential refuses a request the gateway cannot send upstream
+	// for lack of a credential of the caller's own (per-principal
+	// upstream credentials: none configured for the principal, no token
+	// to exchange, the header to forward missing, or the token service
+	// refused the caller's token). HTTP 403: the gateway refuses; the
+	// upstream was not asked.
+	CodeNoCredential = -32016
 
 	// Modern-era codes (2026-07-28).
 	CodeHeaderMismatch             = -32020
@@ -98,6 +105,8 @@ func (e *Error) HTTPStatus() int {
 		return http.StatusTooManyRequests
 	case CodeSessionCap:
 		return http.StatusServiceUnavailable
+	case CodeNoCredential:
+		return http.StatusForbidden
 	}
 	return http.StatusInternalServerError
 }
