@@ -27,6 +27,10 @@ type Identity struct {
 	Groups []string
 	// Claims are the credential's claims (JSON values), for policies.
 	Claims map[string]any
+	// Token is the validated bearer token the identity was established
+	// from, for a route that exchanges it for an upstream credential
+	// (upstream.Caller). Never logged, never stored.
+	Token string `json:"-"`
 }
 
 // Anonymous reports whether the identity stands for no authenticated
