@@ -1,0 +1,42 @@
+package e2e
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgate/mcpgate/internal/config"
+)
+
+// TestSandboxedStdioOutOfMemory: a sandboxed server that allocates past
+// its address-space limit dies; its client is told the session ended and
+// the gateway serves the next session as before.
+func TestSandboxedStdioOutOfMemory(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS != "linux" {
+		t.Skip("the sandbox is Linux's")
+	}
+	route := stdioRoute("boxed", "/mcp", stdioTestServer(t))
+	route.Upstream.Stdio.Sandbox = &config.Sandbox{Rlimits: config.Rlimits{AddressSpace: 3 << 30, OpenFiles: 128}}
+	g := startGateway(t, nil, route)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs := connectSDK(ctx, t, g.URL+"/mcp", "2025-11-25", nil)
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "alloc", Arguments: map[string]any{"mib": 16}})
+	if err != nil || res.IsError {
+		t.Fatalf("a small allocation: %v %v", res, err)
+	}
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "alloc", Arguments: map[string]any{"mib": 4096}})
+	if err == nil || !strings.Contains(err.Error(), "session ended") {
+		t.Fatalf("allocation past the limit: %v; want the session to end with a clear error", err)
+	}
+	next := connectSDK(ctx, t, g.URL+"/mcp", "2025-11-25", nil)
+	res, err = next.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "fine"}})
+	if err != nil || textOf(t, res) != "fine" {
+		t.Fatalf("the next session: %v %v", res, err)
+	}
+}
