@@ -4,6 +4,8 @@ import (
 	"net"
 	"net/url"
 	"strings"
+
+	"github.com/mcpgate/mcpgate/internal/core"
 )
 
 // Credentials give each principal its own credential towards the
@@ -131,7 +133,7 @@ func checkCredentials(path string, u Upstream, bad func(path, format string, arg
 		switch {
 		case name == "":
 			bad(fp, "required")
-		case !headerToken(name):
+		case !core.ValidHeaderName(name):
 			bad(fp, "%q is not a valid header name", name)
 		case containsFold(managedHeaders, name):
 			bad(fp, "%s is managed by mcpgate; cannot be set", name)
@@ -215,22 +217,6 @@ func checkCredentials(path string, u Upstream, bad func(path, format string, arg
 	default:
 		bad(p+".fallback", "want static or nothing, got %q", c.Fallback)
 	}
-}
-
-func headerToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 func envName(s string) bool {

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 
 	"github.com/mcpgate/mcpgate/internal/core"
@@ -26,6 +27,11 @@ type Caller struct {
 	Token string
 	// Header is the client's request header, read only.
 	Header http.Header
+}
+
+// LogValue keeps the token and the headers out of logs.
+func (c *Caller) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("principal", core.Fingerprint(c.Principal)), slog.Bool("token", c.Token != ""))
 }
 
 type callerKey struct{}

@@ -135,7 +135,7 @@ func (s *Source) value(ctx context.Context, principal, tenant string, c *upstrea
 		// The request's own header, so a request whose caller is not known
 		// (a stream the gateway reopens) has none to forward.
 		if c != nil {
-			if v := c.Header.Get(s.forward); v != "" && validValue(v) {
+			if v := c.Header.Get(s.forward); v != "" && core.ValidHeaderValue(v) {
 				return v, nil
 			}
 		}
@@ -178,15 +178,4 @@ func parseFormat(f string) format {
 
 func (f format) apply(secret string) string {
 	return strings.Join(f.parts, secret)
-}
-
-// validValue rejects control characters other than tab: they would end
-// the header, or make the request fail to send.
-func validValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }

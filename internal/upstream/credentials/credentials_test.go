@@ -431,7 +431,7 @@ func FuzzParseSecrets(f *testing.F) {
 			return
 		}
 		for p, s := range tab {
-			if p == "" || s == "" || !validValue(s) {
+			if p == "" || s == "" || !core.ValidHeaderValue(s) {
 				t.Fatalf("accepted %q: %q", p, s)
 			}
 		}

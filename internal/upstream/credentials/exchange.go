@@ -234,7 +234,7 @@ func (x *exchanger) exchange(ctx context.Context, subject string, s *Source) (st
 	default:
 		return "", 0, s.failed("the token service issued a token of another type ("+errorCode(tr.IssuedTokenType)+")", nil)
 	}
-	if tr.AccessToken == "" || !validValue(tr.AccessToken) {
+	if tr.AccessToken == "" || !core.ValidHeaderValue(tr.AccessToken) {
 		return "", 0, s.failed("the token service's answer holds no usable access_token", nil)
 	}
 	return tr.AccessToken, lifetime(tr.ExpiresIn), nil

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/mcpgate/mcpgate/internal/core"
 )
 
 // maxSecretsFile bounds what is read of a secrets file.
@@ -161,7 +163,7 @@ func ParseSecrets(data []byte) (map[string]string, error) {
 		if v.Kind != yaml.ScalarNode || v.Tag == "!!null" || v.Value == "" {
 			return nil, fmt.Errorf("line %d: want a secret (a non-empty string)", v.Line)
 		}
-		if !validValue(v.Value) {
+		if !core.ValidHeaderValue(v.Value) {
 			return nil, fmt.Errorf("line %d: the secret holds control characters", v.Line)
 		}
 		if _, dup := t[k.Value]; dup {
