@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"net/http"
 	"runtime"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/core"
 )
 
 // TestSandboxedStdioOutOfMemory: a sandboxed server that allocates past
@@ -30,9 +32,12 @@ func TestSandboxedStdioOutOfMemory(t *testing.T) {
 	if err != nil || res.IsError {
 		t.Fatalf("a small allocation: %v %v", res, err)
 	}
-	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "alloc", Arguments: map[string]any{"mib": 4096}})
-	if err == nil || !strings.Contains(err.Error(), "session ended") {
-		t.Fatalf("allocation past the limit: %v; want the session to end with a clear error", err)
+	// Raw, so the answer to this request is what is checked (the
+	// client's own GET stream ends at the same moment).
+	r := do(t, "POST", g.URL+"/mcp", `{"jsonrpc":"2.0","id":"big","method":"tools/call","params":{"name":"alloc","arguments":{"mib":4096}}}`,
+		sessHdr(cs.ID(), "2025-11-25"))
+	if r.Status != http.StatusNotFound || r.Code != core.CodeSessionNotFound || !strings.Contains(r.Msg, "session ended") {
+		t.Fatalf("allocation past the limit: %d (code %d) %s; want the session to end with a clear error", r.Status, r.Code, r.Body)
 	}
 	next := connectSDK(ctx, t, g.URL+"/mcp", "2025-11-25", nil)
 	res, err = next.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "fine"}})
