@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -252,23 +251,16 @@ func TestCredentialsTokenExchange(t *testing.T) {
 	}
 }
 
-// stdioTestServer builds the stdio upstream tests' go-sdk server (tools
-// env, alloc, ...).
-func stdioTestServer(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "server")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../internal/upstream/stdio/testdata/server").CombinedOutput(); err != nil {
-		t.Fatalf("building the stdio test server: %v\n%s", err, out)
-	}
-	return bin
-}
+// stdioServerBin is the stdio upstream tests' go-sdk server (tools env,
+// alloc, ...), built by TestMain.
+var stdioServerBin string
 
 // TestCredentialsStdio: each principal's session gets a process of its
 // own whose environment holds that principal's secret, never another's
 // nor the route's static value.
 func TestCredentialsStdio(t *testing.T) {
 	t.Parallel()
-	route := stdioRoute("local", "/mcp", stdioTestServer(t))
+	route := stdioRoute("local", "/mcp", stdioServerBin)
 	route.Upstream.Stdio.Env = map[string]config.Secret{"GITHUB_TOKEN": "static", "OTHER": "kept"}
 	route.Upstream.Credentials = &config.Credentials{PerPrincipal: &config.PerPrincipalCredentials{
 		Env: "GITHUB_TOKEN", File: secretsFile(t, "user:alice: alice-secret\nuser:bob: bob-secret\n"),

@@ -22,7 +22,7 @@ func TestSandboxedStdioOutOfMemory(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the sandbox is Linux's")
 	}
-	route := stdioRoute("boxed", "/mcp", stdioTestServer(t))
+	route := stdioRoute("boxed", "/mcp", stdioServerBin)
 	route.Upstream.Stdio.Sandbox = &config.Sandbox{Rlimits: config.Rlimits{AddressSpace: 3 << 30, OpenFiles: 128}}
 	g := startGateway(t, nil, route)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
