@@ -318,6 +318,8 @@ type Upstream struct {
 	Era   string         `yaml:"era"`
 	HTTP  *HTTPUpstream  `yaml:"http"`
 	Stdio *StdioUpstream `yaml:"stdio"`
+	// Credentials give each principal its own upstream credential.
+	Credentials *Credentials `yaml:"credentials"`
 }
 
 // Kind reports "http", "stdio" or "".
@@ -380,6 +382,8 @@ type StdioUpstream struct {
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	// MaxMessageBytes bounds one line the process writes. Default 16 MiB.
 	MaxMessageBytes ByteSize `yaml:"max_message_bytes"`
+	// Sandbox confines each process. Default: none.
+	Sandbox *Sandbox `yaml:"sandbox"`
 }
 
 // Secret is a string that logs as REDACTED.

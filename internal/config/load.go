@@ -231,6 +231,12 @@ func (c *Config) SetDefaults() {
 			if st.MaxMessageBytes == 0 {
 				st.MaxMessageBytes = DefaultMaxMessageBytes
 			}
+			if st.Sandbox != nil {
+				st.Sandbox.setDefaults()
+			}
+		}
+		if cr := r.Upstream.Credentials; cr != nil {
+			cr.setDefaults()
 		}
 	}
 }
@@ -454,7 +460,9 @@ func (c *Config) Validate() error {
 			}
 		case u.Stdio != nil:
 			checkStdio(p+".upstream.stdio", u.Stdio, bad)
+			checkSandbox(p+".upstream.stdio", u.Stdio, bad)
 		}
+		checkCredentials(p+".upstream", u, bad)
 	}
 	if len(errs) > 0 {
 		return &Error{Problems: errs}

@@ -36,6 +36,13 @@ const (
 	// it needs, an OAuth scope (HTTP 403, WWW-Authenticate
 	// error="insufficient_scope").
 	CodeForbidden = -32015
+	// CodeNoCredential refuses a request the gateway cannot send upstream
+	// for lack of a credential of the caller's own (per-principal
+	// upstream credentials: none configured for the principal, no token
+	// to exchange, the header to forward missing, or the token service
+	// refused the caller's token). HTTP 403: the gateway refuses; the
+	// upstream was not asked.
+	CodeNoCredential = -32016
 
 	// Modern-era codes (2026-07-28).
 	CodeHeaderMismatch             = -32020
@@ -107,7 +114,7 @@ func (e *Error) HTTPStatus() int {
 		return http.StatusServiceUnavailable
 	case CodeUnauthorized:
 		return http.StatusUnauthorized
-	case CodeForbidden:
+	case CodeForbidden, CodeNoCredential:
 		return http.StatusForbidden
 	}
 	return http.StatusInternalServerError

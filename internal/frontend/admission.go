@@ -225,6 +225,11 @@ func (f *Frontend) openSession(ctx context.Context, spec *sessionSpec) (*opening
 			adm.cancel()
 			g.cancel()
 			g.log.Warn("upstream_open_failed", "error", err)
+			if errors.Is(err, upstream.ErrCredential) {
+				// The caller's own credential is missing (403) or could not
+				// be had (502): its error says which.
+				return nil, core.AsError(err)
+			}
 			return nil, core.NewError(core.CodeUpstreamError, "upstream unavailable: could not open a connection").WithStatus(http.StatusBadGateway).Wrap(err)
 		}
 		g.setConn(conn)

@@ -134,6 +134,9 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cors(w, r) {
 		return
 	}
+	if rt.Caller {
+		r = withCaller(r)
+	}
 	if !h.internal && f.forwardElsewhere(w, r, rt) {
 		return
 	}
@@ -342,7 +345,21 @@ func (g *gwSession) streamContext(r *http.Request, st *stream, cancelOnClose boo
 		inner := cancel
 		cancel = func() { stop(); inner() }
 	}
+	if g.route().Caller {
+		if c := upstream.CallerOf(r.Context()); c != nil {
+			ctx = upstream.WithCaller(ctx, c)
+		}
+	}
 	return withTargetOf(ctx, target{g: g, st: st, caller: callerOf(r)}), cancel
+}
+
+// withCaller puts the caller of r in its context, for a route whose
+// upstream sends the caller's own credentials (Route.Caller): the
+// sessions it opens and the requests it sends upstream find it there.
+func withCaller(r *http.Request) *http.Request {
+	id := identityOf(r)
+	c := &upstream.Caller{Principal: id.Principal, Tenant: id.Tenant, Token: id.Token, Header: r.Header}
+	return r.WithContext(upstream.WithCaller(r.Context(), c))
 }
 
 // exchange runs one client request through the chain and writes its

@@ -57,6 +57,12 @@ type Route struct {
 	// TrustAnnotations lets readOnlyHint/idempotentHint from the upstream's
 	// tools/list mark tools safe to retry.
 	TrustAnnotations bool
+	// Caller marks an upstream that reads the caller of each request
+	// (upstream.CallerOf: principal, validated token, request headers),
+	// as per-principal upstream credentials do: the frontend then puts it
+	// in the contexts it opens sessions and calls the upstream with.
+	// False adds nothing, at no cost.
+	Caller bool
 
 	// chain is the route's compiled chain (both directions, the stages' state and observers), and state its
 	// runtime state, shared by every version of the route with this name

@@ -193,14 +193,27 @@ func minter(keys []config.IDKey) (*sessionid.Minter, error) {
 }
 
 func newUpstream(rc config.Route, log *slog.Logger, tap upstream.Tap) (upstream.Upstream, error) {
+	cred, err := credentialSource(rc, log)
+	if err != nil {
+		return nil, fmt.Errorf("upstream.%w", err)
+	}
 	switch {
 	case rc.Upstream.HTTP != nil:
 		o := httpOptions(rc.Upstream.HTTP)
 		o.Tap = tap
+		if cred != nil {
+			o.Credential = cred
+		}
 		return httpup.New(o, rc.Name, log)
 	case rc.Upstream.Stdio != nil:
 		o := stdioOptions(rc.Upstream.Stdio)
 		o.Tap = tap
+		if cred != nil {
+			o.Credential = cred
+		}
+		if err := stdio.CheckSandbox(o.Sandbox); err != nil {
+			return nil, fmt.Errorf("upstream.stdio.sandbox: %w", err)
+		}
 		return stdio.New(o, rc.Name, log), nil
 	}
 	return nil, errors.New("no upstream")

@@ -104,7 +104,8 @@ func (g *Gateway) buildRoutes(cfg *config.Config, prev routeSet, authn *auth.Aut
 			RequestTimeout: rc.RequestTimeout, IdleTimeout: rc.IdleTimeout, TTL: rc.TTL,
 			Cap:        session.Cap{Max: rc.MaxSessions, Policy: session.Policy(rc.WhenFull)},
 			RetryTools: rc.RetryTools, TrustAnnotations: rc.TrustAnnotations,
-			Local: rc.Upstream.Stdio != nil,
+			Local:  rc.Upstream.Stdio != nil,
+			Caller: rc.Upstream.Credentials != nil,
 		}})
 	}
 	if len(errs) > 0 {

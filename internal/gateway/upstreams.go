@@ -1,7 +1,11 @@
 package gateway
 
 import (
+	"log/slog"
+	"strings"
+
 	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/upstream/credentials"
 	"github.com/mcpgate/mcpgate/internal/upstream/httpup"
 	"github.com/mcpgate/mcpgate/internal/upstream/stdio"
 )
@@ -39,7 +43,30 @@ func stdioOptions(c *config.StdioUpstream) stdio.Options {
 		MaxMessageBytes: int64(c.MaxMessageBytes),
 	}
 	o.Env = reveal(c.Env)
+	o.Sandbox = sandboxOptions(c.Sandbox)
 	return o
+}
+
+// sandboxOptions translates a stdio upstream's sandbox (validated: the
+// user resolves).
+func sandboxOptions(c *config.Sandbox) *stdio.Sandbox {
+	if c == nil {
+		return nil
+	}
+	r := c.Rlimits
+	sb := &stdio.Sandbox{
+		NoNewPrivs:   c.NoNewPrivsOn(),
+		AddressSpace: int64(r.AddressSpace), CPUSeconds: r.CPUSeconds, OpenFiles: r.OpenFiles, Processes: r.Processes,
+	}
+	if c.User != "" {
+		if u, err := config.ResolveUser(c.User); err == nil {
+			sb.User = &stdio.User{UID: u.UID, GID: u.GID}
+		}
+	}
+	if fs := c.Filesystem; fs != nil {
+		sb.Filesystem = &stdio.Filesystem{Read: fs.Read, Write: fs.Write, Exec: fs.Exec, Require: fs.Require}
+	}
+	return sb
 }
 
 // reveal is the plain text of configured secrets; nil for none.
@@ -52,4 +79,42 @@ func reveal(m map[string]config.Secret) map[string]string {
 		out[k] = v.Reveal()
 	}
 	return out
+}
+
+// credentialSource builds a route's per-principal credentials; nil when
+// it has none. The static value of the same header or variable is the
+// fallback only when the configuration says so (fallback: static).
+func credentialSource(rc config.Route, log *slog.Logger) (*credentials.Source, error) {
+	c := rc.Upstream.Credentials
+	if c == nil {
+		return nil, nil
+	}
+	o := credentials.Options{Route: rc.Name, Name: c.Target(), Env: rc.Upstream.Stdio != nil}
+	switch {
+	case c.PerPrincipal != nil:
+		o.PerPrincipal = &credentials.PerPrincipal{File: c.PerPrincipal.File, Format: c.PerPrincipal.Format}
+	case c.TokenExchange != nil:
+		te := c.TokenExchange
+		o.TokenExchange = &credentials.TokenExchange{
+			TokenURL: te.TokenURL, ClientID: te.ClientID, ClientSecret: te.ClientSecret.Reveal(),
+			Audience: te.Audience, Scope: te.Scope, Format: te.Format,
+		}
+	case c.Forward != nil:
+		o.Forward = c.Forward.From
+	}
+	if c.Fallback == config.FallbackStatic {
+		var static map[string]config.Secret
+		if h := rc.Upstream.HTTP; h != nil {
+			static = h.Headers
+		} else if st := rc.Upstream.Stdio; st != nil {
+			static = st.Env
+		}
+		for k, v := range static {
+			if k == o.Name || !o.Env && strings.EqualFold(k, o.Name) {
+				s := v.Reveal()
+				o.Static = &s
+			}
+		}
+	}
+	return credentials.New(o, log)
 }

@@ -33,13 +33,15 @@ func TestMain(m *testing.M) {
 	}
 	fixtureBin = filepath.Join(dir, "fixture")
 	mcpgateBin = filepath.Join(dir, "mcpgate")
-	// One go build for both: their packages compile in parallel.
+	stdioServerBin = filepath.Join(dir, "server")
+	// One go build for all: their packages compile in parallel.
 	build := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
 		"github.com/mcpgate/mcpgate/internal/testutil/conformancefixture/cmd/fixture",
-		"github.com/mcpgate/mcpgate/cmd/mcpgate")
+		"github.com/mcpgate/mcpgate/cmd/mcpgate",
+		"../../internal/upstream/stdio/testdata/server")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the fixture and mcpgate:", err)
+		fmt.Fprintln(os.Stderr, "building the fixture, mcpgate and the stdio test server:", err)
 		os.Exit(1)
 	}
 	raiseParallel()

@@ -20,7 +20,8 @@ import (
 )
 
 // headerAuth is a test Authenticator: X-Test-User names the principal
-// (none: anonymous), X-Test-Tenant its tenant, X-Test-Groups its groups;
+// (none: anonymous), X-Test-Tenant its tenant, X-Test-Groups its groups,
+// X-Test-Token the validated bearer token;
 // the user "denied" is refused with a Bearer challenge.
 func headerAuth(r *http.Request) (frontend.Identity, *core.Error) {
 	user := r.Header.Get("X-Test-User")
@@ -39,6 +40,7 @@ func headerAuth(r *http.Request) (frontend.Identity, *core.Error) {
 	return frontend.Identity{
 		Principal: "user:" + user, Tenant: r.Header.Get("X-Test-Tenant"), Groups: groups,
 		Claims: map[string]any{"sub": user, "scope": []any{"read"}},
+		Token:  r.Header.Get("X-Test-Token"),
 	}, nil
 }
 

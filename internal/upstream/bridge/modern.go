@@ -402,6 +402,9 @@ func (s *side) open(ctx context.Context, meta object) error {
 	if err != nil {
 		_ = conn.Close(ctx)
 		c.log.Warn("bridge_initialize_failed", "error", err)
+		if errors.Is(err, upstream.ErrCredential) {
+			return core.AsError(err) // the caller's own credential: its error says which
+		}
 		return core.NewError(core.CodeUpstreamError, "upstream unavailable: the legacy server did not start a session").Wrap(err)
 	}
 	s.conn = conn

@@ -115,16 +115,31 @@ func (u *Upstream) headers(post bool, extra int) http.Header {
 // response_header_timeout. Client requests are bounded by the route's
 // request timeout instead: a server may legitimately hold back the headers
 // of a long tool call until its first event.
+//
+// A request of no session (the probe) carries the credential of the
+// ctx's caller, if the upstream has per-principal credentials.
 func (u *Upstream) do(ctx context.Context, method string, body []byte, h http.Header) (*http.Response, error) {
-	return u.exchange(ctx, method, body, h, u.headerTimeout)
+	return u.exchange(ctx, nil, method, body, h, u.headerTimeout)
+}
+
+// do is Upstream.do for a request of the Conn's session, with the
+// session principal's credential.
+func (b *connBase) do(ctx context.Context, method string, body []byte, h http.Header) (*http.Response, error) {
+	return b.u.exchange(ctx, b.session, method, body, h, b.u.headerTimeout)
 }
 
 // doRequest sends a client request, with no response-header deadline.
-func (u *Upstream) doRequest(ctx context.Context, method string, body []byte, h http.Header) (*http.Response, error) {
-	return u.exchange(ctx, method, body, h, 0)
+func (b *connBase) doRequest(ctx context.Context, method string, body []byte, h http.Header) (*http.Response, error) {
+	return b.u.exchange(ctx, b.session, method, body, h, 0)
 }
 
-func (u *Upstream) exchange(ctx context.Context, method string, body []byte, h http.Header, wait time.Duration) (*http.Response, error) {
+func (u *Upstream) exchange(ctx context.Context, s *core.SessionInfo, method string, body []byte, h http.Header, wait time.Duration) (*http.Response, error) {
+	if u.cred != nil {
+		var err error
+		if h, err = u.withCredential(ctx, s, h); err != nil {
+			return nil, err
+		}
+	}
 	if wait <= 0 {
 		return u.transport.RoundTrip(u.request(ctx, method, body, h))
 	}
@@ -144,6 +159,27 @@ func (u *Upstream) exchange(ctx context.Context, method string, body []byte, h h
 	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
+}
+
+// withCredential returns h with the credential of the request's
+// principal added: a copy, since h may be shared between requests (a
+// legacy session's POST headers are).
+func (u *Upstream) withCredential(ctx context.Context, s *core.SessionInfo, h http.Header) (http.Header, error) {
+	v, err := u.cred.Value(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if !validHeaderValue(v) {
+		// The value is a secret: name the header only.
+		return nil, &core.Error{Code: core.CodeUpstreamError, Message: "upstream credential unusable: the value of " + u.credName + " holds control characters",
+			Status: http.StatusBadGateway, Err: upstream.ErrCredential}
+	}
+	out := make(http.Header, len(h)+1)
+	for k, vs := range h {
+		out[k] = vs
+	}
+	out[u.credName] = []string{v}
+	return out, nil
 }
 
 // cancelOnClose releases an exchange's context with its body.

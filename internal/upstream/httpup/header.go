@@ -3,6 +3,8 @@ package httpup
 import (
 	"encoding/base64"
 	"strings"
+
+	"github.com/mcpgate/mcpgate/internal/core"
 )
 
 const (
@@ -37,28 +39,7 @@ func needsBase64(s string) bool {
 }
 
 // validHeaderName reports whether s is an HTTP token (RFC 9110 field-name).
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+func validHeaderName(s string) bool { return core.ValidHeaderName(s) }
 
 // validHeaderValue rejects control characters other than tab.
-func validHeaderValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
+func validHeaderValue(s string) bool { return core.ValidHeaderValue(s) }

@@ -54,6 +54,14 @@ type Options struct {
 	// an abandoned request, and the probe's server/discover and its
 	// answer (with no session). Nil is off.
 	Tap upstream.Tap
+	// Credential, when set, puts the principal's own credential in its
+	// header (Credential.Name) on every request of a session of that
+	// principal, GET streams and DELETE included; the probe, which has no
+	// session, carries its caller's (upstream.CallerOf). A request whose
+	// principal has none fails with the Credential's error and is not
+	// sent. A static header of the same name is dropped. Nil is off, at
+	// no cost.
+	Credential upstream.Credential
 }
 
 // TLSOptions configure TLS towards the upstream.
@@ -108,6 +116,10 @@ type Upstream struct {
 	// are not client requests (see Upstream.do).
 	headerTimeout time.Duration
 	tap           upstream.Tap
+	// cred adds the principal's credential to each request, in header
+	// credName; nil without per-principal credentials.
+	cred     upstream.Credential
+	credName string
 
 	// info is the cached probe result, nil until a probe succeeded.
 	info    atomic.Pointer[upstream.Info]
@@ -162,6 +174,11 @@ func New(cfg Options, route string, logger *slog.Logger) (*Upstream, error) {
 			static[ck] = []string{v}
 		}
 	}
+	if cfg.Credential != nil {
+		if n := cfg.Credential.Name(); !validHeaderName(n) || slices.Contains(reservedHeaders, http.CanonicalHeaderKey(n)) {
+			errs = append(errs, fmt.Errorf("credential: %q cannot carry a credential", n))
+		}
+	}
 	tlsConf, err := clientTLS(cfg.TLS)
 	if err != nil {
 		errs = append(errs, err)
@@ -196,6 +213,10 @@ func New(cfg Options, route string, logger *slog.Logger) (*Upstream, error) {
 
 		headerTimeout: cmp0(cfg.ResponseHeaderTimeout, defaultResponseHeaderTimeout),
 		tap:           cfg.Tap,
+	}
+	if cfg.Credential != nil {
+		u.cred, u.credName = cfg.Credential, http.CanonicalHeaderKey(cfg.Credential.Name())
+		delete(u.static, u.credName)
 	}
 	return u, nil
 }
@@ -318,7 +339,9 @@ func (u *Upstream) Probe(ctx context.Context) (upstream.Info, error) {
 		u.probeMu.Unlock()
 
 		c.info, c.err = u.probe(ctx)
-		c.abandoned = c.err != nil && ctx.Err() != nil
+		// A probe that failed for its caller's own reasons (its context
+		// ended, it has no credential) says nothing to the others.
+		c.abandoned = c.err != nil && (ctx.Err() != nil || errors.Is(c.err, upstream.ErrCredential))
 		u.probeMu.Lock()
 		if c.err == nil {
 			info := c.info

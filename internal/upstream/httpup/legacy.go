@@ -139,7 +139,7 @@ func (c *legacyConn) RoundTrip(ctx context.Context, req *core.Message, related u
 }
 
 func (c *legacyConn) roundTrip(ctx context.Context, cancel context.CancelFunc, req *core.Message, related upstream.Related, sid, ver []string) (*core.Message, error) {
-	resp, err := c.u.doRequest(ctx, http.MethodPost, req.Raw, c.post(sid, ver))
+	resp, err := c.doRequest(ctx, http.MethodPost, req.Raw, c.post(sid, ver))
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +215,7 @@ func (c *legacyConn) get(ctx context.Context, sid, ver []string, lastID string) 
 	if lastID != "" {
 		h[hdrLastEventID] = []string{lastID}
 	}
-	return c.u.do(ctx, http.MethodGet, nil, h)
+	return c.do(ctx, http.MethodGet, nil, h)
 }
 
 // resume reopens a request's stream after lastID.
@@ -298,7 +298,7 @@ func (c *legacyConn) notifyCancelled(ctx context.Context, id core.ID, sid, ver [
 	defer cancel()
 	stop := context.AfterFunc(c.life, cancel)
 	defer stop()
-	resp, err := c.u.do(nctx, http.MethodPost, raw, c.post(sid, ver))
+	resp, err := c.do(nctx, http.MethodPost, raw, c.post(sid, ver))
 	if err != nil {
 		c.u.log.Debug("upstream_cancel_failed", "id", string(id), "error", err)
 		return
@@ -351,7 +351,7 @@ func (c *legacyConn) Send(ctx context.Context, m *core.Message) error {
 	defer cancel()
 	stop := context.AfterFunc(c.life, cancel)
 	defer stop()
-	resp, err := c.u.do(rctx, http.MethodPost, m.Raw, c.post(sid, ver))
+	resp, err := c.do(rctx, http.MethodPost, m.Raw, c.post(sid, ver))
 	if err != nil {
 		return c.failure(ctx, err)
 	}
@@ -603,7 +603,7 @@ func (c *legacyConn) Close(ctx context.Context) error {
 	if ver != nil {
 		h[hdrProtocolVersion] = ver
 	}
-	resp, err := c.u.do(ctx, http.MethodDelete, nil, h)
+	resp, err := c.do(ctx, http.MethodDelete, nil, h)
 	if err != nil {
 		return fmt.Errorf("httpup: delete upstream session: %w", err)
 	}

@@ -71,7 +71,7 @@ func (c *modernConn) RoundTrip(ctx context.Context, req *core.Message, related u
 }
 
 func (c *modernConn) roundTrip(ctx context.Context, cancel context.CancelFunc, req *core.Message, related upstream.Related) (*core.Message, error) {
-	resp, err := c.u.doRequest(ctx, http.MethodPost, req.Raw, c.post(req))
+	resp, err := c.doRequest(ctx, http.MethodPost, req.Raw, c.post(req))
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func (c *modernConn) Send(ctx context.Context, m *core.Message) error {
 	defer cancel()
 	stop := context.AfterFunc(c.life, cancel)
 	defer stop()
-	resp, err := c.u.do(rctx, http.MethodPost, m.Raw, c.post(m))
+	resp, err := c.do(rctx, http.MethodPost, m.Raw, c.post(m))
 	if err != nil {
 		return c.failure(ctx, err)
 	}

@@ -48,6 +48,9 @@ type Conn struct {
 	pid   int
 	proc  Process  // recorded with rec, if rec is set
 	rec   Recorder // told when the process ended
+	// owner is the principal (and tenant) whose credential the process's
+	// environment holds; "" without per-principal credentials.
+	owner string
 
 	stdin          *os.File
 	stdout, stderr *os.File

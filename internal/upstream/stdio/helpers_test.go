@@ -30,6 +30,8 @@ func TestMain(m *testing.M) {
 	}
 	serverBin = filepath.Join(dir, "server")
 	build := exec.Command("go", "build", "-o", serverBin, "./testdata/server")
+	// Static, so a sandbox need not let it reach a dynamic loader.
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building the test server:", err)

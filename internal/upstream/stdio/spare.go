@@ -47,20 +47,30 @@ func (u *Upstream) keepSpare(c *Conn) {
 // modern one always (server/discover is a request like any other there),
 // a legacy one only if the server is legacy (a dual-era server may have
 // taken server/discover as choosing the modern era for the process, and
-// then refuses initialize).
-func (u *Upstream) takeSpareFor(era core.Era) *Conn {
+// then refuses initialize). With per-principal credentials, only a
+// session of the principal whose credential the spare holds takes it.
+func (u *Upstream) takeSpareFor(era core.Era, owner string) *Conn {
 	if era != core.EraModern {
 		if info, ok := u.cached(); !ok || info.Era != core.EraLegacy {
 			return nil
 		}
 	}
-	return u.takeSpare()
+	u.probeMu.Lock()
+	defer u.probeMu.Unlock()
+	if u.spare == nil || u.spare.owner != owner {
+		return nil
+	}
+	return u.takeSpareLocked()
 }
 
 // takeSpare removes and returns the spare, nil if there is none.
 func (u *Upstream) takeSpare() *Conn {
 	u.probeMu.Lock()
 	defer u.probeMu.Unlock()
+	return u.takeSpareLocked()
+}
+
+func (u *Upstream) takeSpareLocked() *Conn {
 	c := u.spare
 	u.spare = nil
 	if u.spareTimer != nil {

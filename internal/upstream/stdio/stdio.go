@@ -64,6 +64,18 @@ type Options struct {
 	// server/discover and Conn.Ping, and the answers to those requests.
 	// Nil is off.
 	Tap upstream.Tap
+	// Sandbox, when set, confines every process (see Sandbox); check it
+	// with CheckSandbox first. Nil: a process group of its own and the
+	// environment above, nothing more.
+	Sandbox *Sandbox
+	// Credential, when set, puts the session principal's own credential
+	// in the environment variable Credential.Name of the session's
+	// process (an Env entry of that name is dropped). A process serves
+	// one session, so one principal; the probe's process gets its
+	// caller's (upstream.CallerOf) and serves, as the spare, only a
+	// session of the same principal. A principal without one gets the
+	// Credential's error from Open. Nil is off.
+	Credential upstream.Credential
 }
 
 // LogValue keeps Env's values out of logs.
@@ -76,7 +88,8 @@ func (o Options) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("command", o.Command), slog.Any("args", o.Args), slog.Any("env_keys", env),
 		slog.Bool("inherit_env", o.InheritEnv), slog.String("dir", o.Dir),
-		slog.Duration("shutdown_grace", o.ShutdownGrace), slog.Int64("max_message_bytes", o.MaxMessageBytes))
+		slog.Duration("shutdown_grace", o.ShutdownGrace), slog.Int64("max_message_bytes", o.MaxMessageBytes),
+		slog.Any("sandbox", o.Sandbox))
 }
 
 // allowedEnv are the variables of mcpgate's environment a process gets
@@ -90,6 +103,8 @@ type Upstream struct {
 	route  string
 	logger *slog.Logger
 	env    []string
+	// self is the executable a sandboxed process starts as (Sandbox).
+	self string
 
 	probeTimeout time.Duration
 	spareTTL     time.Duration
@@ -118,7 +133,16 @@ func New(cfg Options, route string, logger *slog.Logger) *Upstream {
 	if cfg.MaxMessageBytes <= 0 {
 		cfg.MaxMessageBytes = DefaultMaxMessageBytes
 	}
-	return &Upstream{
+	if cfg.Credential != nil && cfg.Env != nil {
+		env := make(map[string]string, len(cfg.Env))
+		for k, v := range cfg.Env {
+			if k != cfg.Credential.Name() {
+				env[k] = v
+			}
+		}
+		cfg.Env = env
+	}
+	u := &Upstream{
 		cfg:          cfg,
 		route:        route,
 		logger:       logger,
@@ -127,6 +151,14 @@ func New(cfg Options, route string, logger *slog.Logger) *Upstream {
 		spareTTL:     defaultSpareTTL,
 		probeSem:     make(chan struct{}, 1),
 	}
+	if sb := cfg.Sandbox; sb != nil {
+		u.self, _ = os.Executable() // CheckSandbox reports a failure
+		if sb.Filesystem != nil && landlockABI() < 1 {
+			logger.Warn("sandbox_landlock_unavailable", "route", route, "require", sb.Filesystem.Require,
+				"detail", "the kernel has no Landlock: processes run without the file-system restriction; rlimits and no_new_privs still apply")
+		}
+	}
+	return u
 }
 
 // buildEnv is the child's environment: mcpgate's (whole, or only the
@@ -171,14 +203,40 @@ func (u *Upstream) Open(ctx context.Context, p upstream.OpenParams, sink upstrea
 	if p.Session != nil {
 		sid = p.Session.ID
 	}
-	if c := u.takeSpareFor(p.Era); c != nil && c.adopt(p.Session, sid, p.Era, sink) {
+	env, owner, err := u.credentialEnv(ctx, p.Session)
+	if err != nil {
+		return nil, err
+	}
+	if c := u.takeSpareFor(p.Era, owner); c != nil && c.adopt(p.Session, sid, p.Era, sink) {
 		return c, nil
 	}
-	c, err := u.start(p.Session, sid, p.Era, sink)
+	c, err := u.start(p.Session, sid, p.Era, sink, env, owner)
 	if err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// credentialEnv is the environment of a process for session s (or, with
+// no session, the ctx's caller): the route's, plus the principal's own
+// credential when the route has per-principal credentials; owner then
+// names the principal the process may serve.
+func (u *Upstream) credentialEnv(ctx context.Context, s *core.SessionInfo) (env []string, owner string, err error) {
+	if u.cfg.Credential == nil {
+		return u.env, "", nil
+	}
+	v, err := u.cfg.Credential.Value(ctx, s)
+	if err != nil {
+		return nil, "", err
+	}
+	switch c := upstream.CallerOf(ctx); {
+	case s != nil:
+		owner = s.Principal + "\x00" + s.Tenant
+	case c != nil:
+		owner = c.Principal + "\x00" + c.Tenant
+	}
+	env = append(u.env[:len(u.env):len(u.env)], u.cfg.Credential.Name()+"="+v)
+	return env, owner, nil
 }
 
 // Close stops new Opens and Probes. Conns already open belong to their
@@ -256,7 +314,11 @@ var discoverParams = func() []byte {
 }()
 
 func (u *Upstream) probe(ctx context.Context) (upstream.Info, error) {
-	c, err := u.start(nil, "probe", core.EraModern, discardSink{u.logger})
+	env, owner, err := u.credentialEnv(ctx, nil)
+	if err != nil {
+		return upstream.Info{}, err
+	}
+	c, err := u.start(nil, "probe", core.EraModern, discardSink{u.logger}, env, owner)
 	if err != nil {
 		return upstream.Info{}, err
 	}
@@ -360,10 +422,20 @@ func (s discardSink) Deliver(m *core.Message) {
 }
 func (discardSink) Closed(error) {}
 
-// start spawns the process and its reader goroutines.
-func (u *Upstream) start(sess *core.SessionInfo, sid string, era core.Era, sink upstream.Sink) (*Conn, error) {
-	cmd := exec.Command(u.cfg.Command, u.cfg.Args...)
-	cmd.Env = u.env
+// start spawns the process with env and its reader goroutines; owner is
+// the principal its environment is for ("" without credentials).
+func (u *Upstream) start(sess *core.SessionInfo, sid string, era core.Era, sink upstream.Sink, env []string, owner string) (*Conn, error) {
+	var cmd *exec.Cmd
+	if u.cfg.Sandbox != nil {
+		var err error
+		if cmd, err = u.sandboxCmd(env); err != nil {
+			u.logger.Warn("stdio_spawn_failed", "route", u.route, "session", core.Fingerprint(sid), "command", u.cfg.Command, "error", err)
+			return nil, fmt.Errorf("stdio: start %s: %w", u.cfg.Command, err)
+		}
+	} else {
+		cmd = exec.Command(u.cfg.Command, u.cfg.Args...)
+		cmd.Env = env
+	}
 	cmd.Dir = u.cfg.Dir
 	cmd.SysProcAttr = sysProcAttr()
 
@@ -409,10 +481,11 @@ func (u *Upstream) start(sess *core.SessionInfo, sid string, era core.Era, sink 
 
 	pid := cmd.Process.Pid
 	log := u.logger.With("route", u.route, "session", core.Fingerprint(sid), "pid", pid)
-	log.Info("stdio_spawn", "command", u.cfg.Command, "args", u.cfg.Args, "dir", u.cfg.Dir)
+	log.Info("stdio_spawn", "command", u.cfg.Command, "args", u.cfg.Args, "dir", u.cfg.Dir, "sandbox", u.cfg.Sandbox)
 
 	c := &Conn{
 		up:         u,
+		owner:      owner,
 		cmd:        cmd,
 		pid:        pid,
 		stdin:      inW,

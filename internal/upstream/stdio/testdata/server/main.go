@@ -34,6 +34,18 @@ type crashArgs struct {
 	Code int `json:"code"`
 }
 
+type pathArgs struct {
+	Path string `json:"path"`
+}
+
+type sizeArgs struct {
+	MiB int `json:"mib"`
+}
+
+type countArgs struct {
+	N int `json:"n"`
+}
+
 type envArgs struct {
 	Name string `json:"name"`
 }
@@ -114,6 +126,46 @@ func main() {
 				return text("<unset>"), nil, nil
 			}
 			return text(v), nil, nil
+		})
+
+	// Tools that misbehave, for the sandbox tests.
+	mcp.AddTool(s, &mcp.Tool{Name: "read", Description: "Read a file"},
+		func(_ context.Context, _ *mcp.CallToolRequest, in pathArgs) (*mcp.CallToolResult, any, error) {
+			b, err := os.ReadFile(in.Path)
+			if err != nil {
+				return text("error: " + err.Error()), nil, nil
+			}
+			return text(string(b)), nil, nil
+		})
+
+	mcp.AddTool(s, &mcp.Tool{Name: "write", Description: "Create a file"},
+		func(_ context.Context, _ *mcp.CallToolRequest, in pathArgs) (*mcp.CallToolResult, any, error) {
+			if err := os.WriteFile(in.Path, []byte("written"), 0o600); err != nil {
+				return text("error: " + err.Error()), nil, nil
+			}
+			return text("written"), nil, nil
+		})
+
+	mcp.AddTool(s, &mcp.Tool{Name: "alloc", Description: "Allocate memory"},
+		func(_ context.Context, _ *mcp.CallToolRequest, in sizeArgs) (*mcp.CallToolResult, any, error) {
+			b := make([]byte, in.MiB<<20)
+			for i := 0; i < len(b); i += 4096 {
+				b[i] = 1
+			}
+			return text(fmt.Sprintf("allocated %d MiB", len(b)>>20)), nil, nil
+		})
+
+	var held []*os.File
+	mcp.AddTool(s, &mcp.Tool{Name: "openfiles", Description: "Open files until n are open or opening fails"},
+		func(_ context.Context, _ *mcp.CallToolRequest, in countArgs) (*mcp.CallToolResult, any, error) {
+			for len(held) < in.N {
+				f, err := os.Open("/dev/null")
+				if err != nil {
+					return text(fmt.Sprintf("opened %d: %v", len(held), err)), nil, nil
+				}
+				held = append(held, f)
+			}
+			return text(fmt.Sprintf("opened %d", len(held))), nil, nil
 		})
 
 	if err := s.Run(context.Background(), &mcp.StdioTransport{}); err != nil {
