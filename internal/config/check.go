@@ -31,17 +31,47 @@ func weakSecret(s string) string {
 	if len(s) < MinSecretBytes {
 		return fmt.Sprintf("want at least %d bytes, got %d", MinSecretBytes, len(s))
 	}
-	lower := strings.ToLower(strings.NewReplacer("-", "", "_", "", " ", "").Replace(s))
-	for _, w := range placeholders {
-		if strings.Contains(lower, w) {
-			return fmt.Sprintf("looks like a placeholder (contains %q), not a generated secret", w)
-		}
+	if w := placeholderIn(s); w != "" {
+		return fmt.Sprintf("looks like a placeholder (contains %q), not a generated secret", w)
 	}
 	if bits := entropyBits(s); bits < minSecretBits {
 		return fmt.Sprintf("too predictable (about %.0f bits of entropy, want at least %d): repeated or patterned characters", bits, minSecretBits)
 	}
 	return ""
 }
+
+// placeholderIn returns the placeholder word s contains, or "". Words of
+// six letters or more count anywhere, separators ignored ("change-me",
+// "mysecretkey"): a random base64 string holds one by chance about once
+// in ten million. A shorter word counts only standing alone (at an end of
+// s or beside a character that is not a letter), since one in 600,000
+// random strings would hold "dummy" somewhere.
+func placeholderIn(s string) string {
+	lower := strings.ToLower(s)
+	joined := strings.NewReplacer("-", "", "_", "", " ", "").Replace(lower)
+	for _, w := range placeholders {
+		if len(w) >= 6 {
+			if strings.Contains(joined, w) {
+				return w
+			}
+			continue
+		}
+		for i := 0; ; {
+			j := strings.Index(lower[i:], w)
+			if j < 0 {
+				break
+			}
+			start, end := i+j, i+j+len(w)
+			if (start == 0 || !isLetter(lower[start-1])) && (end == len(lower) || !isLetter(lower[end])) {
+				return w
+			}
+			i = start + 1
+		}
+	}
+	return ""
+}
+
+func isLetter(c byte) bool { return c >= 'a' && c <= 'z' }
 
 // entropyBits estimates the information in s from its character
 // frequencies, counting for nothing each character that continues a run:

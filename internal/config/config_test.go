@@ -338,3 +338,22 @@ func TestParseTrustedProxy(t *testing.T) {
 		}
 	}
 }
+
+// TestPlaceholderIn: long placeholder words count anywhere, separators
+// ignored; short ones only standing alone, so a random string that holds
+// one by chance is not refused.
+func TestPlaceholderIn(t *testing.T) {
+	for s, want := range map[string]string{
+		"replace-me-with-32-random-bytes-0000": "replace",
+		"MySecretKeyForTheGateway":             "secret",
+		"pass_word_of_the_admin":               "password",
+		"dummy-key-for-tests":                  "dummy",
+		"the_DUMMY_one":                        "dummy",
+		"k9Qdummyx7Zp+/Ab3c4d5e6f7g8h9i0j1k2l": "",
+		"q8VbL0dUMmYz2mR4tW6yX1cN3eP5gH7jK9s":  "",
+	} {
+		if got := placeholderIn(s); got != want {
+			t.Errorf("placeholderIn(%q) = %q; want %q", s, got, want)
+		}
+	}
+}
