@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/user"
@@ -49,8 +50,10 @@ type Rlimits struct {
 	Processes int64 `yaml:"processes"`
 }
 
-// SandboxFilesystem lists the paths (absolute, existing) the process may
-// reach, each with what lies beneath it; everything else is refused.
+// SandboxFilesystem lists the paths (existing) the process may reach,
+// each with what lies beneath it; everything else is refused. A relative
+// path is taken from the directory the process starts in (the upstream's
+// dir, or the gateway's working directory), as a relative command is.
 // /dev/null is always readable and writable.
 type SandboxFilesystem struct {
 	// Read: read files and list directories.
@@ -163,8 +166,9 @@ func checkSandbox(path string, st *StdioUpstream, bad func(path, format string, 
 	for key, list := range map[string][]string{"read": fs.Read, "write": fs.Write, "exec": fs.Exec} {
 		for i, dir := range list {
 			ip := fmt.Sprintf("%s.filesystem.%s[%d]", p, key, i)
-			if !filepath.IsAbs(dir) {
-				bad(ip, "want an absolute path, got %q", dir)
+			dir, err := absUnder(st.Dir, dir)
+			if err != nil {
+				bad(ip, "%v", err)
 				continue
 			}
 			if _, err := os.Stat(dir); err != nil {
@@ -192,6 +196,37 @@ func checkSandbox(path string, st *StdioUpstream, bad func(path, format string, 
 			bad(p+".filesystem.exec", "the command %s is not beneath any exec path: it could not be started", cmd)
 		}
 	}
+}
+
+// Resolved is fs with every path made absolute as the process will see
+// it: relative ones joined to dir, the directory it starts in ("" for the
+// gateway's working directory). A path that cannot be made absolute is
+// left as written (validation reports it).
+func (fs *SandboxFilesystem) Resolved(dir string) SandboxFilesystem {
+	out := *fs
+	for _, list := range []*[]string{&out.Read, &out.Write, &out.Exec} {
+		abs := make([]string, len(*list))
+		for i, p := range *list {
+			if a, err := absUnder(dir, p); err == nil {
+				p = a
+			}
+			abs[i] = p
+		}
+		*list = abs
+	}
+	return out
+}
+
+// absUnder makes p absolute, relative to dir (itself relative to the
+// working directory, "" for the working directory itself).
+func absUnder(dir, p string) (string, error) {
+	if p == "" {
+		return "", errors.New("an empty path")
+	}
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(dir, p)
+	}
+	return filepath.Abs(p)
 }
 
 // beneathAny reports whether path is one of dirs or lies beneath one.

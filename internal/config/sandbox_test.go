@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"os/exec"
 	"testing"
 
@@ -52,6 +53,10 @@ func TestSandboxConfig(t *testing.T) {
 
 func TestSandboxErrors(t *testing.T) {
 	rootOnly := os.Geteuid() == 0
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
 	sh, err := exec.LookPath("sh")
 	if err != nil {
 		t.Fatal(err)
@@ -62,8 +67,8 @@ func TestSandboxErrors(t *testing.T) {
 		want []string
 		root bool // only as root (the check depends on the gateway's user)
 	}{
-		{"relative path", "        sandbox: {filesystem: {read: [usr], exec: [/bin, /usr/bin]}}\n",
-			[]string{`routes[0].upstream.stdio.sandbox.filesystem.read[0]: want an absolute path, got "usr" (line 6)`}, false},
+		{"relative path", "        sandbox: {filesystem: {read: [no-such-dir], exec: [/bin, /usr/bin]}}\n",
+			[]string{`routes[0].upstream.stdio.sandbox.filesystem.read[0]: ` + filepath.Join(wd, "no-such-dir") + `: no such file or directory (line 6)`}, false},
 		{"missing path", "        sandbox: {filesystem: {write: [/no/such/dir], exec: [/bin, /usr/bin]}}\n",
 			[]string{`routes[0].upstream.stdio.sandbox.filesystem.write[0]: /no/such/dir: no such file or directory (line 6)`}, false},
 		{"command not executable within", "        sandbox: {filesystem: {read: [/usr]}}\n",
@@ -90,5 +95,32 @@ func TestSandboxErrors(t *testing.T) {
 				t.Errorf("problems (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestSandboxRelativePaths: relative paths are taken from the directory
+// the process starts in, so a command built into the working directory
+// can be confined to it.
+func TestSandboxRelativePaths(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "bin", "server"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(root)
+	in := "listeners: [{address: 127.0.0.1:0}]\nroutes:\n  - path: /mcp\n    upstream:\n      stdio:\n        command: bin/server\n" +
+		"        sandbox: {filesystem: {read: [.], exec: [bin, /bin, /usr/bin]}}\n"
+	cfg, err := LoadBytes([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.Routes[0].Upstream.Stdio.Sandbox.Filesystem.Resolved("")
+	if got.Read[0] != root || got.Exec[0] != filepath.Join(root, "bin") || got.Exec[1] != "/bin" {
+		t.Errorf("resolved = %+v", got)
+	}
+	if got := cfg.Routes[0].Upstream.Stdio.Sandbox.Filesystem.Resolved("sub").Exec[0]; got != filepath.Join(root, "sub", "bin") {
+		t.Errorf("resolved under dir sub: %s", got)
 	}
 }

@@ -43,13 +43,14 @@ func stdioOptions(c *config.StdioUpstream) stdio.Options {
 		MaxMessageBytes: int64(c.MaxMessageBytes),
 	}
 	o.Env = reveal(c.Env)
-	o.Sandbox = sandboxOptions(c.Sandbox)
+	o.Sandbox = sandboxOptions(c.Sandbox, c.Dir)
 	return o
 }
 
 // sandboxOptions translates a stdio upstream's sandbox (validated: the
-// user resolves).
-func sandboxOptions(c *config.Sandbox) *stdio.Sandbox {
+// user resolves), its paths made absolute from dir, where the process
+// starts.
+func sandboxOptions(c *config.Sandbox, dir string) *stdio.Sandbox {
 	if c == nil {
 		return nil
 	}
@@ -63,7 +64,8 @@ func sandboxOptions(c *config.Sandbox) *stdio.Sandbox {
 			sb.User = &stdio.User{UID: u.UID, GID: u.GID}
 		}
 	}
-	if fs := c.Filesystem; fs != nil {
+	if c.Filesystem != nil {
+		fs := c.Filesystem.Resolved(dir)
 		sb.Filesystem = &stdio.Filesystem{Read: fs.Read, Write: fs.Write, Exec: fs.Exec, Require: fs.Require}
 	}
 	return sb
