@@ -140,6 +140,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 
 	var serveSrc sources
+	var watch bool
 	serve := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the gateway",
@@ -161,10 +162,23 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			log.Info("mcpgate_starting", "version", version())
+			// SIGHUP reloads (and no longer ends the process); so does a
+			// change to the file, unless --watch=false.
+			wopts := gateway.WatchOptions{Load: serveSrc.load, Signal: true}
+			if watch {
+				wopts.Path = serveSrc.configPath
+			}
+			stopWatch, err := gw.Watch(ctx, wopts)
+			if err != nil {
+				gw.Close()
+				return err
+			}
+			defer stopWatch()
 			return gw.Run(ctx)
 		},
 	}
 	serveSrc.register(serve)
+	serve.Flags().BoolVar(&watch, "watch", true, "reload the configuration when its file changes (SIGHUP always reloads)")
 
 	var validateSrc sources
 	validate := &cobra.Command{

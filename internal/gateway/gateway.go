@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/mcpgate/mcpgate/internal/auth"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/frontend"
@@ -59,7 +61,9 @@ type Gateway struct {
 	// cfg stays the configuration the gateway was built with: what a
 	// reload may change is read from live, the rest cannot differ.
 	reloadMu sync.Mutex
-	live     *liveSet
+	// reloads is mcpgate_config_reloads_total (watch.go).
+	reloads *prometheus.CounterVec
+	live    *liveSet
 	// retiring counts retirements of routes a reload took out, which
 	// shutdown waits for before closing the remaining upstreams.
 	retiring sync.WaitGroup

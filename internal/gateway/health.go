@@ -62,7 +62,11 @@ func (g *Gateway) initHealth(reg *metrics.Registry) error {
 	if err != nil {
 		return fmt.Errorf("metrics: %w (one registry per gateway)", err)
 	}
-	g.health.metrics, g.health.storeMon, g.health.cluster = reg, mon, cl
+	reloads, err := reloadCounter(reg)
+	if err != nil {
+		return fmt.Errorf("metrics: %w (one registry per gateway)", err)
+	}
+	g.health.metrics, g.health.storeMon, g.health.cluster, g.reloads = reg, mon, cl, reloads
 	g.health.clientConns = newConnLimit("client", g.cfg.Server.MaxConnections, conns, g.log)
 	g.health.adminConns = newConnLimit("admin", config.AdminMaxConnections, conns, g.log)
 	return nil

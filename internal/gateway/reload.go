@@ -200,7 +200,10 @@ var errShutDown = errors.New("gateway: shut down")
 // in flight have finished (at most server.shutdown_timeout), with reason
 // route_removed (route_changed), and then their upstream is closed. That
 // retirement continues after Reload returns; shutdown waits for it.
-func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) error {
+//
+// Every call is counted in mcpgate_config_reloads_total by outcome.
+func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) (err error) {
+	defer func() { g.reloads.WithLabelValues(reloadOutcome(err)).Inc() }()
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
