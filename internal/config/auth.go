@@ -165,6 +165,25 @@ func (c *Config) validateAuth(bad func(path, format string, args ...any)) {
 	}
 }
 
+// checkKeyHash checks the key_sha256 of list[i] (at path kp in the list
+// at path p): a SHA-256 in hex, not a key, not one seen before in seen.
+func checkKeyHash(p, kp string, i int, hash string, seen map[string]int, bad func(path, format string, args ...any)) {
+	h := strings.ToLower(hash)
+	switch {
+	case hash == "":
+		bad(kp+".key_sha256", "required: the key's SHA-256 in hex (`mcpgate key new` prints a key and this entry)")
+	case strings.HasPrefix(hash, "mcpg_"):
+		bad(kp+".key_sha256", "this is a key, not its SHA-256: never write the key itself in the file (`mcpgate key new` prints the entry to write)")
+	case len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "":
+		bad(kp+".key_sha256", "want 64 hex characters (a SHA-256), got %d characters", len(hash))
+	default:
+		if j, dup := seen[h]; dup {
+			bad(kp+".key_sha256", "same key as %s.api_keys[%d]", p, j)
+		}
+		seen[h] = i
+	}
+}
+
 func validateAuthBlock(p string, a *Auth, bad func(path, format string, args ...any)) {
 	if !a.Anonymous && !a.Credentials() {
 		bad(p, "neither api_keys nor oauth is set and anonymous is false: every request would be refused; configure credentials, or write anonymous: true")
@@ -172,20 +191,7 @@ func validateAuthBlock(p string, a *Auth, bad func(path, format string, args ...
 	seen := map[string]int{}
 	for i, k := range a.APIKeys {
 		kp := fmt.Sprintf("%s.api_keys[%d]", p, i)
-		h := strings.ToLower(k.KeySHA256)
-		switch {
-		case k.KeySHA256 == "":
-			bad(kp+".key_sha256", "required: the key's SHA-256 in hex (`mcpgate key new` prints a key and this entry)")
-		case strings.HasPrefix(k.KeySHA256, "mcpg_"):
-			bad(kp+".key_sha256", "this is a key, not its SHA-256: never write the key itself in the file (`mcpgate key new` prints the entry to write)")
-		case len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "":
-			bad(kp+".key_sha256", "want 64 hex characters (a SHA-256), got %d characters", len(k.KeySHA256))
-		default:
-			if j, dup := seen[h]; dup {
-				bad(kp+".key_sha256", "same key as %s.api_keys[%d]", p, j)
-			}
-			seen[h] = i
-		}
+		checkKeyHash(p, kp, i, k.KeySHA256, seen, bad)
 		switch {
 		case k.Principal == "":
 			bad(kp+".principal", "required: who the key stands for")

@@ -52,10 +52,17 @@ func Load(path string) (*Config, error) {
 // LoadBytes is Load for an in-memory document. It reports every problem
 // at once, decoding and semantic alike, each with its path and line, in
 // the order of the file.
-func LoadBytes(data []byte) (*Config, error) {
+func LoadBytes(data []byte) (*Config, error) { return loadBytes(data, nil) }
+
+// loadBytes is LoadBytes with fix, if set, run on the decoded
+// configuration before defaults and validation.
+func loadBytes(data []byte, fix func(*Config)) (*Config, error) {
 	cfg, d, err := parse(data)
 	if err != nil {
 		return nil, err
+	}
+	if fix != nil {
+		fix(cfg)
 	}
 	// Fields that failed to decode keep their zero value and get their
 	// default, so the semantic checks can run on the rest; what they say
