@@ -66,22 +66,40 @@ func (s *sources) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&s.clusterListen, "cluster-listen", "", "internal address other replicas forward to (overrides cluster.listen)")
 }
 
-func (s *sources) load() (*config.Config, error) {
-	var (
-		cfg *config.Config
-		err error
-	)
-	if s.configPath != "" {
-		if s.stdio != "" || s.http != "" {
-			return nil, errors.New("--config excludes --stdio and --http")
+// load builds the configuration: the file's (its text returned too) or
+// the command line's, with the flags that override it applied.
+func (s *sources) load() (*config.Config, []byte, error) {
+	if s.configPath == "" {
+		cfg, err := config.ForCommandLine(s.listen, s.stdio, s.http)
+		if err != nil {
+			return nil, nil, err
 		}
-		cfg, err = config.Load(s.configPath)
-	} else {
-		cfg, err = config.ForCommandLine(s.listen, s.stdio, s.http)
+		cfg, err = s.override(cfg)
+		return cfg, nil, err
 	}
+	if s.stdio != "" || s.http != "" {
+		return nil, nil, errors.New("--config excludes --stdio and --http")
+	}
+	text, err := os.ReadFile(s.configPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := s.parse(text, nil)
+	return cfg, text, err
+}
+
+// parse turns a configuration text into the configuration the gateway
+// runs with: secrets written REDACTED taken from prev, the flags applied.
+func (s *sources) parse(text []byte, prev *config.Config) (*config.Config, error) {
+	cfg, err := config.LoadBytesOver(text, prev)
 	if err != nil {
 		return nil, err
 	}
+	return s.override(cfg)
+}
+
+// override applies the flags that replace settings of the file.
+func (s *sources) override(cfg *config.Config) (*config.Config, error) {
 	if s.configPath != "" && s.listenSet {
 		// One file for several replicas on one host: each gets its address.
 		cfg.Listeners = cfg.Listeners[:1]
@@ -150,12 +168,12 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			serveSrc.listenSet = cmd.Flags().Changed("listen")
-			cfg, err := serveSrc.load()
+			cfg, text, err := serveSrc.load()
 			if err != nil {
 				return err
 			}
 			log := newLogger(cfg, stderr)
-			gw, err := gateway.New(cfg, gateway.Options{Logger: log})
+			gw, err := gateway.New(cfg, gateway.Options{Logger: log, Source: gateway.ConfigSource{Text: text, Parse: serveSrc.parse}})
 			if err != nil {
 				return err
 			}
@@ -164,10 +182,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 			log.Info("mcpgate_starting", "version", version())
 			// SIGHUP reloads (and no longer ends the process); so does a
 			// change to the file, unless --watch=false.
-			wopts := gateway.WatchOptions{Load: serveSrc.load, Signal: true}
-			if watch {
-				wopts.Path = serveSrc.configPath
-			}
+			wopts := gateway.WatchOptions{Path: serveSrc.configPath, File: watch && serveSrc.configPath != "", Signal: true}
 			stopWatch, err := gw.Watch(ctx, wopts)
 			if err != nil {
 				gw.Close()
@@ -187,7 +202,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			validateSrc.listenSet = cmd.Flags().Changed("listen")
-			cfg, err := validateSrc.load()
+			cfg, _, err := validateSrc.load()
 			if err != nil {
 				return err
 			}

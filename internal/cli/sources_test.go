@@ -25,7 +25,7 @@ func TestListenDefault(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := tt.src.load()
+			cfg, _, err := tt.src.load()
 			if err != nil {
 				t.Fatal(err)
 			}

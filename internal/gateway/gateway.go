@@ -45,6 +45,10 @@ type Options struct {
 	// blocks (whose scope rules and metadata still apply). If nil, the
 	// configuration's auth decides (anonymous without any).
 	Authenticate frontend.Authenticator
+	// Source is where the configuration came from: its text is recorded
+	// as the first version of the history, and texts applied later
+	// (Watch, the admin server) are parsed as it says.
+	Source ConfigSource
 }
 
 // Gateway is a built, not yet running, mcpgate.
@@ -64,6 +68,10 @@ type Gateway struct {
 	// reloads is mcpgate_config_reloads_total (watch.go).
 	reloads *prometheus.CounterVec
 	live    *liveSet
+	// source and history are the configuration's origin and its applied
+	// versions (control.go, history.go).
+	source  ConfigSource
+	history history
 	// retiring counts retirements of routes a reload took out, which
 	// shutdown waits for before closing the remaining upstreams.
 	retiring sync.WaitGroup
@@ -103,6 +111,11 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.authn.Store(authn)
+	g.source = opts.Source
+	if t := opts.Source.Text; t != nil {
+		_, _ = g.history.record(context.Background(), ConfigVersion{Time: time.Now().UTC(), Who: "start", Source: "start",
+			Text: string(config.RedactText(t, cfg.Secrets()))})
+	}
 	set, _, errs := g.buildRoutes(cfg, nil, authn)
 	g.live.routes = set
 	for i, l := range cfg.Listeners {
@@ -273,6 +286,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return err
 	}
 	g.store = st
+	if err := g.history.bind(ctx, st); err != nil {
+		g.log.Warn("config_history_load_failed", "error", err)
+	}
 	g.reapLeftovers(ctx, st) // what a crashed gateway left running
 	go g.authn.Load().Warm() // the issuers' key sets, before the first token needs them
 	if err := g.provision(st); err != nil {

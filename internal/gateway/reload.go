@@ -153,7 +153,7 @@ func restartRequired(running, next *config.Config) []string {
 	}
 	paths = diffFields(paths, "server", running.Server, next.Server, nil)
 	paths = diffFields(paths, "log", running.Log, next.Log, nil)
-	paths = diffFields(paths, "admin", running.Admin, next.Admin, nil)
+	paths = diffFields(paths, "admin", running.Admin, next.Admin, map[string]bool{"mcp": true})
 	paths = diffFields(paths, "store", running.Store, next.Store, nil)
 	paths = diffFields(paths, "cluster", running.Cluster, next.Cluster, nil)
 	live := map[string]bool{"idle_timeout": true, "ttl": true, "max": true, "when_full": true,

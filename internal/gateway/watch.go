@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"reflect"
 	"syscall"
 	"time"
 
@@ -58,16 +57,16 @@ func reloadOutcome(err error) string {
 	return ReloadFailed
 }
 
-// WatchOptions say where a running gateway's configuration comes from,
-// so that Watch can read it again.
+// WatchOptions say what Watch watches.
 type WatchOptions struct {
-	// Path is the configuration file. A change to it (an editor's write
-	// or rename, a Kubernetes ConfigMap's swap of its ..data link) reloads
-	// once the file has been quiet for Debounce. Empty: no file watch.
+	// Path is the configuration file, read again on every trigger and
+	// applied as Apply does (parsed as Options.Source says). Empty: there
+	// is no file, and SIGHUP is only logged.
 	Path string
-	// Load reads the configuration again, as the gateway was started with
-	// it (command-line overrides included). Required.
-	Load func() (*config.Config, error)
+	// File reloads when the file changes (an editor's write or rename, a
+	// Kubernetes ConfigMap's swap of its ..data link), once it has been
+	// quiet for Debounce.
+	File bool
 	// Debounce is the quiet time after the last change before a reload.
 	// Default 250ms.
 	Debounce time.Duration
@@ -84,8 +83,8 @@ type WatchOptions struct {
 // error if the file's directory cannot be watched); stop ends it and
 // waits for a reload in progress.
 func (g *Gateway) Watch(ctx context.Context, opts WatchOptions) (stop func(), err error) {
-	if opts.Load == nil {
-		return nil, errors.New("gateway: WatchOptions.Load is required")
+	if opts.File && opts.Path == "" {
+		return nil, errors.New("gateway: WatchOptions.File needs a Path")
 	}
 	if opts.Debounce <= 0 {
 		opts.Debounce = 250 * time.Millisecond
@@ -94,7 +93,7 @@ func (g *Gateway) Watch(ctx context.Context, opts WatchOptions) (stop func(), er
 		fw   *fsnotify.Watcher
 		name string
 	)
-	if opts.Path != "" {
+	if opts.File {
 		if fw, err = fsnotify.NewWatcher(); err != nil {
 			return nil, fmt.Errorf("gateway: watching %s: %w", opts.Path, err)
 		}
@@ -151,34 +150,26 @@ func (g *Gateway) watch(ctx context.Context, opts WatchOptions, fw *fsnotify.Wat
 		case err := <-errs:
 			g.log.Warn("config_watch_error", "path", opts.Path, "error", err)
 		case <-debounce.C:
-			_, _ = g.ReloadFrom(ctx, "file", opts.Load)
+			g.reloadFile(ctx, opts.Path, "file")
 		case <-hup:
-			_, _ = g.ReloadFrom(ctx, "signal", opts.Load)
+			g.reloadFile(ctx, opts.Path, "signal")
 		}
 	}
 }
 
-// ReloadFrom loads a configuration with load and puts it in force with
-// Reload, logging and counting the outcome (see Watch); trigger says
-// what asked for it ("file", "signal", or a caller's own word). It
-// returns the outcome and Reload's (or load's) error.
-func (g *Gateway) ReloadFrom(ctx context.Context, trigger string, load func() (*config.Config, error)) (string, error) {
-	cfg, err := load()
+// reloadFile applies the text of the file at path, by and through
+// trigger; Apply logs and counts the outcome.
+func (g *Gateway) reloadFile(ctx context.Context, path, trigger string) {
+	if path == "" {
+		g.log.Info("config_reload_skipped", "trigger", trigger, "reason", "the configuration came from the command line, not a file")
+		return
+	}
+	text, err := os.ReadFile(path)
 	if err != nil {
 		g.reloadRefused(trigger, ReloadInvalid, err)
-		return ReloadInvalid, err
+		return
 	}
-	if reflect.DeepEqual(cfg, g.config()) {
-		g.reloads.WithLabelValues(ReloadUnchanged).Inc()
-		g.log.Info("config_unchanged", "trigger", trigger)
-		return ReloadUnchanged, nil
-	}
-	err = g.Reload(ctx, cfg)
-	outcome := reloadOutcome(err)
-	if err != nil {
-		g.log.Warn("config_reload_refused", "trigger", trigger, "outcome", outcome, "error", err)
-	}
-	return outcome, err // success: Reload logged config_reloaded
+	_, _ = g.Apply(ctx, text, trigger, trigger, false)
 }
 
 // reloadRefused logs and counts a configuration refused before Reload.

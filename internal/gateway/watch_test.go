@@ -36,7 +36,11 @@ func startWatched(t *testing.T, signals bool, routes ...string) *watched {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := New(cfg, Options{})
+	text, err := os.ReadFile(w.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(cfg, Options{Source: ConfigSource{Text: text}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,8 +49,7 @@ func startWatched(t *testing.T, signals bool, routes ...string) *watched {
 	ran := make(chan error, 1)
 	go func() { ran <- g.Run(ctx) }()
 	g.Addrs() // listening
-	stop, err := g.Watch(ctx, WatchOptions{Path: w.path, Load: func() (*config.Config, error) { return config.Load(w.path) },
-		Debounce: 10 * time.Millisecond, Signal: signals})
+	stop, err := g.Watch(ctx, WatchOptions{Path: w.path, File: true, Debounce: 10 * time.Millisecond, Signal: signals})
 	if err != nil {
 		t.Fatal(err)
 	}

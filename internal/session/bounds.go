@@ -87,6 +87,11 @@ func (m *Manager) EndMatching(ctx context.Context, match func(*Session) bool, re
 	return n
 }
 
+// List returns the live sessions, in no order: a snapshot taken one
+// shard at a time, which may miss sessions created or include sessions
+// ended while it is taken.
+func (m *Manager) List() []*Session { return m.all() }
+
 // all lists the live sessions, one shard at a time under its read lock.
 func (m *Manager) all() []*Session {
 	var found []*Session
