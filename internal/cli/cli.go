@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mcpgate/mcpgate/internal/admin"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/gateway"
 )
@@ -128,8 +129,11 @@ func (s *sources) override(cfg *config.Config) (*config.Config, error) {
 	return cfg, nil
 }
 
-func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.Log.SlogLevel()}
+// newLogger makes the gateway's logger at the configuration's level,
+// held in level so that the control plane can change it.
+func newLogger(cfg *config.Config, w io.Writer, level *slog.LevelVar) *slog.Logger {
+	level.Set(cfg.Log.SlogLevel())
+	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Log.Format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
@@ -172,11 +176,17 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log := newLogger(cfg, stderr)
+			level := new(slog.LevelVar)
+			log := newLogger(cfg, stderr, level)
 			gw, err := gateway.New(cfg, gateway.Options{Logger: log, Source: gateway.ConfigSource{Text: text, Parse: serveSrc.parse}})
 			if err != nil {
 				return err
 			}
+			// The admin MCP server answers while admin.mcp.enabled is on,
+			// which a reload may change.
+			ctl := admin.New(admin.Options{Gateway: gw, Logger: log, LogLevel: level})
+			defer ctl.Close()
+			gw.HandleAdmin("/mcp", ctl)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			log.Info("mcpgate_starting", "version", version())

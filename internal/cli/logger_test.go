@@ -19,7 +19,7 @@ import (
 func TestLoggerDurations(t *testing.T) {
 	logLine := func(format string) string {
 		var b bytes.Buffer
-		log := newLogger(&config.Config{Log: config.Log{Level: "info", Format: format}}, &b)
+		log := newLogger(&config.Config{Log: config.Log{Level: "info", Format: format}}, &b, new(slog.LevelVar))
 		log.Info("shutting_down", "timeout", 1500*time.Millisecond, slog.Group("store", "outage", 2*time.Minute), "count", 3)
 		return b.String()
 	}

@@ -113,6 +113,10 @@ func (g *Gateway) Rollback(ctx context.Context, n int, who string, dryRun bool) 
 	return g.apply(ctx, []byte(v.Text), who, "rollback", n, dryRun)
 }
 
+// Config is the configuration in force (the last one applied). Callers
+// must not modify it.
+func (g *Gateway) Config() *config.Config { return g.config() }
+
 // History lists the recorded versions, oldest first.
 func (g *Gateway) History() []ConfigVersion { return g.history.list() }
 

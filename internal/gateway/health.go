@@ -38,6 +38,9 @@ type health struct {
 	// clientConns bounds every client listener together
 	// (server.max_connections); adminConns the admin listener.
 	clientConns, adminConns *connLimit
+
+	// extra are handlers added with HandleAdmin (guarded by Gateway.mu).
+	extra map[string]http.Handler
 }
 
 // adminShutdownTimeout bounds the admin server's drain: its requests are
@@ -180,6 +183,11 @@ func (g *Gateway) adminHandler(loopback bool) http.Handler {
 		}
 		writeStatus(w, code, r)
 	})
+	g.mu.Lock()
+	for pattern, h := range g.health.extra {
+		mux.Handle(pattern, h)
+	}
+	g.mu.Unlock()
 	if !loopback {
 		return mux
 	}
@@ -191,6 +199,26 @@ func (g *Gateway) adminHandler(loopback bool) http.Handler {
 		mux.ServeHTTP(w, r)
 	})
 }
+
+// HandleAdmin serves h at pattern (an http.ServeMux pattern) on the admin
+// listener, beside /metrics, /healthz and /readyz and behind the same
+// Host check. Call it before Run; without an admin listener it does
+// nothing.
+func (g *Gateway) HandleAdmin(pattern string, h http.Handler) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.health.extra == nil {
+		g.health.extra = map[string]http.Handler{}
+	}
+	g.health.extra[pattern] = h
+}
+
+// Readiness is what /readyz answers: whether the gateway can serve, and
+// what keeps it from serving or is degraded.
+type Readiness = readiness
+
+// Readiness reports the gateway's readiness now.
+func (g *Gateway) Readiness() Readiness { return g.readiness() }
 
 // readiness is the body of /healthz and /readyz.
 type readiness struct {

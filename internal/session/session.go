@@ -32,6 +32,7 @@ const (
 	ReasonEndedElsewhere Reason = "ended_elsewhere" // another replica ended it
 	ReasonRouteRemoved   Reason = "route_removed"   // a reload removed the session's route
 	ReasonRouteChanged   Reason = "route_changed"   // a reload gave the session's route another upstream
+	ReasonAdmin          Reason = "admin"           // an operator ended it through the control plane
 )
 
 // Hooks are called on lifecycle events. Each may be nil. They run
@@ -102,6 +103,12 @@ func (s *Session) ID() string { return s.info.ID }
 
 // Info returns the session's fixed identity; callers must not modify it.
 func (s *Session) Info() *core.SessionInfo { return s.info }
+
+// LastActive is when the session last saw activity.
+func (s *Session) LastActive() time.Time { return time.Unix(0, s.lastActive.Load()) }
+
+// Busy reports whether a request or stream of the session is open.
+func (s *Session) Busy() bool { return s.busy.Load() > 0 }
 
 // Touch records activity.
 func (s *Session) Touch() { s.lastActive.Store(time.Now().UnixNano()) }

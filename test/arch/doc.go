@@ -1,4 +1,4 @@
 // Package arch checks the shape of the module: imports point one way,
-// command → gateway → frontend → (pipeline, interceptors, session, stores,
+// command → admin → gateway → frontend → (pipeline, interceptors, session, stores,
 // upstreams) → core.
 package arch
