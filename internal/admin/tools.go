@@ -368,7 +368,8 @@ func (t *tools) configRollback(ctx context.Context, _ *mcp.CallToolRequest, in r
 }
 
 type levelIn struct {
-	Level string `json:"level" jsonschema:"debug, info, warn or error"`
+	Component string `json:"component,omitempty" jsonschema:"whose level: gateway (the default) for the whole gateway"`
+	Level     string `json:"level" jsonschema:"debug, info, warn or error"`
 }
 
 type levelOut struct {
@@ -379,6 +380,9 @@ type levelOut struct {
 func (t *tools) logLevelSet(_ context.Context, _ *mcp.CallToolRequest, in levelIn) (*mcp.CallToolResult, levelOut, error) {
 	if err := t.need(config.RoleOperator, "log_level_set"); err != nil {
 		return nil, levelOut{}, err
+	}
+	if in.Component != "" && in.Component != "gateway" {
+		return nil, levelOut{}, fmt.Errorf("component: %q has no level of its own; set the gateway's (component gateway)", in.Component)
 	}
 	lv := t.s.opts.LogLevel
 	if lv == nil {
