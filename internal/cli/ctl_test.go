@@ -91,4 +91,3 @@ func TestCtl(t *testing.T) {
 		t.Fatalf("ctl with a wrong key: %d %s", code, out)
 	}
 }
-
