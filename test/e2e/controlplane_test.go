@@ -1,0 +1,106 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/auth"
+	"github.com/mcpgate/mcpgate/internal/testutil/nodetool"
+)
+
+// TestControlPlaneFromOutside: the mcpgate binary with the admin MCP
+// server on. The MCP Inspector's CLI drives it in each protocol era (a
+// tool and a resource); `mcpgate ctl` applies a file; an edit of the file
+// the gateway runs from and a SIGHUP each reload it; the history says who
+// applied each version and how.
+func TestControlPlaneFromOutside(t *testing.T) {
+	t.Parallel()
+	script := nodetool.Bin(t, inspectorPackage, "clients/launcher/build/index.js")
+	key, _ := auth.NewKey()
+	addr, adminAddr := freeAddr(t), freeAddr(t)
+	write := func(path string, max int) {
+		cfg := fmt.Sprintf(`listeners: [{address: "%s"}]
+store: {kind: memory}
+sessions: {max: %d}
+admin:
+  listen: "%s"
+  mcp: {enabled: true, api_keys: [{key_sha256: %s, role: admin, principal: ops}]}
+routes:
+  - {name: fixture, path: /mcp, upstream: {stdio: {command: "%s"}}}
+`, addr, max, adminAddr, auth.HashKey(key), fixtureBin)
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mcpgate.yaml")
+	write(path, 100)
+	p := startProcess(t, mcpgateBin, "--config", path)
+	adminURL := "http://" + adminAddr + "/mcp"
+
+	catalog := filepath.Join(t.TempDir(), "mcp.json")
+	for _, era := range []string{"legacy", "modern", "auto"} {
+		for _, tc := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"--method", "tools/call", "--tool-name", "sessions_list"}, `"total"`},
+			{[]string{"--method", "resources/read", "--uri", "mcpgate://config"}, "api_keys"},
+		} {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			argv := append([]string{"--cli", adminURL, "--transport", "http", "--protocol-era", era,
+				"--header", "Authorization: Bearer " + key, "--format", "json", "--quiet"}, tc.args...)
+			c := nodetool.Command(ctx, t, script, argv...)
+			c.Env = append(c.Env, "MCP_CATALOG_PATH="+catalog, "HOME="+t.TempDir())
+			var stdout, stderr bytes.Buffer
+			c.Stdout, c.Stderr = &stdout, &stderr
+			err := c.Run()
+			cancel()
+			if err != nil || !strings.Contains(stdout.String(), tc.want) {
+				t.Fatalf("inspector --protocol-era %s %v: %v\nstdout: %s\nstderr: %s", era, tc.args, err, stdout.String(), stderr.String())
+			}
+		}
+	}
+
+	ctl := func(args ...string) string {
+		t.Helper()
+		c := exec.Command(mcpgateBin, append([]string{"ctl", "--url", adminURL}, args...)...)
+		c.Env = append(os.Environ(), "MCPGATE_ADMIN_KEY="+key)
+		out, err := c.CombinedOutput()
+		if err != nil {
+			t.Fatalf("mcpgate ctl %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	next := filepath.Join(dir, "next.yaml")
+	write(next, 50)
+	if out := ctl("config", "apply", next); !strings.Contains(out, "applied as version 2") {
+		t.Fatalf("ctl config apply: %s", out)
+	}
+	write(path, 40) // the file the gateway runs from
+	waitFor(t, "the edited file applied", func() bool { return strings.Contains(ctl("config", "history"), "file") })
+	write(path, 30)
+	// SIGHUP with the file watch racing it: either applies version 4 or 5.
+	if err := syscall.Kill(p.cmd.Process.Pid, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "max 30 in force", func() bool { return strings.Contains(ctl("config", "show"), "max: 30") })
+	hist := ctl("config", "history")
+	for _, want := range []string{"start", "ops", "admin", "file"} {
+		if !strings.Contains(hist, want) {
+			t.Fatalf("history lacks %q:\n%s", want, hist)
+		}
+	}
+}
