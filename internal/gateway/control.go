@@ -100,8 +100,56 @@ func (g *Gateway) apply(ctx context.Context, text []byte, who, source string, ro
 		g.log.Warn("config_history_save_failed", "error", err)
 	}
 	rep.Version = v.Version
+	g.applied.Store(int64(v.Version))
 	g.log.Info("config_version", "version", v.Version, "who", who, "source", source, "changes", len(rep.Changes))
 	return rep, nil
+}
+
+// followEvery is how often a replica whose history is shared looks for
+// a version another replica recorded: one small read of the head.
+const followEvery = 500 * time.Millisecond
+
+// followConfig puts in force here the versions other replicas record,
+// within followEvery of their recording, until ctx ends.
+func (g *Gateway) followConfig(ctx context.Context) {
+	go func() {
+		tick := time.NewTicker(followEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if n, err := g.history.head(ctx); err == nil && int64(n) > g.applied.Load() {
+				g.adoptLatest(ctx)
+			}
+		}
+	}()
+}
+
+// adoptLatest reads the shared history and puts its last version in
+// force here if it is newer than the one in force. Its text's REDACTED
+// secrets take this replica's values.
+func (g *Gateway) adoptLatest(ctx context.Context) {
+	if err := g.history.refresh(ctx); err != nil {
+		g.log.Warn("config_history_load_failed", "error", err)
+		return
+	}
+	v, ok := g.history.current()
+	if !ok || int64(v.Version) <= g.applied.Load() {
+		return
+	}
+	next, err := g.parseConfig([]byte(v.Text), g.config())
+	if err == nil {
+		err = g.Reload(ctx, next)
+	}
+	if err != nil {
+		g.log.Warn("config_version_not_adopted", "version", v.Version, "who", v.Who, "error", err)
+		return
+	}
+	g.applied.Store(int64(v.Version))
+	g.log.Info("config_version_adopted", "version", v.Version, "who", v.Who, "source", v.Source)
 }
 
 // Rollback applies recorded version n again, as a new version.

@@ -72,6 +72,8 @@ type Gateway struct {
 	// versions (control.go, history.go).
 	source  ConfigSource
 	history history
+	// applied is the version in force on this replica (0: none recorded).
+	applied atomic.Int64
 	// retiring counts retirements of routes a reload took out, which
 	// shutdown waits for before closing the remaining upstreams.
 	retiring sync.WaitGroup
@@ -286,15 +288,25 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return err
 	}
 	g.store = st
-	if err := g.history.bind(ctx, st); err != nil {
-		g.log.Warn("config_history_load_failed", "error", err)
-	}
 	g.reapLeftovers(ctx, st) // what a crashed gateway left running
 	go g.authn.Load().Warm() // the issuers' key sets, before the first token needs them
 	if err := g.provision(st); err != nil {
 		g.readyOnce.Do(func() { close(g.ready) })
 		g.shutdown(nil)
 		return err
+	}
+	// The configuration's history: with a shared store, the versions any
+	// replica records are followed here, and a start with a file that
+	// differs from the last version is one (the file wins).
+	shared, err := g.history.bind(ctx, st)
+	if err != nil {
+		g.log.Warn("config_history_load_failed", "error", err)
+	}
+	if v, ok := g.history.current(); ok {
+		g.applied.Store(int64(v.Version))
+	}
+	if shared {
+		g.followConfig(ctx)
 	}
 	g.rates.bind(ctx, st, g.cfg.Store.FlushInterval)
 	g.watchStore(st)

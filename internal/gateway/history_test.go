@@ -6,10 +6,16 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/session"
+	"github.com/mcpgate/mcpgate/internal/testutil/testenv"
 )
 
 // historyGateway runs a gateway from text with the embedded store in
@@ -99,5 +105,63 @@ func TestConfigHistory(t *testing.T) {
 	}
 	if _, n := g2.ConfigText(); n != 3 {
 		t.Fatalf("version in force after the restart: %d", n)
+	}
+}
+
+// TestConfigHistoryAcrossReplicas: two replicas on one Redis share the
+// history; a version applied on one is in force on the other within a
+// second, its secrets the other's own; a replica started with a file that
+// differs from the last version records it, and the other follows.
+func TestConfigHistoryAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	addr := testenv.Redis(t)
+	up := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(up.Close)
+	prefix := "mcpgate-test:" + session.NewID()[:12] + ":"
+	secret := testenv.IDKeySecret()
+	t.Cleanup(func() {
+		rdb := redis.NewClient(&redis.Options{Addr: addr})
+		defer rdb.Close()
+		keys, _ := rdb.Keys(context.Background(), prefix+"*").Result()
+		if len(keys) > 0 {
+			rdb.Del(context.Background(), keys...)
+		}
+	})
+	text := func(max int) string {
+		return "listeners: [{address: \"127.0.0.1:0\"}]\nstore: {kind: redis, redis: {addr: \"" + addr + "\", prefix: \"" + prefix + "\"}}\n" +
+			"server: {shutdown_timeout: 2s}\nsessions: {max: " + strconv.Itoa(max) + ", id_keys: [{id: k1, secret: \"" + secret + "\"}]}\n" +
+			"routes: [{name: a, path: /a, upstream: {http: {url: \"" + up.URL + "\", headers: {Authorization: \"Bearer the-upstream-secret\"}}}}]\n"
+	}
+	one, _ := historyGateway(t, "", text(100))
+	two, stopTwo := historyGateway(t, "", text(100))
+	if n := len(two.History()); n != 1 {
+		t.Fatalf("the second replica's history: %d versions; want the first's one (same file)", n)
+	}
+	ctx := context.Background()
+	if _, err := one.Apply(ctx, []byte(text(50)), "alice", "admin", false); err != nil {
+		t.Fatal(err)
+	}
+	waitMax := func(g *Gateway, want int) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Second)
+		for g.Config().Sessions.Max != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("sessions.max %d; want %d", g.Config().Sessions.Max, want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitMax(two, 50)
+	if got := two.Config().Routes[0].Upstream.HTTP.Headers["Authorization"].Reveal(); got != "Bearer the-upstream-secret" {
+		t.Fatalf("the adopted route's header: %q", got)
+	}
+	if h := two.History(); len(h) != 2 || h[1].Who != "alice" {
+		t.Fatalf("the second replica's history: %+v", h)
+	}
+	stopTwo()
+	historyGateway(t, "", text(70)) // a restart with another file
+	waitMax(one, 70)
+	if h := one.History(); len(h) != 3 || h[2].Source != "start" {
+		t.Fatalf("history after a start with another file: %+v", h)
 	}
 }

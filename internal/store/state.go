@@ -21,3 +21,14 @@ type StateStore interface {
 	SaveState(ctx context.Context, name string, data []byte) error
 	LoadState(ctx context.Context, name string) ([]byte, error)
 }
+
+// SharedState is implemented by stores shared between replicas that keep
+// small named blobs for all of them: the configuration history, so that
+// a version applied on one replica is known to every replica. The
+// contract is StateStore's. It is a separate interface because what a
+// single node saves of its own state (StateStore: the limiters' budgets)
+// replicas of a shared store keep in the store itself.
+type SharedState interface {
+	SaveShared(ctx context.Context, name string, data []byte) error
+	LoadShared(ctx context.Context, name string) ([]byte, error)
+}
