@@ -31,12 +31,20 @@ type stdioGateway struct {
 
 func newStdioGateway(t *testing.T, opts Options, stages ...pipeline.Stage) *stdioGateway {
 	t.Helper()
+	return newStdioGatewayRoute(t, opts, func(rt *Route) { rt.Stages = stages })
+}
+
+// newStdioGatewayRoute is newStdioGateway with the route set up by tune.
+func newStdioGatewayRoute(t *testing.T, opts Options, tune func(*Route)) *stdioGateway {
+	t.Helper()
 	up := stdio.New(stdio.Options{
 		Command: os.Args[0], Env: map[string]string{helperServerEnv: "1"}, ShutdownGrace: time.Second,
 	}, "r", nil)
 	mgr := session.NewManager(session.Options{})
 	opts.Sessions = mgr
-	f, err := New(opts, []*Route{{Name: "r", Path: "/mcp", Upstream: up, Stages: stages, Local: true}})
+	rt := &Route{Name: "r", Path: "/mcp", Upstream: up, Local: true}
+	tune(rt)
+	f, err := New(opts, []*Route{rt})
 	if err != nil {
 		t.Fatal(err)
 	}

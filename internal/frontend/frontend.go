@@ -277,8 +277,8 @@ func (f *Frontend) toUpstream(ctx context.Context, m *core.Message) (resp *core.
 	}
 	st := t.st
 	related := func(rm *core.Message) { g.fromUpstream(g.ctx, rm, st) }
-	if st != nil && st.resumable {
-		ctx = upstream.WithRetryHint(ctx, st.retryHint)
+	if st != nil && st.resumable && st.req == nil {
+		ctx = upstream.WithRetryHint(ctx, st.retryHint) // a request's own context carries the hint
 	}
 	if m.Era == core.EraModern && g.sharesChannel(ctx) {
 		var restore func(*core.Message) *core.Message

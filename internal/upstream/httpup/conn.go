@@ -438,7 +438,7 @@ type responseReader struct {
 
 	lastID string
 	retry  time.Duration // -1: not set by the stream
-	hint   func(ms int)  // the caller's upstream.RetryHint; nil for none
+	hint   upstream.RetryHinter // where the caller wants retry hints; nil for none
 }
 
 func (r *responseReader) stamp(m *core.Message) {
@@ -580,7 +580,7 @@ func (r *responseReader) scan(sr *sse.Reader, id core.ID, related upstream.Relat
 		if ev.Retry >= 0 {
 			r.retry = time.Duration(ev.Retry) * time.Millisecond
 			if r.hint != nil {
-				r.hint(ev.Retry)
+				r.hint.RetryHint(ev.Retry)
 			}
 		}
 		if len(ev.Data) == 0 || (ev.Name != "" && ev.Name != "message") {
