@@ -437,7 +437,7 @@ type responseReader struct {
 	resume resumer
 
 	lastID string
-	retry  time.Duration // -1: not set by the stream
+	retry  time.Duration        // -1: not set by the stream
 	hint   upstream.RetryHinter // where the caller wants retry hints; nil for none
 }
 
