@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 	"unsafe"
 
@@ -45,12 +44,8 @@ type request struct {
 	// dl is the deadline Deadline reports (zero: none).
 	dl time.Time
 
-	mu     sync.Mutex
-	done   chan struct{} // made by the first Done, or closedChan
-	err    error
-	afters []afterEntry
-	afArr  [2]afterEntry
-	afSeq  uint64
+	// End is the context's ending: Done, Err, AfterFunc, Watch.
+	callctx.End
 	// stopClose ends the watch on the client's HTTP request
 	// (cancelOnClose); nil without one.
 	stopClose func() bool
@@ -60,13 +55,6 @@ type request struct {
 	clBuf [20]byte
 	clVal [1]string
 }
-
-type afterEntry struct {
-	id uint64
-	f  func()
-}
-
-var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // newRequest builds the request for a client request on w: a response
 // stream (resumable when the session's version supports priming), bounded
@@ -101,26 +89,6 @@ func (g *gwSession) newRequest(w http.ResponseWriter, r *http.Request, id core.I
 // Deadline implements context.Context.
 func (r *request) Deadline() (time.Time, bool) { return r.dl, !r.dl.IsZero() }
 
-// Done implements context.Context. The channel is made on first use: a
-// request nobody waits on costs none.
-func (r *request) Done() <-chan struct{} {
-	r.mu.Lock()
-	if r.done == nil {
-		r.done = make(chan struct{})
-	}
-	d := r.done
-	r.mu.Unlock()
-	return d
-}
-
-// Err implements context.Context.
-func (r *request) Err() error {
-	r.mu.Lock()
-	err := r.err
-	r.mu.Unlock()
-	return err
-}
-
 // Value implements context.Context: the request's target, its callctx
 // values and the caller's identity (core.CallerKey). Nothing else: the
 // session's context, its parent, carries no values, and answering for it
@@ -139,62 +107,9 @@ func (r *request) Value(key any) any {
 	return nil
 }
 
-// AfterFunc arranges for f to run when the request ends, as
-// context.AfterFunc does; contexts derived from the request (net/http's
-// for the upstream round trip) use it to learn of its end without a
-// goroutine of their own.
-func (r *request) AfterFunc(f func()) (stop func() bool) {
-	r.mu.Lock()
-	if r.err != nil {
-		r.mu.Unlock()
-		go f()
-		return func() bool { return false }
-	}
-	if r.afters == nil {
-		r.afters = r.afArr[:0]
-	}
-	r.afSeq++
-	id := r.afSeq
-	r.afters = append(r.afters, afterEntry{id: id, f: f})
-	r.mu.Unlock()
-	return func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		for i, a := range r.afters {
-			if a.id == id {
-				n := len(r.afters) - 1
-				copy(r.afters[i:], r.afters[i+1:])
-				r.afters[n] = afterEntry{}
-				r.afters = r.afters[:n]
-				return true
-			}
-		}
-		return false
-	}
-}
-
 // cancel ends the request's context with err (context.Canceled, or
 // context.DeadlineExceeded from the clock); the first call wins.
-func (r *request) cancel(err error) {
-	r.mu.Lock()
-	if r.err != nil {
-		r.mu.Unlock()
-		return
-	}
-	r.err = err
-	if r.done == nil {
-		r.done = closedChan
-	} else {
-		close(r.done)
-	}
-	afters := r.afters
-	r.afters = nil
-	r.mu.Unlock()
-	for i := range afters {
-		afters[i].f()
-		afters[i] = afterEntry{}
-	}
-}
+func (r *request) cancel(err error) { r.Cancel(err) }
 
 // startRequest makes the request live: on the session's clock, and, when
 // register, in the in-flight table under its id (a duplicate id is
