@@ -12,7 +12,7 @@ import (
 type endCtx struct{ callctx.End }
 
 func (*endCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (*endCtx) Value(any) any                { return nil }
+func (*endCtx) Value(any) any               { return nil }
 
 type listener struct{ got []error }
 

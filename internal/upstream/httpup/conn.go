@@ -258,7 +258,7 @@ type outbound struct {
 }
 
 func (o *outbound) Deadline() (time.Time, bool) { return o.parent.Deadline() }
-func (o *outbound) Value(key any) any             { return o.parent.Value(key) }
+func (o *outbound) Value(key any) any           { return o.parent.Value(key) }
 
 // CallEnded implements callctx.Listener: the caller's context ended.
 func (o *outbound) CallEnded(err error) { o.Cancel(err) }
@@ -339,10 +339,10 @@ func (b *connBase) endOutbound(o *outbound) {
 type connBase struct {
 	// inflight are the client requests in flight, ended by Close.
 	inflight *outbounds
-	u       *Upstream
-	sink    upstream.Sink
-	session *core.SessionInfo
-	era     core.Era
+	u        *Upstream
+	sink     upstream.Sink
+	session  *core.SessionInfo
+	era      core.Era
 	// life is the Conn's own lifetime, not a caller's context: Close
 	// cancels it, which aborts every request and stream of the Conn.
 	life context.Context
