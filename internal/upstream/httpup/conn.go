@@ -3,6 +3,7 @@ package httpup
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -56,6 +57,10 @@ const (
 var (
 	acceptPost  = []string{"application/json, text/event-stream"}
 	acceptGet   = []string{"text/event-stream"}
+	// acceptGzip is set by mcpgate itself, so net/http neither adds it (a
+	// map of extra headers per request) nor wraps the body: gzip answers
+	// are decoded here (gunzip).
+	acceptGzip = []string{"gzip"}
 	contentJSON = []string{"application/json"}
 	versionVals = func() map[string][]string {
 		m := map[string][]string{}
@@ -99,6 +104,7 @@ func (u *Upstream) headers(post bool, extra int) http.Header {
 	for k, v := range u.static {
 		h[k] = v
 	}
+	h["Accept-Encoding"] = acceptGzip
 	if post {
 		h["Accept"] = acceptPost
 		h["Content-Type"] = contentJSON
@@ -146,11 +152,11 @@ func (u *Upstream) exchange(ctx context.Context, s *core.SessionInfo, method str
 		if o, ok := ctx.(*outbound); ok {
 			br = &o.body
 		}
-		return u.transport.RoundTrip(u.requestWith(ctx, method, body, h, br))
+		return gunzip(u.transport.RoundTrip(u.requestWith(ctx, method, body, h, br)))
 	}
 	hctx, cancel := context.WithCancel(ctx)
 	timer := time.AfterFunc(wait, cancel)
-	resp, err := u.transport.RoundTrip(u.request(hctx, method, body, h))
+	resp, err := gunzip(u.transport.RoundTrip(u.request(hctx, method, body, h)))
 	if !timer.Stop() {
 		if err == nil {
 			_ = resp.Body.Close()
@@ -165,6 +171,42 @@ func (u *Upstream) exchange(ctx context.Context, s *core.SessionInfo, method str
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
 }
+
+// gunzip decodes a gzip answer (mcpgate asks for gzip itself, so net/http
+// leaves the body as it came): the body is replaced by its decoding, read
+// lazily, and the length and encoding headers that described the encoded
+// body are dropped, as net/http does. Other encodings were not asked for
+// and are left as they are (the body then fails to parse, clearly).
+func gunzip(resp *http.Response, err error) (*http.Response, error) {
+	if err != nil || resp.Header.Get("Content-Encoding") != "gzip" {
+		return resp, err
+	}
+	resp.Body = &gzipBody{body: resp.Body}
+	resp.Header.Del("Content-Encoding")
+	resp.Header.Del("Content-Length")
+	resp.ContentLength = -1
+	resp.Uncompressed = true
+	return resp, nil
+}
+
+// gzipBody reads a gzip-encoded body, starting the decoder on first read.
+type gzipBody struct {
+	body io.ReadCloser
+	zr   *gzip.Reader
+	err  error
+}
+
+func (g *gzipBody) Read(p []byte) (int, error) {
+	if g.zr == nil && g.err == nil {
+		g.zr, g.err = gzip.NewReader(g.body)
+	}
+	if g.err != nil {
+		return 0, g.err
+	}
+	return g.zr.Read(p)
+}
+
+func (g *gzipBody) Close() error { return g.body.Close() }
 
 // withCredential returns h with the credential of the request's
 // principal added: a copy, since h may be shared between requests (a
