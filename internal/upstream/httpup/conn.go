@@ -55,12 +55,12 @@ const (
 
 // Shared header values; the transport only reads them.
 var (
-	acceptPost  = []string{"application/json, text/event-stream"}
-	acceptGet   = []string{"text/event-stream"}
+	acceptPost = []string{"application/json, text/event-stream"}
+	acceptGet  = []string{"text/event-stream"}
 	// acceptGzip is set by mcpgate itself, so net/http neither adds it (a
 	// map of extra headers per request) nor wraps the body: gzip answers
 	// are decoded here (gunzip).
-	acceptGzip = []string{"gzip"}
+	acceptGzip  = []string{"gzip"}
 	contentJSON = []string{"application/json"}
 	versionVals = func() map[string][]string {
 		m := map[string][]string{}
