@@ -2,6 +2,7 @@ package httpup_test
 
 import (
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -88,5 +89,24 @@ func TestGzipAnswers(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestGzipBroken: an answer that says gzip and is not is a clear upstream
+// error, not a panic or a hang.
+func TestGzipBroken(t *testing.T) {
+	t.Parallel()
+	ts, _ := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Set("Mcp-Session-Id", "s-1")
+		_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":1,"result":{}}`))
+	}))
+	u := newUpstream(t, ts.URL, nil)
+	c := open(t, u, core.EraLegacy, newSink())
+	_, err := c.RoundTrip(ctxT(t), msg(t, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`), nil)
+	var ce *core.Error
+	if !errors.As(err, &ce) || ce.Code != core.CodeUpstreamError {
+		t.Fatalf("RoundTrip: %v, want an upstream error", err)
 	}
 }
