@@ -308,7 +308,7 @@ func (f *Frontend) legacyBatch(w http.ResponseWriter, r *http.Request, rt *Route
 	st.startLocked()
 	st.mu.Unlock()
 	g.addStream(st)
-	ctx, cancel := g.callContext(r, st, false)
+	ctx, cancel := g.callContext(r, st)
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, m := range requests {
