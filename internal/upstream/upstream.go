@@ -42,7 +42,10 @@ func (f hintFunc) RetryHint(ms int) { f(ms) }
 // its per-call context carries the hint in its callctx.Values at no
 // further allocation.
 func WithRetryHint(ctx context.Context, hint func(ms int)) context.Context {
-	v := &callctx.Values{Hint: hintFunc(hint)}
+	v := &callctx.Values{}
+	if hint != nil {
+		v.Hint = hintFunc(hint)
+	}
 	if old := callctx.Of(ctx); old != nil {
 		v.Caller = old.Caller
 	}
