@@ -247,3 +247,27 @@ func TestCallPathAllocs(t *testing.T) {
 		t.Fatalf("%.1f allocations per proxied call, want at most %d", n, maxCallAllocs)
 	}
 }
+
+// BenchmarkCallPath is TestCallPathAllocs's call as a benchmark: one ping
+// through the handler to a real stdio server and back.
+func BenchmarkCallPath(b *testing.B) {
+	g := newStdioGateway(b, Options{})
+	sid := g.session(b)
+	h := g.f.Handler(ListenerPolicy{})
+	body := `{"jsonrpc":"2.0","id":7,"method":"ping"}`
+	rd := strings.NewReader("")
+	hr := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+	hr.Header.Set("Content-Type", "application/json")
+	hr.Header.Set("Accept", "application/json, text/event-stream")
+	hr.Header.Set("Mcp-Session-Id", sid)
+	hr.Header.Set("MCP-Protocol-Version", "2025-11-25")
+	hr.ContentLength = int64(len(body))
+	w := newCountingWriter()
+	b.ReportAllocs()
+	for b.Loop() {
+		rd.Reset(body)
+		hr.Body = io.NopCloser(rd)
+		clear(w.h)
+		h.ServeHTTP(w, hr)
+	}
+}
