@@ -29,14 +29,22 @@ type stdioGateway struct {
 	url string
 }
 
-func newStdioGateway(t *testing.T, opts Options, stages ...pipeline.Stage) *stdioGateway {
+func newStdioGateway(t testing.TB, opts Options, stages ...pipeline.Stage) *stdioGateway {
+	t.Helper()
+	return newStdioGatewayRoute(t, opts, func(rt *Route) { rt.Stages = stages })
+}
+
+// newStdioGatewayRoute is newStdioGateway with the route set up by tune.
+func newStdioGatewayRoute(t testing.TB, opts Options, tune func(*Route)) *stdioGateway {
 	t.Helper()
 	up := stdio.New(stdio.Options{
 		Command: os.Args[0], Env: map[string]string{helperServerEnv: "1"}, ShutdownGrace: time.Second,
 	}, "r", nil)
 	mgr := session.NewManager(session.Options{})
 	opts.Sessions = mgr
-	f, err := New(opts, []*Route{{Name: "r", Path: "/mcp", Upstream: up, Stages: stages, Local: true}})
+	rt := &Route{Name: "r", Path: "/mcp", Upstream: up, Local: true}
+	tune(rt)
+	f, err := New(opts, []*Route{rt})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +59,7 @@ func newStdioGateway(t *testing.T, opts Options, stages ...pipeline.Stage) *stdi
 
 // post sends one JSON-RPC message on session sid ("" for none) and
 // returns the response, body unread.
-func (g *stdioGateway) post(t *testing.T, sid, body string) *http.Response {
+func (g *stdioGateway) post(t testing.TB, sid, body string) *http.Response {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, g.url, strings.NewReader(body))
 	if err != nil {
@@ -73,7 +81,7 @@ func (g *stdioGateway) post(t *testing.T, sid, body string) *http.Response {
 
 // session initializes a 2025-11-25 session (with sampling) and returns
 // its id.
-func (g *stdioGateway) session(t *testing.T) string {
+func (g *stdioGateway) session(t testing.TB) string {
 	t.Helper()
 	resp := g.post(t, "", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"sampling":{}},"clientInfo":{"name":"t","version":"1"}}}`)
 	body, _ := io.ReadAll(resp.Body)

@@ -277,8 +277,8 @@ func (f *Frontend) toUpstream(ctx context.Context, m *core.Message) (resp *core.
 	}
 	st := t.st
 	related := func(rm *core.Message) { g.fromUpstream(g.ctx, rm, st) }
-	if st != nil && st.resumable {
-		ctx = upstream.WithRetryHint(ctx, st.retryHint)
+	if st != nil && st.resumable && st.req == nil {
+		ctx = upstream.WithRetryHint(ctx, st.retryHint) // a request's own context carries the hint
 	}
 	if m.Era == core.EraModern && g.sharesChannel(ctx) {
 		var restore func(*core.Message) *core.Message
@@ -322,29 +322,11 @@ func (f *Frontend) toClient(ctx context.Context, m *core.Message) (*core.Message
 	return targetOf(ctx).g.deliverToClient(ctx, m)
 }
 
-// callContext derives a request's context: bounded by the route's
-// request timeout, ended with the session, and (when cancelOnClose) with
-// the client's HTTP request.
-func (g *gwSession) callContext(r *http.Request, st *stream, cancelOnClose bool) (context.Context, context.CancelFunc) {
-	return g.streamContext(r, st, cancelOnClose, g.route().RequestTimeout)
-}
-
-// streamContext is callContext with its own bound; zero means none (a
-// subscriptions/listen stream lasts until the client or the session ends
-// it, not a request timeout).
-func (g *gwSession) streamContext(r *http.Request, st *stream, cancelOnClose bool, timeout time.Duration) (context.Context, context.CancelFunc) {
-	var ctx context.Context
-	var cancel context.CancelFunc
-	if timeout > 0 {
-		ctx, cancel = context.WithTimeout(g.ctx, timeout)
-	} else {
-		ctx, cancel = context.WithCancel(g.ctx)
-	}
-	if cancelOnClose {
-		stop := context.AfterFunc(r.Context(), cancel)
-		inner := cancel
-		cancel = func() { stop(); inner() }
-	}
+// callContext derives the context of a batch's requests, which share one
+// stream: bounded by the route's request timeout and ended with the
+// session. (A request on a response of its own is a request, request.go.)
+func (g *gwSession) callContext(r *http.Request, st *stream) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(g.ctx, g.route().RequestTimeout)
 	if g.route().Caller {
 		if c := upstream.CallerOf(r.Context()); c != nil {
 			ctx = upstream.WithCaller(ctx, c)

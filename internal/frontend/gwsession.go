@@ -62,6 +62,14 @@ type gwSession struct {
 	// session was shown (modernrules.go).
 	params paramHeaders
 
+	// The session's clock (clock.go), guarded by mu: its timer, when it is
+	// armed for (zero: idle), the live requests in start order; ending is
+	// set when the session ends, after which no request goes live.
+	clockTimer           *time.Timer
+	clockAt              time.Time
+	clockHead, clockTail *request
+	ending               bool
+
 	// dmu guards in, the server messages waiting for the session's
 	// dispatcher (dispatch.go); never held while delivering.
 	dmu sync.Mutex
@@ -71,9 +79,14 @@ type gwSession struct {
 // BindSession implements session.Binder.
 func (g *gwSession) BindSession(s *session.Session) { g.sess = s }
 
+// call is a client request in the in-flight table: its stream, and how
+// to cancel it (req for a request of its own, cancel for a batch's).
 type call struct {
-	st     *stream
-	cancel context.CancelFunc
+	st         *stream
+	cancel     context.CancelFunc
+	req        *request
+	id         core.ID
+	registered bool
 }
 
 func newGWSession(f *Frontend, rt *Route, info *core.SessionInfo) *gwSession {
@@ -129,7 +142,12 @@ func (g *gwSession) teardown(ctx context.Context, reason session.Reason) {
 	g.streams, g.standalone, g.detached = map[string]*stream{}, nil, nil
 	g.logDropsLocked(true)
 	g.takeBacklogLocked()
+	live := g.stopClockLocked()
 	g.mu.Unlock()
+	// Requests end with the session, as contexts derived from g.ctx do.
+	for _, r := range live {
+		r.cancel(context.Canceled)
+	}
 	g.discardInbound()
 	for _, s := range streams {
 		s.shut()
@@ -366,7 +384,11 @@ func (g *gwSession) cancelCall(id core.ID) {
 	g.mu.Lock()
 	c := g.inflight[id]
 	g.mu.Unlock()
-	if c != nil {
+	switch {
+	case c == nil:
+	case c.req != nil:
+		c.req.cancel(context.Canceled)
+	default:
 		c.cancel()
 	}
 }

@@ -147,17 +147,15 @@ func (f *Frontend) clientResponse(g *gwSession, m *core.Message) {
 
 // legacyRequest runs one request whose response goes on this POST.
 func (f *Frontend) legacyRequest(w http.ResponseWriter, r *http.Request, g *gwSession, m *core.Message) {
-	st := newStream(w, &f.opts, g.nextStreamID(), core.SupportsPriming(g.info.ProtocolVersion))
-	ctx, cancel := g.callContext(r, st, false)
-	defer cancel()
-	if err := g.startCall(m.ID, &call{st: st, cancel: cancel}); err != nil {
+	req := g.newRequest(w, r, m.ID, g.nextStreamID(), core.SupportsPriming(g.info.ProtocolVersion), g.route().RequestTimeout, false)
+	if err := g.startRequest(req, m.ID, true); err != nil {
 		f.reject(w, r, m, core.AsError(err))
 		return
 	}
+	st := &req.st
 	g.addStream(st)
-	st.armKeepAlive(f.opts.StreamAfter)
-	f.exchange(ctx, g, st, m)
-	g.endCall(m.ID)
+	f.exchange(req, g, st, m)
+	g.endRequest(req)
 	g.forgetStream(st)
 	f.waitReleased(r, st)
 }
@@ -310,7 +308,7 @@ func (f *Frontend) legacyBatch(w http.ResponseWriter, r *http.Request, rt *Route
 	st.startLocked()
 	st.mu.Unlock()
 	g.addStream(st)
-	ctx, cancel := g.callContext(r, st, false)
+	ctx, cancel := g.callContext(r, st)
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, m := range requests {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"go.uber.org/goleak"
@@ -36,6 +37,7 @@ func TestMain(m *testing.M) {
 // tests need:
 //
 //   - flood {n}: n progress notifications of 64 KiB each, then "flooded";
+//   - slow {ms}: answers "slept" after ms milliseconds (or when cancelled);
 //   - notify: one progress notification ("step"), then "done";
 //   - sample: a sampling request to the client, answered with its text.
 func helperServer() {
@@ -50,6 +52,16 @@ func helperServer() {
 			}
 		}
 		return text("flooded"), nil, nil
+	})
+	mcp.AddTool(s, &mcp.Tool{Name: "slow"}, func(ctx context.Context, _ *mcp.CallToolRequest, in struct {
+		MS int `json:"ms"`
+	}) (*mcp.CallToolResult, any, error) {
+		select {
+		case <-time.After(time.Duration(in.MS) * time.Millisecond):
+			return text("slept"), nil, nil
+		case <-ctx.Done(): // cancelled by the client (notifications/cancelled)
+			return nil, nil, ctx.Err()
+		}
 	})
 	mcp.AddTool(s, &mcp.Tool{Name: "notify"}, func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
 		err := req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: req.Params.GetProgressToken(), Progress: 1, Message: "step"})

@@ -116,16 +116,17 @@ func (f *Frontend) modernPost(w http.ResponseWriter, r *http.Request, rt *Route,
 		f.notify(w, r, g, m)
 		return
 	}
-	st := newStream(w, &f.opts, "", false)
 	timeout := g.route().RequestTimeout
 	if m.Method == "subscriptions/listen" {
 		timeout = 0 // a stream of notifications, for as long as the client listens
 	}
-	ctx, cancel := g.streamContext(r, st, true, timeout)
-	defer cancel()
-	st.armKeepAlive(f.opts.StreamAfter)
-	f.exchange(ctx, g, st, m)
-	f.waitReleased(r, st)
+	// Ended with the client's HTTP request too: a modern request has no
+	// other way to be cancelled.
+	req := g.newRequest(w, r, m.ID, "", false, timeout, true)
+	_ = g.startRequest(req, m.ID, false) // not in the in-flight table: never refused
+	f.exchange(req, g, &req.st, m)
+	g.endRequest(req)
+	f.waitReleased(r, &req.st)
 }
 
 // legacyOnlyError is not a modern-era error on purpose: a dual-era client

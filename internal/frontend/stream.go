@@ -77,7 +77,13 @@ type stream struct {
 	historyBytes int
 	truncated    int // highest seq dropped from history
 
+	// timer switches a quiet response to SSE and sends keep-alives; for a
+	// request's stream (req set) the session's clock does the switch and
+	// the timer is made only then, for the keep-alives.
 	timer *time.Timer
+	// req is the request this stream is part of; nil for the streams that
+	// stand alone (GET, batch, initialize).
+	req *request
 }
 
 // Bounds of a stream's outbound queue: a client that falls this far behind
@@ -123,12 +129,35 @@ var (
 )
 
 func newStream(w http.ResponseWriter, opts *Options, id string, resumable bool) *stream {
-	s := &stream{
-		w: w, id: id, opts: opts,
-		resumable: resumable, released: make(chan struct{}),
-	}
-	s.out = s.outArr[:0]
+	s := new(stream)
+	initStream(s, w, opts, id, resumable)
 	return s
+}
+
+// initStream sets up a stream in place (a request's is part of it).
+func initStream(s *stream, w http.ResponseWriter, opts *Options, id string, resumable bool) {
+	s.w, s.id, s.opts = w, id, opts
+	s.resumable, s.released = resumable, make(chan struct{})
+	s.out = s.outArr[:0]
+}
+
+// slow is the session clock's StreamAfter event for a request's stream:
+// a response still not finished turns to SSE, written by a writer of its
+// own (the clock serves the whole session and never waits on a client),
+// and gets its keep-alive timer.
+func (s *stream) slow() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.finished || s.w == nil {
+		return
+	}
+	if !s.sse {
+		s.startSSELocked(-1)
+	}
+	if s.timer == nil {
+		s.timer = time.AfterFunc(s.opts.KeepAlive, s.tick)
+	}
+	s.kickLocked()
 }
 
 // armKeepAlive starts the timer that switches a quiet response to SSE and
@@ -193,6 +222,9 @@ func (s *stream) retryHint(ms int) {
 	}
 	s.kickLocked()
 }
+
+// RetryHint implements upstream.RetryHinter (see retryHint).
+func (s *stream) RetryHint(ms int) { s.retryHint(ms) }
 
 // setSSEHeaders sets the headers of an SSE response.
 func setSSEHeaders(h http.Header) {
@@ -546,7 +578,7 @@ func (s *stream) finish(m *core.Message, status int) {
 	case m != nil:
 		h := s.w.Header()
 		h["Content-Type"] = hdrJSON
-		h["Content-Length"] = []string{strconv.Itoa(len(m.Raw))}
+		s.setContentLength(h, len(m.Raw))
 		if status == 0 {
 			status = http.StatusOK
 		}

@@ -3,9 +3,8 @@ package upstream
 import (
 	"context"
 	"errors"
-	"log/slog"
-	"net/http"
 
+	"github.com/mcpgate/mcpgate/internal/callctx"
 	"github.com/mcpgate/mcpgate/internal/core"
 )
 
@@ -18,33 +17,26 @@ var ErrCredential = errors.New("upstream: no credential for the caller")
 // Caller is what the gateway knows of the client behind one request, for
 // an upstream that sends the caller's own credentials (Credential). The
 // frontend puts it in the contexts it calls the upstream with, only on
-// routes that need it: without credentials nothing is added.
-type Caller struct {
-	// Principal and Tenant are the caller's identity.
-	Principal, Tenant string
-	// Token is the caller's validated bearer token, for a token exchange.
-	// Never logged, never sent upstream as it is.
-	Token string
-	// Header is the client's request header, read only.
-	Header http.Header
-}
-
-// LogValue keeps the token and the headers out of logs.
-func (c *Caller) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("principal", core.Fingerprint(c.Principal)), slog.Bool("token", c.Token != ""))
-}
-
-type callerKey struct{}
+// routes that need it: without credentials nothing is added. It is
+// callctx.Caller, so the frontend's per-call context carries it in the
+// same allocation as the call's other values.
+type Caller = callctx.Caller
 
 // WithCaller returns a ctx carrying c.
 func WithCaller(ctx context.Context, c *Caller) context.Context {
-	return context.WithValue(ctx, callerKey{}, c)
+	v := &callctx.Values{Caller: c}
+	if old := callctx.Of(ctx); old != nil {
+		v.Hint = old.Hint
+	}
+	return callctx.WithValues(ctx, v)
 }
 
 // CallerOf is the Caller in ctx; nil when none.
 func CallerOf(ctx context.Context) *Caller {
-	c, _ := ctx.Value(callerKey{}).(*Caller)
-	return c
+	if v := callctx.Of(ctx); v != nil {
+		return v.Caller
+	}
+	return nil
 }
 
 // Credential supplies the upstream credential of a request's principal:

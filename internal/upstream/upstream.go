@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/mcpgate/mcpgate/internal/callctx"
 	"github.com/mcpgate/mcpgate/internal/core"
 )
 
@@ -24,21 +25,39 @@ var ErrSessionLost = errors.New("upstream: session not found upstream")
 // the session).
 var ErrResponseLost = errors.New("upstream: the response to the request was lost")
 
-type retryHintKey struct{}
+// RetryHinter receives the reconnection delay (an SSE retry field, in
+// milliseconds) the server names on a request's stream, so the gateway can
+// give its own client the same hint: a server that polls (2025-11-25 SSE
+// polling) has its clients told how soon to reconnect, through the gateway
+// too. A Conn finds it with RetryHint.
+type RetryHinter = callctx.RetryHinter
 
-// WithRetryHint returns a ctx for RoundTrip whose Conn passes on the
-// reconnection delay (an SSE retry field, in milliseconds) the server
-// names on the request's stream, so the gateway can give its own client
-// the same hint: a server that polls (2025-11-25 SSE polling) has its
-// clients told how soon to reconnect, through the gateway too.
+// hintFunc makes a func a RetryHinter.
+type hintFunc func(ms int)
+
+func (f hintFunc) RetryHint(ms int) { f(ms) }
+
+// WithRetryHint returns a ctx for RoundTrip whose Conn passes the
+// reconnection delays it meets on to hint. The frontend does not use it:
+// its per-call context carries the hint in its callctx.Values at no
+// further allocation.
 func WithRetryHint(ctx context.Context, hint func(ms int)) context.Context {
-	return context.WithValue(ctx, retryHintKey{}, hint)
+	v := &callctx.Values{}
+	if hint != nil {
+		v.Hint = hintFunc(hint)
+	}
+	if old := callctx.Of(ctx); old != nil {
+		v.Caller = old.Caller
+	}
+	return callctx.WithValues(ctx, v)
 }
 
-// RetryHint is the hint WithRetryHint put in ctx; nil when none.
-func RetryHint(ctx context.Context) func(ms int) {
-	h, _ := ctx.Value(retryHintKey{}).(func(ms int))
-	return h
+// RetryHint is where ctx's reconnection hints go; nil when nowhere.
+func RetryHint(ctx context.Context) RetryHinter {
+	if v := callctx.Of(ctx); v != nil {
+		return v.Hint
+	}
+	return nil
 }
 
 // Info is what a probe learned about an upstream.

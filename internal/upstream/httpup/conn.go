@@ -3,6 +3,7 @@ package httpup
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mcpgate/mcpgate/internal/callctx"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/sse"
 	"github.com/mcpgate/mcpgate/internal/upstream"
@@ -53,8 +55,12 @@ const (
 
 // Shared header values; the transport only reads them.
 var (
-	acceptPost  = []string{"application/json, text/event-stream"}
-	acceptGet   = []string{"text/event-stream"}
+	acceptPost = []string{"application/json, text/event-stream"}
+	acceptGet  = []string{"text/event-stream"}
+	// acceptGzip is set by mcpgate itself, so net/http neither adds it (a
+	// map of extra headers per request) nor wraps the body: gzip answers
+	// are decoded here (gunzip).
+	acceptGzip  = []string{"gzip"}
 	contentJSON = []string{"application/json"}
 	versionVals = func() map[string][]string {
 		m := map[string][]string{}
@@ -98,6 +104,7 @@ func (u *Upstream) headers(post bool, extra int) http.Header {
 	for k, v := range u.static {
 		h[k] = v
 	}
+	h["Accept-Encoding"] = acceptGzip
 	if post {
 		h["Accept"] = acceptPost
 		h["Content-Type"] = contentJSON
@@ -141,11 +148,15 @@ func (u *Upstream) exchange(ctx context.Context, s *core.SessionInfo, method str
 		}
 	}
 	if wait <= 0 {
-		return u.transport.RoundTrip(u.request(ctx, method, body, h))
+		var br *bodyReader
+		if o, ok := ctx.(*outbound); ok {
+			br = &o.body
+		}
+		return gunzip(u.transport.RoundTrip(u.requestWith(ctx, method, body, h, br)))
 	}
 	hctx, cancel := context.WithCancel(ctx)
 	timer := time.AfterFunc(wait, cancel)
-	resp, err := u.transport.RoundTrip(u.request(hctx, method, body, h))
+	resp, err := gunzip(u.transport.RoundTrip(u.request(hctx, method, body, h)))
 	if !timer.Stop() {
 		if err == nil {
 			_ = resp.Body.Close()
@@ -160,6 +171,42 @@ func (u *Upstream) exchange(ctx context.Context, s *core.SessionInfo, method str
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
 }
+
+// gunzip decodes a gzip answer (mcpgate asks for gzip itself, so net/http
+// leaves the body as it came): the body is replaced by its decoding, read
+// lazily, and the length and encoding headers that described the encoded
+// body are dropped, as net/http does. Other encodings were not asked for
+// and are left as they are (the body then fails to parse, clearly).
+func gunzip(resp *http.Response, err error) (*http.Response, error) {
+	if err != nil || resp.Header.Get("Content-Encoding") != "gzip" {
+		return resp, err
+	}
+	resp.Body = &gzipBody{body: resp.Body}
+	resp.Header.Del("Content-Encoding")
+	resp.Header.Del("Content-Length")
+	resp.ContentLength = -1
+	resp.Uncompressed = true
+	return resp, nil
+}
+
+// gzipBody reads a gzip-encoded body, starting the decoder on first read.
+type gzipBody struct {
+	body io.ReadCloser
+	zr   *gzip.Reader
+	err  error
+}
+
+func (g *gzipBody) Read(p []byte) (int, error) {
+	if g.zr == nil && g.err == nil {
+		g.zr, g.err = gzip.NewReader(g.body)
+	}
+	if g.err != nil {
+		return 0, g.err
+	}
+	return g.zr.Read(p)
+}
+
+func (g *gzipBody) Close() error { return g.body.Close() }
 
 // withCredential returns h with the credential of the request's
 // principal added: a copy, since h may be shared between requests (a
@@ -197,6 +244,12 @@ func (c *cancelOnClose) Close() error {
 // request builds a request to the upstream URL. Building it by hand saves
 // parsing the URL on every request; the shared *url.URL is only read.
 func (u *Upstream) request(ctx context.Context, method string, body []byte, h http.Header) *http.Request {
+	return u.requestWith(ctx, method, body, h, nil)
+}
+
+// requestWith is request with the body read by br (an outbound's own
+// reader) when it is not nil.
+func (u *Upstream) requestWith(ctx context.Context, method string, body []byte, h http.Header, br *bodyReader) *http.Request {
 	r := http.Request{
 		Method:     method,
 		URL:        u.target,
@@ -207,7 +260,12 @@ func (u *Upstream) request(ctx context.Context, method string, body []byte, h ht
 		Host:       u.target.Host,
 	}
 	if body != nil {
-		r.Body = newBody(body)
+		if br == nil {
+			br = newBody(body)
+		} else {
+			br.Reset(body)
+		}
+		r.Body = br
 		r.ContentLength = int64(len(body))
 		r.GetBody = func() (io.ReadCloser, error) { return newBody(body), nil }
 	}
@@ -224,12 +282,109 @@ func newBody(b []byte) *bodyReader {
 	return r
 }
 
+// outbound is the context one client request's exchange with the
+// upstream runs under, in one allocation with its body reader: it ends
+// with the caller's context (watched through callctx.Watcher when the
+// caller's is the frontend's per-call context, which costs no closure),
+// with the Conn (Close), and when the exchange is over. It replaces a
+// context.WithCancel and a context.AfterFunc on the Conn's lifetime.
+type outbound struct {
+	callctx.End
+	parent context.Context
+	body   bodyReader
+	// stop ends the watch on a parent that is not a callctx.Watcher.
+	stop func() bool
+	// prev and next link the Conn's requests in flight (outbounds.mu).
+	prev, next *outbound
+	inList     bool
+}
+
+func (o *outbound) Deadline() (time.Time, bool) { return o.parent.Deadline() }
+func (o *outbound) Value(key any) any           { return o.parent.Value(key) }
+
+// CallEnded implements callctx.Listener: the caller's context ended.
+func (o *outbound) CallEnded(err error) { o.Cancel(err) }
+
+// outbounds are a Conn's requests in flight, ended when the Conn closes.
+type outbounds struct {
+	mu     sync.Mutex
+	head   *outbound
+	closed bool
+}
+
+// endAll ends every request in flight: the Conn is closing.
+func (l *outbounds) endAll() {
+	l.mu.Lock()
+	l.closed = true
+	var all []*outbound
+	for o := l.head; o != nil; o = o.next {
+		all = append(all, o)
+	}
+	l.mu.Unlock()
+	for _, o := range all {
+		o.Cancel(context.Canceled)
+	}
+}
+
+// startOutbound makes the outbound context of a request under ctx.
+func (b *connBase) startOutbound(ctx context.Context) *outbound {
+	o := &outbound{parent: ctx}
+	if w, ok := ctx.(callctx.Watcher); ok {
+		if !w.Watch(o) {
+			o.Cancel(ctx.Err())
+		}
+	} else if ctx.Done() != nil {
+		o.stop = context.AfterFunc(ctx, func() { o.Cancel(ctx.Err()) })
+	}
+	l := b.inflight
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		o.Cancel(context.Canceled)
+		return o
+	}
+	o.inList, o.next = true, l.head
+	if l.head != nil {
+		l.head.prev = o
+	}
+	l.head = o
+	l.mu.Unlock()
+	return o
+}
+
+// endOutbound ends a request's outbound context once its exchange is
+// over.
+func (b *connBase) endOutbound(o *outbound) {
+	l := b.inflight
+	l.mu.Lock()
+	if o.inList {
+		if o.prev != nil {
+			o.prev.next = o.next
+		} else {
+			l.head = o.next
+		}
+		if o.next != nil {
+			o.next.prev = o.prev
+		}
+		o.prev, o.next, o.inList = nil, nil, false
+	}
+	l.mu.Unlock()
+	if w, ok := o.parent.(callctx.Watcher); ok {
+		w.Unwatch(o)
+	} else if o.stop != nil {
+		o.stop()
+	}
+	o.Cancel(context.Canceled)
+}
+
 // connBase is what both eras' Conns share.
 type connBase struct {
-	u       *Upstream
-	sink    upstream.Sink
-	session *core.SessionInfo
-	era     core.Era
+	// inflight are the client requests in flight, ended by Close.
+	inflight *outbounds
+	u        *Upstream
+	sink     upstream.Sink
+	session  *core.SessionInfo
+	era      core.Era
 	// life is the Conn's own lifetime, not a caller's context: Close
 	// cancels it, which aborts every request and stream of the Conn.
 	life context.Context
@@ -431,14 +586,17 @@ type responseReader struct {
 	b      *connBase // nil for the probe
 	era    core.Era
 	cancel context.CancelFunc // ends the HTTP request (bounds the drain)
+	// out, when set instead of cancel, is the request's outbound context,
+	// which ends it: no CancelFunc is made unless a drain needs one.
+	out *outbound
 	// resume, when set, reopens the stream after an event id. It is an
 	// interface, not a func: a method value would cost an allocation per
 	// request.
 	resume resumer
 
 	lastID string
-	retry  time.Duration // -1: not set by the stream
-	hint   func(ms int)  // the caller's upstream.RetryHint; nil for none
+	retry  time.Duration        // -1: not set by the stream
+	hint   upstream.RetryHinter // where the caller wants retry hints; nil for none
 }
 
 func (r *responseReader) stamp(m *core.Message) {
@@ -477,7 +635,7 @@ func (r *responseReader) read(ctx context.Context, resp *http.Response, id core.
 		return m, nil
 	case "text/event-stream":
 		if resp.ProtoMajor >= 2 {
-			r.cancel = nil // an HTTP/2 stream is reset on close at no cost: no drain
+			r.cancel, r.out = nil, nil // an HTTP/2 stream is reset on close at no cost: no drain
 		}
 		return r.readSSE(ctx, resp.Body, id, related)
 	default:
@@ -580,7 +738,7 @@ func (r *responseReader) scan(sr *sse.Reader, id core.ID, related upstream.Relat
 		if ev.Retry >= 0 {
 			r.retry = time.Duration(ev.Retry) * time.Millisecond
 			if r.hint != nil {
-				r.hint(ev.Retry)
+				r.hint.RetryHint(ev.Retry)
 			}
 		}
 		if len(ev.Data) == 0 || (ev.Name != "" && ev.Name != "message") {
@@ -612,6 +770,10 @@ func (r *responseReader) scan(sr *sse.Reader, id core.ID, related upstream.Relat
 // short while, so an HTTP/1.1 connection ends cleanly and is reused; a
 // server that keeps the stream open loses it when cancel fires.
 func (r *responseReader) drain(br *bufio.Reader) {
+	if r.cancel == nil && r.out != nil {
+		o := r.out
+		r.cancel = func() { o.Cancel(context.Canceled) }
+	}
 	if r.cancel == nil {
 		return
 	}

@@ -269,7 +269,8 @@ func (u *Upstream) Open(ctx context.Context, p upstream.OpenParams, sink upstrea
 		return nil, err
 	}
 	life, kill := context.WithCancel(context.Background())
-	b := connBase{u: u, sink: sink, session: p.Session, era: p.Era, life: life, kill: kill}
+	b := connBase{u: u, sink: sink, session: p.Session, era: p.Era, life: life, kill: kill, inflight: &outbounds{}}
+	context.AfterFunc(life, b.inflight.endAll)
 	switch p.Era {
 	case core.EraLegacy:
 		return &legacyConn{connBase: b}, nil

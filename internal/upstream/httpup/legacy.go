@@ -120,11 +120,9 @@ func (c *legacyConn) RoundTrip(ctx context.Context, req *core.Message, related u
 	if err != nil {
 		return nil, err
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(c.life, cancel)
-	defer stop()
-	m, err := c.roundTrip(rctx, cancel, req, related, sid, ver)
+	o := c.startOutbound(ctx)
+	m, err := c.roundTrip(o, req, related, sid, ver)
+	c.endOutbound(o)
 	if err == nil {
 		if c.nCancelled.Load() > 0 {
 			c.takeCancelled(req.ID)
@@ -138,7 +136,7 @@ func (c *legacyConn) RoundTrip(ctx context.Context, req *core.Message, related u
 	return nil, err
 }
 
-func (c *legacyConn) roundTrip(ctx context.Context, cancel context.CancelFunc, req *core.Message, related upstream.Related, sid, ver []string) (*core.Message, error) {
+func (c *legacyConn) roundTrip(ctx *outbound, req *core.Message, related upstream.Related, sid, ver []string) (*core.Message, error) {
 	resp, err := c.doRequest(ctx, http.MethodPost, req.Raw, c.post(sid, ver))
 	if err != nil {
 		return nil, err
@@ -169,7 +167,7 @@ func (c *legacyConn) roundTrip(ctx context.Context, cancel context.CancelFunc, r
 			c.mu.Unlock()
 		}
 	}
-	r := responseReader{b: &c.connBase, era: core.EraLegacy, cancel: cancel}
+	r := responseReader{b: &c.connBase, era: core.EraLegacy, out: ctx}
 	if !isInit || sid != nil {
 		r.resume = c
 	}

@@ -76,3 +76,32 @@ func BenchmarkWrite(b *testing.B) {
 		})
 	}
 }
+
+// TestRoundTripAllocs bounds what one round trip allocates on the Conn's
+// side against a real go-sdk child: the response line copied out of the
+// reader's buffer and its decoded message. The call record and its
+// completion channel are pooled.
+func TestRoundTripAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates on its own")
+	}
+	u := newTestUpstream(t, Options{})
+	c, _, _ := u.open(t, core.EraLegacy)
+	initialize(t, c)
+	req := toolCall(t, 1, "echo", map[string]any{"text": "hello"}, nil)
+	ctx := context.Background()
+	call := func() {
+		if resp, err := c.RoundTrip(ctx, req, nil); err != nil || resp.Kind != core.KindResponse {
+			t.Fatalf("RoundTrip: %v", err)
+		}
+	}
+	for range 20 {
+		call()
+	}
+	const most = 4
+	if n := testing.AllocsPerRun(100, call); n > most {
+		t.Fatalf("%.1f allocations per round trip, want at most %d", n, most)
+	} else {
+		t.Logf("%.1f allocations per round trip", n)
+	}
+}

@@ -104,12 +104,51 @@ type call struct {
 	listen   bool // subscriptions/listen: only tagged notifications are its
 	related  upstream.Related
 
+	// done carries the one completion (buffered: complete never waits),
+	// so a call can be reused once its completion has been taken.
 	done chan struct{}
 	resp *core.Message
 	err  error
 
 	rmu      sync.Mutex // orders related deliveries before the return
 	returned bool
+	// gen tells one use of a pooled call from the next: a related message
+	// looked up for an earlier use is not delivered to a later one.
+	gen atomic.Uint64
+}
+
+// callPool recycles the calls of client requests with their done
+// channels.
+var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+
+// getCall returns a call ready for a new request.
+func getCall() *call {
+	cl := callPool.Get().(*call)
+	cl.rmu.Lock()
+	cl.gen.Add(1)
+	cl.returned = false
+	cl.rmu.Unlock()
+	return cl
+}
+
+// putCall recycles cl, whose completion has been taken (or will never
+// come: it was unregistered before anyone completed it).
+func putCall(cl *call) {
+	cl.rmu.Lock()
+	cl.returned = true
+	cl.related = nil
+	cl.rmu.Unlock()
+	cl.id, cl.token, cl.listen, cl.internal = "", "", false, false
+	cl.resp, cl.err = nil, nil
+	callPool.Put(cl)
+}
+
+// genOf is cl's use, 0 for none.
+func genOf(cl *call) uint64 {
+	if cl == nil {
+		return 0
+	}
+	return cl.gen.Load()
 }
 
 // ordinary reports whether untagged server messages may belong to cl.
@@ -117,18 +156,16 @@ func (cl *call) ordinary() bool { return !cl.internal && !cl.listen }
 
 func (cl *call) complete(resp *core.Message, err error) {
 	cl.resp, cl.err = resp, err
-	close(cl.done)
+	cl.done <- struct{}{}
 }
 
 // deliver hands m to the request's Related unless the request has no
-// Related or RoundTrip already returned.
-func (cl *call) deliver(m *core.Message) bool {
-	if cl.related == nil {
-		return false
-	}
+// Related or RoundTrip already returned; gen is the use of cl the message
+// was looked up for (cl.gen read under the Conn's mu).
+func (cl *call) deliver(m *core.Message, gen uint64) bool {
 	cl.rmu.Lock()
 	defer cl.rmu.Unlock()
-	if cl.returned {
+	if cl.returned || cl.related == nil || cl.gen.Load() != gen {
 		return false
 	}
 	cl.related(m)
@@ -149,15 +186,21 @@ func (c *Conn) RoundTrip(ctx context.Context, req *core.Message, related upstrea
 	if req.Kind != core.KindRequest {
 		return nil, core.NewError(core.CodeInvalidRequest, "invalid request: RoundTrip needs a request, got a "+req.Kind.String())
 	}
-	cl := &call{id: req.ID, related: related, listen: req.Method == "subscriptions/listen", done: make(chan struct{})}
+	cl := getCall()
+	cl.id, cl.related, cl.listen = req.ID, related, req.Method == "subscriptions/listen"
 	if req.ProgressToken != nil {
 		cl.token = string(req.ProgressToken)
 	}
 	if err := c.register(cl); err != nil {
+		putCall(cl)
 		return nil, err
 	}
-	defer cl.markReturned()
-	return c.await(ctx, cl, req.Method, req.Raw)
+	resp, err, taken := c.await(ctx, cl, req.Method, req.Raw)
+	cl.markReturned()
+	if taken {
+		putCall(cl)
+	}
+	return resp, err
 }
 
 // Ping sends a ping (legacy era) with a gateway id and waits for the answer.
@@ -174,7 +217,7 @@ func (c *Conn) Ping(ctx context.Context) error {
 
 // call makes a gateway-originated request.
 func (c *Conn) call(ctx context.Context, method string, params []byte) (*core.Message, error) {
-	cl := &call{internal: true, done: make(chan struct{})}
+	cl := &call{internal: true, done: make(chan struct{}, 1)}
 	c.mu.Lock()
 	for {
 		cl.id = core.ID(c.idPrefix + strconv.FormatUint(c.nextID.Add(1), 10) + `"`)
@@ -200,7 +243,7 @@ func (c *Conn) call(ctx context.Context, method string, params []byte) (*core.Me
 	if tap != nil {
 		c.tap(ctx, raw)
 	}
-	resp, err := c.await(ctx, cl, method, raw)
+	resp, err, _ := c.await(ctx, cl, method, raw)
 	if tap != nil && err == nil {
 		tap(ctx, c.b().sess, resp)
 	}
@@ -258,15 +301,17 @@ func (c *Conn) unregisterLocked(cl *call) bool {
 	return true
 }
 
-func (c *Conn) await(ctx context.Context, cl *call, method string, raw []byte) (*core.Message, error) {
+// await writes a request and waits for its completion. taken reports that
+// the completion was taken or will never come, so cl may be reused.
+func (c *Conn) await(ctx context.Context, cl *call, method string, raw []byte) (resp *core.Message, err error, taken bool) {
 	n, err := c.write(ctx, raw)
 	if err != nil {
 		if n == 0 && !errors.Is(err, upstream.ErrClosed) {
 			// Nothing reached the process: abandon quietly.
 			c.mu.Lock()
-			c.unregisterLocked(cl)
+			removed := c.unregisterLocked(cl)
 			c.mu.Unlock()
-			return nil, err
+			return nil, err, removed
 		}
 		// The pipe is broken, or the message is cut (the process is being
 		// killed): the process's end will fail the call with its exit
@@ -275,7 +320,7 @@ func (c *Conn) await(ctx context.Context, cl *call, method string, raw []byte) (
 	}
 	select {
 	case <-cl.done:
-		return cl.resp, cl.err
+		return cl.resp, cl.err, true
 	case <-ctx.Done():
 	}
 	c.mu.Lock()
@@ -285,12 +330,12 @@ func (c *Conn) await(ctx context.Context, cl *call, method string, raw []byte) (
 	if !removed {
 		// Completed meanwhile: the answer is here.
 		<-cl.done
-		return cl.resp, cl.err
+		return cl.resp, cl.err, true
 	}
 	if method != "initialize" && alive && err == nil {
 		c.cancelUpstream(ctx, cl.id)
 	}
-	return nil, fmt.Errorf("stdio: %s (id %s): %w", method, cl.id, ctx.Err())
+	return nil, fmt.Errorf("stdio: %s (id %s): %w", method, cl.id, ctx.Err()), true
 }
 
 // cancelUpstream tells the process to stop working on request id.
@@ -726,8 +771,9 @@ func (c *Conn) route(m *core.Message, now time.Time) {
 		if tok := m.ProgressToken; tok != nil {
 			c.mu.Lock()
 			cl := c.tokens[string(tok)]
+			gen := genOf(cl)
 			c.mu.Unlock()
-			if cl != nil && !cl.internal && cl.deliver(m) {
+			if cl != nil && !cl.internal && cl.deliver(m, gen) {
 				return
 			}
 		}
@@ -741,8 +787,9 @@ func (c *Conn) route(m *core.Message, now time.Time) {
 		if id := requestID(m.Params); id != nil {
 			c.mu.Lock()
 			cl := c.pending[core.ID(id)]
+			gen := genOf(cl)
 			c.mu.Unlock()
-			if cl != nil && cl.listen && cl.deliver(m) {
+			if cl != nil && cl.listen && cl.deliver(m, gen) {
 				return
 			}
 		}
@@ -754,8 +801,9 @@ func (c *Conn) route(m *core.Message, now time.Time) {
 		if sub := subscriptionID(m.Params); sub != nil {
 			c.mu.Lock()
 			cl := c.pending[core.ID(sub)]
+			gen := genOf(cl)
 			c.mu.Unlock()
-			if cl != nil && cl.listen && cl.deliver(m) {
+			if cl != nil && cl.listen && cl.deliver(m, gen) {
 				return
 			}
 			c.b().sink.Deliver(m)
@@ -773,8 +821,9 @@ func (c *Conn) route(m *core.Message, now time.Time) {
 			}
 		}
 	}
+	gen := genOf(only)
 	c.mu.Unlock()
-	if only != nil && only.deliver(m) {
+	if only != nil && only.deliver(m, gen) {
 		return
 	}
 	c.b().sink.Deliver(m)
