@@ -1,0 +1,408 @@
+// Package redact finds and replaces secrets in text and in JSON: named
+// detectors built in ("secrets": cloud keys, provider tokens, bearer
+// tokens, private keys, JWTs) and patterns of the operator's, applied to
+// the string values of a JSON document without breaking it. The policy
+// stage redacts what flows back to a client with it; an audit trail can
+// keep secrets out of its records with the same detectors.
+//
+// A Redactor is compiled once and safe for concurrent use. What finds
+// nothing costs a scan for each rule's literal anchor and no allocation.
+package redact
+
+import (
+	"bytes"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// Rule is one pattern and what a match becomes.
+type Rule struct {
+	// Name names the rule in decisions ("aws-access-key"; the pattern
+	// itself for an operator's rule without one).
+	Name string
+	// Pattern is an RE2 regular expression (Go's regexp syntax).
+	Pattern string
+	// Replace is what each match becomes; $1 and ${name} expand groups.
+	Replace string
+	// Anchors, when set, are literals of which every match contains one
+	// (a prefilter: text with none of them is not searched). Empty: the
+	// pattern's literal prefix, if it has one.
+	Anchors []string
+}
+
+// detectors are the built-in sets, by name.
+var detectors = map[string][]Rule{
+	"secrets": {
+		{Name: "aws-access-key", Pattern: `\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b`, Replace: "[REDACTED:aws-access-key]", Anchors: []string{"AKIA", "ASIA", "ABIA", "ACCA"}},
+		{Name: "aws-secret-key", Pattern: `(?:aws_secret_access_key|AWS_SECRET_ACCESS_KEY|SecretAccessKey)["']?\s*[:=]\s*["']?[A-Za-z0-9/+=]{40}`, Replace: "[REDACTED:aws-secret-key]", Anchors: []string{"ecret_access_key", "ECRET_ACCESS_KEY", "SecretAccessKey"}},
+		{Name: "google-api-key", Pattern: `AIza[0-9A-Za-z_\-]{35}`, Replace: "[REDACTED:google-api-key]"},
+		{Name: "github-token", Pattern: `\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b`, Replace: "[REDACTED:github-token]", Anchors: []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"}},
+		{Name: "gitlab-token", Pattern: `\bglpat-[A-Za-z0-9_\-]{20,}`, Replace: "[REDACTED:gitlab-token]", Anchors: []string{"glpat-"}},
+		{Name: "slack-token", Pattern: `\bxox[abeoprs]-[A-Za-z0-9-]{10,}`, Replace: "[REDACTED:slack-token]", Anchors: []string{"xox"}},
+		{Name: "slack-webhook", Pattern: `https://hooks\.slack\.com/services/[A-Za-z0-9_/]+`, Replace: "[REDACTED:slack-webhook]"},
+		{Name: "stripe-key", Pattern: `\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}`, Replace: "[REDACTED:stripe-key]", Anchors: []string{"k_live_", "k_test_"}},
+		{Name: "private-key", Pattern: `-----BEGIN [A-Z ]*PRIVATE KEY-----(?:[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----|[\s\S]*)`, Replace: "[REDACTED:private-key]", Anchors: []string{"PRIVATE KEY-----"}},
+		{Name: "jwt", Pattern: `\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*`, Replace: "[REDACTED:jwt]", Anchors: []string{"eyJ"}},
+		{Name: "bearer-token", Pattern: `\b(?:Bearer|bearer|BEARER)\s+[A-Za-z0-9\-._~+/]{16,}=*`, Replace: "Bearer [REDACTED:bearer-token]", Anchors: []string{"earer", "EARER"}},
+	},
+}
+
+// Lookup returns the rules of the named built-in detector set.
+func Lookup(name string) ([]Rule, bool) {
+	r, ok := detectors[name]
+	return slices.Clone(r), ok
+}
+
+// Detectors names the built-in detector sets.
+func Detectors() []string {
+	names := make([]string, 0, len(detectors))
+	for n := range detectors {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+type rule struct {
+	name    string
+	re      *regexp.Regexp
+	replace string
+	literal bool // replace has no $ expansion
+	anchors [][]byte
+	sanch   []string // anchors, as strings
+}
+
+// Redactor applies a list of rules, in order.
+type Redactor struct {
+	rules []rule
+	// always: some rule has no anchor, so every text is searched.
+	always bool
+}
+
+// Compile compiles rules; an error names the rule and what is wrong with
+// its pattern.
+func Compile(rules []Rule) (*Redactor, error) {
+	r := &Redactor{}
+	for i, in := range rules {
+		re, err := regexp.Compile(in.Pattern)
+		if err != nil {
+			return nil, fmt.Errorf("rule %d (%s): %w", i, in.Name, err)
+		}
+		name := in.Name
+		if name == "" {
+			name = in.Pattern
+		}
+		c := rule{name: name, re: re, replace: in.Replace, literal: !strings.Contains(in.Replace, "$")}
+		for _, a := range in.Anchors {
+			if !anchorSafe(a) {
+				return nil, fmt.Errorf("rule %d (%s): anchor %q cannot be searched for in JSON text", i, name, a)
+			}
+			c.anchors, c.sanch = append(c.anchors, []byte(a)), append(c.sanch, a)
+		}
+		if len(c.anchors) == 0 {
+			if p, _ := re.LiteralPrefix(); p != "" && anchorSafe(p) {
+				c.anchors, c.sanch = [][]byte{[]byte(p)}, []string{p}
+			}
+		}
+		r.always = r.always || len(c.anchors) == 0
+		r.rules = append(r.rules, c)
+	}
+	return r, nil
+}
+
+// anchorSafe: the literal appears in JSON text as itself whenever its
+// string value holds it unless the text uses a \u escape (no quote,
+// backslash, slash or control character, which JSON may or must escape).
+func anchorSafe(a string) bool {
+	for i := 0; i < len(a); i++ {
+		if c := a[i]; c < 0x20 || c == '"' || c == '\\' || c == '/' || c == 0x7f {
+			return false
+		}
+	}
+	return a != ""
+}
+
+// Empty reports whether r has no rules (a nil Redactor is empty).
+func (r *Redactor) Empty() bool { return r == nil || len(r.rules) == 0 }
+
+// may reports whether text could hold a match of some rule.
+func (r *Redactor) may(text []byte) bool {
+	if r.always {
+		return true
+	}
+	for i := range r.rules {
+		if r.rules[i].mayMatch(text) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *rule) mayMatchString(s string) bool {
+	if len(c.sanch) == 0 {
+		return true
+	}
+	for _, a := range c.sanch {
+		if strings.Contains(s, a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *rule) mayMatch(text []byte) bool {
+	if len(c.anchors) == 0 {
+		return true
+	}
+	for _, a := range c.anchors {
+		if bytes.Contains(text, a) {
+			return true
+		}
+	}
+	return false
+}
+
+// String redacts s; hit names the first rule that matched ("" for none).
+func (r *Redactor) String(s string) (out string, hit string) {
+	if r.Empty() {
+		return s, ""
+	}
+	out = s
+	for i := range r.rules {
+		c := &r.rules[i]
+		if !c.mayMatchString(out) || !c.re.MatchString(out) {
+			continue
+		}
+		if hit == "" {
+			hit = c.name
+		}
+		if c.literal {
+			out = c.re.ReplaceAllLiteralString(out, c.replace)
+		} else {
+			out = c.re.ReplaceAllString(out, c.replace)
+		}
+	}
+	return out, hit
+}
+
+// Find reports the first rule that matches s ("" for none).
+func (r *Redactor) Find(s string) string {
+	if r.Empty() {
+		return ""
+	}
+	for i := range r.rules {
+		c := &r.rules[i]
+		if c.mayMatchString(s) && c.re.MatchString(s) {
+			return c.name
+		}
+	}
+	return ""
+}
+
+// JSON redacts every string value (not object keys) of the JSON document
+// raw, as a client decoding it would read the string: escapes are decoded
+// before matching and the result is encoded again. It returns raw itself
+// when nothing matched (changed false), else a new document; hit names the
+// first rule that matched. Text that is not JSON is returned as it is.
+func (r *Redactor) JSON(raw []byte) (out []byte, hit string, changed bool) {
+	if r.Empty() || (!r.may(raw) && !bytes.Contains(raw, []byte(`\u`))) {
+		return raw, "", false
+	}
+	var b []byte // the output, once something changed
+	last := 0    // raw[last:] is not yet copied to b
+	walkStrings(raw, func(start, end int, key bool) {
+		if key {
+			return
+		}
+		s, ok := unquote(raw[start:end])
+		if !ok {
+			return
+		}
+		red, h := r.String(s)
+		if h == "" {
+			return
+		}
+		if hit == "" {
+			hit = h
+		}
+		if b == nil {
+			b = make([]byte, 0, len(raw)+64)
+		}
+		b = append(b, raw[last:start]...)
+		b = appendQuoted(b, red)
+		last = end
+	})
+	if b == nil {
+		return raw, "", false
+	}
+	return append(b, raw[last:]...), hit, true
+}
+
+// FindJSON reports the first rule that matches a string value of raw (""
+// for none), reading strings as JSON decoders do.
+func (r *Redactor) FindJSON(raw []byte) string {
+	if r.Empty() || (!r.may(raw) && !bytes.Contains(raw, []byte(`\u`))) {
+		return ""
+	}
+	hit := ""
+	walkStrings(raw, func(start, end int, key bool) {
+		if hit != "" || key {
+			return
+		}
+		if s, ok := unquote(raw[start:end]); ok {
+			hit = r.Find(s)
+		}
+	})
+	return hit
+}
+
+// walkStrings calls fn for each string token of raw (its bytes including
+// the quotes are raw[start:end]); key reports an object key (a string
+// followed by a colon). It reads any input without failing: on text that
+// is not JSON the tokens it finds are what a lenient reader would find.
+func walkStrings(raw []byte, fn func(start, end int, key bool)) {
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '"' {
+			continue
+		}
+		start := i
+		i++
+		for i < len(raw) && raw[i] != '"' {
+			if raw[i] == '\\' {
+				i++
+			}
+			i++
+		}
+		if i >= len(raw) {
+			return // unterminated
+		}
+		end := i + 1
+		j := end
+		for j < len(raw) && (raw[j] == ' ' || raw[j] == '\t' || raw[j] == '\n' || raw[j] == '\r') {
+			j++
+		}
+		fn(start, end, j < len(raw) && raw[j] == ':')
+	}
+}
+
+// unquote decodes a JSON string token (quotes included).
+func unquote(q []byte) (string, bool) {
+	if len(q) < 2 || q[0] != '"' || q[len(q)-1] != '"' {
+		return "", false
+	}
+	body := q[1 : len(q)-1]
+	if bytes.IndexByte(body, '\\') < 0 {
+		if !utf8.Valid(body) {
+			return "", false
+		}
+		return string(body), true
+	}
+	var b strings.Builder
+	b.Grow(len(body))
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if c != '\\' {
+			b.WriteByte(c)
+			continue
+		}
+		i++
+		if i >= len(body) {
+			return "", false
+		}
+		switch body[i] {
+		case '"', '\\', '/':
+			b.WriteByte(body[i])
+		case 'b':
+			b.WriteByte('\b')
+		case 'f':
+			b.WriteByte('\f')
+		case 'n':
+			b.WriteByte('\n')
+		case 'r':
+			b.WriteByte('\r')
+		case 't':
+			b.WriteByte('\t')
+		case 'u':
+			r, n := hex4(body[i+1:])
+			if n < 0 {
+				return "", false
+			}
+			i += 4
+			if r >= 0xd800 && r < 0xdc00 && i+6 < len(body) && body[i+1] == '\\' && body[i+2] == 'u' {
+				if r2, n2 := hex4(body[i+3:]); n2 >= 0 && r2 >= 0xdc00 && r2 < 0xe000 {
+					r = 0x10000 + (r-0xd800)<<10 + (r2 - 0xdc00)
+					i += 6
+				}
+			}
+			if r >= 0xd800 && r < 0xe000 {
+				r = utf8.RuneError
+			}
+			b.WriteRune(r)
+		default:
+			return "", false
+		}
+	}
+	return b.String(), true
+}
+
+func hex4(b []byte) (rune, int) {
+	if len(b) < 4 {
+		return 0, -1
+	}
+	var r rune
+	for _, c := range b[:4] {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		case c >= 'A' && c <= 'F':
+			r |= rune(c - 'A' + 10)
+		default:
+			return 0, -1
+		}
+	}
+	return r, 4
+}
+
+// appendQuoted appends s as a JSON string.
+func appendQuoted(b []byte, s string) []byte {
+	const hexd = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			b = append(b, c)
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexd[c>>4], hexd[c&0xf])
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+n]...)
+		}
+		i += n
+	}
+	return append(b, '"')
+}
