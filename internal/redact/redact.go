@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Rule is one pattern and what a match becomes.
@@ -27,26 +28,30 @@ type Rule struct {
 	Pattern string
 	// Replace is what each match becomes; $1 and ${name} expand groups.
 	Replace string
-	// Anchors, when set, are literals of which every match contains one
-	// (a prefilter: text with none of them is not searched). Empty: the
-	// pattern's literal prefix, if it has one.
+	// Anchors, when set, are literals every match begins with, at most
+	// Lead bytes into the match: the rule is tried only where one is.
+	// Empty: the pattern's literal prefix, if it has one; a pattern with
+	// neither is searched for everywhere.
 	Anchors []string
+	Lead    int
 }
 
-// detectors are the built-in sets, by name.
+// detectors are the built-in sets, by name. Every match of a rule begins
+// with one of its anchors (Lead bytes before it at most), so a rule is
+// only tried where an anchor is.
 var detectors = map[string][]Rule{
 	"secrets": {
-		{Name: "aws-access-key", Pattern: `\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b`, Replace: "[REDACTED:aws-access-key]", Anchors: []string{"AKIA", "ASIA", "ABIA", "ACCA"}},
-		{Name: "aws-secret-key", Pattern: `(?:aws_secret_access_key|AWS_SECRET_ACCESS_KEY|SecretAccessKey)["']?\s*[:=]\s*["']?[A-Za-z0-9/+=]{40}`, Replace: "[REDACTED:aws-secret-key]", Anchors: []string{"ecret_access_key", "ECRET_ACCESS_KEY", "SecretAccessKey"}},
-		{Name: "google-api-key", Pattern: `AIza[0-9A-Za-z_\-]{35}`, Replace: "[REDACTED:google-api-key]"},
-		{Name: "github-token", Pattern: `\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b`, Replace: "[REDACTED:github-token]", Anchors: []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"}},
-		{Name: "gitlab-token", Pattern: `\bglpat-[A-Za-z0-9_\-]{20,}`, Replace: "[REDACTED:gitlab-token]", Anchors: []string{"glpat-"}},
-		{Name: "slack-token", Pattern: `\bxox[abeoprs]-[A-Za-z0-9-]{10,}`, Replace: "[REDACTED:slack-token]", Anchors: []string{"xox"}},
-		{Name: "slack-webhook", Pattern: `https://hooks\.slack\.com/services/[A-Za-z0-9_/]+`, Replace: "[REDACTED:slack-webhook]"},
-		{Name: "stripe-key", Pattern: `\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}`, Replace: "[REDACTED:stripe-key]", Anchors: []string{"k_live_", "k_test_"}},
-		{Name: "private-key", Pattern: `-----BEGIN [A-Z ]*PRIVATE KEY-----(?:[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----|[\s\S]*)`, Replace: "[REDACTED:private-key]", Anchors: []string{"PRIVATE KEY-----"}},
-		{Name: "jwt", Pattern: `\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*`, Replace: "[REDACTED:jwt]", Anchors: []string{"eyJ"}},
-		{Name: "bearer-token", Pattern: `\b(?:Bearer|bearer|BEARER)\s+[A-Za-z0-9\-._~+/]{16,}=*`, Replace: "Bearer [REDACTED:bearer-token]", Anchors: []string{"earer", "EARER"}},
+		{Name: "aws-access-key", Pattern: `(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b`, Replace: "[REDACTED:aws-access-key]", Anchors: []string{"AKIA", "ASIA", "ABIA", "ACCA"}},
+		{Name: "aws-secret-key", Pattern: `(?:aws_secret_access_key|AWS_SECRET_ACCESS_KEY|SecretAccessKey)["']?\s*[:=]\s*["']?[A-Za-z0-9/+=]{40}`, Replace: "[REDACTED:aws-secret-key]", Anchors: []string{"aws_secret_access_key", "AWS_SECRET_ACCESS_KEY", "SecretAccessKey"}},
+		{Name: "google-api-key", Pattern: `AIza[0-9A-Za-z_\-]{35}`, Replace: "[REDACTED:google-api-key]", Anchors: []string{"AIza"}},
+		{Name: "github-token", Pattern: `(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b`, Replace: "[REDACTED:github-token]", Anchors: []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"}},
+		{Name: "gitlab-token", Pattern: `glpat-[A-Za-z0-9_\-]{20,}`, Replace: "[REDACTED:gitlab-token]", Anchors: []string{"glpat-"}},
+		{Name: "slack-token", Pattern: `xox[abeoprs]-[A-Za-z0-9-]{10,}`, Replace: "[REDACTED:slack-token]", Anchors: []string{"xox"}},
+		{Name: "slack-webhook", Pattern: `(?:https?://)?hooks\.slack\.com/services/[A-Za-z0-9_/]+`, Replace: "[REDACTED:slack-webhook]", Anchors: []string{"hooks.slack.com"}, Lead: len("https://")},
+		{Name: "stripe-key", Pattern: `(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}`, Replace: "[REDACTED:stripe-key]", Anchors: []string{"sk_live_", "sk_test_", "rk_live_", "rk_test_", "pk_live_", "pk_test_"}},
+		{Name: "private-key", Pattern: `-----BEGIN [A-Z ]*PRIVATE KEY-----(?:[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----|[\s\S]*)`, Replace: "[REDACTED:private-key]", Anchors: []string{"-----BEGIN "}},
+		{Name: "jwt", Pattern: `eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*`, Replace: "[REDACTED:jwt]", Anchors: []string{"eyJ"}},
+		{Name: "bearer-token", Pattern: `(?:Bearer|bearer|BEARER)\s+[A-Za-z0-9\-._~+/]{16,}=*`, Replace: "Bearer [REDACTED:bearer-token]", Anchors: []string{"Bearer", "bearer", "BEARER"}},
 	},
 }
 
@@ -67,50 +72,98 @@ func Detectors() []string {
 }
 
 type rule struct {
-	name    string
-	re      *regexp.Regexp
-	replace string
-	literal bool // replace has no $ expansion
-	anchors [][]byte
-	sanch   []string // anchors, as strings
+	name     string
+	re       *regexp.Regexp
+	anchored *regexp.Regexp // ^(?:re), tried where an anchor is
+	replace  string
+	literal  bool // replace has no $ expansion
+	anchors  []string
+	lead     int
+}
+
+// anchorAt is one anchor, found by its rarest byte at off.
+type anchorAt struct {
+	lit  string
+	off  int
+	rule int
 }
 
 // Redactor applies a list of rules, in order.
 type Redactor struct {
 	rules []rule
-	// always: some rule has no anchor, so every text is searched.
-	always bool
+	// always has a bit for each rule searched for everywhere (no anchor,
+	// or past the 64th rule).
+	always uint64
+	// rare are the bytes anchors are found by; byRare their anchors.
+	rare   []byte
+	byRare [256][]anchorAt
 }
+
+// rarity orders bytes from the rarest in text and JSON: an anchor is
+// looked for by its rarest byte, which a vectorised byte search skips to.
+const rarity = "QJZXqjzxVKWYUFGBPHMDCLTSNROAIE_-.wyfgbpvkmuhdclsntroiae"
 
 // Compile compiles rules; an error names the rule and what is wrong with
 // its pattern.
 func Compile(rules []Rule) (*Redactor, error) {
 	r := &Redactor{}
 	for i, in := range rules {
-		re, err := regexp.Compile(in.Pattern)
-		if err != nil {
-			return nil, fmt.Errorf("rule %d (%s): %w", i, in.Name, err)
-		}
 		name := in.Name
 		if name == "" {
 			name = in.Pattern
 		}
-		c := rule{name: name, re: re, replace: in.Replace, literal: !strings.Contains(in.Replace, "$")}
+		re, err := regexp.Compile(in.Pattern)
+		if err != nil {
+			return nil, fmt.Errorf("rule %d (%s): %w", i, name, err)
+		}
+		anchored, err := regexp.Compile(`^(?:` + in.Pattern + `)`)
+		if err != nil {
+			return nil, fmt.Errorf("rule %d (%s): %w", i, name, err)
+		}
+		c := rule{name: name, re: re, anchored: anchored, replace: in.Replace, literal: !strings.Contains(in.Replace, "$"), lead: max(in.Lead, 0)}
 		for _, a := range in.Anchors {
 			if !anchorSafe(a) {
 				return nil, fmt.Errorf("rule %d (%s): anchor %q cannot be searched for in JSON text", i, name, a)
 			}
-			c.anchors, c.sanch = append(c.anchors, []byte(a)), append(c.sanch, a)
+			c.anchors = append(c.anchors, a)
 		}
 		if len(c.anchors) == 0 {
-			if p, _ := re.LiteralPrefix(); p != "" && anchorSafe(p) {
-				c.anchors, c.sanch = [][]byte{[]byte(p)}, []string{p}
+			if p, _ := re.LiteralPrefix(); anchorSafe(p) {
+				c.anchors, c.lead = []string{p}, 0
 			}
 		}
-		r.always = r.always || len(c.anchors) == 0
+		if len(c.anchors) == 0 || i >= 64 {
+			c.anchors = nil
+			if i < 64 {
+				r.always |= 1 << i
+			} else {
+				r.always = ^uint64(0)
+			}
+		}
+		for _, a := range c.anchors {
+			off := rarest(a)
+			if r.byRare[a[off]] == nil {
+				r.rare = append(r.rare, a[off])
+			}
+			r.byRare[a[off]] = append(r.byRare[a[off]], anchorAt{lit: a, off: off, rule: i})
+		}
 		r.rules = append(r.rules, c)
 	}
 	return r, nil
+}
+
+func rarest(a string) int {
+	best, rank := 0, len(rarity)+1
+	for i := 0; i < len(a); i++ {
+		k := strings.IndexByte(rarity, a[i])
+		if k < 0 {
+			k = len(rarity) / 2
+		}
+		if k < rank {
+			best, rank = i, k
+		}
+	}
+	return best
 }
 
 // anchorSafe: the literal appears in JSON text as itself whenever its
@@ -128,39 +181,108 @@ func anchorSafe(a string) bool {
 // Empty reports whether r has no rules (a nil Redactor is empty).
 func (r *Redactor) Empty() bool { return r == nil || len(r.rules) == 0 }
 
-// may reports whether text could hold a match of some rule.
-func (r *Redactor) may(text []byte) bool {
-	if r.always {
-		return true
-	}
-	for i := range r.rules {
-		if r.rules[i].mayMatch(text) {
-			return true
+// mask has a bit for each rule that could match text (one of its anchors
+// is in it).
+func (r *Redactor) mask(text string) uint64 {
+	m := r.always
+	for _, c := range r.rare {
+		group := r.byRare[c]
+		for i := 0; i < len(text); {
+			j := strings.IndexByte(text[i:], c)
+			if j < 0 {
+				break
+			}
+			p := i + j
+			for _, a := range group {
+				if m&(1<<a.rule) != 0 {
+					continue
+				}
+				if st := p - a.off; st >= 0 && st+len(a.lit) <= len(text) && text[st:st+len(a.lit)] == a.lit {
+					m |= 1 << a.rule
+				}
+			}
+			i = p + 1
 		}
 	}
-	return false
+	return m
 }
 
-func (c *rule) mayMatchString(s string) bool {
-	if len(c.sanch) == 0 {
-		return true
-	}
-	for _, a := range c.sanch {
-		if strings.Contains(s, a) {
-			return true
-		}
-	}
-	return false
+func (r *Redactor) maskBytes(b []byte) uint64 {
+	return r.mask(unsafe.String(unsafe.SliceData(b), len(b)))
 }
 
-func (c *rule) mayMatch(text []byte) bool {
-	if len(c.anchors) == 0 {
-		return true
-	}
+// next finds the first anchor of c in s at or after from: the position the
+// match may begin at, or -1.
+func (c *rule) next(s string, from int) int {
+	best := -1
 	for _, a := range c.anchors {
-		if bytes.Contains(text, a) {
-			return true
+		if j := strings.Index(s[from:], a); j >= 0 && (best < 0 || from+j < best) {
+			best = from + j
 		}
+	}
+	return best
+}
+
+// apply replaces every match of c in s; ok reports a match.
+func (c *rule) apply(s string) (string, bool) {
+	if c.anchors == nil {
+		if !c.re.MatchString(s) {
+			return s, false
+		}
+		if c.literal {
+			return c.re.ReplaceAllLiteralString(s, c.replace), true
+		}
+		return c.re.ReplaceAllString(s, c.replace), true
+	}
+	var b []byte
+	last, from := 0, 0
+	for from < len(s) {
+		p := c.next(s, from)
+		if p < 0 {
+			break
+		}
+		from = p + 1
+		for st := max(last, p-c.lead); st <= p; st++ {
+			loc := c.anchored.FindStringSubmatchIndex(s[st:])
+			if loc == nil || loc[1] == 0 {
+				continue
+			}
+			if b == nil {
+				b = make([]byte, 0, len(s))
+			}
+			b = append(b, s[last:st]...)
+			if c.literal {
+				b = append(b, c.replace...)
+			} else {
+				b = c.anchored.ExpandString(b, c.replace, s[st:], loc)
+			}
+			last = st + loc[1]
+			from = max(from, last)
+			break
+		}
+	}
+	if b == nil {
+		return s, false
+	}
+	return string(append(b, s[last:]...)), true
+}
+
+// matches reports whether c matches somewhere in s.
+func (c *rule) matches(s string) bool {
+	if c.anchors == nil {
+		return c.re.MatchString(s)
+	}
+	for from := 0; from < len(s); {
+		p := c.next(s, from)
+		if p < 0 {
+			return false
+		}
+		for st := max(0, p-c.lead); st <= p; st++ {
+			if loc := c.anchored.FindStringIndex(s[st:]); loc != nil && loc[1] > 0 {
+				return true
+			}
+		}
+		from = p + 1
 	}
 	return false
 }
@@ -171,18 +293,14 @@ func (r *Redactor) String(s string) (out string, hit string) {
 		return s, ""
 	}
 	out = s
+	m := r.mask(s)
 	for i := range r.rules {
-		c := &r.rules[i]
-		if !c.mayMatchString(out) || !c.re.MatchString(out) {
+		if m&(1<<min(i, 63)) == 0 {
 			continue
 		}
-		if hit == "" {
-			hit = c.name
-		}
-		if c.literal {
-			out = c.re.ReplaceAllLiteralString(out, c.replace)
-		} else {
-			out = c.re.ReplaceAllString(out, c.replace)
+		var ok bool
+		if out, ok = r.rules[i].apply(out); ok && hit == "" {
+			hit = r.rules[i].name
 		}
 	}
 	return out, hit
@@ -193,10 +311,10 @@ func (r *Redactor) Find(s string) string {
 	if r.Empty() {
 		return ""
 	}
+	m := r.mask(s)
 	for i := range r.rules {
-		c := &r.rules[i]
-		if c.mayMatchString(s) && c.re.MatchString(s) {
-			return c.name
+		if m&(1<<min(i, 63)) != 0 && r.rules[i].matches(s) {
+			return r.rules[i].name
 		}
 	}
 	return ""
@@ -208,13 +326,13 @@ func (r *Redactor) Find(s string) string {
 // when nothing matched (changed false), else a new document; hit names the
 // first rule that matched. Text that is not JSON is returned as it is.
 func (r *Redactor) JSON(raw []byte) (out []byte, hit string, changed bool) {
-	if r.Empty() || (!r.may(raw) && !bytes.Contains(raw, []byte(`\u`))) {
+	if r.Empty() || (r.maskBytes(raw) == 0 && !bytes.Contains(raw, []byte(`\u`))) {
 		return raw, "", false
 	}
 	var b []byte // the output, once something changed
 	last := 0    // raw[last:] is not yet copied to b
 	walkStrings(raw, func(start, end int, key bool) {
-		if key {
+		if key || !r.mayToken(raw[start:end]) {
 			return
 		}
 		s, ok := unquote(raw[start:end])
@@ -244,12 +362,12 @@ func (r *Redactor) JSON(raw []byte) (out []byte, hit string, changed bool) {
 // FindJSON reports the first rule that matches a string value of raw (""
 // for none), reading strings as JSON decoders do.
 func (r *Redactor) FindJSON(raw []byte) string {
-	if r.Empty() || (!r.may(raw) && !bytes.Contains(raw, []byte(`\u`))) {
+	if r.Empty() || (r.maskBytes(raw) == 0 && !bytes.Contains(raw, []byte(`\u`))) {
 		return ""
 	}
 	hit := ""
 	walkStrings(raw, func(start, end int, key bool) {
-		if hit != "" || key {
+		if hit != "" || key || !r.mayToken(raw[start:end]) {
 			return
 		}
 		if s, ok := unquote(raw[start:end]); ok {
@@ -405,4 +523,10 @@ func appendQuoted(b []byte, s string) []byte {
 		i += n
 	}
 	return append(b, '"')
+}
+
+// mayToken reports whether a string token could hold a match: one with
+// escapes is decoded first.
+func (r *Redactor) mayToken(q []byte) bool {
+	return r.maskBytes(q) != 0 || bytes.IndexByte(q, '\\') >= 0
 }
