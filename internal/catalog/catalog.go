@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -172,15 +173,20 @@ func ParsePage(result []byte) (Page, bool) {
 	return p, true
 }
 
-// Names returns every value a reader could take for the object's name: the
-// string values of the members whose key is "name" in any letter case (a
-// case-insensitive decoder matches them all), and whether the object names
-// itself unambiguously (exactly one such member, "name", a string).
-func Names(obj json.RawMessage) (names []string, clear bool) {
+// Names is Values(obj, "name"): the names a reader could take for a tool
+// (or prompt) object, and whether it names itself unambiguously.
+func Names(obj json.RawMessage) (names []string, clear bool) { return Values(obj, "name") }
+
+// Values returns every value a reader could take for the object's member
+// key (lower case): the string values of the members whose key is key in
+// any letter case (a case-insensitive decoder matches them all), and
+// whether the object is unambiguous (exactly one such member, spelt key,
+// a string).
+func Values(obj json.RawMessage, key string) (vals []string, clear bool) {
 	clear = true
 	exact := 0
-	err := members(obj, func(key string, v json.RawMessage) {
-		if !equalFoldName(key) {
+	err := members(obj, func(k string, v json.RawMessage) {
+		if len(k) != len(key) || !strings.EqualFold(k, key) {
 			return
 		}
 		var s string
@@ -188,17 +194,21 @@ func Names(obj json.RawMessage) (names []string, clear bool) {
 			clear = false
 			return
 		}
-		if key == "name" {
+		if k == key {
 			exact++
 		} else {
 			clear = false
 		}
-		names = append(names, s)
+		vals = append(vals, s)
 	})
-	return names, err == nil && clear && exact == 1
+	return vals, err == nil && clear && exact == 1
 }
 
-func equalFoldName(k string) bool { return len(k) == 4 && bytes.EqualFold([]byte(k), []byte("name")) }
+// Members calls fn for each member of a JSON object, in order, duplicates
+// included; an error when obj is not an object.
+func Members(obj json.RawMessage, fn func(key string, v json.RawMessage)) error {
+	return members(obj, fn)
+}
 
 // members calls fn for each member of a JSON object, in order, duplicates
 // included.

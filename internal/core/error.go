@@ -43,6 +43,11 @@ const (
 	// refused the caller's token). HTTP 403: the gateway refuses; the
 	// upstream was not asked.
 	CodeNoCredential = -32016
+	// CodePolicyDenied refuses a request a configured policy does not
+	// allow (a resource, a prompt, a rule); the error's data names the
+	// policy and the rule. A tools/call refused by a policy gets a tool
+	// result with isError instead, which a model can read.
+	CodePolicyDenied = -32017
 
 	// Modern-era codes (2026-07-28).
 	CodeHeaderMismatch             = -32020
@@ -114,7 +119,7 @@ func (e *Error) HTTPStatus() int {
 		return http.StatusServiceUnavailable
 	case CodeUnauthorized:
 		return http.StatusUnauthorized
-	case CodeForbidden, CodeNoCredential:
+	case CodeForbidden, CodeNoCredential, CodePolicyDenied:
 		return http.StatusForbidden
 	}
 	return http.StatusInternalServerError
