@@ -26,12 +26,16 @@ func (g *Gateway) stages(env pipeline.Env, authn *auth.Authenticator, cfg *confi
 	if err != nil {
 		return nil, err
 	}
-	return []pipeline.Stage{
+	stages := []pipeline.Stage{
 		{Name: "logging", Interceptor: logging.New(g.log)},
 		authn.Stage(env.Route),
 		{Name: "limits", ClientToServer: ratelimit.New(g.rates.requestLimiter())},
 		pols.Stage(),
-	}, nil
+	}
+	if g.extraStages != nil {
+		stages = append(stages, g.extraStages(env.Route)...)
+	}
+	return stages, nil
 }
 
 // stageEnv is what the stages of one route are built with; without a

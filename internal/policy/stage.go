@@ -122,15 +122,20 @@ func (e *Effective) admit(ctx context.Context, next core.Handler, m *core.Messag
 	case "completion/complete":
 		d = e.completion(m)
 	}
-	if d == nil && e.rules {
-		d = e.evalRules(m)
-	}
 	if d != nil {
 		return e.refuse(ctx, m, d, pipeline.ActionDeny)
 	}
+	// Arguments are validated before the rules read them: a model learns
+	// what is wrong with its call, and rules see arguments of the types
+	// the tool declares.
 	if m.Method == "tools/call" && e.validate != "" {
 		if d := e.validateInput(ctx, next, m); d != nil {
 			return e.refuse(ctx, m, d, pipeline.ActionInvalid)
+		}
+	}
+	if e.rules {
+		if d := e.evalRules(m); d != nil {
+			return e.refuse(ctx, m, d, pipeline.ActionDeny)
 		}
 	}
 	return nil
