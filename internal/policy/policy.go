@@ -25,6 +25,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
 	"github.com/bmatcuk/doublestar/v4"
 
 	"github.com/mcpgate/mcpgate/internal/config"
@@ -54,6 +56,7 @@ type Set struct {
 	mu        sync.Mutex
 	effective map[uint64]*Effective
 	chain     atomic.Pointer[pipeline.Chain]
+	routeVal  ref.Val
 }
 
 type compiled struct {
@@ -91,7 +94,7 @@ func New(route string, pols []config.Policy, log *slog.Logger) (*Set, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Set{route: route, log: log, effective: map[uint64]*Effective{}}
+	s := &Set{route: route, log: log, effective: map[uint64]*Effective{}, routeVal: types.String(route)}
 	for _, p := range pols {
 		c := &compiled{name: p.Name, match: p.Match, validate: p.ValidateInput}
 		c.tools, c.resources, c.prompt = newGlobs(p.Tools), newGlobs(p.Resources), newGlobs(p.Prompts)
@@ -203,9 +206,14 @@ type Effective struct {
 	validate string // the first policy asking for input validation
 	rules    bool
 	argsUsed bool
-	lists    [3]bool // some policy constrains tools, resources, prompts
-	redactor *redact.Redactor
-	blocker  *redact.Redactor
+	// argsPolicy is the first policy whose rules read args.
+	argsPolicy string
+	lists      [3]bool // some policy constrains tools, resources, prompts
+	redactor   *redact.Redactor
+	blocker    *redact.Redactor
+	// names are names as CEL values (boxed), nNames how many.
+	names  sync.Map
+	nNames atomic.Int64
 }
 
 // For returns what applies to a session (nil when no policy matches).
@@ -237,7 +245,9 @@ func (s *Set) For(info *core.SessionInfo) *Effective {
 		}
 		e.rules = e.rules || len(c.rules) > 0
 		for _, r := range c.rules {
-			e.argsUsed = e.argsUsed || r.r.UsesArgs
+			if r.r.UsesArgs && !e.argsUsed {
+				e.argsUsed, e.argsPolicy = true, c.name
+			}
 		}
 		e.lists[0] = e.lists[0] || c.tools != nil
 		e.lists[1] = e.lists[1] || c.resources != nil

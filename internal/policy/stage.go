@@ -23,14 +23,19 @@ func (s *Set) Stage() pipeline.Stage {
 		Name:           StageName,
 		ClientToServer: s.clientToServer,
 		ServerToClient: s.serverToClient,
-		Session:        func(info *core.SessionInfo, _ any) any { return s.For(info) },
-		Bind:           func(c *pipeline.Chain) { s.chain.Store(c) },
+		Session: func(info *core.SessionInfo, _ any) any {
+			if st := newSession(s.For(info), info); st != nil {
+				return st
+			}
+			return nil
+		},
+		Bind: func(c *pipeline.Chain) { s.chain.Store(c) },
 	}
 }
 
-func effectiveOf(m *core.Message) *Effective {
-	e, _ := pipeline.StateOf(m, StageName).(*Effective)
-	return e
+func sessionOf(m *core.Message) *session {
+	st, _ := pipeline.StateOf(m, StageName).(*session)
+	return st
 }
 
 // report hands a decision to the chain's observers and logs refusals.
@@ -50,11 +55,12 @@ func (s *Set) report(ctx context.Context, m *core.Message, policy, rule, action 
 // and redacts the responses on their way back.
 func (s *Set) clientToServer(next core.Handler) core.Handler {
 	return func(ctx context.Context, m *core.Message) (*core.Message, error) {
-		e := effectiveOf(m)
-		if e == nil || m.Kind != core.KindRequest {
+		st := sessionOf(m)
+		if st == nil || m.Kind != core.KindRequest {
 			return next(ctx, m)
 		}
-		if resp := e.admit(ctx, next, m); resp != nil {
+		e := st.eff
+		if resp := e.admit(ctx, next, st, m); resp != nil {
 			return resp, nil
 		}
 		resp, err := next(ctx, m)
@@ -69,10 +75,11 @@ func (s *Set) clientToServer(next core.Handler) core.Handler {
 // notifications (progress, logs, resource updates) and its requests.
 func (s *Set) serverToClient(next core.Handler) core.Handler {
 	return func(ctx context.Context, m *core.Message) (*core.Message, error) {
-		e := effectiveOf(m)
-		if e == nil || (m.Kind != core.KindNotification && m.Kind != core.KindRequest) || len(m.Params) == 0 {
+		st := sessionOf(m)
+		if st == nil || (m.Kind != core.KindNotification && m.Kind != core.KindRequest) || len(m.Params) == 0 {
 			return next(ctx, m)
 		}
+		e := st.eff
 		if hit := e.blocker.FindJSON(m.Params); hit != "" {
 			pol, r := splitName(hit)
 			s.report(ctx, m, pol, r, pipeline.ActionBlock, nil)
@@ -110,7 +117,7 @@ func decisionData(policy, rule string) map[string]string {
 
 // admit decides on a client request before it goes upstream: nil lets it
 // through, else the response the client gets instead.
-func (e *Effective) admit(ctx context.Context, next core.Handler, m *core.Message) *core.Message {
+func (e *Effective) admit(ctx context.Context, next core.Handler, st *session, m *core.Message) *core.Message {
 	var d *denied
 	switch m.Method {
 	case "tools/call":
@@ -125,16 +132,31 @@ func (e *Effective) admit(ctx context.Context, next core.Handler, m *core.Messag
 	if d != nil {
 		return e.refuse(ctx, m, d, pipeline.ActionDeny)
 	}
-	// Arguments are validated before the rules read them: a model learns
-	// what is wrong with its call, and rules see arguments of the types
-	// the tool declares.
+	// Arguments are read only once they are known to read the same to
+	// every decoder; they are validated before the rules read them: a
+	// model learns what is wrong with its call, and rules see arguments of
+	// the types the tool declares.
+	var args []byte
+	if m.Method == "tools/call" && (e.validate != "" || e.argsUsed) {
+		var err error
+		if args, err = argumentsOf(m.Params); err == nil && args != nil {
+			err = checkArgs(args)
+		}
+		if err != nil {
+			pol, rule := e.validate, "validate_input"
+			if pol == "" {
+				pol, rule = e.argsPolicy, "rules"
+			}
+			return e.refuse(ctx, m, &denied{policy: pol, rule: rule, msg: "invalid arguments for tool " + quote(m.Name) + ": " + err.Error() + " (policy " + quote(pol) + ")"}, pipeline.ActionInvalid)
+		}
+	}
 	if m.Method == "tools/call" && e.validate != "" {
-		if d := e.validateInput(ctx, next, m); d != nil {
+		if d := e.validateInput(ctx, next, m, args); d != nil {
 			return e.refuse(ctx, m, d, pipeline.ActionInvalid)
 		}
 	}
 	if e.rules {
-		if d := e.evalRules(m); d != nil {
+		if d := e.evalRules(st, m, args); d != nil {
 			return e.refuse(ctx, m, d, pipeline.ActionDeny)
 		}
 	}

@@ -57,7 +57,7 @@ var listSeq atomic.Uint64
 // inputSchema from the session's catalog; a tool the catalog does not know
 // is looked up with tools/list first. A call that fails never reaches the
 // server: the refusal says which argument broke which rule.
-func (e *Effective) validateInput(ctx context.Context, next core.Handler, m *core.Message) *denied {
+func (e *Effective) validateInput(ctx context.Context, next core.Handler, m *core.Message, raw []byte) *denied {
 	pol := e.validate
 	cat := catalog.From(ctx)
 	if cat == nil {
@@ -77,12 +77,8 @@ func (e *Effective) validateInput(ctx context.Context, next core.Handler, m *cor
 	if v.schema == nil {
 		return nil
 	}
-	raw := argumentsOf(m.Params)
 	if raw == nil {
-		raw = json.RawMessage(`{}`)
-	}
-	if depth(raw) > MaxDepth {
-		return &denied{policy: pol, rule: "validate_input", msg: fmt.Sprintf("invalid arguments for tool %q: nested deeper than %d levels", m.Name, MaxDepth)}
+		raw = []byte(`{}`)
 	}
 	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
 	if err != nil {

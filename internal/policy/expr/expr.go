@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"cel.dev/cel-go/cel"
+	celast "cel.dev/cel-go/common/ast"
 )
 
 // The variables a rule reads. For a message that is not a tools/call,
@@ -78,7 +79,18 @@ func Compile(src string) (*Rule, error) {
 	if !ast.OutputType().IsExactType(cel.BoolType) {
 		return nil, fmt.Errorf("the expression is a %s; a rule must be a bool (true denies)", ast.OutputType())
 	}
-	prg, err := e.Program(ast, cel.CostLimit(MaxCost), cel.EvalOptions(cel.OptOptimize))
+	// Without a comprehension (all, exists, map, filter) a rule's cost is
+	// bounded by its own size; with one it is bounded by MaxCost, which
+	// costs a tracker on every evaluation.
+	loops := false
+	celast.PostOrderVisit(ast.NativeRep().Expr(), celast.NewExprVisitor(func(x celast.Expr) {
+		loops = loops || x.Kind() == celast.ComprehensionKind
+	}))
+	opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
+	if loops {
+		opts = append(opts, cel.CostLimit(MaxCost))
+	}
+	prg, err := e.Program(ast, opts...)
 	if err != nil {
 		return nil, err
 	}
