@@ -170,7 +170,8 @@ func ErrorResponse(id ID, e *Error) *Message {
 
 // ResultResponse builds a success response carrying the encoded result.
 func ResultResponse(id ID, result []byte) *Message {
-	raw := make([]byte, 0, len(result)+len(id)+32)
+	const envelope = len(`{"jsonrpc":"2.0","id":`) + len(`,"result":`) + len(`}`)
+	raw := make([]byte, 0, len(result)+len(id)+envelope)
 	raw = append(raw, `{"jsonrpc":"2.0","id":`...)
 	raw = append(raw, id...)
 	raw = append(raw, `,"result":`...)

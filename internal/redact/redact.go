@@ -12,6 +12,7 @@ package redact
 import (
 	"bytes"
 	"fmt"
+	"math/bits"
 	"regexp"
 	"slices"
 	"strings"
@@ -41,10 +42,10 @@ type Rule struct {
 // only tried where an anchor is.
 var detectors = map[string][]Rule{
 	"secrets": {
-		{Name: "aws-access-key", Pattern: `(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b`, Replace: "[REDACTED:aws-access-key]", Anchors: []string{"AKIA", "ASIA", "ABIA", "ACCA"}},
+		{Name: "aws-access-key", Pattern: `(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}`, Replace: "[REDACTED:aws-access-key]", Anchors: []string{"AKIA", "ASIA", "ABIA", "ACCA"}},
 		{Name: "aws-secret-key", Pattern: `(?:aws_secret_access_key|AWS_SECRET_ACCESS_KEY|SecretAccessKey)["']?\s*[:=]\s*["']?[A-Za-z0-9/+=]{40}`, Replace: "[REDACTED:aws-secret-key]", Anchors: []string{"aws_secret_access_key", "AWS_SECRET_ACCESS_KEY", "SecretAccessKey"}},
 		{Name: "google-api-key", Pattern: `AIza[0-9A-Za-z_\-]{35}`, Replace: "[REDACTED:google-api-key]", Anchors: []string{"AIza"}},
-		{Name: "github-token", Pattern: `(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b`, Replace: "[REDACTED:github-token]", Anchors: []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"}},
+		{Name: "github-token", Pattern: `(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})`, Replace: "[REDACTED:github-token]", Anchors: []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"}},
 		{Name: "gitlab-token", Pattern: `glpat-[A-Za-z0-9_\-]{20,}`, Replace: "[REDACTED:gitlab-token]", Anchors: []string{"glpat-"}},
 		{Name: "slack-token", Pattern: `xox[abeoprs]-[A-Za-z0-9-]{10,}`, Replace: "[REDACTED:slack-token]", Anchors: []string{"xox"}},
 		{Name: "slack-webhook", Pattern: `(?:https?://)?hooks\.slack\.com/services/[A-Za-z0-9_/]+`, Replace: "[REDACTED:slack-webhook]", Anchors: []string{"hooks.slack.com"}, Lead: len("https://")},
@@ -77,6 +78,7 @@ type rule struct {
 	anchored *regexp.Regexp // ^(?:re), tried where an anchor is
 	replace  string
 	literal  bool // replace has no $ expansion
+	plain    bool // replace holds nothing a JSON string escapes
 	anchors  []string
 	lead     int
 }
@@ -101,7 +103,9 @@ type Redactor struct {
 
 // rarity orders bytes from the rarest in text and JSON: an anchor is
 // looked for by its rarest byte, which a vectorised byte search skips to.
-const rarity = "QJZXqjzxVKWYUFGBPHMDCLTSNROAIE_-.wyfgbpvkmuhdclsntroiae"
+// Prose and JSON are mostly lower case: upper case letters, then
+// punctuation, then the rarer lower case letters.
+const rarity = "QJZXVKWYUFGBPHMDCLTSNROAIE_-.qjzxwyfgbpvkmuhdclsntroiae"
 
 // Compile compiles rules; an error names the rule and what is wrong with
 // its pattern.
@@ -121,6 +125,12 @@ func Compile(rules []Rule) (*Redactor, error) {
 			return nil, fmt.Errorf("rule %d (%s): %w", i, name, err)
 		}
 		c := rule{name: name, re: re, anchored: anchored, replace: in.Replace, literal: !strings.Contains(in.Replace, "$"), lead: max(in.Lead, 0)}
+		c.plain = utf8.ValidString(in.Replace)
+		for i := 0; i < len(in.Replace); i++ {
+			if in.Replace[i] < utf8.RuneSelf && !plainJSON[in.Replace[i]] {
+				c.plain = false
+			}
+		}
 		for _, a := range in.Anchors {
 			if !anchorSafe(a) {
 				return nil, fmt.Errorf("rule %d (%s): anchor %q cannot be searched for in JSON text", i, name, a)
@@ -234,7 +244,23 @@ func (c *rule) apply(s string) (string, bool) {
 		}
 		return c.re.ReplaceAllString(s, c.replace), true
 	}
-	var b []byte
+	b, ok := c.appendApplied(nil, s)
+	if !ok {
+		return s, false
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b)), true // b is not used again
+}
+
+// appendApplied appends s with every match of c replaced to dst; ok
+// reports a match (dst is returned as it was when there is none).
+func (c *rule) appendApplied(dst []byte, s string) (_ []byte, ok bool) {
+	if c.anchors == nil {
+		out, ok := c.apply(s)
+		if !ok {
+			return dst, false
+		}
+		return append(dst, out...), true
+	}
 	last, from := 0, 0
 	for from < len(s) {
 		p := c.next(s, from)
@@ -247,24 +273,24 @@ func (c *rule) apply(s string) (string, bool) {
 			if loc == nil || loc[1] == 0 {
 				continue
 			}
-			if b == nil {
-				b = make([]byte, 0, len(s))
+			if !ok {
+				dst, ok = slices.Grow(dst, len(s)+len(c.replace)+16), true
 			}
-			b = append(b, s[last:st]...)
+			dst = append(dst, s[last:st]...)
 			if c.literal {
-				b = append(b, c.replace...)
+				dst = append(dst, c.replace...)
 			} else {
-				b = c.anchored.ExpandString(b, c.replace, s[st:], loc)
+				dst = c.anchored.ExpandString(dst, c.replace, s[st:], loc)
 			}
 			last = st + loc[1]
 			from = max(from, last)
 			break
 		}
 	}
-	if b == nil {
-		return s, false
+	if !ok {
+		return dst, false
 	}
-	return string(append(b, s[last:]...)), true
+	return append(dst, s[last:]...), true
 }
 
 // matches reports whether c matches somewhere in s.
@@ -292,17 +318,7 @@ func (r *Redactor) String(s string) (out string, hit string) {
 	if r.Empty() {
 		return s, ""
 	}
-	out = s
-	m := r.mask(s)
-	for i := range r.rules {
-		if m&(1<<min(i, 63)) == 0 {
-			continue
-		}
-		var ok bool
-		if out, ok = r.rules[i].apply(out); ok && hit == "" {
-			hit = r.rules[i].name
-		}
-	}
+	out, hit, _ = r.redact(s, r.mask(s))
 	return out, hit
 }
 
@@ -311,7 +327,10 @@ func (r *Redactor) Find(s string) string {
 	if r.Empty() {
 		return ""
 	}
-	m := r.mask(s)
+	return r.find(s, r.mask(s))
+}
+
+func (r *Redactor) find(s string, m uint64) string {
 	for i := range r.rules {
 		if m&(1<<min(i, 63)) != 0 && r.rules[i].matches(s) {
 			return r.rules[i].name
@@ -326,52 +345,134 @@ func (r *Redactor) Find(s string) string {
 // when nothing matched (changed false), else a new document; hit names the
 // first rule that matched. Text that is not JSON is returned as it is.
 func (r *Redactor) JSON(raw []byte) (out []byte, hit string, changed bool) {
-	if r.Empty() || (r.maskBytes(raw) == 0 && !bytes.Contains(raw, []byte(`\u`))) {
+	return r.AppendJSON(nil, raw)
+}
+
+// AppendJSON is JSON appending the redacted document to dst (which it
+// returns unchanged when nothing matched), so a caller can write the
+// document's envelope and the document in one buffer.
+func (r *Redactor) AppendJSON(dst, raw []byte) (out []byte, hit string, changed bool) {
+	if r.Empty() {
 		return raw, "", false
 	}
-	var b []byte // the output, once something changed
+	var b []byte // the output, once something may change
 	last := 0    // raw[last:] is not yet copied to b
+	grow := func() {
+		if b == nil {
+			b = dst
+			if cap(b)-len(b) < len(raw)+64 {
+				b = make([]byte, len(dst), len(dst)+len(raw)+64)
+				copy(b, dst)
+			}
+		}
+	}
 	walkStrings(raw, func(start, end int, key bool) {
-		if key || !r.mayToken(raw[start:end]) {
+		if key {
 			return
 		}
-		s, ok := unquote(raw[start:end])
+		tok := raw[start:end]
+		s, m, ok := r.token(tok)
 		if !ok {
 			return
 		}
-		red, h := r.String(s)
+		if i := bits.TrailingZeros64(m); m&(m-1) == 0 && i < len(r.rules) && r.rules[i].plain && bytes.IndexByte(tok, '\\') < 0 {
+			// One rule, on JSON-safe text, with a JSON-safe replacement:
+			// written straight into the output.
+			grow()
+			mark := len(b)
+			b = append(b, raw[last:start]...)
+			b = append(b, '"')
+			var applied bool
+			if b, applied = r.rules[i].appendApplied(b, s); !applied {
+				b = b[:mark]
+				return
+			}
+			b = append(b, '"')
+			last, changed = end, true
+			if hit == "" {
+				hit = r.rules[i].name
+			}
+			return
+		}
+		red, h, plain := r.redact(s, m)
 		if h == "" {
 			return
 		}
 		if hit == "" {
 			hit = h
 		}
-		if b == nil {
-			b = make([]byte, 0, len(raw)+64)
-		}
+		grow()
 		b = append(b, raw[last:start]...)
-		b = appendQuoted(b, red)
-		last = end
+		if plain && bytes.IndexByte(tok, '\\') < 0 {
+			// The text was JSON-safe as it came, and what replaced parts
+			// of it (or was taken from it by $ groups) is too.
+			b = append(b, '"')
+			b = append(b, red...)
+			b = append(b, '"')
+		} else {
+			b = appendQuoted(b, red)
+		}
+		last, changed = end, true
 	})
-	if b == nil {
+	if !changed {
 		return raw, "", false
 	}
 	return append(b, raw[last:]...), hit, true
 }
 
+// token reads a string token for matching: its text (a view of tok when
+// it has no escapes: the caller must not keep it) and the rules that
+// could match it; ok is false when none could.
+func (r *Redactor) token(tok []byte) (s string, m uint64, ok bool) {
+	if bytes.IndexByte(tok, '\\') < 0 {
+		if m = r.maskBytes(tok); m == 0 || !utf8.Valid(tok) {
+			return "", 0, false
+		}
+		body := tok[1 : len(tok)-1]
+		return unsafe.String(unsafe.SliceData(body), len(body)), m, true
+	}
+	s, ok = unquote(tok)
+	if !ok {
+		return "", 0, false
+	}
+	if m = r.mask(s); m == 0 {
+		return "", 0, false
+	}
+	return s, m, true
+}
+
+// redact applies the rules of mask m to s; plain reports that every
+// replacement made is JSON-safe text.
+func (r *Redactor) redact(s string, m uint64) (out string, hit string, plain bool) {
+	out, plain = s, true
+	for i := range r.rules {
+		if m&(1<<min(i, 63)) == 0 {
+			continue
+		}
+		var ok bool
+		if out, ok = r.rules[i].apply(out); ok {
+			plain = plain && r.rules[i].plain
+			if hit == "" {
+				hit = r.rules[i].name
+			}
+		}
+	}
+	return out, hit, plain
+}
+
 // FindJSON reports the first rule that matches a string value of raw (""
 // for none), reading strings as JSON decoders do.
 func (r *Redactor) FindJSON(raw []byte) string {
-	if r.Empty() || (r.maskBytes(raw) == 0 && !bytes.Contains(raw, []byte(`\u`))) {
+	if r.Empty() {
 		return ""
 	}
 	hit := ""
 	walkStrings(raw, func(start, end int, key bool) {
-		if hit != "" || key || !r.mayToken(raw[start:end]) {
+		if hit != "" || key {
 			return
 		}
-		if s, ok := unquote(raw[start:end]); ok {
-			hit = r.Find(s)
+		if s, m, ok := r.token(raw[start:end]); ok {
+			hit = r.find(s, m)
 		}
 	})
 	return hit
@@ -382,27 +483,40 @@ func (r *Redactor) FindJSON(raw []byte) string {
 // followed by a colon). It reads any input without failing: on text that
 // is not JSON the tokens it finds are what a lenient reader would find.
 func walkStrings(raw []byte, fn func(start, end int, key bool)) {
-	for i := 0; i < len(raw); i++ {
-		if raw[i] != '"' {
-			continue
+	for i := 0; i < len(raw); {
+		q := bytes.IndexByte(raw[i:], '"')
+		if q < 0 {
+			return
 		}
-		start := i
-		i++
-		for i < len(raw) && raw[i] != '"' {
-			if raw[i] == '\\' {
-				i++
+		start := i + q
+		end := -1
+		for j := start + 1; j < len(raw); {
+			k := bytes.IndexByte(raw[j:], '"')
+			if k < 0 {
+				return // unterminated
 			}
-			i++
+			j += k
+			// The quote is escaped when an odd number of backslashes
+			// precede it.
+			n := 0
+			for b := j - 1; b > start && raw[b] == '\\'; b-- {
+				n++
+			}
+			if n%2 == 0 {
+				end = j + 1
+				break
+			}
+			j++
 		}
-		if i >= len(raw) {
-			return // unterminated
+		if end < 0 {
+			return
 		}
-		end := i + 1
 		j := end
 		for j < len(raw) && (raw[j] == ' ' || raw[j] == '\t' || raw[j] == '\n' || raw[j] == '\r') {
 			j++
 		}
 		fn(start, end, j < len(raw) && raw[j] == ':')
+		i = end
 	}
 }
 
@@ -487,17 +601,29 @@ func hex4(b []byte) (rune, int) {
 	return r, 4
 }
 
+// plainJSON marks the bytes a JSON string holds as they are.
+var plainJSON = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // appendQuoted appends s as a JSON string.
 func appendQuoted(b []byte, s string) []byte {
 	const hexd = "0123456789abcdef"
 	b = append(b, '"')
 	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			b = append(b, c)
-			i++
+		j := i
+		for j < len(s) && plainJSON[s[j]] {
+			j++
+		}
+		if j > i {
+			b = append(b, s[i:j]...)
+			i = j
 			continue
 		}
+		c := s[i]
 		if c < utf8.RuneSelf {
 			switch c {
 			case '"', '\\':
@@ -523,10 +649,4 @@ func appendQuoted(b []byte, s string) []byte {
 		i += n
 	}
 	return append(b, '"')
-}
-
-// mayToken reports whether a string token could hold a match: one with
-// escapes is decoded first.
-func (r *Redactor) mayToken(q []byte) bool {
-	return r.maskBytes(q) != 0 || bytes.IndexByte(q, '\\') >= 0
 }
