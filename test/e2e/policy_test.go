@@ -128,27 +128,41 @@ func (d *decisions) has(policy, rule, action string) bool {
 // are API keys with their principals and groups (none: anonymous).
 func startPolicyGateway(t *testing.T, url string, pols []config.Policy, keys []config.APIKey) (*gw, *decisions) {
 	t.Helper()
+	g, d, _ := startPolicyGatewayWith(t, url, pols, keys, nil)
+	return g, d
+}
+
+// startPolicyGatewayWith is startPolicyGateway with the configuration
+// edited by mutate; stop shuts the gateway down.
+func startPolicyGatewayWith(t *testing.T, url string, pols []config.Policy, keys []config.APIKey, mutate func(*config.Config)) (g *gw, d *decisions, stop func()) {
+	t.Helper()
 	cfg := &config.Config{Listeners: []config.Listener{{Address: "127.0.0.1:0"}}, Routes: []config.Route{httpRoute("tools", "/mcp", url)}, Policies: pols}
 	cfg.Server.ShutdownTimeout = 5 * time.Second
 	cfg.Store.Kind = config.StoreMemory
 	if len(keys) > 0 {
 		cfg.Auth = &config.Auth{APIKeys: keys}
 	}
+	if mutate != nil {
+		mutate(cfg)
+	}
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	d := &decisions{}
-	g, err := gateway.New(cfg, gateway.Options{Logger: testLogger(t), Stages: func(string) []pipeline.Stage { return []pipeline.Stage{d.stage()} }})
+	d = &decisions{}
+	gg, err := gateway.New(cfg, gateway.Options{Logger: testLogger(t), Stages: func(string) []pipeline.Stage { return []pipeline.Stage{d.stage()} }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	runGateway(t, g)
-	return &gw{Gateway: g, URL: "http://" + g.Addrs()[0].String()}, d
+	stop = runGateway(t, gg)
+	return &gw{Gateway: gg, URL: "http://" + gg.Addrs()[0].String()}, d, stop
 }
 
 func toolText(t testing.TB, r *mcp.CallToolResult) string {
 	t.Helper()
+	if r == nil {
+		return ""
+	}
 	var b strings.Builder
 	for _, c := range r.Content {
 		if tc, ok := c.(*mcp.TextContent); ok {
@@ -502,5 +516,106 @@ func TestPolicyValidationBeforeListing(t *testing.T) {
 	r, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "no_such_tool", Arguments: map[string]any{}})
 	if err != nil || !r.IsError || !strings.Contains(toolText(t, r), "not in the server's tool list") {
 		t.Errorf("unknown tool: %v %q", err, toolText(t, r))
+	}
+}
+
+// jsonMessages reads the JSON-RPC messages of a response body, JSON (one
+// message or a batch) or SSE.
+func jsonMessages(t testing.TB, body string) []map[string]json.RawMessage {
+	t.Helper()
+	var raws []string
+	if strings.HasPrefix(strings.TrimSpace(body), "[") || strings.HasPrefix(strings.TrimSpace(body), "{") {
+		raws = []string{body}
+	} else {
+		for _, line := range strings.Split(body, "\n") {
+			if d, ok := strings.CutPrefix(line, "data: "); ok && strings.TrimSpace(d) != "" {
+				raws = append(raws, d)
+			}
+		}
+	}
+	var out []map[string]json.RawMessage
+	for _, r := range raws {
+		var batch []map[string]json.RawMessage
+		if json.Unmarshal([]byte(r), &batch) == nil {
+			out = append(out, batch...)
+			continue
+		}
+		var one map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(r), &one); err != nil {
+			t.Fatalf("not JSON-RPC: %q", r)
+		}
+		out = append(out, one)
+	}
+	return out
+}
+
+// TestPolicyBatchAndRestore: the policy holds for every message of a
+// batch, and for a session the gateway restored after a restart (its
+// catalog empty: the stage lists the tools itself to validate a call).
+func TestPolicyBatchAndRestore(t *testing.T) {
+	t.Parallel()
+	ps := startPolicyServer(t, false)
+	pol := []config.Policy{{Name: "p", Tools: &config.PolicyList{Deny: []string{"delete_*"}}, ValidateInput: true,
+		Redact: []config.PolicyRedact{{Detectors: []string{"secrets"}}}}}
+	addr, dir := freeAddr(t), t.TempDir()
+	persist := func(c *config.Config) {
+		c.Listeners[0].Address = addr
+		c.Store.Kind, c.Store.DataDir = config.StoreEmbedded, dir
+	}
+	g, _, stop := startPolicyGatewayWith(t, ps.URL, pol, nil, persist)
+	url := g.URL + "/mcp"
+	// Batches exist in 2025-03-26.
+	id := sessionAt(t, url, "2025-03-26")
+	batch := `[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_repo","arguments":{}}},` +
+		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"leak","arguments":{}}},` +
+		`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"query","arguments":{"sql":7}}}]`
+	r := do(t, "POST", url, batch, sessHdr(id, "2025-03-26"))
+	msgs := jsonMessages(t, r.Body)
+	if r.Status != http.StatusOK || len(msgs) != 3 {
+		t.Fatalf("batch: %d %s", r.Status, r.Body)
+	}
+	for _, m := range msgs {
+		res := string(m["result"])
+		switch string(m["id"]) {
+		case "1":
+			if !strings.Contains(res, `"isError":true`) || !strings.Contains(res, `policy \"p\"`) {
+				t.Errorf("delete_repo in a batch: %s", res)
+			}
+		case "2":
+			if strings.Contains(res, polAWSKey) || !strings.Contains(res, "[REDACTED:aws-access-key]") {
+				t.Errorf("leak in a batch: %s", res)
+			}
+		case "3":
+			if !strings.Contains(res, `"isError":true`) || !strings.Contains(res, "/properties/sql/type") {
+				t.Errorf("query in a batch: %s", res)
+			}
+		}
+	}
+
+	// A go-sdk session listed the tools before the restart.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Retries on: the client reconnects its stream to the new gateway.
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "policy-e2e", Version: "1"}, nil).Connect(ctx,
+		&mcp.StreamableClientTransport{Endpoint: url}, &mcp.ClientSessionOptions{ProtocolVersion: core.Version20251125})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if got := listToolNames(ctx, t, cs); slices.Contains(got, "delete_repo") {
+		t.Fatalf("tools %v", got)
+	}
+	stop()
+	startPolicyGatewayWith(t, ps.URL, pol, nil, persist)
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "query", Arguments: map[string]any{"sql": ""}})
+	if err != nil || !res.IsError || !strings.Contains(toolText(t, res), "argument /sql") || !strings.Contains(toolText(t, res), "minLength") {
+		t.Errorf("restored session, invalid query: %v %q", err, toolText(t, res))
+	}
+	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "delete_repo", Arguments: map[string]any{}})
+	if err != nil || !res.IsError {
+		t.Errorf("restored session, delete_repo: %v %+v", err, res)
+	}
+	if slices.Contains(ps.ran(), "delete_repo") || slices.Contains(ps.ran(), "query") {
+		t.Errorf("refused calls reached the server: %v", ps.ran())
 	}
 }
