@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +22,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/gateway"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
+	"github.com/mcpgate/mcpgate/internal/testutil/nodetool"
 )
 
 // The secrets the policy server hands out, as a careless server would.
@@ -617,5 +621,40 @@ func TestPolicyBatchAndRestore(t *testing.T) {
 	}
 	if slices.Contains(ps.ran(), "delete_repo") || slices.Contains(ps.ran(), "query") {
 		t.Errorf("refused calls reached the server: %v", ps.ran())
+	}
+}
+
+// TestPolicyTypeScriptClient: the TypeScript SDK client sees the same
+// policy as the go-sdk clients.
+func TestPolicyTypeScriptClient(t *testing.T) {
+	t.Parallel()
+	ps := startPolicyServer(t, false)
+	g, _ := startPolicyGateway(t, ps.URL, []config.Policy{guestPolicy}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	script := filepath.Join(nodetool.Root(t), "test", "e2e", "tsclient", "policy.mjs")
+	sdkPkg := nodetool.Bin(t, "@modelcontextprotocol/sdk", "package.json")
+	cmd := nodetool.Command(ctx, t, script, g.URL+"/mcp")
+	cmd.Env = append(os.Environ(), "MCPGATE_NODE_ROOT="+filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(sdkPkg)))))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, _ := cmd.Output()
+	var rep struct {
+		OK    bool `json:"ok"`
+		Steps []struct {
+			Name, Detail string
+			OK           bool
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(out), &rep); err != nil {
+		t.Fatalf("no report: %v\nstdout: %s\nstderr: %s", err, out, stderr.String())
+	}
+	for _, s := range rep.Steps {
+		if !s.OK {
+			t.Errorf("%s: %s", s.Name, s.Detail)
+		}
+	}
+	if len(rep.Steps) != 7 {
+		t.Errorf("%d steps", len(rep.Steps))
 	}
 }
