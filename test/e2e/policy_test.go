@@ -658,3 +658,44 @@ func TestPolicyTypeScriptClient(t *testing.T) {
 		t.Errorf("%d steps", len(rep.Steps))
 	}
 }
+
+// TestPolicyReload: a reload that changes the policies applies to live
+// sessions from their next message; a reload that removes them takes the
+// policy stage out of the route.
+func TestPolicyReload(t *testing.T) {
+	t.Parallel()
+	ps := startPolicyServer(t, false)
+	g, _ := startPolicyGateway(t, ps.URL, []config.Policy{{Name: "first", Tools: &config.PolicyList{Deny: []string{"delete_*"}}}}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs := connectSDK(ctx, t, g.URL+"/mcp", core.Version20251125, nil)
+	refusedBy := func(tool string) string {
+		t.Helper()
+		r, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: map[string]any{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.IsError {
+			return ""
+		}
+		return toolText(t, r)
+	}
+	if !strings.Contains(refusedBy("delete_repo"), `"first"`) || refusedBy("purge_cache") != "" {
+		t.Fatal("first policy not in force")
+	}
+	next := func(pols []config.Policy) {
+		t.Helper()
+		cfg := reloadConfig(t, func(c *config.Config) { c.Policies = pols }, httpRoute("tools", "/mcp", ps.URL))
+		if err := g.Reload(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next([]config.Policy{{Name: "second", Tools: &config.PolicyList{Deny: []string{"purge_*"}}}})
+	if refusedBy("delete_repo") != "" || !strings.Contains(refusedBy("purge_cache"), `"second"`) {
+		t.Error("second policy not in force after reload")
+	}
+	next(nil)
+	if refusedBy("delete_repo") != "" || refusedBy("purge_cache") != "" {
+		t.Error("a policy still applies after the reload removed them")
+	}
+}
