@@ -234,3 +234,117 @@ func FuzzResults(f *testing.F) {
 		}
 	})
 }
+
+// TestBadArguments: arguments a server could read otherwise than the
+// stage, or too deep to read, are refused with a precise error and never
+// go upstream.
+func TestBadArguments(t *testing.T) {
+	t.Parallel()
+	upstreamCalls := 0
+	ch := newChain(t, typical(), &core.SessionInfo{Principal: "ana", Tenant: "acme", Groups: []string{"analysts"}}, func(_ context.Context, m *core.Message) (*core.Message, error) {
+		upstreamCalls++
+		return core.ResultResponse(m.ID, []byte(`{"content":[]}`)), nil
+	})
+	deep := strings.Repeat(`{"a":`, policy.MaxDepth+1) + "1" + strings.Repeat("}", policy.MaxDepth+1)
+	for _, tc := range []struct{ params, want string }{
+		{`{"name":"query","arguments":{"sql":"SELECT 1","SQL":"DROP TABLE t"}}`, `the keys "sql" and "SQL" of one object differ only in letter case`},
+		{`{"name":"query","arguments":{"sql":"SELECT 1","sql":"DROP TABLE t"}}`, `the keys "sql" and "sql"`},
+		{`{"name":"query","arguments":{"sql":"SELECT 1"},"Arguments":{"sql":"DROP TABLE t"}}`, `params hold "arguments" more than once`},
+		{`{"name":"query","arguments":{"q":{"sql":"x","Sql":"y"}}}`, `the keys "sql" and "Sql"`},
+		{`{"name":"query","arguments":` + deep + `}`, "nested deeper than 64 levels"},
+		{`{"name":"query","arguments":[1]}`, "not a JSON object"},
+		{`{"name":"query","arguments":{"sql":"DROP TABLE t"}}`, "only SELECT (policy \"sql\", rules[0])"},
+		{`{"name":"query","arguments":{}}`, "the rule could not be evaluated: no such key: sql"},
+	} {
+		resp := ch.send(t, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":`+tc.params+`}`)
+		if resp.Kind != core.KindResponse || !strings.Contains(string(resp.Result), `"isError":true`) || !strings.Contains(string(resp.Result), jsonText(tc.want)) {
+			t.Errorf("%.60s: %s", tc.params, resp.Raw)
+		}
+	}
+	if upstreamCalls != 0 {
+		t.Errorf("%d refused calls went upstream", upstreamCalls)
+	}
+	if resp := ch.send(t, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"query","arguments":{"sql":"SELECT 1","limit":5}}}`); strings.Contains(string(resp.Result), "isError") || upstreamCalls != 1 {
+		t.Errorf("a good call: %s", resp.Raw)
+	}
+}
+
+// jsonText is s as it appears inside a JSON string.
+func jsonText(s string) string {
+	q, _ := json.Marshal(s)
+	return string(q[1 : len(q)-1])
+}
+
+// TestResourcesPromptsCompletions: the resource and prompt lists apply to
+// every method that names one.
+func TestResourcesPromptsCompletions(t *testing.T) {
+	t.Parallel()
+	ch := newChain(t, typical(), &core.SessionInfo{Principal: "ana", Tenant: "acme"}, func(_ context.Context, m *core.Message) (*core.Message, error) {
+		return core.ResultResponse(m.ID, []byte(`{}`)), nil
+	})
+	for _, tc := range []struct {
+		req     string
+		refused bool
+	}{
+		{`{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"file:///etc/passwd"}}`, true},
+		{`{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"file:///srv/public/a/b.txt"}}`, false},
+		{`{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"admin_reset"}}`, true},
+		{`{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"admin_x"},"argument":{"name":"a","value":""}}}`, true},
+		{`{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"file:///srv/private/{x}"},"argument":{"name":"x","value":""}}}`, true},
+		{`{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"greet"},"argument":{"name":"a","value":""}}}`, false},
+	} {
+		resp := ch.send(t, tc.req)
+		if (resp.Kind == core.KindError) != tc.refused || (tc.refused && resp.ErrorCode() != core.CodePolicyDenied) {
+			t.Errorf("%s: %s", tc.req, resp.Raw)
+		}
+	}
+}
+
+// TestServerMessages: notifications and server requests are redacted;
+// one that matches a block pattern is withheld.
+func TestServerMessages(t *testing.T) {
+	t.Parallel()
+	info := &core.SessionInfo{Principal: "ana", Tenant: "acme"}
+	set, err := policy.New("tools", typical(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []*core.Message
+	c, err := pipeline.Build("tools", nil, func(_ context.Context, m *core.Message) (*core.Message, error) {
+		got = append(got, m)
+		return nil, nil
+	}, []pipeline.Stage{set.Stage()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info.Stages = new(core.StageHolder)
+	c.Enter(info)
+	send := func(raw string) error {
+		m, err := core.Decode([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Session, m.Direction = info, core.ServerToClient
+		_, err = c.ServerToClient(context.Background(), m)
+		return err
+	}
+	if err := send(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"key AKIAIOSFODNN7EXAMPLE"}}`); err != nil {
+		t.Fatal(err)
+	}
+	if err := send(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"-----BEGIN PRIVATE KEY-----\nMII"}}`); err != nil {
+		t.Fatal(err)
+	}
+	err = send(`{"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{"messages":[{"role":"user","content":{"type":"text","text":"-----BEGIN EC PRIVATE KEY-----"}}],"maxTokens":5}}`)
+	if e := core.AsError(err); err == nil || e.Code != core.CodePolicyDenied {
+		t.Errorf("blocked server request: %v", err)
+	}
+	if err := send(`{"jsonrpc":"2.0","id":"s2","method":"sampling/createMessage","params":{"messages":[{"role":"user","content":{"type":"text","text":"token ghp_0123456789abcdefghijABCDEFGHIJ012345"}}],"maxTokens":5}}`); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || !strings.Contains(string(got[0].Raw), "[REDACTED:aws-access-key]") || got[1].ID != `"s2"` || !strings.Contains(string(got[1].Raw), "[REDACTED:github-token]") {
+		for _, m := range got {
+			t.Logf("delivered %s", m.Raw)
+		}
+		t.Fatalf("%d delivered", len(got))
+	}
+}
