@@ -185,6 +185,40 @@ routes:
 			},
 		},
 		{
+			name: "policies",
+			yaml: `
+routes:
+  - path: /mcp
+    upstream:
+      stdio: {command: sh}
+policies:
+  - name: guests
+    match: {routes: [github], groups: [guest]}
+    tools: {allow: ["search_[*"], deny: ["*delete*"]}
+    rules:
+      - deny: 'tool == "query" && !args.sql.startsWith(1)'
+        message: only SELECT queries are allowed
+      - deny: 'tool'
+    redact:
+      - pattern: 'AKIA[0-9A-Z{16}('
+        replace: x
+      - detectors: [secrets, passwords]
+    block:
+      - pattern: '-----BEGIN [A-Z ]*PRIVATE KEY-----('
+  - name: guests
+`,
+			want: []string{
+				`policies[0].match.routes[0]: no route is named "github" (line 8)`,
+				`policies[0].tools.allow[0]: not a valid glob: "search_[*" (line 9)`,
+				`policies[0].rules[0].deny: ERROR: <input>:1:40: found no matching overload for 'startsWith' applied to 'dyn.(int)' | tool == "query" && !args.sql.startsWith(1) |`,
+				`policies[0].rules[1].deny: the expression is a string; a rule must be a bool (true denies) (line 13)`,
+				`policies[0].redact[0].pattern: not a valid regular expression: error parsing regexp: missing closing ]: ` + "`[0-9A-Z{16}(`" + ` (line 15)`,
+				`policies[0].redact[1].detectors[1]: unknown detector set "passwords" (known: secrets) (line 17)`,
+				`policies[0].block[0].pattern: not a valid regular expression: error parsing regexp: missing closing ): ` + "`-----BEGIN [A-Z ]*PRIVATE KEY-----(`" + ` (line 19)`,
+				`policies[1].name: duplicate policy name "guests" (policies[0]) (line 20)`,
+			},
+		},
+		{
 			name: "decoding problems",
 			yaml: `
 sever:
@@ -314,5 +348,36 @@ func TestServeBadListenAddressFailsFast(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestValidatePolicies: the policies section as documented is accepted.
+func TestValidatePolicies(t *testing.T) {
+	cfg := writeConfig(t, `
+routes:
+  - name: github
+    path: /mcp
+    upstream:
+      http: {url: "http://127.0.0.1:9/mcp"}
+policies:
+  - name: guests-read-only
+    match: {routes: [github], tenants: [acme], principals: [], groups: [guest]}
+    tools:     {allow: ["search_*", "get_*"], deny: ["*delete*"]}
+    resources: {allow: ["file:///srv/public/**"], deny: []}
+    prompts:   {deny: ["admin_*"]}
+    rules:
+      - deny: 'tool == "query" && !args.sql.startsWith("SELECT")'
+        message: only SELECT queries are allowed
+    validate_input: true
+    redact:
+      - pattern: 'AKIA[0-9A-Z]{16}'
+        replace: '[REDACTED:aws-access-key]'
+      - detectors: [secrets]
+    block:
+      - pattern: '-----BEGIN [A-Z ]*PRIVATE KEY-----'
+`)
+	r := run(t, "validate", "--config", cfg)
+	if r.code != 0 || r.stdout != "configuration OK: 1 listener(s), 1 route(s)\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 }

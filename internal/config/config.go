@@ -26,6 +26,9 @@ type Config struct {
 	Cluster Cluster `yaml:"cluster"`
 	// Auth is how clients authenticate on every route (see auth.go).
 	Auth *Auth `yaml:"auth"`
+	// Policies decide what sessions may use and what flows back to them
+	// (see policy.go), enforced by each route's policy stage.
+	Policies []Policy `yaml:"policies"`
 }
 
 // Cluster configures the internal hop between replicas. A stdio session's

@@ -404,6 +404,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateCluster(bad)
 	c.validateAuth(bad)
+	c.validatePolicies(bad)
 	if len(c.Routes) == 0 {
 		bad("routes", "at least one route is required")
 	}

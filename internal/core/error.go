@@ -43,6 +43,11 @@ const (
 	// refused the caller's token). HTTP 403: the gateway refuses; the
 	// upstream was not asked.
 	CodeNoCredential = -32016
+	// CodePolicyDenied refuses a request a configured policy does not
+	// allow (a resource, a prompt, a rule); the error's data names the
+	// policy and the rule. A tools/call refused by a policy gets a tool
+	// result with isError instead, which a model can read.
+	CodePolicyDenied = -32017
 
 	// Modern-era codes (2026-07-28).
 	CodeHeaderMismatch             = -32020
@@ -114,7 +119,7 @@ func (e *Error) HTTPStatus() int {
 		return http.StatusServiceUnavailable
 	case CodeUnauthorized:
 		return http.StatusUnauthorized
-	case CodeForbidden, CodeNoCredential:
+	case CodeForbidden, CodeNoCredential, CodePolicyDenied:
 		return http.StatusForbidden
 	}
 	return http.StatusInternalServerError
@@ -165,7 +170,8 @@ func ErrorResponse(id ID, e *Error) *Message {
 
 // ResultResponse builds a success response carrying the encoded result.
 func ResultResponse(id ID, result []byte) *Message {
-	raw := make([]byte, 0, len(result)+len(id)+32)
+	const envelope = len(`{"jsonrpc":"2.0","id":`) + len(`,"result":`) + len(`}`)
+	raw := make([]byte, 0, len(result)+len(id)+envelope)
 	raw = append(raw, `{"jsonrpc":"2.0","id":`...)
 	raw = append(raw, id...)
 	raw = append(raw, `,"result":`...)

@@ -220,7 +220,7 @@ func (f *Frontend) openSession(ctx context.Context, spec *sessionSpec) (*opening
 		if spec.era == core.EraLegacy {
 			sink = genSink{g, 0}
 		}
-		conn, err := rt.Upstream.Open(ctx, upstream.OpenParams{Session: g.info, Era: spec.era}, sink)
+		conn, err := rt.Upstream.Open(ctx, upstream.OpenParams{Session: g.info, Era: spec.era, Catalog: g.catalog}, sink)
 		if err != nil {
 			adm.cancel()
 			g.cancel()

@@ -97,6 +97,9 @@ func (g *gwSession) fromUpstream(ctx context.Context, m *core.Message, st *strea
 	if g.ctx.Err() != nil {
 		return // ended: nothing will read it
 	}
+	if m.Method == "notifications/tools/list_changed" {
+		g.catalog.Invalidate()
+	}
 	// The chain's context, with the message's stream as target: made once
 	// per stream and once per session, not per message.
 	if st != nil {

@@ -285,6 +285,11 @@ func (f *Frontend) toUpstream(ctx context.Context, m *core.Message) (resp *core.
 		m, related, restore = isolate(m, related)
 		defer func() { resp = restore(resp) }()
 	}
+	listing := m.Method == "tools/list"
+	var catGen uint64
+	if listing {
+		catGen = g.catalog.Gen()
+	}
 	resp, err = conn.RoundTrip(ctx, m, related)
 	if errors.Is(err, upstream.ErrSessionLost) && g.canReestablish() {
 		if rerr := g.reestablish(ctx, gen); rerr != nil {
@@ -308,11 +313,10 @@ func (f *Frontend) toUpstream(ctx context.Context, m *core.Message) (resp *core.
 		resp, err = conn.RoundTrip(ctx, again, rel)
 		resp = restore(resp)
 	}
-	if err == nil && m.Era == core.EraModern && m.Method == "tools/list" && resp.Kind == core.KindResponse {
-		g.params.learn(resp.Result)
-	}
-	if rt := g.route(); err == nil && rt.TrustAnnotations && m.Method == "tools/list" && resp.Kind == core.KindResponse {
-		rt.state.annotations.learn(resp.Result)
+	if listing && err == nil && resp.Kind == core.KindResponse {
+		// What the upstream listed, before any stage filters it on the way
+		// back: the catalog knows every tool the server has.
+		g.catalog.Observe(catGen, resp.Result)
 	}
 	return resp, err
 }

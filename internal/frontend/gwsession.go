@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcpgate/mcpgate/internal/catalog"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/session"
 )
@@ -58,9 +59,12 @@ type gwSession struct {
 	// anonAddr is the identity and client address (anonKey) this modern
 	// session serves requests without a session key for; empty otherwise.
 	anonAddr string
-	// params are the x-mcp-header arguments of the tools this modern
-	// session was shown (modernrules.go).
-	params paramHeaders
+	// catalog is the session's tools as the upstream listed them
+	// (internal/catalog): fed by every tools/list response the session
+	// gets, forgotten at notifications/tools/list_changed. The modern
+	// header rules, retry annotations, the era bridge and the policy stage
+	// read it.
+	catalog *catalog.Catalog
 
 	// The session's clock (clock.go), guarded by mu: its timer, when it is
 	// armed for (zero: idle), the live requests in start order; ending is
@@ -101,6 +105,7 @@ func newGWSession(f *Frontend, rt *Route, info *core.SessionInfo) *gwSession {
 		streams:  map[string]*stream{},
 		pending:  map[core.ID]chan *core.Message{},
 		inflight: map[core.ID]*call{},
+		catalog:  catalog.New(),
 	}
 	g.in.budget = historyBudget{sessionLimit: inboundBytesFactor * f.opts.ResumeSessionBytes, total: &f.historyBytes, totalLimit: f.opts.ResumeTotalBytes}
 	g.rv.Store(rt)
@@ -577,6 +582,10 @@ func (c *targetCtx) Value(key any) any {
 	case core.CallerKey:
 		if c.t.caller != nil {
 			return c.t.caller
+		}
+	case catalog.Key:
+		if c.t.g != nil {
+			return c.t.g.catalog
 		}
 	}
 	return c.Context.Value(key)

@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 
+	"github.com/mcpgate/mcpgate/internal/catalog"
 	"github.com/mcpgate/mcpgate/internal/core"
 )
 
@@ -37,85 +37,39 @@ func checkModernRequest(m *core.Message) *core.Error {
 	return nil
 }
 
-// maxParamTools bounds the tools whose x-mcp-header bindings a session
-// keeps: an upstream listing more is not validated beyond them.
-const maxParamTools = 4096
-
-// paramBinding is one x-mcp-header annotation of a tool: the top-level
-// argument arg is mirrored in the Mcp-Param-{header} request header.
-type paramBinding struct{ arg, header string }
-
-// paramHeaders is a session's view of its tools' x-mcp-header arguments,
-// learned from the tools/list results it was given.
-type paramHeaders struct {
-	mu    sync.RWMutex
-	tools map[string][]paramBinding
-}
-
-// learn records the bindings of the tools in a tools/list result.
-func (p *paramHeaders) learn(result []byte) {
-	var res struct {
-		Tools []struct {
-			Name        string `json:"name"`
-			InputSchema struct {
-				Properties map[string]struct {
-					Header *string `json:"x-mcp-header"`
-				} `json:"properties"`
-			} `json:"inputSchema"`
-		} `json:"tools"`
-	}
-	if json.Unmarshal(result, &res) != nil {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.tools == nil {
-		p.tools = map[string][]paramBinding{}
-	}
-	for _, t := range res.Tools {
-		var bs []paramBinding
-		for arg, prop := range t.InputSchema.Properties {
-			if prop.Header != nil && *prop.Header != "" {
-				bs = append(bs, paramBinding{arg: arg, header: *prop.Header})
-			}
-		}
-		if _, known := p.tools[t.Name]; !known && len(p.tools) >= maxParamTools {
-			continue
-		}
-		p.tools[t.Name] = bs
-	}
-}
-
-// check verifies the Mcp-Param-* headers of a tools/call against its
-// arguments, for a tool whose bindings the session knows: every bound
+// checkParamHeaders verifies the Mcp-Param-* headers of a tools/call
+// against its arguments, for a tool whose top-level x-mcp-header bindings
+// the session's catalog knows: every bound
 // argument present in the body has its header, with the same value
 // (decoded from =?base64?…?= when so wrapped), and no bound header comes
 // without its argument. A mismatch is 400 with -32020.
-func (p *paramHeaders) check(h http.Header, m *core.Message) *core.Error {
+func checkParamHeaders(cat *catalog.Catalog, h http.Header, m *core.Message) *core.Error {
 	if m.Method != "tools/call" || m.Name == "" {
 		return nil
 	}
-	p.mu.RLock()
-	bs := p.tools[m.Name]
-	p.mu.RUnlock()
-	if len(bs) == 0 {
+	t := cat.Tool(m.Name)
+	if t == nil || len(t.Headers) == 0 {
 		return nil
 	}
 	var params struct {
 		Arguments map[string]json.RawMessage `json:"arguments"`
 	}
 	_ = json.Unmarshal(m.Params, &params)
-	for _, b := range bs {
-		name := "Mcp-Param-" + b.header
+	for _, b := range t.Headers {
+		if len(b.Path) != 1 {
+			continue // only top-level arguments are checked here
+		}
+		arg := b.Path[0]
+		name := "Mcp-Param-" + b.Header
 		vals := h.Values(name)
-		raw, present := params.Arguments[b.arg]
+		raw, present := params.Arguments[arg]
 		switch {
 		case !present && len(vals) == 0:
 			continue
 		case !present:
-			return headerMismatch(name + " header is present but the body has no argument " + strconv.Quote(b.arg))
+			return headerMismatch(name + " header is present but the body has no argument " + strconv.Quote(arg))
 		case len(vals) == 0:
-			return headerMismatch(name + " header is required: the body has argument " + strconv.Quote(b.arg))
+			return headerMismatch(name + " header is required: the body has argument " + strconv.Quote(arg))
 		case len(vals) > 1:
 			return headerMismatch(name + " header must appear exactly once")
 		}
@@ -128,7 +82,7 @@ func (p *paramHeaders) check(h http.Header, m *core.Message) *core.Error {
 			return headerMismatch(name + " header has an invalid base64 value")
 		}
 		if got != want {
-			return headerMismatch(name + " header value " + strconv.Quote(vals[0]) + " does not match argument " + strconv.Quote(b.arg))
+			return headerMismatch(name + " header value " + strconv.Quote(vals[0]) + " does not match argument " + strconv.Quote(arg))
 		}
 	}
 	return nil

@@ -2,7 +2,6 @@ package frontend
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"slices"
 	"sync"
@@ -94,7 +93,7 @@ func (g *gwSession) reestablish(ctx context.Context, gen int) error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.route().RequestTimeout)
 	defer cancel()
-	conn, err := g.route().Upstream.Open(ctx, upstream.OpenParams{Session: g.info, Era: core.EraLegacy}, genSink{g, gen + 1})
+	conn, err := g.route().Upstream.Open(ctx, upstream.OpenParams{Session: g.info, Era: core.EraLegacy, Catalog: g.catalog}, genSink{g, gen + 1})
 	if err != nil {
 		return err
 	}
@@ -166,41 +165,9 @@ func (g *gwSession) safeToRetry(m *core.Message) bool {
 	if slices.Contains(rt.RetryTools, m.Name) {
 		return true
 	}
-	return rt.TrustAnnotations && rt.state.annotations.safe(m.Name)
-}
-
-// toolAnnotations remembers which tools an upstream marks read-only or
-// idempotent, read from tools/list results on routes that trust them.
-type toolAnnotations struct {
-	mu     sync.RWMutex
-	byName map[string]bool
-}
-
-func (a *toolAnnotations) safe(name string) bool {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	return a.byName[name]
-}
-
-func (a *toolAnnotations) learn(result []byte) {
-	var r struct {
-		Tools []struct {
-			Name        string `json:"name"`
-			Annotations struct {
-				ReadOnly   bool `json:"readOnlyHint"`
-				Idempotent bool `json:"idempotentHint"`
-			} `json:"annotations"`
-		} `json:"tools"`
+	if !rt.TrustAnnotations {
+		return false
 	}
-	if json.Unmarshal(result, &r) != nil {
-		return
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.byName == nil {
-		a.byName = map[string]bool{}
-	}
-	for _, t := range r.Tools {
-		a.byName[t.Name] = t.Annotations.ReadOnly || t.Annotations.Idempotent
-	}
+	t := g.catalog.Tool(m.Name)
+	return t != nil && (t.ReadOnly || t.Idempotent)
 }

@@ -19,7 +19,7 @@ import (
 // The route table is immutable: a swap (SwapRoutes) builds a new one and
 // publishes it through one atomic pointer, which each request reads once.
 // What a route learns and holds while it serves — its anonymous modern
-// sessions, the creations in flight, the tool annotations it trusts — is
+// sessions, the creations in flight — is
 // not in the table but in a routeState, kept by route name across swaps
 // as long as the route keeps its upstream.
 //
@@ -48,8 +48,6 @@ type routeState struct {
 	mu      sync.Mutex
 	anon    map[string]*gwSession
 	flights map[string]*modernFlight
-
-	annotations toolAnnotations
 
 	// posts counts the requests being served on this state (every method
 	// but GET, whose streams last as long as their session).

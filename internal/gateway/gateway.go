@@ -20,6 +20,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/frontend"
 	"github.com/mcpgate/mcpgate/internal/metrics"
+	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/sessionid"
 	"github.com/mcpgate/mcpgate/internal/store"
@@ -49,6 +50,11 @@ type Options struct {
 	// as the first version of the history, and texts applied later
 	// (Watch, the admin server) are parsed as it says.
 	Source ConfigSource
+	// Stages, if set, gives more stages for a route's chain (a stage of
+	// pipeline.Order the configuration does not build, such as an audit
+	// stage of the embedding program), called each time the route's chain
+	// is built.
+	Stages func(route string) []pipeline.Stage
 }
 
 // Gateway is a built, not yet running, mcpgate.
@@ -91,6 +97,8 @@ type Gateway struct {
 	// credentials. customAuth: Options.Authenticate replaces it.
 	authn      atomic.Pointer[auth.Authenticator]
 	customAuth bool
+	// extraStages is Options.Stages.
+	extraStages func(route string) []pipeline.Stage
 }
 
 // New builds everything the configuration describes without listening:
@@ -100,7 +108,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{cfg: cfg, log: log, ready: make(chan struct{})}
+	g := &Gateway{cfg: cfg, log: log, ready: make(chan struct{}), extraStages: opts.Stages}
 	if err := g.initHealth(opts.Metrics); err != nil {
 		return nil, err
 	}

@@ -7,23 +7,35 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcpgate/mcpgate/internal/auth"
+	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/interceptors/logging"
 	"github.com/mcpgate/mcpgate/internal/interceptors/ratelimit"
 	"github.com/mcpgate/mcpgate/internal/metrics"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
+	"github.com/mcpgate/mcpgate/internal/policy"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
 // stages builds a route's pipeline stages from the configuration. Their
 // order is pipeline.Order's, not this list's; a stage that is configured
-// off is left out of the chain (it costs nothing).
-func (g *Gateway) stages(env pipeline.Env, authn *auth.Authenticator) []pipeline.Stage {
-	return []pipeline.Stage{
+// off is left out of the chain (it costs nothing): a route no policy can
+// match has no policy stage.
+func (g *Gateway) stages(env pipeline.Env, authn *auth.Authenticator, cfg *config.Config) ([]pipeline.Stage, error) {
+	pols, err := policy.New(env.Route, cfg.RoutePolicies(env.Route), env.Logger)
+	if err != nil {
+		return nil, err
+	}
+	stages := []pipeline.Stage{
 		{Name: "logging", Interceptor: logging.New(g.log)},
 		authn.Stage(env.Route),
 		{Name: "limits", ClientToServer: ratelimit.New(g.rates.requestLimiter())},
+		pols.Stage(),
 	}
+	if g.extraStages != nil {
+		stages = append(stages, g.extraStages(env.Route)...)
+	}
+	return stages, nil
 }
 
 // stageEnv is what the stages of one route are built with; without a

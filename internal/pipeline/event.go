@@ -22,6 +22,12 @@ const (
 	// on their own (MRTR retries, the bridge's tools/list refresh, the
 	// legacy side's initialize, notifications/cancelled). Origin names who.
 	Originated
+	// Decision: a stage decided on a message that passed the chain (the
+	// policy stage denied a request, refused its arguments, filtered a
+	// list, redacted or withheld what came back). Policy and Rule say what
+	// made the decision, Action what it was; Message is the message decided
+	// on, Err the error the client got, if any.
+	Decision
 )
 
 func (k EventKind) String() string {
@@ -30,6 +36,8 @@ func (k EventKind) String() string {
 		return "refused"
 	case Originated:
 		return "originated"
+	case Decision:
+		return "decision"
 	}
 	return "unknown"
 }
@@ -54,6 +62,13 @@ type Event struct {
 	// Origin names the part of the gateway that made an Originated
 	// message: "reestablish", "bridge", "upstream".
 	Origin string
+	// Policy, Rule and Action describe a Decision: the policy's name, the
+	// rule within it ("tools.deny[0]", "rules[1]", "validate_input",
+	// "redact[0]:aws-access-key", "block[0]"), and what was done (see the
+	// Action constants).
+	Policy string
+	Rule   string
+	Action string
 	// Request data of a Refused event: the HTTP method, the path, the
 	// client address (as trusted-proxy rules derive it) and principal.
 	HTTPMethod string
@@ -61,6 +76,15 @@ type Event struct {
 	RemoteAddr string
 	Principal  string
 }
+
+// Actions a Decision event names (Event.Action).
+const (
+	ActionDeny    = "deny"    // a request refused (tool, resource, prompt, rule)
+	ActionInvalid = "invalid" // tools/call arguments failed the tool's inputSchema
+	ActionFilter  = "filter"  // entries removed from a list result
+	ActionRedact  = "redact"  // matches replaced in what came back
+	ActionBlock   = "block"   // a result or notification withheld entirely
+)
 
 // Checks a Refused event names (Event.Check).
 const (

@@ -85,6 +85,10 @@ type Stage struct {
 	// Close, if set, runs once when the chain is retired: after a reload
 	// replaced it and its last in-flight request finished, or at shutdown.
 	Close func() error
+	// Bind, if set, is given the chain the stage is built into, before any
+	// message passes: a stage that decides on messages reports Decision
+	// events to the chain's observers with Chain.Observe.
+	Bind func(c *Chain)
 }
 
 func (s *Stage) c2s() core.Interceptor {
@@ -157,6 +161,11 @@ func Build(route string, toServer, toClient core.Handler, stages []Stage) (*Chai
 			c.observers = append(c.observers, s.Observe)
 		}
 		c.stateful = c.stateful || s.Session != nil || s.End != nil
+	}
+	for _, s := range sorted {
+		if s.Bind != nil {
+			s.Bind(c)
+		}
 	}
 	return c, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/mcpgate/mcpgate/internal/callctx"
+	"github.com/mcpgate/mcpgate/internal/catalog"
 	"github.com/mcpgate/mcpgate/internal/core"
 )
 
@@ -95,6 +96,12 @@ type OpenParams struct {
 	Session *core.SessionInfo
 	// Era is the era the Conn speaks to the upstream.
 	Era core.Era
+	// Catalog is the session's tool catalog, which the gateway feeds with
+	// the tools/list responses the client gets; a Conn that reads tool
+	// definitions (the era bridge's x-mcp-header mirrors) reads them there
+	// and feeds it what it lists on its own. Nil: such a Conn keeps one of
+	// its own, fed by the responses it carries.
+	Catalog *catalog.Catalog
 }
 
 // Sink receives what the upstream sends outside any request.

@@ -40,6 +40,16 @@ func TestImportDirection(t *testing.T) {
 		// knows nothing of sessions, stores or upstreams: the gateway
 		// hands its Authenticate to the frontend.
 		"internal/auth": {"internal/frontend", "internal/gateway", "internal/cli", "internal/session", "internal/store", "internal/upstream", "internal/interceptors"},
+		// The catalog and the redactor are leaves any layer may hold (the
+		// upstream bridge, the frontend, the policy stage, an audit trail).
+		"internal/catalog": {"internal/"},
+		"internal/redact":  {"internal/"},
+		// The policy stage decides on messages alone: it knows nothing of
+		// sessions, stores, upstreams or the frontend, and its rules'
+		// environment (policy/expr) is what configuration validation
+		// compiles with.
+		"internal/policy":      {"internal/frontend", "internal/gateway", "internal/cli", "internal/session", "internal/store", "internal/upstream", "internal/interceptors", "internal/auth"},
+		"internal/policy/expr": {"internal/"},
 	}
 	// Packages that must not import a package beside them: the upstream
 	// packages take options of their own, which the gateway translates the

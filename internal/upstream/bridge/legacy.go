@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcpgate/mcpgate/internal/catalog"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
@@ -147,9 +148,11 @@ type legacyOverModern struct {
 	inputs map[string]lomPending
 	// subs are the URIs the client subscribed to.
 	subs map[string]struct{}
-	// tools maps a tool name to its x-mcp-header bindings (an empty slice:
-	// known, none).
-	tools map[string][]lomBinding
+	// cat is the session's tool catalog, read for x-mcp-header bindings;
+	// ownCat: none was given, so the Conn feeds it the tools/list
+	// responses it carries (otherwise the gateway does).
+	cat    *catalog.Catalog
+	ownCat bool
 	// listening: Listen was called; kick wakes the listen loop when what it
 	// listens for changed; waiters are subscribe calls waiting for the
 	// stream that carries their change.
@@ -195,11 +198,14 @@ func newLegacyOverModern(ctx context.Context, u *Upstream, p upstream.OpenParams
 		flights:        map[string]*lomFlight{},
 		inputs:         map[string]lomPending{},
 		subs:           map[string]struct{}{},
-		tools:          map[string][]lomBinding{},
+		cat:            p.Catalog,
 		kick:           make(chan struct{}, 1),
 	}
 	if c.defaultVersion == "" {
 		c.defaultVersion = core.ModernVersions[0]
+	}
+	if c.cat == nil {
+		c.cat, c.ownCat = catalog.New(), true
 	}
 	c.version = c.defaultVersion
 	if p.Session != nil {
@@ -612,12 +618,18 @@ func (c *legacyOverModern) relay(related upstream.Related) upstream.Related {
 // send is one upstream exchange. A tools/call carries the Mcp-Param-*
 // headers of the tool's x-mcp-header arguments; after a HeaderMismatch the
 // tool definitions are read again and the call is sent once more.
-// tools/list results teach the bindings. own marks a request the bridge
-// originates (an input_required retry) rather than the client's.
+// The bindings come from the session's catalog (which the client's
+// tools/list results feed). own marks a request the bridge originates (an
+// input_required retry) rather than the client's.
 func (c *legacyOverModern) send(ctx context.Context, out *core.Message, rel upstream.Related, own bool) (*core.Message, error) {
 	call := out.Method == "tools/call"
 	if call {
 		c.mirror(out)
+	}
+	listing := c.ownCat && out.Method == "tools/list"
+	var gen uint64
+	if listing {
+		gen = c.cat.Gen()
 	}
 	var resp *core.Message
 	var err error
@@ -633,8 +645,8 @@ func (c *legacyOverModern) send(ctx context.Context, out *core.Message, rel upst
 			resp, err = c.u.ownTrip(ctx, c.sess, c.inner, out, rel) // sent again, with the headers learnt
 		}
 	}
-	if err == nil && out.Method == "tools/list" && resp.Kind == core.KindResponse {
-		c.learnTools(resp.Result)
+	if listing && err == nil && resp.Kind == core.KindResponse {
+		c.cat.Observe(gen, resp.Result)
 	}
 	return resp, err
 }
@@ -1233,75 +1245,10 @@ func lomGrants(f object) bool {
 	return json.Unmarshal(f["resourceSubscriptions"], &uris) == nil && len(uris) > 0
 }
 
-// lomBinding is one x-mcp-header annotation: the argument at path is
-// mirrored into the header Mcp-Param-<header>.
-type lomBinding struct {
-	path   []string
-	header string
-}
-
-// learnTools records the x-mcp-header bindings of the tools in a
-// tools/list result.
-func (c *legacyOverModern) learnTools(result []byte) (cursor string) {
-	var r struct {
-		Tools []struct {
-			Name        string          `json:"name"`
-			InputSchema json.RawMessage `json:"inputSchema"`
-		} `json:"tools"`
-		NextCursor string `json:"nextCursor"`
-	}
-	if json.Unmarshal(result, &r) != nil {
-		return ""
-	}
-	learned := make(map[string][]lomBinding, len(r.Tools))
-	for _, t := range r.Tools {
-		learned[t.Name] = lomBindings(t.InputSchema, nil, nil)
-	}
-	c.mu.Lock()
-	for name, b := range learned {
-		c.tools[name] = b
-	}
-	c.mu.Unlock()
-	return r.NextCursor
-}
-
-// lomBindings collects the x-mcp-header annotations reachable from a
-// schema's root through properties only (the only places the spec allows
-// them).
-func lomBindings(schema json.RawMessage, path []string, out []lomBinding) []lomBinding {
-	if len(path) > 16 {
-		return out
-	}
-	var s struct {
-		Properties map[string]json.RawMessage `json:"properties"`
-	}
-	if json.Unmarshal(schema, &s) != nil {
-		return out
-	}
-	names := make([]string, 0, len(s.Properties))
-	for n := range s.Properties {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		p := append(slices.Clip(path), n)
-		var prop struct {
-			Header *string `json:"x-mcp-header"`
-		}
-		if json.Unmarshal(s.Properties[n], &prop) == nil && prop.Header != nil && *prop.Header != "" {
-			out = append(out, lomBinding{path: p, header: *prop.Header})
-		}
-		out = lomBindings(s.Properties[n], p, out)
-	}
-	if out == nil {
-		out = []lomBinding{}
-	}
-	return out
-}
-
 // learnAllTools reads every page of tools/list to learn the bindings.
+// They feed the session's catalog.
 func (c *legacyOverModern) learnAllTools(ctx context.Context) error {
-	cursor := ""
+	cursor, gen := "", c.cat.Gen()
 	for range lomMaxListPages {
 		params := object{"_meta": c.meta(false).encode()}
 		if cursor != "" {
@@ -1318,7 +1265,7 @@ func (c *legacyOverModern) learnAllTools(ctx context.Context) error {
 		if resp.Kind != core.KindResponse {
 			return fmt.Errorf("tools/list: %s", resp.Error)
 		}
-		if cursor = c.learnTools(resp.Result); cursor == "" {
+		if cursor = c.cat.Observe(gen, resp.Result); cursor == "" {
 			return nil
 		}
 	}
@@ -1328,10 +1275,8 @@ func (c *legacyOverModern) learnAllTools(ctx context.Context) error {
 // mirror sets the Mcp-Param-* headers of a tools/call from the tool's
 // bindings. It reports whether the tool has any.
 func (c *legacyOverModern) mirror(m *core.Message) bool {
-	c.mu.Lock()
-	bindings := c.tools[m.Name]
-	c.mu.Unlock()
-	if len(bindings) == 0 {
+	t := c.cat.Tool(m.Name)
+	if t == nil || len(t.Headers) == 0 {
 		return false
 	}
 	var p struct {
@@ -1342,10 +1287,10 @@ func (c *legacyOverModern) mirror(m *core.Message) bool {
 	if h == nil {
 		h = http.Header{}
 	}
-	for _, b := range bindings {
-		name := "Mcp-Param-" + b.header
+	for _, b := range t.Headers {
+		name := "Mcp-Param-" + b.Header
 		h.Del(name)
-		if v, ok := lomHeaderValue(p.Arguments, b.path); ok {
+		if v, ok := lomHeaderValue(p.Arguments, b.Path); ok {
 			h.Set(name, v)
 		}
 	}
