@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/mcpgate/mcpgate/internal/callctx"
+	"github.com/mcpgate/mcpgate/internal/catalog"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
@@ -90,7 +91,8 @@ func (g *gwSession) newRequest(w http.ResponseWriter, r *http.Request, id core.I
 func (r *request) Deadline() (time.Time, bool) { return r.dl, !r.dl.IsZero() }
 
 // Value implements context.Context: the request's target, its callctx
-// values and the caller's identity (core.CallerKey). Nothing else: the
+// values, the caller's identity (core.CallerKey) and the session's tool
+// catalog (catalog.Key). Nothing else: the
 // session's context, its parent, carries no values, and answering for it
 // would make context.Cause report the session's cause for the request.
 func (r *request) Value(key any) any {
@@ -102,6 +104,10 @@ func (r *request) Value(key any) any {
 	case core.CallerKey:
 		if r.t.caller != nil {
 			return r.t.caller
+		}
+	case catalog.Key:
+		if r.t.g != nil {
+			return r.t.g.catalog
 		}
 	}
 	return nil
