@@ -26,6 +26,8 @@ type Config struct {
 	Cluster Cluster `yaml:"cluster"`
 	// Auth is how clients authenticate on every route (see auth.go).
 	Auth *Auth `yaml:"auth"`
+	// Quotas are budgets on what sessions may do (see quota.go).
+	Quotas []Quota `yaml:"quotas"`
 }
 
 // Cluster configures the internal hop between replicas. A stdio session's
