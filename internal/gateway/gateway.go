@@ -17,7 +17,10 @@ import (
 	"github.com/mcpgate/mcpgate/internal/auth"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/frontend"
+	"github.com/mcpgate/mcpgate/internal/interceptors/quota"
+	"github.com/mcpgate/mcpgate/internal/meter"
 	"github.com/mcpgate/mcpgate/internal/metrics"
+	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/sessionid"
 	"github.com/mcpgate/mcpgate/internal/store"
@@ -35,6 +38,10 @@ type Options struct {
 	Logger *slog.Logger
 	// SessionHooks subscribe to session lifecycle events.
 	SessionHooks []session.Hooks
+	// Observe, if set, sees every route's events besides messages:
+	// refusals before the chain and the quota stage's decisions
+	// (pipeline.Event). It must not block.
+	Observe func(ctx context.Context, ev *pipeline.Event)
 	// Metrics is the registry the gateway's metrics go to, one per
 	// gateway. If nil, the gateway makes its own (see Gateway.Metrics).
 	Metrics *metrics.Registry
@@ -53,7 +60,10 @@ type Gateway struct {
 	sessions *session.Manager
 	front    *frontend.Frontend
 	rates    *rateLimits
-	procs    *procRecorder
+	// meters are the quotas' budgets of principals and tenants, kept
+	// across reloads; in Redis once Run binds them to a shared store.
+	meters *quota.Meters
+	procs  *procRecorder
 
 	// reloadMu serializes reloads; live is what they change (reload.go).
 	// cfg stays the configuration the gateway was built with: what a
@@ -92,6 +102,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	ss := cfg.Sessions
 	g.rates = newRateLimits(cfg, log)
+	g.meters = quota.NewMeters(cfg.Store.OnUnavailable == storeFailOpen, log)
 	g.procs = newProcRecorder(log)
 	g.live = &liveSet{cfg: cfg}
 	authn, err := g.newAuth(cfg)
@@ -136,7 +147,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		Creation:           g.rates.creationLimits(),
 		ResumeSessionBytes: int64(ss.Resumption.SessionBytes), ResumeTotalBytes: int64(ss.Resumption.TotalBytes),
 		IDs: ids, StoreFailOpen: cfg.Store.OnUnavailable == "fail-open",
-		Authenticate: authenticate,
+		Authenticate: authenticate, Observe: opts.Observe,
 	}, set.frontendRoutes())
 	if err != nil {
 		g.Close()
@@ -277,6 +288,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return err
 	}
 	g.rates.bind(ctx, st, g.cfg.Store.FlushInterval)
+	if rs, ok := st.(*redisstore.Store); ok {
+		// Principal and tenant budgets live in Redis, shared by every
+		// replica: one script call per reservation and per settle.
+		g.meters.Bind(func(name string, spec meter.Spec) meter.Meter {
+			return meter.NewRedis(ctx, rs.Scripter(), rs.KeyPrefix(), name, spec)
+		})
+	}
 	g.watchStore(st)
 	go func() {
 		if err := g.front.Subscribe(ctx); err != nil && ctx.Err() == nil {

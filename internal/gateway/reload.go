@@ -98,9 +98,14 @@ func (g *Gateway) buildRoutes(cfg *config.Config, prev routeSet, authn *auth.Aut
 				CacheTTL: rc.CacheHints.TTL, CacheScope: rc.CacheHints.Scope})
 			fresh = append(fresh, up)
 		}
+		stages, err := g.stages(cfg, stageEnv(rc.Name, g.log, g.Metrics()), authn)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("routes[%d] (%s): quotas: %w", i, rc.Name, err))
+			continue
+		}
 		set = append(set, &builtRoute{cfg: rc, up: up, fr: &frontend.Route{
 			Name: rc.Name, Path: rc.Path, Clients: rc.ClientEra, Upstream: up,
-			Stages:         g.stages(stageEnv(rc.Name, g.log, g.Metrics()), authn),
+			Stages:         stages,
 			RequestTimeout: rc.RequestTimeout, IdleTimeout: rc.IdleTimeout, TTL: rc.TTL,
 			Cap:        session.Cap{Max: rc.MaxSessions, Policy: session.Policy(rc.WhenFull)},
 			RetryTools: rc.RetryTools, TrustAnnotations: rc.TrustAnnotations,

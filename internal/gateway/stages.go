@@ -7,23 +7,57 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcpgate/mcpgate/internal/auth"
+	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/interceptors/logging"
+	"github.com/mcpgate/mcpgate/internal/interceptors/quota"
 	"github.com/mcpgate/mcpgate/internal/interceptors/ratelimit"
 	"github.com/mcpgate/mcpgate/internal/metrics"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
+	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
 // stages builds a route's pipeline stages from the configuration. Their
 // order is pipeline.Order's, not this list's; a stage that is configured
 // off is left out of the chain (it costs nothing).
-func (g *Gateway) stages(env pipeline.Env, authn *auth.Authenticator) []pipeline.Stage {
+func (g *Gateway) stages(cfg *config.Config, env pipeline.Env, authn *auth.Authenticator) ([]pipeline.Stage, error) {
+	q, err := quota.New(quota.Options{
+		Route: env.Route, Quotas: cfg.Quotas, Meters: g.meters, Logger: env.Logger, Metrics: env.Metrics,
+		End: func(info *core.SessionInfo, reason string) {
+			if g.sessions != nil {
+				_ = g.sessions.End(context.Background(), info.ID, session.Reason(reason))
+			}
+		},
+		Observe: func(ctx context.Context, info *core.SessionInfo, ev *pipeline.Event) {
+			if f := g.observed.Load(); f != nil {
+				f.Observe(ctx, info, ev)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	// One stage, limits: the request rate first (it refuses without
+	// counting anything), then the quotas.
+	limits := q.Stage()
+	limits.ClientToServer = both(ratelimit.New(g.rates.requestLimiter()), limits.ClientToServer)
 	return []pipeline.Stage{
 		{Name: "logging", Interceptor: logging.New(g.log)},
 		authn.Stage(env.Route),
-		{Name: "limits", ClientToServer: ratelimit.New(g.rates.requestLimiter())},
+		limits,
+	}, nil
+}
+
+// both is outer wrapping inner; either may be nil (off).
+func both(outer, inner core.Interceptor) core.Interceptor {
+	switch {
+	case outer == nil:
+		return inner
+	case inner == nil:
+		return outer
 	}
+	return func(next core.Handler) core.Handler { return outer(inner(next)) }
 }
 
 // stageEnv is what the stages of one route are built with; without a

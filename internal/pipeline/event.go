@@ -22,6 +22,22 @@ const (
 	// on their own (MRTR retries, the bridge's tools/list refresh, the
 	// legacy side's initialize, notifications/cancelled). Origin names who.
 	Originated
+	// QuotaDecision: the quota stage decided against a message or warned
+	// about it: Decision says what (refused before the upstream was
+	// called, result withheld, cut off at call_timeout, session ended at
+	// session_time, warned at the soft threshold), Quota names the quota
+	// and Limit the limit ("requests", "tool:search", "result_bytes"),
+	// Err is what the client got (nil for a warning).
+	QuotaDecision
+)
+
+// Decisions of a QuotaDecision event (Event.Decision).
+const (
+	DecisionRefused     = "refused"
+	DecisionWithheld    = "withheld"
+	DecisionTimeout     = "timeout"
+	DecisionSessionTime = "session_time"
+	DecisionWarning     = "warning"
 )
 
 func (k EventKind) String() string {
@@ -30,6 +46,8 @@ func (k EventKind) String() string {
 		return "refused"
 	case Originated:
 		return "originated"
+	case QuotaDecision:
+		return "quota"
 	}
 	return "unknown"
 }
@@ -54,6 +72,13 @@ type Event struct {
 	// Origin names the part of the gateway that made an Originated
 	// message: "reestablish", "bridge", "upstream".
 	Origin string
+	// Quota, Limit and Decision describe a QuotaDecision, with Usage and
+	// Max the limit's usage and maximum.
+	Quota    string
+	Limit    string
+	Decision string
+	Usage    int64
+	Max      int64
 	// Request data of a Refused event: the HTTP method, the path, the
 	// client address (as trusted-proxy rules derive it) and principal.
 	HTTPMethod string

@@ -32,6 +32,7 @@ const (
 	ReasonEndedElsewhere Reason = "ended_elsewhere" // another replica ended it
 	ReasonRouteRemoved   Reason = "route_removed"   // a reload removed the session's route
 	ReasonRouteChanged   Reason = "route_changed"   // a reload gave the session's route another upstream
+	ReasonQuota          Reason = "quota"           // a quota ended it (session_time)
 )
 
 // Hooks are called on lifecycle events. Each may be nil. They run
