@@ -428,7 +428,7 @@ func (s *Stage) call(ctx context.Context, st *state, m *core.Message, next core.
 				}
 			}
 		}
-		if serr := h.a.m.Settle(ctx, &h.r, now); serr != nil && refused == nil {
+		if serr := settle(ctx, h.a, &h.r, now); serr != nil && refused == nil {
 			if _, isRefusal := meter.Refused(serr); isRefusal {
 				refused, by = serr, h.a
 				continue
@@ -492,7 +492,21 @@ func reserve(ctx context.Context, a *applied, cs []meter.Charge, now time.Time) 
 	case *sharedMeter:
 		return m.Reserve(ctx, a.key, cs, now)
 	}
-	return a.m.Reserve(ctx, a.key, cs, now)
+	return a.m.Reserve(ctx, a.key, slices.Clone(cs), now)
+}
+
+// settle is reserve's twin: the reservation stays where it is.
+func settle(ctx context.Context, a *applied, r *meter.Reservation, now time.Time) error {
+	switch m := a.m.(type) {
+	case *meter.Counters:
+		return m.Settle(ctx, r, now)
+	case *sharedMeter:
+		return m.Settle(ctx, r, now)
+	}
+	heap := *r
+	err := a.m.Settle(ctx, &heap, now)
+	*r = heap
+	return err
 }
 
 // release gives back what the reservations took for a request that did
@@ -511,7 +525,7 @@ func (s *Stage) release(ctx context.Context, hs []held, now time.Time, sent bool
 				h.r.Actual[p] = 0
 			}
 		}
-		if err := h.a.m.Settle(ctx, &h.r, now); err != nil {
+		if err := settle(ctx, h.a, &h.r, now); err != nil {
 			s.log.Warn("quota_settle_failed", "quota", h.a.q.cfg.Name, "error", err)
 		}
 	}
@@ -842,7 +856,9 @@ func (m *sharedMeter) Reserve(ctx context.Context, key string, cs []meter.Charge
 	if sh == nil {
 		return m.local.Reserve(ctx, key, cs, now)
 	}
-	r, err := sh.Reserve(ctx, key, cs, now)
+	// The shared meter is Redis: a round trip; copies cost nothing next
+	// to it, and keep the caller's charges on its stack.
+	r, err := sh.Reserve(ctx, key, slices.Clone(cs), now)
 	if _, refused := meter.Refused(err); err == nil || refused {
 		if m.down.Load() && m.down.CompareAndSwap(true, false) {
 			m.log.Info("quota_store_recovered", "quota", m.name)
@@ -866,7 +882,10 @@ func (m *sharedMeter) Settle(ctx context.Context, r *meter.Reservation, now time
 		return nil
 	}
 	if sh := m.shared.Load(); sh != nil {
-		return sh.Settle(ctx, r, now)
+		heap := *r
+		err := sh.Settle(ctx, &heap, now)
+		*r = heap
+		return err
 	}
 	return m.local.Settle(ctx, r, now)
 }

@@ -1,0 +1,337 @@
+package quota
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/core"
+	"github.com/mcpgate/mcpgate/internal/pipeline"
+)
+
+// harness is a chain of the quota stage alone in front of a terminal that
+// answers tools/call with a text of the size its argument n asks for.
+type harness struct {
+	t      testing.TB
+	chain  *pipeline.Chain
+	stage  *Stage
+	mu     sync.Mutex
+	events []pipeline.Event
+	ended  []string
+	hold   chan struct{} // when set, the terminal waits for it
+	calls  int
+}
+
+func newHarness(t testing.TB, quotas ...config.Quota) *harness {
+	t.Helper()
+	h := &harness{t: t}
+	cfg := &config.Config{Quotas: quotas}
+	cfg.SetDefaults()
+	for i := range cfg.Quotas {
+		q := &cfg.Quotas[i]
+		if q.Per == "" {
+			q.Per = config.QuotaPerSession
+		}
+	}
+	s, err := New(Options{Route: "r", Quotas: cfg.Quotas, Meters: NewMeters(false, nil),
+		End: func(info *core.SessionInfo, reason string) {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			h.ended = append(h.ended, info.ID+":"+reason)
+		},
+		Observe: func(_ context.Context, _ *core.SessionInfo, ev *pipeline.Event) {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			h.events = append(h.events, *ev)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.stage = s
+	h.chain = h.build()
+	return h
+}
+
+func (h *harness) build() *pipeline.Chain {
+	ch, err := pipeline.Build("r", h.terminal, nil, []pipeline.Stage{h.stage.Stage()})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return ch
+}
+
+func (h *harness) terminal(ctx context.Context, m *core.Message) (*core.Message, error) {
+	h.mu.Lock()
+	h.calls++
+	hold := h.hold
+	h.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	var p struct {
+		Arguments struct {
+			N int `json:"n"`
+		} `json:"arguments"`
+	}
+	_ = json.Unmarshal(m.Params, &p)
+	text, _ := json.Marshal(strings.Repeat("x", p.Arguments.N))
+	return core.ResultResponse(m.ID, []byte(`{"content":[{"type":"text","text":`+string(text)+`}]}`)), nil
+}
+
+func session(id, principal, tenant string) *core.SessionInfo {
+	return &core.SessionInfo{ID: id, Route: "r", Principal: principal, Tenant: tenant, RemoteAddr: "10.0.0.1:1", Stages: new(core.StageHolder)}
+}
+
+// send passes one request of s through the chain.
+func (h *harness) send(s *core.SessionInfo, method, name string, n int) (*core.Message, error) {
+	h.t.Helper()
+	params := `{}`
+	if name != "" {
+		params = `{"name":"` + name + `","arguments":{"n":` + strconv.Itoa(n) + `}}`
+	}
+	m, err := core.Decode([]byte(`{"jsonrpc":"2.0","id":1,"method":"` + method + `","params":` + params + `}`))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	m.Session, m.Direction = s, core.ClientToServer
+	h.chain.Enter(s)
+	return h.chain.ClientToServer(context.Background(), m)
+}
+
+// refused sends a request and returns its refusal (Limit "" for none).
+func (h *harness) refused(s *core.SessionInfo, method, name string, n int) Refusal {
+	h.t.Helper()
+	resp, err := h.send(s, method, name, n)
+	return refusalOf(h.t, resp, err)
+}
+
+// refusalOf is the refusal in a response or error ("" limit: none).
+func refusalOf(t testing.TB, resp *core.Message, err error) Refusal {
+	t.Helper()
+	var r Refusal
+	var e *core.Error
+	switch {
+	case errors.As(err, &e):
+		if d, ok := e.Data.(Refusal); ok {
+			return d
+		}
+		t.Fatalf("error without a refusal: %v", err)
+	case err != nil:
+		t.Fatalf("error: %v", err)
+	case resp != nil && strings.Contains(string(resp.Result), `"isError":true`):
+		var res struct {
+			Meta map[string]Refusal `json:"_meta"`
+		}
+		if err := json.Unmarshal(resp.Result, &res); err != nil {
+			t.Fatal(err)
+		}
+		return res.Meta[metaKey]
+	}
+	return r
+}
+
+// TestLimits: a table of every counted limit kind, per session and per
+// principal, through the chain.
+func TestLimits(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name   string
+		q      config.Quota
+		method string
+		tool   string
+		n      int // result size
+		admit  int // requests admitted before the first refusal
+		limit  string
+	}{
+		{"requests", config.Quota{Requests: 3}, "tools/list", "", 0, 3, LimitRequests},
+		{"tool_calls", config.Quota{ToolCalls: 2}, "tools/call", "echo", 0, 2, LimitToolCalls},
+		{"tools", config.Quota{Tools: map[string]int64{"echo": 4}}, "tools/call", "echo", 0, 4, "tool:echo"},
+		{"result_bytes", config.Quota{ResultBytes: 1000}, "tools/call", "echo", 300, 2, LimitResultBytes},
+		{"result_tokens bytes4", config.Quota{ResultTokens: 100, Tokenizer: "bytes4"}, "tools/call", "echo", 120, 3, LimitResultTokens},
+		{"per principal", config.Quota{Per: "principal", Window: time.Hour, Requests: 2}, "tools/list", "", 0, 2, LimitRequests},
+		{"per tenant", config.Quota{Per: "tenant", Window: time.Hour, ToolCalls: 5}, "tools/call", "echo", 0, 5, LimitToolCalls},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.q.Name = "q"
+			h := newHarness(t, tt.q)
+			s := session("s1", "alice", "acme")
+			for i := range tt.admit {
+				resp, err := h.send(s, tt.method, tt.tool, tt.n)
+				if r := refusalOf(t, resp, err); r.Limit != "" {
+					t.Fatalf("request %d refused: %+v", i+1, r)
+				}
+			}
+			resp, err := h.send(s, tt.method, tt.tool, tt.n)
+			r := refusalOf(t, resp, err)
+			if r.Quota != "q" || r.Limit != tt.limit {
+				t.Fatalf("refusal = %+v, want q/%s", r, tt.limit)
+			}
+			if tt.method == "tools/call" && err != nil {
+				t.Errorf("tools/call refused with an error, want an isError result: %v", err)
+			}
+			if tt.method != "tools/call" {
+				var e *core.Error
+				if !errors.As(err, &e) || e.Code != core.CodeSessionCap || e.HTTPStatus() != 200 {
+					t.Errorf("refusal error = %v, want -32013 inside the session", err)
+				}
+			}
+			// A second session of the same principal shares a principal's
+			// or tenant's budget, not a session's.
+			resp, err = h.send(session("s2", "alice", "acme"), tt.method, tt.tool, tt.n)
+			shared := tt.q.Per != "" && tt.q.Per != config.QuotaPerSession
+			if got := refusalOf(t, resp, err).Limit != ""; got != shared {
+				t.Errorf("second session refused = %v, want %v", got, shared)
+			}
+		})
+	}
+}
+
+// TestRollingWindowResets: a principal's budget refills as its window
+// rolls, and the refusal says when.
+func TestRollingWindowResets(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, config.Quota{Name: "hourly", Per: "principal", Window: time.Hour, ToolCalls: 2})
+		s := session("s", "alice", "")
+		h.send(s, "tools/call", "echo", 0)
+		time.Sleep(30 * time.Minute)
+		h.send(s, "tools/call", "echo", 0)
+		resp, err := h.send(s, "tools/call", "echo", 0)
+		r := refusalOf(t, resp, err)
+		if r.ResetsInSeconds == nil || *r.ResetsInSeconds < 30*60 || *r.ResetsInSeconds > 33*60 {
+			t.Fatalf("refusal = %+v, want a reset in 30-33 minutes", r)
+		}
+		time.Sleep(time.Duration(*r.ResetsInSeconds) * time.Second)
+		resp, err = h.send(s, "tools/call", "echo", 0)
+		if r := refusalOf(t, resp, err); r.Limit != "" {
+			t.Fatalf("after the reset: %+v", r)
+		}
+	})
+}
+
+// TestConcurrentAndCallTimeout: requests in flight are capped and given
+// back when they finish; call_timeout cuts a call off with a refusal
+// naming it, and its place is given back.
+func TestConcurrentAndCallTimeout(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, config.Quota{Name: "c", Concurrent: 1, CallTimeout: time.Second})
+		h.hold = make(chan struct{})
+		s := session("s", "alice", "")
+		done := make(chan Refusal)
+		go func() {
+			resp, err := h.send(s, "tools/call", "echo", 0)
+			done <- refusalOf(t, resp, err)
+		}()
+		synctest.Wait()
+		resp, err := h.send(s, "tools/call", "echo", 0)
+		if r := refusalOf(t, resp, err); r.Limit != LimitConcurrent {
+			t.Fatalf("second in flight: %+v", r)
+		}
+		if r := <-done; r.Limit != LimitCallTimeout || !strings.Contains(r.Message, "cut off") {
+			t.Fatalf("held call = %+v, want cut off at call_timeout", r)
+		}
+		close(h.hold)
+		if r := h.refused(s, "tools/call", "echo", 0); r.Limit != "" {
+			t.Fatalf("after the cut off: %+v", r)
+		}
+	})
+}
+
+// TestSessionTime: a session is ended with reason quota when its
+// session_time is spent, by its timer or by its next request.
+func TestSessionTime(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, config.Quota{Name: "st", SessionTime: time.Hour})
+		s := session("s", "alice", "")
+		if r := h.refused(s, "tools/list", "", 0); r.Limit != "" {
+			t.Fatal(r)
+		}
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		h.mu.Lock()
+		ended := append([]string(nil), h.ended...)
+		h.mu.Unlock()
+		if len(ended) != 1 || ended[0] != "s:quota" {
+			t.Fatalf("ended = %v", ended)
+		}
+		_, err := h.send(s, "tools/list", "", 0)
+		var e *core.Error
+		if !errors.As(err, &e) || e.HTTPStatus() != 404 || !strings.Contains(e.Message, "session_time") {
+			t.Fatalf("a request after session_time: %v", err)
+		}
+	})
+}
+
+// TestWarnAndEvents: warn_at is reported once, and every decision is an
+// event naming the quota.
+func TestWarnAndEvents(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, config.Quota{Name: "w", Requests: 4, WarnAt: 0.5})
+	s := session("s", "alice", "")
+	for range 5 {
+		h.send(s, "ping", "", 0)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var got []string
+	for _, ev := range h.events {
+		got = append(got, ev.Decision+":"+ev.Quota+":"+ev.Limit)
+	}
+	want := []string{"warning:w:requests", "refused:w:requests"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("events = %v, want %v", got, want)
+	}
+}
+
+// TestReloadKeepsUsage: a session moving to a chain rebuilt with the same
+// quota keeps its usage; principal budgets are the gateway's (Meters).
+func TestReloadKeepsUsage(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, config.Quota{Name: "r", Requests: 2})
+	s := session("s", "alice", "")
+	h.send(s, "ping", "", 0)
+	h.send(s, "ping", "", 0)
+	h.chain = h.build() // a reload
+	if r := h.refused(s, "ping", "", 0); r.Limit != LimitRequests {
+		t.Errorf("after the reload: %+v, want the spent budget kept", r)
+	}
+}
+
+// TestNoQuotaNoStage: a route no quota matches has no quota stage.
+func TestNoQuotaNoStage(t *testing.T) {
+	t.Parallel()
+	s, err := New(Options{Route: "other", Quotas: []config.Quota{{Name: "q", Requests: 1, Match: config.QuotaMatch{Routes: []string{"r"}}}}})
+	if err != nil || s != nil {
+		t.Fatalf("New = %v, %v; want no stage", s, err)
+	}
+	st := s.Stage()
+	if st.ClientToServer != nil || st.Session != nil {
+		t.Error("the nil stage has interceptors")
+	}
+}
+
+func FuzzCountTokens(f *testing.F) {
+	f.Add([]byte(`{"content":[{"type":"text","text":"hello"},{"type":"resource","resource":{"text":"more"}}]}`))
+	f.Add([]byte(`{"contents":[{"uri":"x","text":"body"}]}`))
+	f.Add([]byte(`{"messages":[{"role":"user","content":{"type":"text","text":"hi"}},{"content":[{"type":"text","text":"a b"}]}]}`))
+	tok := mustTokens(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if n := countTokens(tok, b); n < 0 || n > int64(len(b)) {
+			t.Errorf("countTokens(%d bytes) = %d", len(b), n)
+		}
+	})
+}
