@@ -62,8 +62,9 @@ type Gateway struct {
 	rates    *rateLimits
 	// meters are the quotas' budgets of principals and tenants, kept
 	// across reloads; in Redis once Run binds them to a shared store.
-	meters *quota.Meters
-	procs  *procRecorder
+	meters     *quota.Meters
+	quotaState *quotaState // saves meters to an embedded store
+	procs      *procRecorder
 
 	// reloadMu serializes reloads; live is what they change (reload.go).
 	// cfg stays the configuration the gateway was built with: what a
@@ -294,6 +295,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		g.meters.Bind(func(name string, spec meter.Spec) meter.Meter {
 			return meter.NewRedis(ctx, rs.Scripter(), rs.KeyPrefix(), name, spec)
 		})
+	} else {
+		g.quotaState = bindQuotaState(ctx, g.meters, st, g.cfg.Store.FlushInterval, g.log)
 	}
 	g.watchStore(st)
 	go func() {
@@ -399,6 +402,7 @@ func (g *Gateway) shutdown(servers []*http.Server) {
 	<-drained
 	g.retiring.Wait() // routes a reload took out close their own upstreams
 	g.rates.close()
+	g.quotaState.close()
 	g.closeUpstreams()
 	g.closeAuth()
 	g.closeStore()

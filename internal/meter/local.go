@@ -23,6 +23,7 @@ type Local struct {
 	seed    maphash.Seed
 	n       atomic.Int64 // keys tracked
 	swept   atomic.Int64 // when every shard was last swept, Unix ns
+	version atomic.Uint64
 	shards  [shards]localShard
 }
 
@@ -55,7 +56,7 @@ func (l *Local) Spec() *Spec { return &l.spec }
 // never drops a budget between its look-up and its use. A key not tracked
 // is made when create is set; otherwise f gets nil.
 func (l *Local) with(key string, now time.Time, create bool, f func(*Counters)) error {
-	sh := &l.shards[maphash.String(l.seed, key)%shards]
+	sh := &l.shards[l.shardOf(key)]
 	if err := sh.with(l, key, now, create, f); err != ErrTooManyKeys {
 		return err
 	}
@@ -71,6 +72,8 @@ func (l *Local) with(key string, now time.Time, create bool, f func(*Counters)) 
 	}
 	return sh.with(l, key, now, create, f)
 }
+
+func (l *Local) shardOf(key string) uint64 { return maphash.String(l.seed, key) % shards }
 
 func (sh *localShard) with(l *Local, key string, now time.Time, create bool, f func(*Counters)) error {
 	sh.mu.Lock()
@@ -108,6 +111,9 @@ func (l *Local) Reserve(ctx context.Context, key string, charges []Charge, now t
 	if werr := l.with(key, now, true, func(c *Counters) { r, err = c.Reserve(ctx, key, charges, now) }); werr != nil {
 		return r, werr
 	}
+	if err == nil {
+		l.version.Add(1)
+	}
 	return r, err
 }
 
@@ -122,6 +128,7 @@ func (l *Local) Settle(ctx context.Context, r *Reservation, now time.Time) (err 
 		r.n = 0
 		return werr
 	}
+	l.version.Add(1)
 	return err
 }
 

@@ -259,3 +259,60 @@ func TestLocalConcurrent(t *testing.T) {
 		t.Errorf("admitted %d, want exactly 500", got)
 	}
 }
+
+// TestSnapshot: a Local meter's budgets survive a snapshot into another
+// meter of the same spec (what was in flight does not), and a snapshot of
+// another spec restores nothing.
+func TestSnapshot(t *testing.T) {
+	t.Parallel()
+	l := meter.NewLocal(spec(time.Hour), 0)
+	v := l.Version()
+	r := mustReserve(t, l, "acme/alice", meter.Charge{Counter: cRequests, Amount: 1}, meter.Charge{Counter: cInflight}, meter.Charge{Counter: cBytes, Amount: 10, Clamp: true})
+	r.Actual[2] = 70
+	if err := l.Settle(t.Context(), &r, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	mustReserve(t, l, "acme/alice", meter.Charge{Counter: cInflight}) // in flight at the snapshot
+	if l.Version() == v {
+		t.Error("Version did not change")
+	}
+	data, err := l.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := meter.NewLocal(spec(time.Hour), 0)
+	if err := back.UnmarshalBinary(data); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []int64{1, 70, 0} {
+		if got := back.Usage("acme/alice", i, time.Now()); got != want {
+			t.Errorf("counter %d restored as %d, want %d", i, got, want)
+		}
+	}
+	_, err = back.Reserve(t.Context(), "acme/alice", []meter.Charge{{Counter: cBytes, Amount: 31}}, time.Now())
+	refusal(t, err, "result_bytes")
+	other := meter.NewLocal(spec(time.Minute), 0)
+	if err := other.UnmarshalBinary(data); err == nil {
+		t.Error("a snapshot of another window was restored")
+	}
+	if err := back.UnmarshalBinary([]byte("{")); err == nil {
+		t.Error("garbage restored")
+	}
+}
+
+func FuzzSnapshot(f *testing.F) {
+	l := meter.NewLocal(spec(time.Hour), 0)
+	if _, err := l.Reserve(context.Background(), "k", []meter.Charge{{Counter: cRequests, Amount: 1}}, time.Now()); err != nil {
+		f.Fatal(err)
+	}
+	data, _ := l.MarshalBinary()
+	f.Add(data)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m := meter.NewLocal(spec(time.Hour), 0)
+		if m.UnmarshalBinary(b) != nil {
+			return
+		}
+		// Whatever was restored can be used without a panic.
+		_, _ = m.Reserve(context.Background(), "k", []meter.Charge{{Counter: cRequests, Amount: 1}, {Counter: cBytes, Amount: 5, Clamp: true}}, time.Now())
+	})
+}

@@ -145,6 +145,14 @@ var quotaKeysOnce sync.Once
 // and an event recorder; mutate may adjust the configuration further.
 func startQuotaGateway(t *testing.T, qs *quotaServer, quotas []config.Quota, mutate func(*config.Config)) (*gw, *quotaEvents) {
 	t.Helper()
+	g, evs, _ := startQuotaGatewayStop(t, qs, quotas, mutate)
+	return g, evs
+}
+
+// startQuotaGatewayStop is startQuotaGateway that can be stopped before
+// the test ends.
+func startQuotaGatewayStop(t *testing.T, qs *quotaServer, quotas []config.Quota, mutate func(*config.Config)) (*gw, *quotaEvents, func()) {
+	t.Helper()
 	quotaKeysOnce.Do(func() { quotaAuth() })
 	evs := &quotaEvents{}
 	cfg := &config.Config{Listeners: []config.Listener{{Address: "127.0.0.1:0"}}, Routes: []config.Route{httpRoute("q", "/mcp", qs.URL)}}
@@ -163,8 +171,8 @@ func startQuotaGateway(t *testing.T, qs *quotaServer, quotas []config.Quota, mut
 	if err != nil {
 		t.Fatal(err)
 	}
-	runGateway(t, g)
-	return &gw{Gateway: g, URL: "http://" + g.Addrs()[0].String()}, evs
+	stop := runGateway(t, g)
+	return &gw{Gateway: g, URL: "http://" + g.Addrs()[0].String()}, evs, stop
 }
 
 // quotaClient is a go-sdk session as one principal ("" anonymous) that
@@ -481,4 +489,27 @@ func TestQuotaRedisSharedByTwoGateways(t *testing.T) {
 	if got := qs.calls.Load(); got != 4 {
 		t.Errorf("server got %d calls, want 4", got)
 	}
+}
+
+// TestQuotaSurvivesRestart: with the embedded store a principal's budget
+// survives a restart of the gateway.
+func TestQuotaSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	qs := newQuotaServer(t)
+	dir := t.TempDir()
+	quotas := []config.Quota{{Name: "daily", Per: "principal", Window: 24 * time.Hour, ToolCalls: 3}}
+	embedded := func(c *config.Config) {
+		c.Store.Kind = config.StoreEmbedded
+		c.Store.DataDir = dir
+	}
+	g1, _, stop := startQuotaGatewayStop(t, qs, quotas, embedded)
+	a := connectAs(t, g1.URL, "alice")
+	a.mustPass(t, "echo", nil)
+	a.mustPass(t, "echo", nil)
+	_ = a.Close()
+	stop()
+	g2, _ := startQuotaGateway(t, qs, quotas, embedded)
+	b := connectAs(t, g2.URL, "alice")
+	b.mustPass(t, "echo", nil)
+	b.mustRefuse(t, "echo", nil, "daily", "tool_calls")
 }

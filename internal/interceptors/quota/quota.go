@@ -821,6 +821,18 @@ func (ms *Meters) Bind(shared func(name string, spec meter.Spec) meter.Meter) {
 	}
 }
 
+// Locals are the in-memory budgets by quota name (principal and tenant
+// quotas), for a store that keeps them across restarts.
+func (ms *Meters) Locals() map[string]*meter.Local {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	out := make(map[string]*meter.Local, len(ms.byName))
+	for name, m := range ms.byName {
+		out[name] = m.local
+	}
+	return out
+}
+
 func (ms *Meters) get(name string, spec *meter.Spec) *sharedMeter {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
