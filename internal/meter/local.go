@@ -121,11 +121,11 @@ func (l *Local) Reserve(ctx context.Context, key string, charges []Charge, now t
 // key dropped since (its budget had nothing left to give back) is settled
 // against a fresh budget.
 func (l *Local) Settle(ctx context.Context, r *Reservation, now time.Time) (err error) {
-	if r.n == 0 {
+	if r.n == 0 || r.done {
 		return nil
 	}
 	if werr := l.with(r.key, now, true, func(c *Counters) { err = c.Settle(ctx, r, now) }); werr != nil {
-		r.n = 0
+		r.done = true
 		return werr
 	}
 	l.version.Add(1)

@@ -100,6 +100,7 @@ type Reservation struct {
 	c     [MaxCharges]Charge
 	held  [MaxCharges]int64
 	lease uint64 // the gauges' lease id, for a shared meter
+	done  bool   // settled
 	// Actual is each charge's final amount, by position in the charges
 	// given to Reserve; it starts as what was held, so that a charge whose
 	// estimate was exact needs nothing. Set it before Settle.
@@ -110,6 +111,9 @@ type Reservation struct {
 
 // Len is the number of charges.
 func (r *Reservation) Len() int { return r.n }
+
+// Settled reports whether Settle ran (or a meter gave up settling it).
+func (r *Reservation) Settled() bool { return r.done }
 
 // Held is what the i-th charge holds (an estimate may be clamped).
 func (r *Reservation) Held(i int) int64 { return r.held[i] }
@@ -292,7 +296,7 @@ func (c *Counters) Reserve(_ context.Context, key string, charges []Charge, now 
 // fits is refused: nothing of that charge stays counted, the other charges
 // are settled, and the first such refusal is returned.
 func (c *Counters) Settle(_ context.Context, r *Reservation, now time.Time) error {
-	if r.n == 0 {
+	if r.n == 0 || r.done {
 		return nil
 	}
 	c.mu.Lock()
@@ -329,7 +333,7 @@ func (c *Counters) Settle(_ context.Context, r *Reservation, now time.Time) erro
 		}
 		r.Used[k] = c.total[ch.Counter]
 	}
-	r.n = 0 // settled once
+	r.done = true // settled once
 	if refusal != nil {
 		return refusal
 	}

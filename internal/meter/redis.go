@@ -128,11 +128,11 @@ func (m *Redis) refusal(res []int64, charges []Charge) error {
 // estimates counted; gauges until their lease lapses: the strict side) and
 // the error is returned.
 func (m *Redis) Settle(ctx context.Context, r *Reservation, _ time.Time) error {
-	if r.n == 0 {
+	if r.n == 0 || r.done {
 		return nil
 	}
 	n := r.n
-	r.n = 0
+	r.done = true
 	keys := make([]string, n)
 	args := make([]any, 0, 4+4*n)
 	args = append(args, m.argW, Slots, m.member(r.lease), r.slot)

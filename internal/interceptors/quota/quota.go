@@ -252,6 +252,9 @@ func (s *Stage) Session(info *core.SessionInfo, prev any) any {
 		if !q.cfg.MatchesIdentity(info.Tenant, info.Principal, info.Groups) {
 			continue
 		}
+		if q.cfg.Per == config.QuotaPerTenant && info.Tenant == "" {
+			continue // in no tenant: no tenant's budget
+		}
 		a := &applied{q: q, warned: make([]atomic.Bool, len(q.spec.Counters))}
 		switch {
 		case len(q.spec.Counters) == 0:
@@ -380,7 +383,7 @@ func (s *Stage) call(ctx context.Context, st *state, m *core.Message, next core.
 		}
 		h.r = r
 		hs = append(hs, h)
-		s.warn(ctx, st, a, m, &h.r)
+		s.warn(ctx, st, a, m, &h.r, false)
 	}
 	callCtx := ctx
 	if st.timeout > 0 {
@@ -435,7 +438,7 @@ func (s *Stage) call(ctx context.Context, st *state, m *core.Message, next core.
 			}
 			s.log.Warn("quota_settle_failed", "quota", h.a.q.cfg.Name, "error", serr)
 		}
-		s.warn(ctx, st, h.a, m, &h.r)
+		s.warn(ctx, st, h.a, m, &h.r, true)
 	}
 	if refused != nil {
 		return s.refuse(ctx, st, by, m, refused, pipeline.DecisionWithheld)
@@ -756,14 +759,18 @@ func (s *Stage) expire(ctx context.Context, st *state, m *core.Message) error {
 }
 
 // warn tells the client, once per session and limit, that a counter of a
-// reached the soft threshold.
-func (s *Stage) warn(ctx context.Context, st *state, a *applied, m *core.Message, r *meter.Reservation) {
+// reached the soft threshold: after Reserve (estimates are not usage yet)
+// or after Settle.
+func (s *Stage) warn(ctx context.Context, st *state, a *applied, m *core.Message, r *meter.Reservation, settled bool) {
 	at := a.q.cfg.WarnAt
 	if at <= 0 {
 		return
 	}
 	for k := range r.Len() {
 		c := r.Charge(k)
+		if c.Clamp && !settled {
+			continue
+		}
 		ctr := a.q.spec.Counters[c.Counter]
 		used := r.Used[k]
 		if float64(used) < at*float64(ctr.Limit) || a.warned[c.Counter].Load() || !a.warned[c.Counter].CompareAndSwap(false, true) {
@@ -890,7 +897,7 @@ func (m *sharedMeter) Reserve(ctx context.Context, key string, cs []meter.Charge
 }
 
 func (m *sharedMeter) Settle(ctx context.Context, r *meter.Reservation, now time.Time) error {
-	if r.Len() == 0 {
+	if r.Len() == 0 || r.Settled() {
 		return nil
 	}
 	if sh := m.shared.Load(); sh != nil {

@@ -297,6 +297,33 @@ func TestWarnAndEvents(t *testing.T) {
 	}
 }
 
+// TestWarnOnResults: a result budget warns when a settled result reaches
+// the threshold, not when an estimate is held.
+func TestWarnOnResults(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, config.Quota{Name: "b", ResultBytes: 1000, WarnAt: 0.5})
+	s := session("s", "alice", "")
+	h.send(s, "tools/call", "echo", 300) // ~330 bytes of result
+	h.send(s, "tools/call", "echo", 300) // estimate held: not a warning yet; settled: ~660
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.events) != 1 || h.events[0].Decision != pipeline.DecisionWarning || h.events[0].Limit != LimitResultBytes || h.events[0].Usage < 500 {
+		t.Errorf("events = %+v, want one result_bytes warning past 500", h.events)
+	}
+}
+
+// TestTenantlessSessions: a session in no tenant is outside every tenant
+// budget.
+func TestTenantlessSessions(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, config.Quota{Name: "t", Per: "tenant", Window: time.Hour, Requests: 1})
+	for i := range 3 {
+		if r := h.refused(session("s"+strconv.Itoa(i), "p"+strconv.Itoa(i), ""), "ping", "", 0); r.Limit != "" {
+			t.Fatalf("session %d in no tenant refused: %+v", i, r)
+		}
+	}
+}
+
 // TestReloadKeepsUsage: a session moving to a chain rebuilt with the same
 // quota keeps its usage; principal budgets are the gateway's (Meters).
 func TestReloadKeepsUsage(t *testing.T) {
