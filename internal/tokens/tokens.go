@@ -4,8 +4,9 @@
 // loader): nothing is downloaded, ever. bytes4 is the cheap estimate of
 // one token per four bytes.
 //
-// An encoding is loaded on its first use (tens of milliseconds and some
-// tens of MB), so a gateway whose quotas count no tokens never loads one.
+// An encoding is loaded by the first New that asks for it (a few hundred
+// milliseconds and some tens of MB), when the gateway builds a quota that
+// counts tokens: a gateway whose quotas count none never loads one.
 //
 // Long runs of text without white space are encoded in pieces of at most
 // 128 bytes (others at white space within 1 KiB): byte-pair encoding is quadratic in a piece's length, and results

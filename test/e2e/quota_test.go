@@ -185,6 +185,12 @@ type quotaClient struct {
 
 func connectAs(t *testing.T, url, principal string) *quotaClient {
 	t.Helper()
+	return connectVersion(t, url, principal, "2025-11-25")
+}
+
+// connectVersion is connectAs in a protocol version of choice.
+func connectVersion(t *testing.T, url, principal, version string) *quotaClient {
+	t.Helper()
 	qc := &quotaClient{}
 	c := mcp.NewClient(&mcp.Implementation{Name: "quota-client", Version: "1"}, &mcp.ClientOptions{
 		LoggingMessageHandler: func(_ context.Context, req *mcp.LoggingMessageRequest) {
@@ -197,7 +203,7 @@ func connectAs(t *testing.T, url, principal string) *quotaClient {
 	if principal != "" {
 		_, tr.HTTPClient = newBearerClient(quotaKeys[principal])
 	}
-	cs, err := c.Connect(t.Context(), tr, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	cs, err := c.Connect(t.Context(), tr, &mcp.ClientSessionOptions{ProtocolVersion: version})
 	if err != nil {
 		t.Fatalf("connect as %q: %v", principal, err)
 	}
@@ -512,4 +518,22 @@ func TestQuotaSurvivesRestart(t *testing.T) {
 	b := connectAs(t, g2.URL, "alice")
 	b.mustPass(t, "echo", nil)
 	b.mustRefuse(t, "echo", nil, "daily", "tool_calls")
+}
+
+// TestQuotaModernClient: a 2026-07-28 client (its requests translated for
+// the legacy server) meets the same budgets, refusals and warning.
+func TestQuotaModernClient(t *testing.T) {
+	t.Parallel()
+	qs := newQuotaServer(t)
+	g, _ := startQuotaGateway(t, qs, []config.Quota{{Name: "modern", Per: "principal", Window: time.Hour, ToolCalls: 2, WarnAt: 0.5}}, nil)
+	c := connectVersion(t, g.URL, "alice", "2026-07-28")
+	if got := c.InitializeResult().ProtocolVersion; got != "2026-07-28" {
+		t.Fatalf("negotiated %q", got)
+	}
+	c.mustPass(t, "echo", nil)
+	c.mustPass(t, "echo", nil)
+	c.mustRefuse(t, "echo", nil, "modern", "tool_calls")
+	if w := c.warnings(); len(w) != 1 || w[0].Level != "warning" {
+		t.Errorf("warnings = %+v, want one", w)
+	}
 }
