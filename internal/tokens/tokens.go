@@ -8,10 +8,11 @@
 // milliseconds and some tens of MB), when the gateway builds a quota that
 // counts tokens: a gateway whose quotas count none never loads one.
 //
-// Long runs of text without white space are encoded in pieces of at most
-// 128 bytes (others at white space within 1 KiB): byte-pair encoding is quadratic in a piece's length, and results
-// come from servers, so a megabyte of base64 must not cost seconds. A
-// count may then exceed the model's by a token per cut.
+// Text is encoded in pieces cut at white space within 1 KiB, and runs
+// without white space every 128 bytes: byte-pair encoding is quadratic in
+// a piece's length, and results come from servers, so a megabyte of
+// base64 must not cost seconds. A count may then exceed the model's by a
+// token per cut.
 package tokens
 
 import (
