@@ -103,7 +103,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	ss := cfg.Sessions
 	g.rates = newRateLimits(cfg, log)
-	g.meters = quota.NewMeters(cfg.Store.OnUnavailable == storeFailOpen, log)
+	g.meters = quota.NewMeters(cfg.Store.OnUnavailable == storeFailOpen, longestTTL(cfg)+time.Hour, log)
 	g.procs = newProcRecorder(log)
 	g.live = &liveSet{cfg: cfg}
 	authn, err := g.newAuth(cfg)
@@ -157,6 +157,15 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.front = front
 	g.observed.Store(front)
 	return g, nil
+}
+
+// longestTTL is the longest a session of cfg may live.
+func longestTTL(cfg *config.Config) time.Duration {
+	ttl := cfg.Sessions.TTL
+	for _, r := range cfg.Routes {
+		ttl = max(ttl, r.TTL)
+	}
+	return ttl
 }
 
 // openStore opens the configured session store.

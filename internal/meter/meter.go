@@ -64,6 +64,10 @@ type Spec struct {
 	// that never settles it (it died): the longest a request may run.
 	// Default 10 minutes.
 	Lease time.Duration
+	// Expire bounds how long a shared meter keeps a key of a budget
+	// without a window after its last change (the longest its key, such
+	// as a session, may live). 0: for ever.
+	Expire time.Duration
 }
 
 func (s *Spec) width() time.Duration {

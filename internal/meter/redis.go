@@ -31,6 +31,7 @@ type Redis struct {
 	keys   string // <prefix>meter:<name>:
 	argW   int64  // slot width ms
 	argL   int64  // lease ms
+	argE   int64  // expire ms (no window)
 	id     string
 	seq    atomic.Uint64
 	cnames []string // escaped counter names
@@ -43,7 +44,7 @@ var _ Meter = (*Redis)(nil)
 // error: the first call loads them).
 func NewRedis(ctx context.Context, rdb redis.Scripter, prefix, name string, spec Spec) *Redis {
 	m := &Redis{rdb: rdb, spec: spec, keys: prefix + "meter:" + name + ":",
-		argW: spec.width().Milliseconds(), argL: spec.lease().Milliseconds(), id: randomID()}
+		argW: spec.width().Milliseconds(), argL: spec.lease().Milliseconds(), argE: spec.Expire.Milliseconds(), id: randomID()}
 	if spec.Window > 0 {
 		m.argW = max(m.argW, 1)
 	}
@@ -88,8 +89,8 @@ func (m *Redis) Reserve(ctx context.Context, key string, charges []Charge, _ tim
 	}
 	r.lease = m.seq.Add(1)
 	keys := make([]string, len(charges))
-	args := make([]any, 0, 4+3*len(charges))
-	args = append(args, m.argW, Slots, m.member(r.lease), m.argL)
+	args := make([]any, 0, 5+3*len(charges))
+	args = append(args, m.argW, Slots, m.member(r.lease), m.argL, m.argE)
 	for i, ch := range charges {
 		c := &m.spec.Counters[ch.Counter]
 		keys[i] = m.key(key, ch.Counter)
@@ -134,8 +135,8 @@ func (m *Redis) Settle(ctx context.Context, r *Reservation, _ time.Time) error {
 	n := r.n
 	r.done = true
 	keys := make([]string, n)
-	args := make([]any, 0, 4+4*n)
-	args = append(args, m.argW, Slots, m.member(r.lease), r.slot)
+	args := make([]any, 0, 5+4*n)
+	args = append(args, m.argW, Slots, m.member(r.lease), r.slot, m.argE)
 	for i := range n {
 		ch := r.c[i]
 		c := &m.spec.Counters[ch.Counter]
@@ -191,19 +192,24 @@ end
 local function bump(key, slot, d)
   if d == 0 then return end
   if redis.call('HINCRBY', key, slot, d) <= 0 then redis.call('HDEL', key, slot) end
-  if width > 0 then redis.call('PEXPIRE', key, (n + 2) * width) end
+  if width > 0 then
+    redis.call('PEXPIRE', key, (n + 2) * width)
+  elseif expire > 0 then
+    redis.call('PEXPIRE', key, expire)
+  end
 end
 `
 
 // reserveScript: KEYS[i] the i-th charge's counter. ARGV[1] slot width ms
 // (0: no window), ARGV[2] slots, ARGV[3] the lease's member, ARGV[4] lease
-// ms; then per charge kind (c count, e clamped estimate, g gauge), limit,
-// amount. Returns {1, slot, held1, used1, ...} or {0, index, used,
+// ms, ARGV[5] expire ms (no window; 0: never); then per charge kind (c
+// count, e clamped estimate, g gauge), limit, amount. Returns {1, slot, held1, used1, ...} or {0, index, used,
 // reset ms, counter}.
-var reserveScript = redis.NewScript(`redis.replicate_commands()` + luaUsage + `
+var reserveScript = redis.NewScript(`redis.replicate_commands()` + `
+local expire = tonumber(ARGV[5])` + luaUsage + `
 local held, used = {}, {}
 for i = 1, #KEYS do
-  local kind, limit, amt = ARGV[2 + 3 * i], tonumber(ARGV[3 + 3 * i]), tonumber(ARGV[4 + 3 * i])
+  local kind, limit, amt = ARGV[3 + 3 * i], tonumber(ARGV[4 + 3 * i]), tonumber(ARGV[5 + 3 * i])
   if kind == 'g' then
     redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
     local u = redis.call('ZCARD', KEYS[i])
@@ -221,7 +227,7 @@ for i = 1, #KEYS do
   end
 end
 for i = 1, #KEYS do
-  if ARGV[2 + 3 * i] == 'g' then
+  if ARGV[3 + 3 * i] == 'g' then
     redis.call('ZADD', KEYS[i], now + tonumber(ARGV[4]), ARGV[3])
     redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[4]))
   else
@@ -234,18 +240,20 @@ return out
 `)
 
 // settleScript: KEYS as reserveScript's. ARGV[1] slot width ms, ARGV[2]
-// slots, ARGV[3] the lease's member, ARGV[4] the reservation's slot; then
-// per charge kind, limit, held, actual. Returns {ok, index, used, reset
+// slots, ARGV[3] the lease's member, ARGV[4] the reservation's slot,
+// ARGV[5] expire ms; then per charge kind, limit, held, actual. Returns
+// {ok, index, used, reset
 // ms, counter, used1, ...}: ok 0 names the first actual amount that did
 // not fit (nothing of it stays counted).
-var settleScript = redis.NewScript(`redis.replicate_commands()` + luaUsage + `
+var settleScript = redis.NewScript(`redis.replicate_commands()` + `
+local expire = tonumber(ARGV[5])` + luaUsage + `
 local slot = tonumber(ARGV[4])
 local live = width == 0 or slot > cur - n - 1
 local ref = nil
 local used = {}
 for i = 1, #KEYS do
-  local kind = ARGV[1 + 4 * i]
-  local limit, held, actual = tonumber(ARGV[2 + 4 * i]), tonumber(ARGV[3 + 4 * i]), tonumber(ARGV[4 + 4 * i])
+  local kind = ARGV[2 + 4 * i]
+  local limit, held, actual = tonumber(ARGV[3 + 4 * i]), tonumber(ARGV[4 + 4 * i]), tonumber(ARGV[5 + 4 * i])
   if kind == 'g' then
     redis.call('ZREM', KEYS[i], ARGV[3])
     used[i] = redis.call('ZCARD', KEYS[i])

@@ -110,6 +110,27 @@ func TestRedisWindowAndLease(t *testing.T) {
 	}
 }
 
+// TestRedisLifetimeExpires: a budget without a window (a session's) has
+// no reset, and its keys expire Expire after their last change.
+func TestRedisLifetimeExpires(t *testing.T) {
+	t.Parallel()
+	c, prefix := redisClient(t)
+	s := spec(0)
+	s.Expire = time.Hour
+	m := meter.NewRedis(t.Context(), c, prefix, "q", s)
+	semantics(t, m, "session:abc")
+	_, err := m.Reserve(t.Context(), "session:abc", []meter.Charge{{Counter: cRequests, Amount: 1}}, time.Now())
+	if ref := refusal(t, err, "requests"); ref.ResetIn != 0 {
+		t.Errorf("ResetIn = %v, want 0 (never)", ref.ResetIn)
+	}
+	for _, k := range []string{"requests", "result_bytes"} {
+		ttl, err := c.PTTL(t.Context(), prefix+"meter:q:session%3Aabc:"+k).Result()
+		if err != nil || ttl <= 59*time.Minute || ttl > time.Hour {
+			t.Errorf("%s TTL = %v, %v; want an hour", k, ttl, err)
+		}
+	}
+}
+
 // TestRedisDown: a meter whose Redis cannot be reached says so with an
 // error that is not a refusal.
 func TestRedisDown(t *testing.T) {

@@ -537,3 +537,43 @@ func TestQuotaModernClient(t *testing.T) {
 		t.Errorf("warnings = %+v, want one", w)
 	}
 }
+
+// TestQuotaSessionBudgetAcrossReplicas: with Redis, a session's own
+// budget is one on every replica that serves the session.
+func TestQuotaSessionBudgetAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	requireRedis(t)
+	rnd := make([]byte, 6)
+	_, _ = rand.Read(rnd)
+	prefix := "mcpgate-e2e-quota-" + hex.EncodeToString(rnd) + ":"
+	t.Cleanup(func() { cleanupRedis(t, prefix) })
+	qs := newQuotaServer(t)
+	quotas := []config.Quota{{Name: "session-calls", ToolCalls: 2}}
+	secret := testenv.IDKeySecret()
+	redisCfg := func(c *config.Config) {
+		c.Store.Kind = config.StoreRedis
+		c.Store.Redis = &config.RedisStore{Addr: redisAddr, Prefix: prefix}
+		c.Sessions.IDKeys = []config.IDKey{{ID: "k1", Secret: config.Secret(secret)}}
+	}
+	g1, _ := startQuotaGateway(t, qs, quotas, redisCfg)
+	g2, _ := startQuotaGateway(t, qs, quotas, redisCfg)
+	hdr := legacySessionAs(t, g1.URL+"/mcp", quotaKeys["alice"])
+	call := func(url string) string {
+		t.Helper()
+		r := do(t, "POST", url+"/mcp", `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{}}}`, hdr)
+		if r.Status != http.StatusOK {
+			t.Fatalf("tools/call on %s: %d %s", url, r.Status, r.Body)
+		}
+		return r.Body
+	}
+	for _, url := range []string{g1.URL, g2.URL} {
+		if body := call(url); strings.Contains(body, `"isError":true`) {
+			t.Fatalf("call on %s refused: %s", url, body)
+		}
+	}
+	for _, url := range []string{g1.URL, g2.URL} {
+		if body := call(url); !strings.Contains(body, `"isError":true`) || !strings.Contains(body, `session-calls`) {
+			t.Errorf("third call on %s: %s; want the session's budget spent", url, body)
+		}
+	}
+}

@@ -46,7 +46,7 @@ func BenchmarkStage(b *testing.B) {
 		{"tokens_o200k", []config.Quota{tokO}},
 	} {
 		b.Run(tt.name, func(b *testing.B) {
-			s, err := New(Options{Route: "r", Quotas: tt.quotas, Meters: NewMeters(false, nil)})
+			s, err := New(Options{Route: "r", Quotas: tt.quotas, Meters: NewMeters(false, 0, nil)})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -98,6 +98,9 @@ type compiled struct {
 	cfg    config.Quota
 	spec   *meter.Spec
 	shared *sharedMeter // per principal or tenant; nil per session
+	// session is a per-session quota's budgets in the shared store,
+	// when the gateway has one (keyed by session id).
+	session *sharedMeter
 	// Counter indices in spec, -1 when the limit is off.
 	iReq, iCalls, iTokens, iBytes, iConc int
 	tools                                map[string]int
@@ -134,11 +137,17 @@ func New(opts Options) (*Stage, error) {
 		if err != nil {
 			return nil, err
 		}
-		if q.Per != config.QuotaPerSession && len(c.spec.Counters) > 0 {
+		switch {
+		case len(c.spec.Counters) == 0:
+		case q.Per != config.QuotaPerSession:
 			if opts.Meters == nil {
 				return nil, errors.New("quota: a per-" + q.Per + " quota needs Meters")
 			}
-			c.shared = opts.Meters.get(q.Name, c.spec)
+			c.shared = opts.Meters.get(q.Name, c.spec, false)
+		case opts.Meters != nil:
+			// Used only once bound to a shared store, so that a session's
+			// budget is one on every replica that serves it.
+			c.session = opts.Meters.get(q.Name, c.spec, true)
 		}
 		for _, ctr := range c.spec.Counters {
 			c.refusals = append(c.refusals, m.refusals.WithLabelValues(opts.Route, q.Name, ctr.Name))
@@ -260,6 +269,11 @@ func (s *Stage) Session(info *core.SessionInfo, prev any) any {
 		case len(q.spec.Counters) == 0:
 		case q.shared != nil:
 			a.m, a.key = q.shared, keyOf(q.cfg.Per, info)
+		case q.session != nil && q.session.shared.Load() != nil:
+			// With a shared store the session's budget is there: the
+			// replicas that serve the session, and its restarts, count
+			// it as one.
+			a.m, a.key = q.session, "session:"+info.ID
 		default:
 			a.m = meter.NewCounters(q.spec)
 			if old != nil {
@@ -400,6 +414,7 @@ func (s *Stage) call(ctx context.Context, st *state, m *core.Message, next core.
 		return resp, err
 	}
 	var nBytes, nTokens int64 = 0, -1
+	var counted tokens.Counter // the tokenizer nTokens was counted with
 	ok := err == nil && resp != nil && resp.Kind == core.KindResponse && content
 	if ok {
 		nBytes = int64(len(resp.Result))
@@ -414,8 +429,8 @@ func (s *Stage) call(ctx context.Context, st *state, m *core.Message, next core.
 			h.a.q.estBytes.Store(estimate(h.a.q.estBytes.Load(), nBytes))
 		}
 		if p := h.est[1]; p >= 0 {
-			if nTokens < 0 {
-				nTokens = 0
+			if nTokens < 0 || counted != h.a.q.tok {
+				nTokens, counted = 0, h.a.q.tok
 				if ok {
 					nTokens = countTokens(h.a.q.tok, resp.Result)
 				}
@@ -806,15 +821,21 @@ type Meters struct {
 	byName   map[string]*sharedMeter
 	bind     func(name string, spec meter.Spec) meter.Meter
 	failOpen bool
+	expire   time.Duration
 	log      *slog.Logger
 }
 
 // NewMeters returns the gateway's budgets, in memory until Bind.
-func NewMeters(failOpen bool, log *slog.Logger) *Meters {
+// sessionTTL is the longest a session may live: how long a shared store
+// keeps a session's budget after its last change.
+func NewMeters(failOpen bool, sessionTTL time.Duration, log *slog.Logger) *Meters {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Meters{byName: map[string]*sharedMeter{}, failOpen: failOpen, log: log}
+	if sessionTTL <= 0 {
+		sessionTTL = 24 * time.Hour
+	}
+	return &Meters{byName: map[string]*sharedMeter{}, failOpen: failOpen, expire: sessionTTL, log: log}
 }
 
 // Bind moves every budget to the meters shared returns (one per quota,
@@ -835,18 +856,27 @@ func (ms *Meters) Locals() map[string]*meter.Local {
 	defer ms.mu.Unlock()
 	out := make(map[string]*meter.Local, len(ms.byName))
 	for name, m := range ms.byName {
-		out[name] = m.local
+		if !m.session {
+			out[name] = m.local
+		}
 	}
 	return out
 }
 
-func (ms *Meters) get(name string, spec *meter.Spec) *sharedMeter {
+// get returns quota name's budgets of spec, the existing ones if the spec
+// is the same; session marks a per-session quota's.
+func (ms *Meters) get(name string, spec *meter.Spec, session bool) *sharedMeter {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	if m := ms.byName[name]; m != nil && reflect.DeepEqual(*m.spec, *spec) {
+	if session {
+		cp := *spec
+		cp.Expire = ms.expire
+		spec = &cp
+	}
+	if m := ms.byName[name]; m != nil && m.session == session && reflect.DeepEqual(*m.spec, *spec) {
 		return m
 	}
-	m := &sharedMeter{name: name, spec: spec, local: meter.NewLocal(*spec, 0), failOpen: ms.failOpen, log: ms.log}
+	m := &sharedMeter{name: name, spec: spec, session: session, local: meter.NewLocal(*spec, 0), failOpen: ms.failOpen, log: ms.log}
 	if ms.bind != nil {
 		m.shared.Store(&boxed{ms.bind(name, *spec)})
 	}
@@ -861,6 +891,7 @@ func (ms *Meters) get(name string, spec *meter.Spec) *sharedMeter {
 type sharedMeter struct {
 	name     string
 	spec     *meter.Spec
+	session  bool // a per-session quota's (used only when bound)
 	local    *meter.Local
 	shared   atomic.Pointer[boxed]
 	failOpen bool

@@ -40,7 +40,7 @@ func newHarness(t testing.TB, quotas ...config.Quota) *harness {
 			q.Per = config.QuotaPerSession
 		}
 	}
-	s, err := New(Options{Route: "r", Quotas: cfg.Quotas, Meters: NewMeters(false, nil),
+	s, err := New(Options{Route: "r", Quotas: cfg.Quotas, Meters: NewMeters(false, 0, nil),
 		End: func(info *core.SessionInfo, reason string) {
 			h.mu.Lock()
 			defer h.mu.Unlock()
