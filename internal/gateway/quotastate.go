@@ -37,6 +37,7 @@ func bindQuotaState(ctx context.Context, m *quota.Meters, st store.Store, interv
 	if !ok {
 		return nil
 	}
+	m.KeepSessions() // sessions restored after a restart keep their budgets too
 	q := &quotaState{meters: m, ss: ss, log: log, saved: map[string]uint64{}, stop: make(chan struct{}), done: make(chan struct{})}
 	rctx, cancel := context.WithTimeout(ctx, rateStateTimeout)
 	defer cancel()

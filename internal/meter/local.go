@@ -132,6 +132,18 @@ func (l *Local) Settle(ctx context.Context, r *Reservation, now time.Time) (err 
 	return err
 }
 
+// Delete forgets key's budget (what it stood for is gone for good).
+func (l *Local) Delete(key string) {
+	sh := &l.shards[l.shardOf(key)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if _, ok := sh.keys[key]; ok {
+		delete(sh.keys, key)
+		l.n.Add(-1)
+		l.version.Add(1)
+	}
+}
+
 // Usage is counter i's usage under key at now (0 for a key not tracked).
 func (l *Local) Usage(key string, i int, now time.Time) (n int64) {
 	_ = l.with(key, now, false, func(c *Counters) {

@@ -307,6 +307,7 @@ func (c *Counters) Settle(_ context.Context, r *Reservation, now time.Time) erro
 	defer c.mu.Unlock()
 	s := c.slotOf(now)
 	c.advance(s)
+	c.used = now
 	live := c.width == 0 || r.slot > s-Slots-1 // the reservation's slot is still counted
 	var refusal *Refusal
 	for k := range r.n {
@@ -352,11 +353,15 @@ func (c *Counters) Usage(i int, now time.Time) int64 {
 	return c.total[i]
 }
 
-// idle reports whether the budget holds nothing at now (under no lock:
-// Local calls it with the shard locked, and takes c.mu).
+// idle reports whether the budget holds nothing at now, or was last used
+// longer than Spec.Expire ago (Local calls it with the shard locked, and
+// takes c.mu).
 func (c *Counters) idle(now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if e := c.spec.Expire; e > 0 && !c.used.IsZero() && now.Sub(c.used) > e {
+		return true // what it stood for is gone (a session past its TTL)
+	}
 	c.advance(c.slotOf(now))
 	for _, t := range c.total {
 		if t != 0 {

@@ -316,3 +316,27 @@ func FuzzSnapshot(f *testing.F) {
 		_, _ = m.Reserve(context.Background(), "k", []meter.Charge{{Counter: cRequests, Amount: 1}, {Counter: cBytes, Amount: 5, Clamp: true}}, time.Now())
 	})
 }
+
+// TestLocalExpire: a budget without a window is dropped once unused for
+// Expire (what it stood for, a session, is gone), and Delete drops it at
+// once.
+func TestLocalExpire(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		s := spec(0)
+		s.Expire = time.Hour
+		l := meter.NewLocal(s, 2)
+		mustReserve(t, l, "session:a", meter.Charge{Counter: cRequests, Amount: 1})
+		mustReserve(t, l, "session:b", meter.Charge{Counter: cRequests, Amount: 1})
+		if _, err := l.Reserve(t.Context(), "session:c", []meter.Charge{{Counter: cRequests, Amount: 1}}, time.Now()); !errors.Is(err, meter.ErrTooManyKeys) {
+			t.Fatalf("a third key in a table of 2: %v", err)
+		}
+		l.Delete("session:a")
+		mustReserve(t, l, "session:c", meter.Charge{Counter: cRequests, Amount: 1})
+		time.Sleep(time.Hour + 2*time.Second)
+		mustReserve(t, l, "session:d", meter.Charge{Counter: cRequests, Amount: 1})
+		if got := l.Usage("session:b", cRequests, time.Now()); got != 0 {
+			t.Errorf("an expired key still counts %d", got)
+		}
+	})
+}

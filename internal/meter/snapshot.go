@@ -22,6 +22,7 @@ type snapshot struct {
 
 type keySnapshot struct {
 	Cur    int64   `json:"cur"`
+	Used   int64   `json:"used,omitempty"` // Unix ns of the last change
 	Totals []int64 `json:"totals"`
 	Slots  []int64 `json:"slots,omitempty"`
 }
@@ -47,6 +48,9 @@ func (l *Local) MarshalBinary() ([]byte, error) {
 		for k, c := range sh.keys {
 			c.mu.Lock()
 			ks := keySnapshot{Cur: c.cur, Totals: slices.Clone(c.total), Slots: slices.Clone(c.slots)}
+			if !c.used.IsZero() {
+				ks.Used = c.used.UnixNano()
+			}
 			c.mu.Unlock()
 			for j, ctr := range l.spec.Counters {
 				if ctr.Gauge {
@@ -86,6 +90,9 @@ func (l *Local) UnmarshalBinary(data []byte) error {
 	for k, ks := range s.Keys {
 		c := NewCounters(&l.spec)
 		c.cur = ks.Cur
+		if ks.Used > 0 {
+			c.used = time.Unix(0, ks.Used)
+		}
 		copy(c.total, ks.Totals)
 		copy(c.slots, ks.Slots)
 		sh := &l.shards[l.shardOf(k)]

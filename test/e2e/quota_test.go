@@ -577,3 +577,37 @@ func TestQuotaSessionBudgetAcrossReplicas(t *testing.T) {
 		}
 	}
 }
+
+// TestQuotaSessionBudgetSurvivesRestart: with the embedded store, a
+// session restored after a restart goes on with the budget it had.
+func TestQuotaSessionBudgetSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	qs := newQuotaServer(t)
+	dir := t.TempDir()
+	quotas := []config.Quota{{Name: "session-calls", ToolCalls: 2}}
+	embedded := func(c *config.Config) {
+		c.Store.Kind = config.StoreEmbedded
+		c.Store.DataDir = dir
+	}
+	g1, _, stop := startQuotaGatewayStop(t, qs, quotas, embedded)
+	hdr := legacySessionAs(t, g1.URL+"/mcp", quotaKeys["alice"])
+	call := func(url string) string {
+		t.Helper()
+		r := do(t, "POST", url+"/mcp", `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{}}}`, hdr)
+		if r.Status != http.StatusOK {
+			t.Fatalf("tools/call on %s: %d %s", url, r.Status, r.Body)
+		}
+		return r.Body
+	}
+	if body := call(g1.URL); strings.Contains(body, `"isError":true`) {
+		t.Fatalf("first call refused: %s", body)
+	}
+	stop()
+	g2, _ := startQuotaGateway(t, qs, quotas, embedded)
+	if body := call(g2.URL); strings.Contains(body, `"isError":true`) {
+		t.Fatalf("second call, after the restart, refused: %s", body)
+	}
+	if body := call(g2.URL); !strings.Contains(body, `"isError":true`) || !strings.Contains(body, "session-calls") {
+		t.Errorf("third call after the restart: %s; want the session's budget spent", body)
+	}
+}

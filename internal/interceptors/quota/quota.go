@@ -269,10 +269,11 @@ func (s *Stage) Session(info *core.SessionInfo, prev any) any {
 		case len(q.spec.Counters) == 0:
 		case q.shared != nil:
 			a.m, a.key = q.shared, keyOf(q.cfg.Per, info)
-		case q.session != nil && q.session.shared.Load() != nil:
+		case q.session != nil && q.session.kept():
 			// With a shared store the session's budget is there: the
-			// replicas that serve the session, and its restarts, count
-			// it as one.
+			// replicas that serve the session count it as one; with a
+			// store that keeps state it is saved, so that the session
+			// restored after a restart goes on with it.
 			a.m, a.key = q.session, "session:"+info.ID
 		default:
 			a.m = meter.NewCounters(q.spec)
@@ -304,10 +305,25 @@ func (s *Stage) Session(info *core.SessionInfo, prev any) any {
 	return st
 }
 
-// End stops the session's timer; its own budgets go with it.
-func (s *Stage) End(_ *core.SessionInfo, v any, _ string) {
-	if st, _ := v.(*state); st != nil && st.timer != nil {
+// End stops the session's timer; its own budgets go with it, except
+// when the gateway shuts down (the session continues after the restart)
+// or the state moved to another chain. In a shared store they are left
+// to expire: the session may go on on another replica.
+func (s *Stage) End(_ *core.SessionInfo, v any, reason string) {
+	st, _ := v.(*state)
+	if st == nil {
+		return
+	}
+	if st.timer != nil {
 		st.timer.Stop()
+	}
+	if reason == "shutdown" || reason == "moved" {
+		return
+	}
+	for _, a := range st.quotas {
+		if sm := a.q.session; sm != nil && a.m == meter.Meter(sm) && sm.shared.Load() == nil {
+			sm.local.Delete(a.key)
+		}
 	}
 }
 
@@ -818,6 +834,7 @@ func (s *Stage) warn(ctx context.Context, st *state, a *applied, m *core.Message
 // usage) and bound to a shared store when the gateway has one.
 type Meters struct {
 	mu       sync.Mutex
+	keep     bool // per-session budgets are kept (KeepSessions)
 	byName   map[string]*sharedMeter
 	bind     func(name string, spec meter.Spec) meter.Meter
 	failOpen bool
@@ -849,6 +866,17 @@ func (ms *Meters) Bind(shared func(name string, spec meter.Spec) meter.Meter) {
 	}
 }
 
+// KeepSessions makes the per-session budgets of sessions made from now
+// on part of Locals, for a store that keeps them across restarts.
+func (ms *Meters) KeepSessions() {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	ms.keep = true
+	for _, m := range ms.byName {
+		m.keep.Store(true)
+	}
+}
+
 // Locals are the in-memory budgets by quota name (principal and tenant
 // quotas), for a store that keeps them across restarts.
 func (ms *Meters) Locals() map[string]*meter.Local {
@@ -856,7 +884,7 @@ func (ms *Meters) Locals() map[string]*meter.Local {
 	defer ms.mu.Unlock()
 	out := make(map[string]*meter.Local, len(ms.byName))
 	for name, m := range ms.byName {
-		if !m.session {
+		if !m.session || ms.keep {
 			out[name] = m.local
 		}
 	}
@@ -877,6 +905,7 @@ func (ms *Meters) get(name string, spec *meter.Spec, session bool) *sharedMeter 
 		return m
 	}
 	m := &sharedMeter{name: name, spec: spec, session: session, local: meter.NewLocal(*spec, 0), failOpen: ms.failOpen, log: ms.log}
+	m.keep.Store(ms.keep)
 	if ms.bind != nil {
 		m.shared.Store(&boxed{ms.bind(name, *spec)})
 	}
@@ -891,7 +920,8 @@ func (ms *Meters) get(name string, spec *meter.Spec, session bool) *sharedMeter 
 type sharedMeter struct {
 	name     string
 	spec     *meter.Spec
-	session  bool // a per-session quota's (used only when bound)
+	session  bool // a per-session quota's (used only when kept or bound)
+	keep     atomic.Bool
 	local    *meter.Local
 	shared   atomic.Pointer[boxed]
 	failOpen bool
@@ -900,6 +930,10 @@ type sharedMeter struct {
 }
 
 type boxed struct{ meter.Meter }
+
+// kept reports whether a per-session quota's budgets live here rather
+// than in the session's own state: in a shared store, or kept by one.
+func (m *sharedMeter) kept() bool { return m.shared.Load() != nil || m.keep.Load() }
 
 func (m *sharedMeter) Reserve(ctx context.Context, key string, cs []meter.Charge, now time.Time) (meter.Reservation, error) {
 	sh := m.shared.Load()
