@@ -664,8 +664,13 @@ const metaKey = "io.mcpgate/quota"
 func (s *Stage) refuse(ctx context.Context, st *state, a *applied, m *core.Message, err error, decision string) (*core.Message, error) {
 	ref, ok := meter.Refused(err)
 	if !ok {
-		s.log.Error("quota_unavailable", "quota", a.q.cfg.Name, "session", st.info.LogID(), "error", err)
-		e := core.NewError(core.CodeInternalError, "quota "+strconv.Quote(a.q.cfg.Name)+" cannot be checked (its store cannot be reached); retry shortly").
+		why := "its store cannot be reached"
+		if errors.Is(err, meter.ErrTooManyKeys) {
+			why = "it tracks as many keys as it may"
+		}
+		// The outage itself is logged once, by the meter (quota_store_unavailable).
+		s.log.Debug("quota_unavailable", "quota", a.q.cfg.Name, "session", st.info.LogID(), "error", err)
+		e := core.NewError(core.CodeInternalError, "quota "+strconv.Quote(a.q.cfg.Name)+" cannot be checked ("+why+"); retry shortly").
 			WithStatus(http.StatusServiceUnavailable).Wrap(err)
 		e.Header = http.Header{"Retry-After": {"1"}}
 		return nil, e

@@ -11,8 +11,11 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
+	"github.com/mcpgate/mcpgate/internal/meter"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
 )
 
@@ -361,4 +364,36 @@ func FuzzCountTokens(f *testing.F) {
 			t.Errorf("countTokens(%d bytes) = %d", len(b), n)
 		}
 	})
+}
+
+// TestStoreDown: while a shared store cannot answer, fail-closed refuses
+// with 503 and Retry-After, fail-open admits uncounted.
+func TestStoreDown(t *testing.T) {
+	t.Parallel()
+	for _, failOpen := range []bool{false, true} {
+		rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 50 * time.Millisecond, DisableIdentity: true})
+		t.Cleanup(func() { _ = rdb.Close() })
+		ms := NewMeters(failOpen, 0, nil)
+		ms.Bind(func(name string, spec meter.Spec) meter.Meter {
+			return meter.NewRedis(context.Background(), rdb, "x:", name, spec)
+		})
+		cfg := &config.Config{Quotas: []config.Quota{{Name: "p", Per: "principal", Window: time.Hour, Requests: 1}}}
+		cfg.SetDefaults()
+		s, err := New(Options{Route: "r", Quotas: cfg.Quotas, Meters: ms})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := &harness{t: t, stage: s}
+		h.chain = h.build()
+		for range 2 {
+			_, err := h.send(session("s", "alice", ""), "ping", "", 0)
+			var e *core.Error
+			switch {
+			case failOpen && err != nil:
+				t.Errorf("fail-open: %v", err)
+			case !failOpen && (!errors.As(err, &e) || e.HTTPStatus() != 503 || e.Header.Get("Retry-After") == ""):
+				t.Errorf("fail-closed: %v, want 503 with Retry-After", err)
+			}
+		}
+	}
 }
