@@ -106,3 +106,53 @@ func (l *Local) UnmarshalBinary(data []byte) error {
 	l.version.Add(1)
 	return nil
 }
+
+// CarryFrom takes over the usage old counted, counter by counter of the
+// same name (and kind), when both count in the same window: a budget whose
+// limits changed (a reload) goes on from what was used, under its new
+// limits. Gauges are carried too: what is in flight is settled here.
+func (c *Counters) CarryFrom(old *Counters) {
+	if old == nil || old.spec.Window != c.spec.Window {
+		return
+	}
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cur, c.used = old.cur, old.used
+	for i, ctr := range c.spec.Counters {
+		for j, o := range old.spec.Counters {
+			if o.Name != ctr.Name || o.Gauge != ctr.Gauge {
+				continue
+			}
+			c.total[i] = old.total[j]
+			if c.width > 0 {
+				copy(c.slots[i*(Slots+1):(i+1)*(Slots+1)], old.slots[j*(Slots+1):(j+1)*(Slots+1)])
+			}
+		}
+	}
+}
+
+// CarryFrom takes over every key's usage of old (see Counters.CarryFrom).
+func (l *Local) CarryFrom(old *Local) {
+	if old == nil || old.spec.Window != l.spec.Window {
+		return
+	}
+	for i := range old.shards {
+		sh := &old.shards[i]
+		sh.mu.Lock()
+		for k, oc := range sh.keys {
+			c := NewCounters(&l.spec)
+			c.CarryFrom(oc)
+			dst := &l.shards[l.shardOf(k)]
+			dst.mu.Lock()
+			if _, ok := dst.keys[k]; !ok {
+				dst.keys[k] = c
+				l.n.Add(1)
+			}
+			dst.mu.Unlock()
+		}
+		sh.mu.Unlock()
+	}
+	l.version.Add(1)
+}

@@ -279,11 +279,18 @@ func (s *Stage) Session(info *core.SessionInfo, prev any) any {
 			a.m = meter.NewCounters(q.spec)
 			if old != nil {
 				for _, o := range old.quotas {
-					if o.q.cfg.Name == q.cfg.Name && reflect.DeepEqual(o.q.spec, q.spec) {
-						a.m = o.m
+					if o.q.cfg.Name != q.cfg.Name {
+						continue
+					}
+					oc, _ := o.m.(*meter.Counters)
+					if reflect.DeepEqual(o.q.spec, q.spec) && oc != nil {
+						a.m = oc
 						for i := range a.warned {
 							a.warned[i].Store(o.warned[i].Load())
 						}
+					} else if oc != nil {
+						// Its limits changed: the usage goes on under them.
+						a.m.(*meter.Counters).CarryFrom(oc)
 					}
 				}
 			}
@@ -835,8 +842,9 @@ func (s *Stage) warn(ctx context.Context, st *state, a *applied, m *core.Message
 }
 
 // Meters are the budgets of principals and tenants, one per quota, kept
-// across reloads (a quota that keeps its name and limits keeps its
-// usage) and bound to a shared store when the gateway has one.
+// across reloads (a quota that keeps its name keeps its usage; with other
+// limits in the same window, counter by counter) and bound to a shared
+// store when the gateway has one.
 type Meters struct {
 	mu       sync.Mutex
 	keep     bool // per-session budgets are kept (KeepSessions)
@@ -911,6 +919,10 @@ func (ms *Meters) get(name string, spec *meter.Spec, session bool) *sharedMeter 
 	}
 	m := &sharedMeter{name: name, spec: spec, session: session, local: meter.NewLocal(*spec, 0), failOpen: ms.failOpen, log: ms.log}
 	m.keep.Store(ms.keep)
+	if prev := ms.byName[name]; prev != nil && prev.session == session {
+		// The quota's limits changed (a reload): its usage goes on.
+		m.local.CarryFrom(prev.local)
+	}
 	if ms.bind != nil {
 		m.shared.Store(&boxed{ms.bind(name, *spec)})
 	}

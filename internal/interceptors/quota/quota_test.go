@@ -397,3 +397,39 @@ func TestStoreDown(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadLowersLimit: a reload that lowers a limit applies it to what
+// was used already, per session and per principal.
+func TestReloadLowersLimit(t *testing.T) {
+	t.Parallel()
+	ms := NewMeters(false, 0, nil)
+	build := func(limit int64) *harness {
+		h := &harness{t: t}
+		cfg := &config.Config{Quotas: []config.Quota{
+			{Name: "s", Requests: limit},
+			{Name: "p", Per: "principal", Window: time.Hour, ToolCalls: limit},
+		}}
+		cfg.SetDefaults()
+		s, err := New(Options{Route: "r", Quotas: cfg.Quotas, Meters: ms})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.stage = s
+		h.chain = h.build()
+		return h
+	}
+	h := build(10)
+	s := session("s", "alice", "")
+	for range 3 {
+		if r := h.refused(s, "tools/call", "echo", 0); r.Limit != "" {
+			t.Fatal(r)
+		}
+	}
+	h2 := build(3)
+	if r := h2.refused(s, "tools/call", "echo", 0); r.Quota != "s" || r.Limit != LimitRequests || r.Usage != 4 {
+		t.Errorf("after lowering the session's limit: %+v", r)
+	}
+	if r := h2.refused(session("s2", "alice", ""), "tools/call", "echo", 0); r.Quota != "p" || r.Usage != 4 {
+		t.Errorf("after lowering the principal's limit: %+v", r)
+	}
+}
