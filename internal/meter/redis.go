@@ -20,8 +20,8 @@ import (
 // clock: concurrent reservations from any number of replicas never take
 // more than a limit, and replicas whose clocks disagree share one window.
 //
-// Keys: <prefix>meter:<name>:<key>:<counter> (key and counter escaped, so
-// no two pairs share one), a hash of slot → amount that expires a window
+// Keys: <prefix>meter:<name>:<slot width ms>:<key>:<counter> (key and
+// counter escaped, so no two pairs share one), a hash of slot → amount that expires a window
 // after its last change, or for a gauge a sorted set of leases scored by
 // their deadline (Spec.Lease): a replica that dies holding one frees it
 // when the lease lapses.
@@ -43,11 +43,14 @@ var _ Meter = (*Redis)(nil)
 // prefix on rdb, and loads its scripts (a failure to load is not an
 // error: the first call loads them).
 func NewRedis(ctx context.Context, rdb redis.Scripter, prefix, name string, spec Spec) *Redis {
-	m := &Redis{rdb: rdb, spec: spec, keys: prefix + "meter:" + name + ":",
+	m := &Redis{rdb: rdb, spec: spec,
 		argW: spec.width().Milliseconds(), argL: spec.lease().Milliseconds(), argE: spec.Expire.Milliseconds(), id: randomID()}
 	if spec.Window > 0 {
 		m.argW = max(m.argW, 1)
 	}
+	// The slot width is part of the keys: slots numbered for another
+	// window mean nothing in this one.
+	m.keys = prefix + "meter:" + name + ":" + strconv.FormatInt(m.argW, 10) + ":"
 	for _, c := range spec.Counters {
 		m.cnames = append(m.cnames, url.QueryEscape(c.Name))
 	}

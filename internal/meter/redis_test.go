@@ -87,7 +87,7 @@ func TestRedisWindowAndLease(t *testing.T) {
 	if ref.ResetIn < time.Hour-time.Minute || ref.ResetIn > time.Hour+3*time.Minute+time.Second {
 		t.Errorf("ResetIn = %v, want about an hour (one 3m slot more at most)", ref.ResetIn)
 	}
-	ttl, err := c.PTTL(t.Context(), prefix+"meter:q:k:requests").Result()
+	ttl, err := c.PTTL(t.Context(), prefix+"meter:q:180000:k:requests").Result()
 	if err != nil || ttl <= time.Hour || ttl > time.Hour+7*time.Minute {
 		t.Errorf("counter TTL = %v, %v; want a window and two slots at most", ttl, err)
 	}
@@ -124,7 +124,7 @@ func TestRedisLifetimeExpires(t *testing.T) {
 		t.Errorf("ResetIn = %v, want 0 (never)", ref.ResetIn)
 	}
 	for _, k := range []string{"requests", "result_bytes"} {
-		ttl, err := c.PTTL(t.Context(), prefix+"meter:q:session%3Aabc:"+k).Result()
+		ttl, err := c.PTTL(t.Context(), prefix+"meter:q:0:session%3Aabc:"+k).Result()
 		if err != nil || ttl <= 59*time.Minute || ttl > time.Hour {
 			t.Errorf("%s TTL = %v, %v; want an hour", k, ttl, err)
 		}
