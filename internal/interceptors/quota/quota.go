@@ -27,6 +27,7 @@
 package quota
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -495,7 +496,10 @@ func (a *applied) charges(cs *[meter.MaxCharges]meter.Charge, m *core.Message, c
 		cs[n] = meter.Charge{Counter: q.iReq, Amount: 1}
 		n++
 	}
-	if m.Method == "tools/call" {
+	// A 2026-07-28 retry (it carries the requestState of an
+	// input_required result) goes on with a call already counted: it is
+	// a request, not another tool call.
+	if m.Method == "tools/call" && !retried(m) {
 		if q.iCalls >= 0 {
 			cs[n] = meter.Charge{Counter: q.iCalls, Amount: 1}
 			n++
@@ -522,6 +526,12 @@ func (a *applied) charges(cs *[meter.MaxCharges]meter.Charge, m *core.Message, c
 		}
 	}
 	return n
+}
+
+// retried reports whether m retries an earlier call (a modern request
+// answering input_required with its requestState).
+func retried(m *core.Message) bool {
+	return m.Era == core.EraModern && bytes.Contains(m.Params, []byte(`"requestState"`))
 }
 
 // reserve calls the meter; the concrete in-memory types directly, so that

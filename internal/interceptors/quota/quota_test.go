@@ -433,3 +433,31 @@ func TestReloadLowersLimit(t *testing.T) {
 		t.Errorf("after lowering the principal's limit: %+v", r)
 	}
 }
+
+// TestModernRetryIsOneCall: a 2026-07-28 retry of a call (with the
+// requestState of its input_required result) is a request, not another
+// tool call.
+func TestModernRetryIsOneCall(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, config.Quota{Name: "c", ToolCalls: 1, Requests: 3})
+	s := session("s", "alice", "")
+	send := func(params string) Refusal {
+		m, err := core.Decode([]byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":` + params + `}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Session, m.Direction, m.Era = s, core.ClientToServer, core.EraModern
+		h.chain.Enter(s)
+		resp, err := h.chain.ClientToServer(context.Background(), m)
+		return refusalOf(t, resp, err)
+	}
+	if r := send(`{"name":"echo"}`); r.Limit != "" {
+		t.Fatal(r)
+	}
+	if r := send(`{"name":"echo","requestState":"abc","inputResponses":{}}`); r.Limit != "" {
+		t.Fatalf("the retry was refused: %+v", r)
+	}
+	if r := send(`{"name":"echo"}`); r.Limit != LimitToolCalls {
+		t.Fatalf("a second call: %+v, want tool_calls refused", r)
+	}
+}
