@@ -160,6 +160,29 @@ func (m *Redis) Settle(ctx context.Context, r *Reservation, _ time.Time) error {
 	return nil
 }
 
+// Usage is counter i's usage under key, by Redis's clock (one round trip).
+func (m *Redis) Usage(ctx context.Context, key string, i int) (int64, error) {
+	kind := "c"
+	if m.spec.Counters[i].Gauge {
+		kind = "g"
+	}
+	n, err := usageScript.Run(ctx, m.rdb, []string{m.key(key, i)}, m.argW, Slots, kind).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("meter: usage %q: %w", key, err)
+	}
+	return n, nil
+}
+
+// usageScript: KEYS[1] a counter; ARGV[1] slot width ms, ARGV[2] slots,
+// ARGV[3] kind. Returns its usage, changing nothing but what left the
+// window.
+var usageScript = redis.NewScript(`redis.replicate_commands()` + `
+local expire = 0` + luaUsage + `
+if ARGV[3] == 'g' then return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf') end
+local u = usage(KEYS[1])
+return u
+`)
+
 // luaUsage is shared by the scripts: the live sum of a counter's hash,
 // dropping slots that left the window, and when a need has left it.
 const luaUsage = `

@@ -43,6 +43,11 @@ func TestRedis(t *testing.T) {
 	c, prefix := redisClient(t)
 	m := meter.NewRedis(t.Context(), c, prefix, "q", spec(time.Hour))
 	semantics(t, m, "acme/alice")
+	for i, want := range []int64{3, 100, 2} {
+		if got, err := m.Usage(t.Context(), "acme/alice", i); err != nil || got != want {
+			t.Errorf("Usage(%d) = %d, %v; want %d", i, got, err, want)
+		}
+	}
 	// Another key, and another name, are other budgets.
 	semantics(t, m, "acme/bob")
 	semantics(t, meter.NewRedis(t.Context(), c, prefix, "q2", spec(time.Hour)), "acme/alice")

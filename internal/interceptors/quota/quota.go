@@ -851,6 +851,70 @@ func (s *Stage) warn(ctx context.Context, st *state, a *applied, m *core.Message
 	}
 }
 
+// Usage is one limit's usage as a session sees it.
+type Usage struct {
+	Quota string `json:"quota"`
+	Per   string `json:"per"`
+	// Key is what a shared budget counts the session under
+	// ("principal:acme/alice", "tenant:acme"); "" for the session's own.
+	Key    string `json:"key,omitempty"`
+	Limit  string `json:"limit"`
+	Max    int64  `json:"max"`
+	Used   int64  `json:"used"`
+	Window string `json:"window"`
+}
+
+// Usage reads the usage of every limit of every quota that applies to
+// the session (nil before its first request, or on a route without
+// quotas): the session's own budgets and its share of its principal's and
+// tenant's. A shared store is asked (a round trip per limit).
+func (s *Stage) Usage(ctx context.Context, info *core.SessionInfo) ([]Usage, error) {
+	if s == nil || info == nil || info.Stages == nil {
+		return nil, nil
+	}
+	cur := info.Stages.Load()
+	if cur == nil {
+		return nil, nil
+	}
+	v, _ := cur.Get(StageName)
+	st, _ := v.(*state)
+	if st == nil {
+		return nil, nil
+	}
+	now := time.Now()
+	var out []Usage
+	for _, a := range st.quotas {
+		for i, c := range a.q.spec.Counters {
+			u := Usage{Quota: a.q.cfg.Name, Per: a.q.cfg.Per, Key: a.key, Limit: c.Name, Max: c.Limit, Window: a.q.cfg.Window.String()}
+			if a.m == meter.Meter(a.q.session) {
+				u.Key = ""
+			}
+			n, err := usageOf(ctx, a, i, now)
+			if err != nil {
+				return out, err
+			}
+			u.Used = n
+			out = append(out, u)
+		}
+	}
+	return out, nil
+}
+
+func usageOf(ctx context.Context, a *applied, i int, now time.Time) (int64, error) {
+	switch m := a.m.(type) {
+	case *meter.Counters:
+		return m.Usage(i, now), nil
+	case *sharedMeter:
+		if sh := m.shared.Load(); sh != nil {
+			if r, ok := sh.Meter.(*meter.Redis); ok {
+				return r.Usage(ctx, a.key, i)
+			}
+		}
+		return m.local.Usage(a.key, i, now), nil
+	}
+	return 0, nil
+}
+
 // Meters are the budgets of principals and tenants, one per quota, kept
 // across reloads (a quota that keeps its name keeps its usage; with other
 // limits in the same window, counter by counter) and bound to a shared

@@ -461,3 +461,27 @@ func TestModernRetryIsOneCall(t *testing.T) {
 		t.Fatalf("a second call: %+v, want tool_calls refused", r)
 	}
 }
+
+// TestUsage: a session's usage of every limit that applies to it, its own
+// and its principal's.
+func TestUsage(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t,
+		config.Quota{Name: "s", Requests: 10, ToolCalls: 5},
+		config.Quota{Name: "p", Per: "principal", Window: time.Hour, ResultBytes: 10000})
+	s := session("s", "alice", "acme")
+	h.send(s, "tools/call", "echo", 100)
+	h.send(s, "tools/list", "", 0)
+	got, err := h.stage.Usage(t.Context(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, u := range got {
+		lines = append(lines, u.Quota+"/"+u.Limit+"/"+u.Key+"="+strconv.FormatInt(u.Used, 10)+" of "+strconv.FormatInt(u.Max, 10))
+	}
+	want := []string{"s/requests/=2 of 10", "s/tool_calls/=1 of 5", "p/result_bytes/principal:acme/alice=139 of 10000"}
+	if strings.Join(lines, ",") != strings.Join(want, ",") {
+		t.Errorf("usage = %v, want %v", lines, want)
+	}
+}
