@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -145,13 +146,13 @@ var quotaKeysOnce sync.Once
 // and an event recorder; mutate may adjust the configuration further.
 func startQuotaGateway(t *testing.T, qs *quotaServer, quotas []config.Quota, mutate func(*config.Config)) (*gw, *quotaEvents) {
 	t.Helper()
-	g, evs, _ := startQuotaGatewayStop(t, qs, quotas, mutate)
+	g, evs, _ := startQuotaGatewayStop(t, qs, quotas, mutate, testLogger(t))
 	return g, evs
 }
 
 // startQuotaGatewayStop is startQuotaGateway that can be stopped before
 // the test ends.
-func startQuotaGatewayStop(t *testing.T, qs *quotaServer, quotas []config.Quota, mutate func(*config.Config)) (*gw, *quotaEvents, func()) {
+func startQuotaGatewayStop(t *testing.T, qs *quotaServer, quotas []config.Quota, mutate func(*config.Config), log *slog.Logger) (*gw, *quotaEvents, func()) {
 	t.Helper()
 	quotaKeysOnce.Do(func() { quotaAuth() })
 	evs := &quotaEvents{}
@@ -167,7 +168,7 @@ func startQuotaGatewayStop(t *testing.T, qs *quotaServer, quotas []config.Quota,
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	g, err := gateway.New(cfg, gateway.Options{Logger: testLogger(t), Observe: evs.observe})
+	g, err := gateway.New(cfg, gateway.Options{Logger: log, Observe: evs.observe})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -508,7 +509,7 @@ func TestQuotaSurvivesRestart(t *testing.T) {
 		c.Store.Kind = config.StoreEmbedded
 		c.Store.DataDir = dir
 	}
-	g1, _, stop := startQuotaGatewayStop(t, qs, quotas, embedded)
+	g1, _, stop := startQuotaGatewayStop(t, qs, quotas, embedded, testLogger(t))
 	a := connectAs(t, g1.URL, "alice")
 	a.mustPass(t, "echo", nil)
 	a.mustPass(t, "echo", nil)
@@ -589,7 +590,7 @@ func TestQuotaSessionBudgetSurvivesRestart(t *testing.T) {
 		c.Store.Kind = config.StoreEmbedded
 		c.Store.DataDir = dir
 	}
-	g1, _, stop := startQuotaGatewayStop(t, qs, quotas, embedded)
+	g1, _, stop := startQuotaGatewayStop(t, qs, quotas, embedded, testLogger(t))
 	hdr := legacySessionAs(t, g1.URL+"/mcp", quotaKeys["alice"])
 	call := func(url string) string {
 		t.Helper()
@@ -610,4 +611,31 @@ func TestQuotaSessionBudgetSurvivesRestart(t *testing.T) {
 	if body := call(g2.URL); !strings.Contains(body, `"isError":true`) || !strings.Contains(body, "session-calls") {
 		t.Errorf("third call after the restart: %s; want the session's budget spent", body)
 	}
+}
+
+// TestQuotaStdio: a stdio route meets the same budgets; a call cut off
+// at call_timeout is cancelled in the server's process.
+func TestQuotaStdio(t *testing.T) {
+	t.Parallel()
+	logs := new(logLines)
+	g, _, _ := startQuotaGatewayStop(t, newQuotaServer(t), []config.Quota{
+		{Name: "stdio", ToolCalls: 3, CallTimeout: 300 * time.Millisecond},
+	}, func(c *config.Config) {
+		c.Routes = []config.Route{stdioRoute("q", "/mcp", stdioServerBin)}
+	}, slog.New(slog.NewJSONHandler(logs, nil)))
+	c := connectAs(t, g.URL, "alice")
+	if got := c.mustPass(t, "echo", map[string]any{"text": "hi"}); got != "hi" {
+		t.Errorf("echo = %q", got)
+	}
+	c.mustRefuse(t, "slow", map[string]any{"steps": 100, "delay_ms": 100}, "stdio", "call_timeout")
+	waitFor(t, "the server to cancel the call", func() bool {
+		for _, r := range logs.records("stdio_stderr") {
+			if line, _ := r["line"].(string); strings.Contains(line, "slow: cancelled") {
+				return true
+			}
+		}
+		return false
+	})
+	c.mustPass(t, "echo", map[string]any{"text": "third"})
+	c.mustRefuse(t, "echo", map[string]any{"text": "fourth"}, "stdio", "tool_calls")
 }
