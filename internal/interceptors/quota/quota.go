@@ -109,6 +109,7 @@ type compiled struct {
 	// Running estimates of a result's bytes and tokens.
 	estBytes, estTokens atomic.Int64
 	refusals, warnings  []prometheus.Counter // per counter
+	usage               []prometheus.Counter // per counter; nil for gauges
 	timeouts, ended     prometheus.Counter
 }
 
@@ -152,6 +153,11 @@ func New(opts Options) (*Stage, error) {
 		}
 		for _, ctr := range c.spec.Counters {
 			c.refusals = append(c.refusals, m.refusals.WithLabelValues(opts.Route, q.Name, ctr.Name))
+			var used prometheus.Counter
+			if !ctr.Gauge {
+				used = m.usage.WithLabelValues(opts.Route, q.Name, ctr.Name)
+			}
+			c.usage = append(c.usage, used)
 			c.warnings = append(c.warnings, m.warnings.WithLabelValues(opts.Route, q.Name, ctr.Name))
 		}
 		c.timeouts = m.refusals.WithLabelValues(opts.Route, q.Name, LimitCallTimeout)
@@ -470,8 +476,15 @@ func (s *Stage) call(ctx context.Context, st *state, m *core.Message, next core.
 				}
 			}
 		}
-		if serr := settle(ctx, h.a, &h.r, now); serr != nil && refused == nil {
-			if _, isRefusal := meter.Refused(serr); isRefusal {
+		serr := settle(ctx, h.a, &h.r, now)
+		var ref *meter.Refusal
+		var isRefusal bool
+		if serr != nil { // Refused allocates: only on the way out
+			ref, isRefusal = meter.Refused(serr)
+		}
+		h.a.q.count(&h.r, ref)
+		if serr != nil && refused == nil {
+			if isRefusal {
 				refused, by = serr, h.a
 				continue
 			}
@@ -486,6 +499,17 @@ func (s *Stage) call(ctx context.Context, st *state, m *core.Message, next core.
 }
 
 var errCallTimeout = errors.New("quota: call_timeout")
+
+// count adds what a settled reservation counted to mcpgate_quota_usage_total
+// (a charge refused at settling counted nothing).
+func (q *compiled) count(r *meter.Reservation, refused *meter.Refusal) {
+	for k := range r.Len() {
+		c := r.Charge(k)
+		if u := q.usage[c.Counter]; u != nil && r.Actual[k] > 0 && (refused == nil || refused.Index != k) {
+			u.Add(float64(r.Actual[k]))
+		}
+	}
+}
 
 // charges fills cs with what m costs under a; h learns where the
 // estimates are.
@@ -1066,7 +1090,7 @@ func (m *sharedMeter) Settle(ctx context.Context, r *meter.Reservation, now time
 }
 
 type metrics struct {
-	refusals, warnings *prometheus.CounterVec
+	refusals, warnings, usage *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -1079,11 +1103,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "mcpgate_quota_warnings_total",
 			Help: "Sessions warned that a quota limit reached its warn_at threshold, by route, quota and limit.",
 		}, []string{"route", "quota", "limit"}),
+		usage: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcpgate_quota_usage_total",
+			Help: "What quotas counted (requests, tool calls, result bytes and tokens admitted), by route, quota and limit.",
+		}, []string{"route", "quota", "limit"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []**prometheus.CounterVec{&m.refusals, &m.warnings} {
+	for _, c := range []**prometheus.CounterVec{&m.refusals, &m.warnings, &m.usage} {
 		if err := reg.Register(*c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

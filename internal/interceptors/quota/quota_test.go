@@ -11,6 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mcpgate/mcpgate/internal/config"
@@ -483,5 +484,59 @@ func TestUsage(t *testing.T) {
 	want := []string{"s/requests/=2 of 10", "s/tool_calls/=1 of 5", "p/result_bytes/principal:acme/alice=139 of 10000"}
 	if strings.Join(lines, ",") != strings.Join(want, ",") {
 		t.Errorf("usage = %v, want %v", lines, want)
+	}
+}
+
+// TestMetrics: refusals, warnings and what was counted, by route, quota
+// and limit; a rebuilt chain (a reload) finds its collectors registered.
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	cfg := &config.Config{Quotas: []config.Quota{{Name: "m", ToolCalls: 2, ResultBytes: 1 << 20, WarnAt: 0.5}}}
+	cfg.SetDefaults()
+	var h *harness
+	for range 2 {
+		s, err := New(Options{Route: "r", Quotas: cfg.Quotas, Meters: NewMeters(false, 0, nil), Metrics: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h = &harness{t: t, stage: s}
+		h.chain = h.build()
+	}
+	s := session("s", "alice", "")
+	for range 3 {
+		h.send(s, "tools/call", "echo", 100)
+	}
+	for _, tt := range []struct {
+		name, limit string
+		want        float64
+	}{
+		{"mcpgate_quota_refusals_total", "tool_calls", 1},
+		{"mcpgate_quota_warnings_total", "tool_calls", 1},
+		{"mcpgate_quota_usage_total", "tool_calls", 2},
+		{"mcpgate_quota_usage_total", "result_bytes", 2 * 139},
+	} {
+		got := 0.0
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != tt.name {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if labels["route"] == "r" && labels["quota"] == "m" && labels["limit"] == tt.limit {
+					got = m.GetCounter().GetValue()
+				}
+			}
+		}
+		if got != tt.want {
+			t.Errorf("%s{limit=%q} = %v, want %v", tt.name, tt.limit, got, tt.want)
+		}
 	}
 }
