@@ -752,7 +752,10 @@ func (s *Stage) answer(ctx context.Context, st *state, m *core.Message, r Refusa
 		s.observe(ctx, st.info, &pipeline.Event{Kind: pipeline.QuotaDecision, Route: s.route, Message: m, Err: e,
 			Quota: r.Quota, Limit: r.Limit, Decision: decision, Usage: r.Usage, Max: r.Max})
 	}
-	if m.Method != "tools/call" {
+	// A refused 2026-07-28 retry is an error, not a tool result: the
+	// gateway then abandons the upstream call the retry would have
+	// answered, which otherwise waits out its pending timeout.
+	if m.Method != "tools/call" || retried(m) {
 		return nil, e
 	}
 	text, _ := json.Marshal(r.Message)
