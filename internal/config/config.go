@@ -29,6 +29,8 @@ type Config struct {
 	// Policies decide what sessions may use and what flows back to them
 	// (see policy.go), enforced by each route's policy stage.
 	Policies []Policy `yaml:"policies"`
+	// Quotas are budgets on what sessions may do (see quota.go).
+	Quotas []Quota `yaml:"quotas"`
 }
 
 // Cluster configures the internal hop between replicas. A stdio session's

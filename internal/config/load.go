@@ -143,6 +143,7 @@ func (c *Config) SetDefaults() {
 	}
 	c.adminDefaults()
 	c.authDefaults()
+	c.quotaDefaults()
 	s := &c.Server
 	setDur(&s.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	setDur(&s.ReadTimeout, DefaultReadTimeout)
@@ -405,6 +406,7 @@ func (c *Config) Validate() error {
 	c.validateCluster(bad)
 	c.validateAuth(bad)
 	c.validatePolicies(bad)
+	c.validateQuotas(bad)
 	if len(c.Routes) == 0 {
 		bad("routes", "at least one route is required")
 	}

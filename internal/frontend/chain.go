@@ -56,6 +56,31 @@ func (f *Frontend) Originated(ctx context.Context, s *core.SessionInfo, m *core.
 	}
 }
 
+// Observe reports an event of session s (a stage's decision, see
+// pipeline.Decision) to the chain of the session's route and to the
+// gateway-wide observer (Options.Observe).
+func (f *Frontend) Observe(ctx context.Context, s *core.SessionInfo, ev *pipeline.Event) {
+	if s == nil {
+		return
+	}
+	ev.Session = s
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	if ev.Principal == "" {
+		ev.Principal = s.Principal
+	}
+	if rt := f.routeNamed(s.Route); rt != nil && rt.chain.Observing() {
+		rt.chain.Observe(ctx, ev)
+	}
+	if f.opts.Observe != nil {
+		if ev.Route == "" {
+			ev.Route = s.Route
+		}
+		f.opts.Observe(ctx, ev)
+	}
+}
+
 // refused tells the observers of a refusal made before the chain: the
 // gateway-wide observer (Options.Observe) and the chain of the route the
 // request was for, if any. g is the session the request named, when known.

@@ -587,8 +587,20 @@ func (c *targetCtx) Value(key any) any {
 		if c.t.g != nil {
 			return c.t.g.catalog
 		}
+	case core.ClientNotifierKey:
+		if c.t.g != nil {
+			return &c.t
+		}
 	}
 	return c.Context.Value(key)
+}
+
+// NotifyClient delivers a message a stage made to the target's client:
+// like a server's message related to the request in course, it passes the
+// server→client chain and goes on the request's stream before its
+// response (core.NotifyClient).
+func (t *target) NotifyClient(m *core.Message) {
+	t.g.fromUpstream(t.g.ctx, m, t.st)
 }
 
 func targetOf(ctx context.Context) target {

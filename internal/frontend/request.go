@@ -91,9 +91,9 @@ func (g *gwSession) newRequest(w http.ResponseWriter, r *http.Request, id core.I
 func (r *request) Deadline() (time.Time, bool) { return r.dl, !r.dl.IsZero() }
 
 // Value implements context.Context: the request's target, its callctx
-// values, the caller's identity (core.CallerKey) and the session's tool
-// catalog (catalog.Key). Nothing else: the
-// session's context, its parent, carries no values, and answering for it
+// values, the caller's identity (core.CallerKey), the session's tool
+// catalog (catalog.Key) and the target's client notifier
+// (core.ClientNotifierKey). Nothing else: the session's context, its parent, carries no values, and answering for it
 // would make context.Cause report the session's cause for the request.
 func (r *request) Value(key any) any {
 	switch key.(type) {
@@ -108,6 +108,10 @@ func (r *request) Value(key any) any {
 	case catalog.Key:
 		if r.t.g != nil {
 			return r.t.g.catalog
+		}
+	case core.ClientNotifierKey:
+		if r.t.g != nil {
+			return &r.t
 		}
 	}
 	return nil

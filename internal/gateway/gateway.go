@@ -19,6 +19,8 @@ import (
 	"github.com/mcpgate/mcpgate/internal/auth"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/frontend"
+	"github.com/mcpgate/mcpgate/internal/interceptors/quota"
+	"github.com/mcpgate/mcpgate/internal/meter"
 	"github.com/mcpgate/mcpgate/internal/metrics"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
@@ -38,6 +40,10 @@ type Options struct {
 	Logger *slog.Logger
 	// SessionHooks subscribe to session lifecycle events.
 	SessionHooks []session.Hooks
+	// Observe, if set, sees every route's events besides messages:
+	// refusals before the chain and the quota stage's decisions
+	// (pipeline.Event). It must not block.
+	Observe func(ctx context.Context, ev *pipeline.Event)
 	// Metrics is the registry the gateway's metrics go to, one per
 	// gateway. If nil, the gateway makes its own (see Gateway.Metrics).
 	Metrics *metrics.Registry
@@ -65,7 +71,11 @@ type Gateway struct {
 	sessions *session.Manager
 	front    *frontend.Frontend
 	rates    *rateLimits
-	procs    *procRecorder
+	// meters are the quotas' budgets of principals and tenants, kept
+	// across reloads; in Redis once Run binds them to a shared store.
+	meters     *quota.Meters
+	quotaState *quotaState // saves meters to an embedded store
+	procs      *procRecorder
 
 	// reloadMu serializes reloads; live is what they change (reload.go).
 	// cfg stays the configuration the gateway was built with: what a
@@ -114,6 +124,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	ss := cfg.Sessions
 	g.rates = newRateLimits(cfg, log)
+	g.meters = quota.NewMeters(cfg.Store.OnUnavailable == storeFailOpen, longestTTL(cfg)+time.Hour, log)
 	g.procs = newProcRecorder(log)
 	g.live = &liveSet{cfg: cfg}
 	authn, err := g.newAuth(cfg)
@@ -163,7 +174,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		Creation:           g.rates.creationLimits(),
 		ResumeSessionBytes: int64(ss.Resumption.SessionBytes), ResumeTotalBytes: int64(ss.Resumption.TotalBytes),
 		IDs: ids, StoreFailOpen: cfg.Store.OnUnavailable == "fail-open",
-		Authenticate: authenticate,
+		Authenticate: authenticate, Observe: opts.Observe,
 	}, set.frontendRoutes())
 	if err != nil {
 		g.Close()
@@ -172,6 +183,15 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.front = front
 	g.observed.Store(front)
 	return g, nil
+}
+
+// longestTTL is the longest a session of cfg may live.
+func longestTTL(cfg *config.Config) time.Duration {
+	ttl := cfg.Sessions.TTL
+	for _, r := range cfg.Routes {
+		ttl = max(ttl, r.TTL)
+	}
+	return ttl
 }
 
 // openStore opens the configured session store.
@@ -317,6 +337,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 		g.followConfig(ctx)
 	}
 	g.rates.bind(ctx, st, g.cfg.Store.FlushInterval)
+	if rs, ok := st.(*redisstore.Store); ok {
+		// Principal and tenant budgets live in Redis, shared by every
+		// replica: one script call per reservation and per settle.
+		g.meters.Bind(func(name string, spec meter.Spec) meter.Meter {
+			return meter.NewRedis(ctx, rs.Scripter(), rs.KeyPrefix(), name, spec)
+		})
+	} else {
+		g.quotaState = bindQuotaState(ctx, g.meters, st, g.cfg.Store.FlushInterval, g.log)
+	}
 	g.watchStore(st)
 	go func() {
 		if err := g.front.Subscribe(ctx); err != nil && ctx.Err() == nil {
@@ -421,6 +450,7 @@ func (g *Gateway) shutdown(servers []*http.Server) {
 	<-drained
 	g.retiring.Wait() // routes a reload took out close their own upstreams
 	g.rates.close()
+	g.quotaState.close()
 	g.closeUpstreams()
 	g.closeAuth()
 	g.closeStore()

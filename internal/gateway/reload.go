@@ -98,7 +98,7 @@ func (g *Gateway) buildRoutes(cfg *config.Config, prev routeSet, authn *auth.Aut
 				CacheTTL: rc.CacheHints.TTL, CacheScope: rc.CacheHints.Scope})
 			fresh = append(fresh, up)
 		}
-		stages, err := g.stages(stageEnv(rc.Name, g.log, g.Metrics()), authn, cfg)
+		stages, err := g.stages(cfg, stageEnv(rc.Name, g.log, g.Metrics()), authn)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("routes[%d] (%s): %w", i, rc.Name, err))
 			continue

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,32 +11,65 @@ import (
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/interceptors/logging"
+	"github.com/mcpgate/mcpgate/internal/interceptors/quota"
 	"github.com/mcpgate/mcpgate/internal/interceptors/ratelimit"
 	"github.com/mcpgate/mcpgate/internal/metrics"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/policy"
+	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
 // stages builds a route's pipeline stages from the configuration. Their
 // order is pipeline.Order's, not this list's; a stage that is configured
 // off is left out of the chain (it costs nothing): a route no policy can
-// match has no policy stage.
-func (g *Gateway) stages(env pipeline.Env, authn *auth.Authenticator, cfg *config.Config) ([]pipeline.Stage, error) {
+// match has no policy stage, one no quota matches no quota interceptor.
+func (g *Gateway) stages(cfg *config.Config, env pipeline.Env, authn *auth.Authenticator) ([]pipeline.Stage, error) {
 	pols, err := policy.New(env.Route, cfg.RoutePolicies(env.Route), env.Logger)
 	if err != nil {
 		return nil, err
 	}
+	q, err := quota.New(quota.Options{
+		Route: env.Route, Quotas: cfg.Quotas, Meters: g.meters, Logger: env.Logger, Metrics: env.Metrics,
+		End: func(info *core.SessionInfo, reason string) {
+			if g.sessions != nil {
+				_ = g.sessions.End(context.Background(), info.ID, session.Reason(reason))
+			}
+		},
+		Observe: func(ctx context.Context, info *core.SessionInfo, ev *pipeline.Event) {
+			if f := g.observed.Load(); f != nil {
+				f.Observe(ctx, info, ev)
+			}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("quotas: %w", err)
+	}
+	// One stage, limits: the request rate first (it refuses without
+	// counting anything), then the quotas.
+	limits := q.Stage()
+	limits.ClientToServer = both(ratelimit.New(g.rates.requestLimiter()), limits.ClientToServer)
 	stages := []pipeline.Stage{
 		{Name: "logging", Interceptor: logging.New(g.log)},
 		authn.Stage(env.Route),
-		{Name: "limits", ClientToServer: ratelimit.New(g.rates.requestLimiter())},
+		limits,
 		pols.Stage(),
 	}
 	if g.extraStages != nil {
 		stages = append(stages, g.extraStages(env.Route)...)
 	}
 	return stages, nil
+}
+
+// both is outer wrapping inner; either may be nil (off).
+func both(outer, inner core.Interceptor) core.Interceptor {
+	switch {
+	case outer == nil:
+		return inner
+	case inner == nil:
+		return outer
+	}
+	return func(next core.Handler) core.Handler { return outer(inner(next)) }
 }
 
 // stageEnv is what the stages of one route are built with; without a

@@ -22,11 +22,15 @@ const (
 	// on their own (MRTR retries, the bridge's tools/list refresh, the
 	// legacy side's initialize, notifications/cancelled). Origin names who.
 	Originated
-	// Decision: a stage decided on a message that passed the chain (the
-	// policy stage denied a request, refused its arguments, filtered a
-	// list, redacted or withheld what came back). Policy and Rule say what
-	// made the decision, Action what it was; Message is the message decided
-	// on, Err the error the client got, if any.
+	// Decision: a stage decided on a message that passed the chain. The
+	// policy stage: a request denied, its arguments refused, a list
+	// filtered, what came back redacted or withheld (Policy and Rule say
+	// what made the decision). The quota stage: a request refused before
+	// the upstream was called, a result withheld, a call cut off at
+	// call_timeout, a session ended at session_time, a warning at the soft
+	// threshold (Quota and Limit say which, Usage and Max how far). Action
+	// says what was done; Message is the message decided on, Err the error
+	// the client got, if any.
 	Decision
 )
 
@@ -62,12 +66,19 @@ type Event struct {
 	// Origin names the part of the gateway that made an Originated
 	// message: "reestablish", "bridge", "upstream".
 	Origin string
-	// Policy, Rule and Action describe a Decision: the policy's name, the
-	// rule within it ("tools.deny[0]", "rules[1]", "validate_input",
-	// "redact[0]:aws-access-key", "block[0]"), and what was done (see the
-	// Action constants).
+	// Policy and Rule name what made a policy's Decision: the policy,
+	// and the rule within it ("tools.deny[0]", "rules[1]",
+	// "validate_input", "redact[0]:aws-access-key", "block[0]").
 	Policy string
 	Rule   string
+	// Quota, Limit, Usage and Max describe a quota's Decision: the quota,
+	// the limit ("requests", "tool:search", "result_bytes"), its usage and
+	// its maximum.
+	Quota string
+	Limit string
+	Usage int64
+	Max   int64
+	// Action is what a Decision did (see the Action constants).
 	Action string
 	// Request data of a Refused event: the HTTP method, the path, the
 	// client address (as trusted-proxy rules derive it) and principal.
@@ -79,11 +90,18 @@ type Event struct {
 
 // Actions a Decision event names (Event.Action).
 const (
+	// The policy stage's.
 	ActionDeny    = "deny"    // a request refused (tool, resource, prompt, rule)
 	ActionInvalid = "invalid" // tools/call arguments failed the tool's inputSchema
 	ActionFilter  = "filter"  // entries removed from a list result
 	ActionRedact  = "redact"  // matches replaced in what came back
 	ActionBlock   = "block"   // a result or notification withheld entirely
+	// The quota stage's.
+	ActionRefused     = "refused"      // a request refused before the upstream was called
+	ActionWithheld    = "withheld"     // a result past a byte or token budget withheld
+	ActionTimeout     = "timeout"      // a call cut off at call_timeout
+	ActionSessionTime = "session_time" // the session ended at session_time
+	ActionWarning     = "warning"      // usage reached warn_at
 )
 
 // Checks a Refused event names (Event.Check).

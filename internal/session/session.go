@@ -33,6 +33,7 @@ const (
 	ReasonRouteRemoved   Reason = "route_removed"   // a reload removed the session's route
 	ReasonRouteChanged   Reason = "route_changed"   // a reload gave the session's route another upstream
 	ReasonAdmin          Reason = "admin"           // an operator ended it through the control plane
+	ReasonQuota          Reason = "quota"           // a quota ended it (session_time)
 )
 
 // Hooks are called on lifecycle events. Each may be nil. They run

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/mcpgate/mcpgate/internal/limits"
 )
 
@@ -233,3 +235,10 @@ func randomID() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// Scripter is the store's client, for the shared meters of quotas
+// (package meter), which keep their keys under KeyPrefix.
+func (s *Store) Scripter() redis.Scripter { return s.rdb }
+
+// KeyPrefix is the prefix every key of the store starts with.
+func (s *Store) KeyPrefix() string { return strings.TrimSuffix(s.keyIndex, "sessions") }
