@@ -26,6 +26,8 @@ type Config struct {
 	Cluster Cluster `yaml:"cluster"`
 	// Auth is how clients authenticate on every route (see auth.go).
 	Auth *Auth `yaml:"auth"`
+	// Audit is the audit trail (see audit.go). Default: none.
+	Audit *Audit `yaml:"audit"`
 }
 
 // Cluster configures the internal hop between replicas. A stdio session's

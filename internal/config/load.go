@@ -199,6 +199,7 @@ func (c *Config) SetDefaults() {
 	if c.Store.OnUnavailable == "" {
 		c.Store.OnUnavailable = "fail-closed"
 	}
+	c.auditDefaults()
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		if r.Name == "" {
@@ -397,6 +398,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateCluster(bad)
 	c.validateAuth(bad)
+	c.validateAudit(bad)
 	if len(c.Routes) == 0 {
 		bad("routes", "at least one route is required")
 	}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
@@ -22,6 +23,12 @@ const (
 	// on their own (MRTR retries, the bridge's tools/list refresh, the
 	// legacy side's initialize, notifications/cancelled). Origin names who.
 	Originated
+	// Decided: a stage decided about a message that passes the chain (a
+	// policy allowed, denied or redacted it; a quota counted or cut it
+	// off) and reported it through Env.Report, so that the audit trail
+	// records the decision and what was behind it (Stage, Policy, Rule,
+	// Quota, Action, Reason).
+	Decided
 )
 
 func (k EventKind) String() string {
@@ -30,6 +37,8 @@ func (k EventKind) String() string {
 		return "refused"
 	case Originated:
 		return "originated"
+	case Decided:
+		return "decided"
 	}
 	return "unknown"
 }
@@ -60,7 +69,21 @@ type Event struct {
 	Path       string
 	RemoteAddr string
 	Principal  string
+	// A Decided event's decision: the stage that made it, the policy and
+	// rule or the quota behind it, what was done (allow, deny, redact,
+	// count, cutoff, …) and why, in words for the operator.
+	Stage  string
+	Policy string
+	Rule   string
+	Quota  string
+	Action string
+	Reason string
 }
+
+// ErrHijack is the cause (core.Error.Err) of the refusal of a request that
+// named a session another principal owns: the client is answered as for an
+// unknown session, and the event's Check is CheckHijack.
+var ErrHijack = errors.New("session belongs to another principal")
 
 // Checks a Refused event names (Event.Check).
 const (
@@ -72,6 +95,7 @@ const (
 	CheckSize      = "size"       // body or headers too large (413, 431)
 	CheckParse     = "parse"      // not JSON-RPC (400 -32700/-32600)
 	CheckAuth      = "auth"       // authentication failed (401, 403)
+	CheckHijack    = "hijack"     // a session of another principal (answered 404)
 	CheckSession   = "session"    // unknown, ended or foreign session (404)
 	CheckCap       = "cap"        // a session cap is full (503 -32013)
 	CheckRate      = "rate"       // a rate limit (429)
@@ -87,6 +111,8 @@ const (
 // check.
 func CheckOf(e *core.Error) string {
 	switch status := e.HTTPStatus(); {
+	case errors.Is(e.Err, ErrHijack):
+		return CheckHijack
 	case e.Code == core.CodeRateLimited || status == http.StatusTooManyRequests:
 		return CheckRate
 	case e.Code == core.CodeSessionCap:
