@@ -58,7 +58,7 @@ type queue struct {
 
 func newQueue(sink Sink, name, spoolDir string, buffer int, batch int, flush time.Duration, log *slog.Logger) (*queue, error) {
 	sum := sha256.Sum256([]byte(sink.Key()))
-	sp, err := openSpool(filepath.Join(spoolDir, sink.Name()+"-"+hex.EncodeToString(sum[:4])+".spool"))
+	sp, err := openSpool(filepath.Join(spoolDir, name+"-"+hex.EncodeToString(sum[:4])+".spool"))
 	if err != nil {
 		return nil, err
 	}

@@ -121,8 +121,9 @@ func ParsePath(s string) (Path, error) {
 	first := true
 	for {
 		var key string
+		quoted := strings.HasPrefix(rest, `["`)
 		switch {
-		case strings.HasPrefix(rest, `["`):
+		case quoted:
 			end := strings.Index(rest[2:], `"]`)
 			if end < 0 {
 				return Path{}, fmt.Errorf("path %q: unterminated [\"…\"]", s)
@@ -138,8 +139,8 @@ func ParsePath(s string) (Path, error) {
 		if key == "" {
 			return Path{}, fmt.Errorf("path %q: empty member name", s)
 		}
-		if strings.ContainsAny(key, `"`) {
-			return Path{}, fmt.Errorf("path %q: a member name holds a quote", s)
+		if !quoted && strings.ContainsAny(key, `"]`) {
+			return Path{}, fmt.Errorf("path %q: unexpected %q in a member name (write [\"name\"] for names holding one)", s, strings.Trim(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"))
 		}
 		if first {
 			switch key {

@@ -60,10 +60,14 @@ type source struct {
 // globbing need not), so `mcpgate audit verify audit/*.jsonl` works. It
 // returns a *Broken for the first record that breaks the chain.
 func Verify(files []string) (Summary, error) {
+	return verify(files, func(name string) (io.ReadCloser, error) { return os.Open(name) })
+}
+
+func verify(files []string, open func(string) (io.ReadCloser, error)) (Summary, error) {
 	var sum Summary
 	srcs := make([]source, 0, len(files))
 	for _, f := range files {
-		first, err := firstSeq(f)
+		first, err := firstSeq(open, f)
 		if err != nil {
 			return sum, err
 		}
@@ -80,7 +84,11 @@ func Verify(files []string) (Summary, error) {
 	})
 	var prev *Record
 	for _, src := range srcs {
-		err := Scan(src.name, func(line int, r *Record, perr error) error {
+		rc, err := open(src.name)
+		if err != nil {
+			return sum, err
+		}
+		err = scan(rc, func(line int, r *Record, perr error) error {
 			if perr != nil {
 				b := &Broken{File: src.name, Line: line, What: "malformed", Detail: perr.Error()}
 				if r != nil {
@@ -98,12 +106,20 @@ func Verify(files []string) (Summary, error) {
 				sum.First, sum.Anchor = r.Seq, r.Prev
 			} else if err := follows(prev, r); err != nil {
 				err.File, err.Line = src.name, line
+				if err.What == "dropped" {
+					// A record missing here may only have moved.
+					if at := find(open, srcs, prev.Seq+1); at != "" {
+						err.What = "reordered"
+						err.Detail = fmt.Sprintf("seq %d follows seq %d; seq %d is at %s", r.Seq, prev.Seq, prev.Seq+1, at)
+					}
+				}
 				return err
 			}
 			prev = r
 			sum.Records++
 			return nil
 		})
+		_ = rc.Close()
 		if err != nil {
 			return sum, err
 		}
@@ -136,6 +152,29 @@ func follows(prev, r *Record) *Broken {
 }
 
 var errTruncated = errors.New("truncated")
+
+// find names where a record of the sequence number is, "" if nowhere.
+func find(open func(string) (io.ReadCloser, error), srcs []source, seq uint64) string {
+	for _, src := range srcs {
+		f, err := open(src.name)
+		if err != nil {
+			continue
+		}
+		br := bufio.NewReaderSize(f, 64<<10)
+		for n := 1; ; n++ {
+			line, err := br.ReadBytes('\n')
+			if len(line) > 0 && seqOf(line) == seq {
+				_ = f.Close()
+				return fmt.Sprintf("%s:%d", src.name, n)
+			}
+			if err != nil {
+				break
+			}
+		}
+		_ = f.Close()
+	}
+	return ""
+}
 
 // Scan reads a trail file record by record, handing each (or the error
 // that record has: ErrMalformed, ErrEdited, or a truncated last line) to
@@ -180,8 +219,8 @@ func scan(rd io.Reader, fn func(line int, r *Record, err error) error) error {
 
 // firstSeq is the sequence number of a file's first record (0 when it
 // has none that reads).
-func firstSeq(path string) (uint64, error) {
-	f, err := os.Open(path)
+func firstSeq(open func(string) (io.ReadCloser, error), path string) (uint64, error) {
+	f, err := open(path)
 	if err != nil {
 		return 0, err
 	}
