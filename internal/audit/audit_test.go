@@ -259,7 +259,9 @@ func TestVerify(t *testing.T) {
 		{"edited", func(l []string) []string { l[4] = strings.Replace(l[4], `"alice"`, `"mallory"`, 1); return l }, "edited", 5},
 		{"dropped", func(l []string) []string { return append(l[:4], l[5:]...) }, "dropped", 5},
 		{"reordered", func(l []string) []string { l[4], l[5] = l[5], l[4]; return l }, "reordered", 5},
-		{"moved back", func(l []string) []string { return append(append(append([]string{}, l[:3]...), l[5], l[3], l[4]), l[6:]...) }, "reordered", 4},
+		{"moved back", func(l []string) []string {
+			return append(append(append([]string{}, l[:3]...), l[5], l[3], l[4]), l[6:]...)
+		}, "reordered", 4},
 		{"duplicated", func(l []string) []string { return append(append(append([]string{}, l[:5]...), l[4]), l[5:]...) }, "reordered", 6},
 		{"truncated", func(l []string) []string { l[9] = l[9][:len(l[9])/2]; return l }, "truncated", 10},
 		{"newline lost", func(l []string) []string { l[9] = strings.TrimSuffix(l[9], "\n"); return l }, "truncated", 10},

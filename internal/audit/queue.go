@@ -335,9 +335,9 @@ func seqOf(line []byte) uint64 {
 // offset is kept beside it (<name>.off) so that a restart does not
 // deliver again what was delivered.
 type spool struct {
-	path    string
-	w       *os.File
-	r       *os.File
+	path string
+	w    *os.File
+	r    *os.File
 	// wOff (the end of the last complete line) and n (the undelivered
 	// lines) change under the queue's mu and are read by the deliverer
 	// without it; rOff (the start of the first undelivered line), readN
