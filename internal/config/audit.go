@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -239,7 +240,8 @@ func (c *Config) validateAudit(bad func(path, format string, args ...any)) {
 			if h.Batch < 1 {
 				bad(p+".http.batch", "must be at least 1")
 			}
-			for k, v := range h.Headers {
+			for _, k := range slices.Sorted(maps.Keys(h.Headers)) {
+				v := h.Headers[k]
 				switch {
 				case !core.ValidHeaderName(k):
 					bad(p+".http.headers."+k, "%q is not a valid header name", k)
