@@ -22,7 +22,10 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	for _, q := range c.t.queues {
+	c.t.mu.Lock()
+	queues := c.t.queues
+	c.t.mu.Unlock()
+	for _, q := range queues {
 		ch <- prometheus.MustNewConstMetric(recordsDesc, prometheus.CounterValue, float64(q.delivered.Load()), q.name)
 		ch <- prometheus.MustNewConstMetric(backlogDesc, prometheus.GaugeValue, float64(max(0, q.backlog.Load())), q.name)
 		ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(q.dropped.Load()), q.name)

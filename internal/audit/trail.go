@@ -79,16 +79,12 @@ type Trail struct {
 	closeErr  error
 }
 
-// New opens the sinks' spools, finds the head of the chain (the last
-// record any sink or spool holds, or the head kept at the last shutdown),
-// records that the trail started, and starts delivering.
+// New makes a trail: it checks the redaction and, when Options.Sinks are
+// given, opens them (Open). A trail made without sinks writes nothing to
+// disk until Open, so that a configuration can be checked without
+// touching a running gateway's files; what it is given before Open is
+// not recorded.
 func New(o Options) (*Trail, error) {
-	if len(o.Sinks) == 0 {
-		return nil, errors.New("audit: no sink")
-	}
-	if o.SpoolDir == "" {
-		return nil, errors.New("audit: no spool directory")
-	}
 	if o.MaxPayloadBytes <= 0 {
 		o.MaxPayloadBytes = 64 << 10
 	}
@@ -103,15 +99,54 @@ func New(o Options) (*Trail, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	if err := os.MkdirAll(o.SpoolDir, 0o750); err != nil {
-		return nil, fmt.Errorf("audit: spool: %w", err)
-	}
-	t := &Trail{opts: o, log: log, red: red, maxLen: o.MaxPayloadBytes}
+	t := &Trail{opts: o, log: log, red: red, maxLen: o.MaxPayloadBytes, closed: true}
 	var id [6]byte
 	_, _ = rand.Read(id[:])
 	t.chainID = hex.EncodeToString(id[:])
+	if o.Metrics != nil {
+		if err := o.Metrics.Register(&collector{t}); err != nil {
+			return nil, fmt.Errorf("audit: metrics: %w", err)
+		}
+	}
+	if len(o.Sinks) > 0 {
+		sinks := o.Sinks
+		if err := t.Open(sinks); err != nil {
+			if o.Metrics != nil {
+				o.Metrics.Unregister(&collector{t})
+			}
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// Open opens the sinks' spools, finds the head of the chain (the last
+// record any sink or spool holds, or the head kept at the last shutdown),
+// records that the trail started, and starts delivering. It is called
+// once; a trail that is not open records nothing.
+func (t *Trail) Open(sinks []SinkOptions) error {
+	o := t.opts
+	if len(sinks) == 0 {
+		return errors.New("audit: no sink")
+	}
+	if o.SpoolDir == "" {
+		return errors.New("audit: no spool directory")
+	}
+	if err := os.MkdirAll(o.SpoolDir, 0o750); err != nil {
+		return fmt.Errorf("audit: spool: %w", err)
+	}
+	var queues []*queue
+	fail := func(err error) error {
+		for _, q := range queues {
+			_ = q.spool.close()
+		}
+		for _, so := range sinks {
+			_ = so.Sink.Close()
+		}
+		return err
+	}
 	counts := map[string]int{}
-	for _, so := range o.Sinks {
+	for _, so := range sinks {
 		name := so.Sink.Name()
 		counts[name]++
 		if counts[name] > 1 {
@@ -121,50 +156,43 @@ func New(o Options) (*Trail, error) {
 		if batch <= 0 {
 			batch = 1024
 		}
-		q, err := newQueue(so.Sink, name, o.SpoolDir, o.Buffer, batch, so.Flush, log)
+		q, err := newQueue(so.Sink, name, o.SpoolDir, o.Buffer, batch, so.Flush, t.log)
 		if err != nil {
-			t.closeQueues()
-			return nil, err
+			return fail(err)
 		}
-		t.queues = append(t.queues, q)
+		queues = append(queues, q)
 	}
-	if err := t.recoverHead(); err != nil {
-		t.closeQueues()
-		return nil, err
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.queues != nil {
+		return fail(errors.New("audit: opened twice"))
 	}
-	if o.Metrics != nil {
-		if err := o.Metrics.Register(&collector{t}); err != nil {
-			t.closeQueues()
-			return nil, fmt.Errorf("audit: metrics: %w", err)
-		}
+	seq, prev, err := recoverHead(queues, t.headFile(), t.log)
+	if err != nil {
+		return fail(err)
 	}
-	for _, q := range t.queues {
+	t.seq, t.prev, t.queues, t.closed = seq, prev, queues, false
+	for _, q := range queues {
 		go q.run()
 	}
-	t.emit(&Record{Kind: "trail", Event: "started"})
-	return t, nil
-}
-
-func (t *Trail) closeQueues() {
-	for _, q := range t.queues {
-		_ = q.spool.close()
-		_ = q.sink.Close()
-	}
+	t.emitLocked(encodeBody(nil, &Record{Kind: "trail", Event: "started"}))
+	return nil
 }
 
 // headFile keeps the last record at shutdown, for sinks that cannot be
 // read back (stdout, http).
 func (t *Trail) headFile() string { return filepath.Join(t.opts.SpoolDir, "head") }
 
-// recoverHead sets seq and prev from the newest record the trail can read
-// back: a file sink's last record, a spool's last line, the head file.
-func (t *Trail) recoverHead() error {
+// recoverHead finds the newest record that can be read back: a file
+// sink's last record, a spool's last line, the head file. It tells each
+// file sink's queue what it holds already.
+func recoverHead(queues []*queue, headFile string, log *slog.Logger) (seq uint64, prev string, err error) {
 	var cands [][]byte
-	for _, q := range t.queues {
+	for _, q := range queues {
 		if tl, ok := q.sink.(tailer); ok {
 			l, err := tl.Last()
 			if err != nil {
-				return fmt.Errorf("audit: %s sink: %w", q.name, err)
+				return 0, "", fmt.Errorf("audit: %s sink: %w", q.name, err)
 			}
 			if l != nil {
 				cands = append(cands, l)
@@ -177,20 +205,20 @@ func (t *Trail) recoverHead() error {
 			cands = append(cands, l)
 		}
 	}
-	if l, err := os.ReadFile(t.headFile()); err == nil {
+	if l, err := os.ReadFile(headFile); err == nil {
 		cands = append(cands, trimNL(l))
 	}
 	for _, l := range cands {
 		r, err := Parse(l)
 		if err != nil {
-			t.log.Warn("audit_head_unreadable", "error", err)
+			log.Warn("audit_head_unreadable", "error", err)
 			continue
 		}
-		if r.Seq >= t.seq {
-			t.seq, t.prev = r.Seq, r.Hash
+		if r.Seq >= seq {
+			seq, prev = r.Seq, r.Hash
 		}
 	}
-	return nil
+	return seq, prev, nil
 }
 
 func trimNL(b []byte) []byte {
@@ -205,8 +233,12 @@ func (t *Trail) emit(r *Record) {
 	var scratch [512]byte
 	b := encodeBody(scratch[:0], r)
 	t.mu.Lock()
+	t.emitLocked(b)
+	t.mu.Unlock()
+}
+
+func (t *Trail) emitLocked(b []byte) {
 	if t.closed {
-		t.mu.Unlock()
 		return
 	}
 	t.seq++
@@ -215,7 +247,6 @@ func (t *Trail) emit(r *Record) {
 	for _, q := range t.queues {
 		q.enqueue(line)
 	}
-	t.mu.Unlock()
 }
 
 // Close records that the trail stopped, delivers what the sinks take
@@ -226,12 +257,13 @@ func (t *Trail) Close(ctx context.Context) error {
 		t.emit(&Record{Kind: "trail", Event: "stopped"})
 		t.mu.Lock()
 		t.closed = true
+		queues := t.queues
 		last := t.last
 		t.mu.Unlock()
 		var errs []error
 		var wg sync.WaitGroup
-		errc := make([]error, len(t.queues))
-		for i, q := range t.queues {
+		errc := make([]error, len(queues))
+		for i, q := range queues {
 			wg.Go(func() { errc[i] = q.close(ctx) })
 		}
 		wg.Wait()

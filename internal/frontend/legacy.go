@@ -36,7 +36,7 @@ func (f *Frontend) lookupLegacy(r *http.Request, rt *Route) (*gwSession, *core.E
 		// Ownership first: another principal's request learns nothing,
 		// and costs the store nothing.
 		if g, _ = s.Value.(*gwSession); g != nil && !f.ownedBy(r, who, g.info) {
-			return nil, sessionNotFound()
+			return nil, hijackRefused()
 		}
 		if g != nil && f.endedElsewhere(r.Context(), g) {
 			g = nil

@@ -10,14 +10,17 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/mcpgate/mcpgate/internal/audit"
 	"github.com/mcpgate/mcpgate/internal/auth"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/frontend"
 	"github.com/mcpgate/mcpgate/internal/metrics"
+	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/sessionid"
 	"github.com/mcpgate/mcpgate/internal/store"
@@ -77,6 +80,8 @@ type Gateway struct {
 	// credentials. customAuth: Options.Authenticate replaces it.
 	authn      atomic.Pointer[auth.Authenticator]
 	customAuth bool
+	// trail is the audit trail (audit.go); nil without an audit block.
+	trail *audit.Trail
 }
 
 // New builds everything the configuration describes without listening:
@@ -90,6 +95,11 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if err := g.initHealth(opts.Metrics); err != nil {
 		return nil, err
 	}
+	trail, err := newTrail(cfg, g, g.Metrics())
+	if err != nil {
+		return nil, err
+	}
+	g.trail = trail
 	ss := cfg.Sessions
 	g.rates = newRateLimits(cfg, log)
 	g.procs = newProcRecorder(log)
@@ -125,8 +135,14 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		authenticate = g.authenticate
 	}
 	b := bounds(ss)
+	hooks := opts.SessionHooks
+	var observe func(context.Context, *pipeline.Event)
+	if trail != nil {
+		hooks = append(slices.Clone(hooks), trail.Hooks())
+		observe = trail.Observe // every refusal before a chain, whatever the route
+	}
 	g.sessions = session.NewManager(session.Options{
-		Logger: log, Hooks: opts.SessionHooks,
+		Logger: log, Hooks: hooks,
 		DefaultIdleTimeout: b.DefaultIdleTimeout, DefaultTTL: b.DefaultTTL,
 		Global: b.Global, PerPrincipal: b.PerPrincipal, PerTenant: b.PerTenant, PerAddress: b.PerAddress,
 	})
@@ -137,6 +153,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		ResumeSessionBytes: int64(ss.Resumption.SessionBytes), ResumeTotalBytes: int64(ss.Resumption.TotalBytes),
 		IDs: ids, StoreFailOpen: cfg.Store.OnUnavailable == "fail-open",
 		Authenticate: authenticate,
+		Observe:      observe,
 	}, set.frontendRoutes())
 	if err != nil {
 		g.Close()
@@ -269,6 +286,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return err
 	}
 	g.store = st
+	// The trail opens before any session comes back, so the restored
+	// sessions' records are in it.
+	if err := g.openTrail(); err != nil {
+		g.readyOnce.Do(func() { close(g.ready) })
+		g.shutdown(nil)
+		return err
+	}
 	g.reapLeftovers(ctx, st) // what a crashed gateway left running
 	go g.authn.Load().Warm() // the issuers' key sets, before the first token needs them
 	if err := g.provision(st); err != nil {
@@ -384,6 +408,7 @@ func (g *Gateway) shutdown(servers []*http.Server) {
 	g.closeUpstreams()
 	g.closeAuth()
 	g.closeStore()
+	g.closeTrail(ctx)
 	g.stopAdmin()
 }
 

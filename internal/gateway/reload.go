@@ -98,9 +98,10 @@ func (g *Gateway) buildRoutes(cfg *config.Config, prev routeSet, authn *auth.Aut
 				CacheTTL: rc.CacheHints.TTL, CacheScope: rc.CacheHints.Scope})
 			fresh = append(fresh, up)
 		}
+		env, rep := stageEnv(rc.Name, g.log, g.Metrics())
 		set = append(set, &builtRoute{cfg: rc, up: up, fr: &frontend.Route{
 			Name: rc.Name, Path: rc.Path, Clients: rc.ClientEra, Upstream: up,
-			Stages:         g.stages(stageEnv(rc.Name, g.log, g.Metrics()), authn),
+			Stages:         g.stages(env, rep, authn),
 			RequestTimeout: rc.RequestTimeout, IdleTimeout: rc.IdleTimeout, TTL: rc.TTL,
 			Cap:        session.Cap{Max: rc.MaxSessions, Policy: session.Policy(rc.WhenFull)},
 			RetryTools: rc.RetryTools, TrustAnnotations: rc.TrustAnnotations,
@@ -156,6 +157,9 @@ func restartRequired(running, next *config.Config) []string {
 	paths = diffFields(paths, "admin", running.Admin, next.Admin, nil)
 	paths = diffFields(paths, "store", running.Store, next.Store, nil)
 	paths = diffFields(paths, "cluster", running.Cluster, next.Cluster, nil)
+	if !reflect.DeepEqual(running.Audit, next.Audit) {
+		paths = append(paths, "audit") // one trail for the gateway's life: its chain and sinks
+	}
 	live := map[string]bool{"idle_timeout": true, "ttl": true, "max": true, "when_full": true,
 		"per_principal": true, "per_tenant": true, "per_address": true}
 	return diffFields(paths, "sessions", running.Sessions, next.Sessions, live)

@@ -18,22 +18,32 @@ import (
 // stages builds a route's pipeline stages from the configuration. Their
 // order is pipeline.Order's, not this list's; a stage that is configured
 // off is left out of the chain (it costs nothing).
-func (g *Gateway) stages(env pipeline.Env, authn *auth.Authenticator) []pipeline.Stage {
-	return []pipeline.Stage{
+func (g *Gateway) stages(env pipeline.Env, rep *pipeline.Reporter, authn *auth.Authenticator) []pipeline.Stage {
+	stages := []pipeline.Stage{
 		{Name: "logging", Interceptor: logging.New(g.log)},
 		authn.Stage(env.Route),
 		{Name: "limits", ClientToServer: ratelimit.New(g.rates.requestLimiter())},
 	}
+	if g.trail != nil {
+		stages = append(stages, g.trail.Stage(env.Route))
+	}
+	// What a stage reports (Env.Report) reaches the observers of the
+	// stages of this same list.
+	rep.Bind(stages)
+	return stages
 }
 
 // stageEnv is what the stages of one route are built with; without a
-// metrics registry, collectors go to a private one nobody scrapes.
-func stageEnv(route string, log *slog.Logger, reg *metrics.Registry) pipeline.Env {
-	env := pipeline.Env{Route: route, Logger: log.With("route", route), Metrics: prometheus.NewRegistry()}
+// metrics registry, collectors go to a private one nobody scrapes. Its
+// Report hands events to the observers of the stages built with it,
+// once they are bound (Reporter.Bind).
+func stageEnv(route string, log *slog.Logger, reg *metrics.Registry) (pipeline.Env, *pipeline.Reporter) {
+	rep := pipeline.NewReporter(route)
+	env := pipeline.Env{Route: route, Logger: log.With("route", route), Metrics: prometheus.NewRegistry(), Report: rep.Report}
 	if reg != nil {
 		env.Metrics = reg
 	}
-	return env
+	return env, rep
 }
 
 // tap is the upstream.Tap of one upstream layer (origin "upstream" for the
