@@ -196,7 +196,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 			fmt.Fprintln(stdout, "mcpgate", version())
 		},
 	}
-	root.AddCommand(serve, validate, ver, newKeyCmd(stdout, stderr))
+	root.AddCommand(serve, validate, ver, newKeyCmd(stdout, stderr), newAuditCmd(stdout))
 	root.SetContext(context.Background())
 	return root
 }
