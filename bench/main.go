@@ -18,6 +18,10 @@
 //     one child per session.
 //   - modern: the http scenario with a stateless server and 2026-07-28
 //     clients.
+//   - audit: the cost of the audit trail. The http scenario's server behind
+//     two in-process gateways: one un-audited (the baseline), one with the
+//     audit trail on (payloads recorded, a redaction path, a file sink in a
+//     temporary directory, fsync per batch).
 //
 // Every side gets the same load: -callers goroutines sharing -sessions
 // go-sdk client sessions, each calling tools/call echo as fast as answers
@@ -109,7 +113,7 @@ type options struct {
 
 func main() {
 	var o options
-	scenarios := flag.String("scenarios", "http,stdio", "comma-separated scenarios to run: http, stdio, modern")
+	scenarios := flag.String("scenarios", "http,stdio", "comma-separated scenarios to run: http, stdio, modern, audit")
 	flag.IntVar(&o.rounds, "rounds", 4, "timed rounds per side; the sides alternate")
 	flag.DurationVar(&o.round, "round", 1500*time.Millisecond, "length of one timed round")
 	flag.IntVar(&o.sessions, "sessions", 4, "client sessions per side")
@@ -145,8 +149,10 @@ func main() {
 			s = httpScenario("modern", true, "2026-07-28")
 		case "stdio":
 			s = stdioScenario(o)
+		case "audit":
+			s = auditScenario()
 		default:
-			log.Fatalf("unknown scenario %q (http, stdio, modern)", name)
+			log.Fatalf("unknown scenario %q (http, stdio, modern, audit)", name)
 		}
 		all = append(all, s.measure(o)...)
 	}
@@ -182,7 +188,7 @@ func main() {
 			fmt.Printf("\n%s %s: first error: %s", r.Scenario, r.Name, r.FirstError)
 		}
 	}
-	fmt.Printf("\nratio = mcpgate calls/s ÷ baseline calls/s (http, modern: direct; stdio: supergateway).\n%s\n", allocMethod)
+	fmt.Printf("\nratio = mcpgate calls/s ÷ baseline calls/s (http, modern: direct; stdio: supergateway; audit: mcpgate un-audited).\n%s\n", allocMethod)
 }
 
 // side is one way of reaching the echo tool: an MCP endpoint and how to stop
@@ -205,12 +211,38 @@ type scenario struct {
 
 func httpScenario(name string, stateless bool, version string) scenario {
 	upURL, stopUp := startUpstream(stateless)
-	gwURL, stopGW := startGateway(config.Upstream{HTTP: &config.HTTPUpstream{URL: upURL}})
+	gwURL, stopGW := startGateway(config.Upstream{HTTP: &config.HTTPUpstream{URL: upURL}}, nil)
 	return scenario{
 		name: name, version: version,
 		baseline: side{name: "direct", url: upURL, stop: func() {}},
 		mcpgate:  side{name: "mcpgate", url: gwURL, gateway: true, stop: stopGW},
 		cleanup:  stopUp,
+	}
+}
+
+// auditScenario puts an un-audited and an audited mcpgate in front of the
+// same server: the ratio is what the audit trail costs.
+func auditScenario() scenario {
+	upURL, stopUp := startUpstream(false)
+	up := config.Upstream{HTTP: &config.HTTPUpstream{URL: upURL}}
+	dir, err := os.MkdirTemp("", "mcpgate-bench-audit-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	plainURL, stopPlain := startGateway(up, nil)
+	auditURL, stopAudit := startGateway(up, func(c *config.Config) {
+		c.Audit = &config.Audit{
+			Payloads: true,
+			Redact:   config.AuditRedact{Paths: []string{"params.arguments.password"}},
+			Sinks:    []config.AuditSink{{File: &config.AuditFileSink{Path: filepath.Join(dir, "audit.jsonl")}}},
+			SpoolDir: filepath.Join(dir, "spool"),
+		}
+	})
+	return scenario{
+		name: "audit", version: "2025-11-25",
+		baseline: side{name: "un-audited", url: plainURL, stop: stopPlain},
+		mcpgate:  side{name: "audited", url: auditURL, gateway: true, stop: stopAudit},
+		cleanup:  func() { stopUp(); _ = os.RemoveAll(dir) },
 	}
 }
 
@@ -229,7 +261,7 @@ func stdioScenario(o options) scenario {
 		log.Fatalf("build examples/echo-server: %v\n%s", err, out)
 	}
 	sgURL, stopSG := startSupergateway(abs(root, o.node), abs(root, o.supergateway), bin)
-	gwURL, stopGW := startGateway(config.Upstream{Stdio: &config.StdioUpstream{Command: bin}})
+	gwURL, stopGW := startGateway(config.Upstream{Stdio: &config.StdioUpstream{Command: bin}}, nil)
 	return scenario{
 		name: "stdio", version: "2025-11-25",
 		baseline: side{name: "supergateway", url: sgURL, stop: stopSG},
@@ -538,12 +570,15 @@ func startUpstream(stateless bool) (string, func()) {
 
 // startGateway runs mcpgate in this process with one route to up: logging
 // stage on at level warn (records discarded), memory store.
-func startGateway(up config.Upstream) (string, func()) {
+func startGateway(up config.Upstream, mutate func(*config.Config)) (string, func()) {
 	cfg := &config.Config{
 		Listeners: []config.Listener{{Address: "127.0.0.1:0"}},
 		Routes:    []config.Route{{Name: "bench", Path: "/mcp", Upstream: up}},
 		Log:       config.Log{Level: "warn"},
 		Store:     config.Store{Kind: config.StoreMemory},
+	}
+	if mutate != nil {
+		mutate(cfg)
 	}
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {

@@ -97,22 +97,38 @@ func (q *queue) enqueue(line []byte) {
 		}
 		q.spooling.Store(true)
 	}
-	if err := q.spool.append(line); err != nil {
-		q.dropped.Add(1)
-		if !q.dropLog {
-			q.dropLog = true
-			q.log.Error("audit_records_dropped", "error", err, "spool", q.spool.path)
-		}
-		return
-	}
-	if q.dropLog {
-		q.dropLog = false
-		q.log.Warn("audit_spool_writable", "spool", q.spool.path, "dropped_total", q.dropped.Load())
-	}
 	q.backlog.Add(1)
+	q.spool.append(line)
+	if q.spool.buffered() >= spoolChunk {
+		q.flushSpool()
+	}
 	select {
 	case q.wake <- struct{}{}:
 	default:
+	}
+}
+
+// spoolChunk is how much the spool buffers in memory before it writes:
+// one write per chunk, not per record, keeps spooling cheap for the data
+// plane; a kill -9 can lose up to this much of spooled records.
+const spoolChunk = 64 << 10
+
+// flushSpool writes the spool's buffered records (under mu); those a full
+// disk refuses are dropped, counted and logged once per run of drops.
+func (q *queue) flushSpool() {
+	n, err := q.spool.flush()
+	if err != nil {
+		q.dropped.Add(uint64(n))
+		q.backlog.Add(-int64(n))
+		if !q.dropLog {
+			q.dropLog = true
+			q.log.Error("audit_records_dropped", "error", err, "spool", q.spool.path, "count", n)
+		}
+		return
+	}
+	if n > 0 && q.dropLog {
+		q.dropLog = false
+		q.log.Warn("audit_spool_writable", "spool", q.spool.path, "dropped_total", q.dropped.Load())
 	}
 }
 
@@ -139,6 +155,9 @@ func (q *queue) run() {
 						continue
 					}
 					if !q.idle() {
+						q.mu.Lock()
+						q.flushSpool() // kept for the next start
+						q.mu.Unlock()
 						return
 					}
 					continue
@@ -187,10 +206,15 @@ func (q *queue) idle() bool {
 }
 
 // caughtUp switches back to the channel when the spool is fully
-// delivered; it reports whether it did.
+// delivered, and writes out what the spool buffers when that is all it
+// has left; it reports whether there may be more to read at once.
 func (q *queue) caughtUp() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.spool.buffered() > 0 {
+		q.flushSpool()
+		return true
+	}
 	if q.spool.pending() > 0 {
 		return false
 	}
@@ -295,6 +319,7 @@ func (q *queue) persist(batch [][]byte, fromSpool bool) {
 		}
 		break
 	}
+	q.flushSpool()
 	if err := q.spool.prepend(front); err != nil {
 		q.dropped.Add(uint64(len(front)))
 		q.log.Error("audit_records_dropped", "error", err, "spool", q.spool.path, "count", len(front))
@@ -312,6 +337,9 @@ func (q *queue) close(ctx context.Context) error {
 		<-q.done
 	}
 	q.cancel()
+	q.mu.Lock()
+	q.flushSpool()
+	q.mu.Unlock()
 	err := q.sink.Close()
 	return errors.Join(err, q.spool.close())
 }
@@ -347,7 +375,14 @@ type spool struct {
 	rOff  int64
 	readN int64
 	buf   []byte
+	// wbuf holds appended lines not yet written (bufN of them), under the
+	// queue's mu.
+	wbuf []byte
+	bufN int
 }
+
+// buffered is how many bytes of records wait in memory to be written.
+func (s *spool) buffered() int { return len(s.wbuf) }
 
 // pending is how many records the spool holds undelivered.
 func (s *spool) pending() int { return int(s.n.Load()) }
@@ -401,17 +436,34 @@ func (s *spool) open() error {
 	return err
 }
 
-// append adds one line; a failed or short write is undone so the file
-// holds only complete lines.
-func (s *spool) append(line []byte) error {
-	if _, err := s.w.Write(line); err != nil {
+// append buffers one line (flush writes it).
+func (s *spool) append(line []byte) {
+	s.wbuf = append(s.wbuf, line...)
+	s.bufN++
+	s.n.Add(1)
+}
+
+// flush writes the buffered lines; a failed or short write is undone so
+// the file holds only complete lines, and the lines are dropped. It
+// returns how many lines it wrote, or dropped with the error.
+func (s *spool) flush() (int, error) {
+	n, size := s.bufN, len(s.wbuf)
+	if n == 0 {
+		return 0, nil
+	}
+	_, err := s.w.Write(s.wbuf)
+	s.wbuf, s.bufN = s.wbuf[:0], 0
+	if cap(s.wbuf) > 4*spoolChunk {
+		s.wbuf = nil
+	}
+	if err != nil {
 		_ = s.w.Truncate(s.wOff.Load())
 		_, _ = s.w.Seek(s.wOff.Load(), io.SeekStart)
-		return err
+		s.n.Add(-int64(n))
+		return n, err
 	}
-	s.wOff.Add(int64(len(line)))
-	s.n.Add(1)
-	return nil
+	s.wOff.Add(int64(size))
+	return n, nil
 }
 
 // read returns up to max lines from the read offset without consuming
