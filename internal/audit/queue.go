@@ -191,6 +191,24 @@ func (q *queue) run() {
 			q.spool.commit(len(batch))
 		}
 		q.backlog.Add(-int64(n))
+		if n < q.batch && q.flush <= 0 {
+			q.linger()
+		}
+	}
+}
+
+// lingerFor is how long a deliverer that just emptied its queue waits
+// before taking more: records arriving meanwhile queue without waking it,
+// so that a busy gateway pays a wake-up per batch, not per record. It adds
+// at most this much to the time a record waits in memory.
+const lingerFor = time.Millisecond
+
+func (q *queue) linger() {
+	t := time.NewTimer(lingerFor)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-q.closing:
 	}
 }
 
