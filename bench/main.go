@@ -21,7 +21,7 @@
 //   - audit: the cost of the audit trail. The http scenario's server behind
 //     two in-process gateways: one un-audited (the baseline), one with the
 //     audit trail on (payloads recorded, a redaction path, a file sink in a
-//     temporary directory, fsync per batch).
+//     temporary directory, the default fsync: at most once a second).
 //
 // Every side gets the same load: -callers goroutines sharing -sessions
 // go-sdk client sessions, each calling tools/call echo as fast as answers
@@ -91,6 +91,13 @@ type result struct {
 	P99        float64 `json:"p99_us"`
 	AllocsPer  float64 `json:"allocs_per_call"`
 	BytesPer   float64 `json:"bytes_per_call"`
+	// CPUPer is the process's CPU time per call (µs): client, gateway
+	// and in-process upstream together, so sides compare by difference.
+	CPUPer float64 `json:"cpu_us_per_call"`
+	// CPURatio is the baseline's CPU per call ÷ this side's: the
+	// throughput ratio a CPU-bound machine would see, less noisy on a
+	// shared machine than calls/s.
+	CPURatio float64 `json:"cpu_ratio,omitempty"`
 	// Set on the mcpgate side only.
 	AddedAllocs float64 `json:"added_allocs_per_call,omitempty"`
 	CodeAllocs  float64 `json:"mcpgate_code_allocs_per_call,omitempty"`
@@ -170,17 +177,17 @@ func main() {
 	fmt.Printf("mcpgate bench: %d callers over %d sessions per side, %d alternating rounds of %s per side, GOMAXPROCS=%d, %s/%s, %s\n\n",
 		o.callers, o.sessions, o.rounds, o.round, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tside\tcalls/s\tp50 µs\tp99 µs\tallocs/call\tadded allocs/call\tin mcpgate code\tof it net/http\tratio\terrors\t")
+	fmt.Fprintln(tw, "scenario\tside\tcalls/s\tp50 µs\tp99 µs\tcpu µs/call\tallocs/call\tadded allocs/call\tin mcpgate code\tof it net/http\tratio\tcpu ratio\terrors\t")
 	for _, r := range all {
 		if !r.Gateway {
-			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t\t\t\t\t%d\t\n", r.Scenario, r.Name, r.Throughput, r.P50, r.P99, r.AllocsPer, r.Errors)
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t\t\t\t\t\t%d\t\n", r.Scenario, r.Name, r.Throughput, r.P50, r.P99, r.CPUPer, r.AllocsPer, r.Errors)
 			continue
 		}
 		code, viaHTTP := "-", "-"
 		if r.CodeAllocs > 0 {
 			code, viaHTTP = fmt.Sprintf("%.1f", r.CodeAllocs), fmt.Sprintf("%.1f", r.CodeAllocsHTTP)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.1f\t%s\t%s\t%.2fx\t%d\t\n", r.Scenario, r.Name, r.Throughput, r.P50, r.P99, r.AllocsPer, r.AddedAllocs, code, viaHTTP, r.Ratio, r.Errors)
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.1f\t%s\t%s\t%.2fx\t%.2fx\t%d\t\n", r.Scenario, r.Name, r.Throughput, r.P50, r.P99, r.CPUPer, r.AllocsPer, r.AddedAllocs, code, viaHTTP, r.Ratio, r.CPURatio, r.Errors)
 	}
 	_ = tw.Flush()
 	for _, r := range all {
@@ -188,7 +195,7 @@ func main() {
 			fmt.Printf("\n%s %s: first error: %s", r.Scenario, r.Name, r.FirstError)
 		}
 	}
-	fmt.Printf("\nratio = mcpgate calls/s ÷ baseline calls/s (http, modern: direct; stdio: supergateway; audit: mcpgate un-audited).\n%s\n", allocMethod)
+	fmt.Printf("\nratio = mcpgate calls/s ÷ baseline calls/s (http, modern: direct; stdio: supergateway; audit: mcpgate un-audited).\ncpu µs/call = this process's CPU time (user+system) per call over the timed rounds: client, gateway and in-process upstream together (stdio servers and supergateway run in their own processes); cpu ratio = baseline's ÷ mcpgate side's, the throughput ratio when CPU is the limit.\n%s\n", allocMethod)
 }
 
 // side is one way of reaching the echo tool: an MCP endpoint and how to stop
@@ -282,6 +289,9 @@ func (s scenario) measure(o options) []result {
 	rb, rg := base.result(), gw.result()
 	rg.AddedAllocs = rg.AllocsPer - rb.AllocsPer
 	rg.Ratio = rg.Throughput / rb.Throughput
+	if rg.CPUPer > 0 {
+		rg.CPURatio = rb.CPUPer / rg.CPUPer
+	}
 	if o.profileCalls > 0 {
 		rg.CodeAllocs, rg.CodeAllocsHTTP = gw.codeAllocs(o.profileCalls)
 	}
@@ -308,6 +318,17 @@ type load struct {
 	elapsed        time.Duration
 	mallocs, bytes uint64
 	lat            []time.Duration
+	cpu            time.Duration // process CPU time (user and system) over the rounds
+}
+
+// processCPU is the CPU time this process has used so far (user and
+// system): what a side costs, whatever else the machine runs.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func connect(scenario string, sd side, version string, o options) *load {
@@ -384,9 +405,11 @@ func (l *load) round(d time.Duration) {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
+	cpu0 := processCPU()
 	start := time.Now()
 	calls, errs, first := l.drive(0, start.Add(d), &l.lat)
 	l.elapsed += time.Since(start)
+	l.cpu += processCPU() - cpu0
 	runtime.ReadMemStats(&after)
 	l.calls += calls
 	l.errs += errs
@@ -412,6 +435,7 @@ func (l *load) result() result {
 		Seconds: l.elapsed.Seconds(), Throughput: float64(l.calls) / l.elapsed.Seconds(),
 		P50: pct(0.50), P99: pct(0.99),
 		AllocsPer: float64(l.mallocs) / n, BytesPer: float64(l.bytes) / n,
+		CPUPer: float64(l.cpu) / float64(time.Microsecond) / n,
 	}
 }
 

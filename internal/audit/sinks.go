@@ -40,10 +40,17 @@ type tailer interface {
 
 // Fsync policies (FileOptions.Fsync).
 const (
-	FsyncBatch  = "batch"
-	FsyncAlways = "always"
-	FsyncNever  = "never"
+	// FsyncInterval syncs at most once per FsyncEvery, after writes
+	// (appendfsync everysec): the default.
+	FsyncInterval = "interval"
+	FsyncBatch    = "batch"
+	FsyncAlways   = "always"
+	FsyncNever    = "never"
 )
+
+// FsyncEvery is how long written records may wait for a sync under
+// FsyncInterval.
+const FsyncEvery = time.Second
 
 // FileOptions configure a file sink.
 type FileOptions struct {
@@ -56,7 +63,8 @@ type FileOptions struct {
 	// MaxFiles is how many files are kept, the current one included
 	// (oldest rotated files are removed). Zero or less keeps every file.
 	MaxFiles int
-	// Fsync is FsyncBatch (the default), FsyncAlways or FsyncNever.
+	// Fsync is FsyncInterval (the default), FsyncBatch, FsyncAlways or
+	// FsyncNever; every policy syncs at rotation and Close.
 	Fsync string
 }
 
@@ -66,8 +74,13 @@ type FileOptions struct {
 // can.
 type FileSink struct {
 	opts FileOptions
+	// mu guards f against the interval sync's timer.
+	mu   sync.Mutex
 	f    *os.File
 	size int64
+	// syncing is set while an interval sync is scheduled (timer).
+	syncing bool
+	timer   *time.Timer
 	// rotateFirst: the file ends with a partial line (a crash mid-write):
 	// it is rotated away untouched before the first write, as evidence.
 	rotateFirst bool
@@ -77,7 +90,7 @@ type FileSink struct {
 // NewFileSink opens (or creates) the file, and its directory.
 func NewFileSink(o FileOptions) (*FileSink, error) {
 	if o.Fsync == "" {
-		o.Fsync = FsyncBatch
+		o.Fsync = FsyncInterval
 	}
 	if err := os.MkdirAll(filepath.Dir(o.Path), 0o750); err != nil {
 		return nil, fmt.Errorf("audit file sink: %w", err)
@@ -118,6 +131,8 @@ func (s *FileSink) Key() string { return s.opts.Path }
 // Write implements Sink: the batch is written in as few writes as
 // rotation allows, and synced as Fsync says.
 func (s *FileSink) Write(_ context.Context, lines [][]byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.rotateFirst {
 		if err := s.rotate(); err != nil {
 			return err
@@ -154,12 +169,28 @@ func (s *FileSink) Write(_ context.Context, lines [][]byte) error {
 			}
 		}
 	}
-	if s.opts.Fsync == FsyncBatch {
+	switch s.opts.Fsync {
+	case FsyncBatch:
 		if err := s.f.Sync(); err != nil {
 			return fmt.Errorf("audit file sink: %w", err)
 		}
+	case FsyncInterval:
+		if !s.syncing {
+			s.syncing = true
+			s.timer = time.AfterFunc(FsyncEvery, s.intervalSync)
+		}
 	}
 	return nil
+}
+
+// intervalSync is the sync FsyncInterval schedules after a write.
+func (s *FileSink) intervalSync() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.syncing = false
+	if s.f != nil {
+		_ = s.f.Sync()
+	}
 }
 
 // rotate closes the current file, renames it, opens a new one and
@@ -270,8 +301,17 @@ func lastLine(path string) ([]byte, error) {
 
 // Close implements Sink.
 func (s *FileSink) Close() error {
-	err := s.f.Sync()
-	return errors.Join(err, s.f.Close())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		return nil
+	}
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	err := errors.Join(s.f.Sync(), s.f.Close())
+	s.f = nil
+	return err
 }
 
 // WriterSink writes records to a stream (the standard output).

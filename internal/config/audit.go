@@ -39,20 +39,22 @@ type Audit struct {
 	// <store.data_dir>/audit-spool.
 	SpoolDir string `yaml:"spool_dir"`
 	// Fsync is when file sinks flush their writes to stable storage:
-	// batch (after each batch of records is written; the default),
-	// always (after every record), or never (at rotation and shutdown
-	// only, leaving the rest to the operating system). Whatever the
-	// policy, a record is written to the file as soon as the sink takes
-	// it, so a kill -9 loses only records still queued in memory; fsync
-	// bounds what a power loss or kernel crash loses.
+	// interval (at most once a second after writes; the default), batch
+	// (after each batch of records is written), always (after every
+	// record), or never (at rotation and shutdown only, leaving the rest
+	// to the operating system). Whatever the policy, a record is written
+	// to the file as soon as the sink takes it, so a kill -9 loses only
+	// records still queued in memory; fsync bounds what a power loss or
+	// kernel crash loses (interval: about a second of records).
 	Fsync string `yaml:"fsync"`
 }
 
 // Fsync policies for Audit.Fsync.
 const (
-	FsyncBatch  = "batch"
-	FsyncAlways = "always"
-	FsyncNever  = "never"
+	FsyncInterval = "interval"
+	FsyncBatch    = "batch"
+	FsyncAlways   = "always"
+	FsyncNever    = "never"
 )
 
 // AuditRedact says what is removed from recorded payloads before they
@@ -146,7 +148,7 @@ func (c *Config) auditDefaults() {
 		a.SpoolDir = filepath.Join(c.Store.DataDir, "audit-spool")
 	}
 	if a.Fsync == "" {
-		a.Fsync = FsyncBatch
+		a.Fsync = FsyncInterval
 	}
 	for i := range a.Sinks {
 		if f := a.Sinks[i].File; f != nil {
@@ -179,9 +181,9 @@ func (c *Config) validateAudit(bad func(path, format string, args ...any)) {
 		bad("audit.buffer", "must be at least 1")
 	}
 	switch a.Fsync {
-	case FsyncBatch, FsyncAlways, FsyncNever:
+	case FsyncInterval, FsyncBatch, FsyncAlways, FsyncNever:
 	default:
-		bad("audit.fsync", "want batch, always or never, got %q", a.Fsync)
+		bad("audit.fsync", "want interval, batch, always or never, got %q", a.Fsync)
 	}
 	for i, p := range a.Redact.Paths {
 		if _, err := audit.ParsePath(p); err != nil {

@@ -31,7 +31,7 @@ func TestAuditExample(t *testing.T) {
 	}
 	a := cfg.Audit
 	want := &Audit{
-		Payloads: true, MaxPayloadBytes: 64 << 10, Buffer: 10000, SpoolDir: "audit/spool", Fsync: FsyncBatch,
+		Payloads: true, MaxPayloadBytes: 64 << 10, Buffer: 10000, SpoolDir: "audit/spool", Fsync: FsyncInterval,
 		Redact: AuditRedact{Paths: []string{"params.arguments.password", "result.content[*].text"}, Patterns: []string{"(?i)bearer [a-z0-9._-]+"}, Detectors: []string{"secrets"}},
 		Sinks: []AuditSink{
 			{File: &AuditFileSink{Path: "audit/audit.jsonl", MaxSize: 100 << 20, MaxFiles: 20}},
@@ -53,7 +53,7 @@ func TestAuditDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := cfg.Audit
-	if a.Payloads || a.MaxPayloadBytes != DefaultAuditMaxPayload || a.Buffer != DefaultAuditBuffer || a.SpoolDir != "mcpgate-data/audit-spool" || a.Fsync != FsyncBatch {
+	if a.Payloads || a.MaxPayloadBytes != DefaultAuditMaxPayload || a.Buffer != DefaultAuditBuffer || a.SpoolDir != "mcpgate-data/audit-spool" || a.Fsync != FsyncInterval {
 		t.Errorf("defaults: %+v", a)
 	}
 	if f := a.Sinks[0].File; f.MaxSize != DefaultAuditMaxSize || f.MaxFiles != DefaultAuditMaxFiles {
@@ -99,7 +99,7 @@ func TestAuditErrors(t *testing.T) {
 		{"unknown detector", "audit:\n  redact: {detectors: [secrest]}\n  sinks: [{stdout: {}}]\n",
 			[]string{`audit.redact.detectors[0]: unknown detector "secrest" (known: secrets) (line 2)`}},
 		{"bad fsync", "audit:\n  fsync: sometimes\n  sinks: [{stdout: {}}]\n",
-			[]string{`audit.fsync: want batch, always or never, got "sometimes" (line 2)`}},
+			[]string{`audit.fsync: want interval, batch, always or never, got "sometimes" (line 2)`}},
 		{"bad buffer", "audit:\n  buffer: -1\n  sinks: [{stdout: {}}]\n",
 			[]string{"audit.buffer: must be at least 1 (line 2)"}},
 		{"misspelt", "audit:\n  sinks: [{stdout: {}}]\n  spool: x\n",
