@@ -640,3 +640,41 @@ func TestStageRecords(t *testing.T) {
 		t.Errorf("codes: %+v %+v", rs[2], rs[3])
 	}
 }
+
+// TestPartialLineAfterCrash: a file that ends inside a record (power
+// lost mid-write) is rotated away untouched, so verify names the
+// truncated record, and the new file chains on from the last whole one.
+func TestPartialLineAfterCrash(t *testing.T) {
+	t.Parallel()
+	path := writeTrail(t, 3) // seq 1..5
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.WriteString(`{"seq":6,"time":"2026-`)
+	_ = f.Close()
+	dir := filepath.Dir(path)
+	fs, err := audit.NewFileSink(audit.FileOptions{Path: path, MaxFiles: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := audit.New(audit.Options{Sinks: []audit.SinkOptions{{Sink: fs}}, SpoolDir: filepath.Join(dir, "spool")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	decision(tr, 9)
+	_ = tr.Close(context.Background())
+	files, _ := filepath.Glob(filepath.Join(dir, "audit*.jsonl"))
+	if len(files) != 2 {
+		t.Fatalf("files %v", files)
+	}
+	_, err = audit.Verify(files)
+	var b *audit.Broken
+	if !errors.As(err, &b) || b.What != "truncated" || b.Line != 6 {
+		t.Fatalf("verify: %v", err)
+	}
+	sum, err := audit.Verify([]string{path})
+	if err != nil || sum.First != 6 || sum.Records != 3 {
+		t.Fatalf("new file: %+v %v", sum, err)
+	}
+}

@@ -100,9 +100,12 @@ func NewFileSink(o FileOptions) (*FileSink, error) {
 		return nil, err
 	}
 	if s.size > 0 {
-		var last [1]byte
-		if _, err := s.f.ReadAt(last[:], s.size-1); err == nil && last[0] != '\n' {
-			s.rotateFirst = true
+		if r, err := os.Open(o.Path); err == nil {
+			var last [1]byte
+			if _, err := r.ReadAt(last[:], s.size-1); err == nil && last[0] != '\n' {
+				s.rotateFirst = true
+			}
+			_ = r.Close()
 		}
 	}
 	return s, nil
