@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -235,4 +237,76 @@ func TestAuditKillNine(t *testing.T) {
 		t.Fatalf("before %+v, after %+v, files %v", before, after, files())
 	}
 	t.Logf("records on disk at kill -9: %d; after the restart: %d in %d files", before.Records, after.Records, len(files()))
+}
+
+// TestAuditCollectorDownThenUp: the gateway's http sink faces a collector
+// that refuses every batch while clients work, then recovers: it gets
+// every record, in order, the same as the file sink beside it.
+func TestAuditCollectorDownThenUp(t *testing.T) {
+	t.Parallel()
+	var (
+		mu   sync.Mutex
+		got  []string
+		down atomic.Bool
+		hit  = make(chan struct{}, 1)
+	)
+	down.Store(true)
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if down.Load() {
+			select {
+			case hit <- struct{}{}:
+			default:
+			}
+			http.Error(w, "collector down", http.StatusServiceUnavailable)
+			return
+		}
+		mu.Lock()
+		got = append(got, strings.Split(strings.TrimSuffix(string(body), "\n"), "\n")...)
+		mu.Unlock()
+	}))
+	defer collector.Close()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	g := startAuthGateway(t, func(c *config.Config, _ string) {
+		c.Audit = &config.Audit{
+			Payloads: true,
+			Buffer:   50, // most records spool while the collector is down
+			Sinks: []config.AuditSink{
+				{File: &config.AuditFileSink{Path: path}},
+				{HTTP: &config.AuditHTTPSink{URL: collector.URL, Batch: 20, Flush: 20 * time.Millisecond}},
+			},
+			SpoolDir: filepath.Join(dir, "spool"),
+		}
+	}, httpRoute("fixture", "/mcp", fixtureHTTP(t, false)))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cs, err := newSDKClient().Connect(ctx, &mcp.StreamableClientTransport{Endpoint: g.URL + "/mcp", MaxRetries: -1, DisableStandaloneSSE: true}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-hit // the collector has refused a batch
+	for range 150 {
+		if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_simple_text"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	down.Store(false)
+	_ = cs.Close()
+	g.stop()
+	file, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := strings.Split(strings.TrimSuffix(string(file), "\n"), "\n"); !cmp.Equal(want, got) {
+		t.Fatalf("the collector got %d records, the file holds %d; they differ", len(got), len(want))
+	}
+	if len(got) < 300 {
+		t.Fatalf("%d records", len(got))
+	}
+	if _, err := audit.Verify([]string{path}); err != nil {
+		t.Fatal(err)
+	}
 }
