@@ -452,7 +452,10 @@ func (t *Trail) response(req, resp *core.Message, err error, took time.Duration,
 			r.Direction = opposite(req.Direction)
 		}
 	} else {
-		r = &Record{Kind: "message", Direction: opposite(req.Direction), Type: "error"}
+		r = &Record{Kind: "message", Direction: opposite(req.Direction), Type: "response"}
+		if err != nil {
+			r.Type = "error"
+		}
 		t.session(r, req.Session, st)
 		if !req.ID.IsZero() {
 			r.RPCID = string(req.ID)

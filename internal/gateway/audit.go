@@ -103,12 +103,15 @@ func (g *Gateway) openTrail() error {
 	return nil
 }
 
-// closeTrail delivers what the sinks take within the shutdown budget;
-// the rest stays in the spools for the next start.
-func (g *Gateway) closeTrail(ctx context.Context) {
+// closeTrail delivers what the sinks take within a budget of its own
+// (server.shutdown_timeout, whatever the drain used of it); the rest stays
+// in the spools for the next start.
+func (g *Gateway) closeTrail() {
 	if g.trail == nil {
 		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Server.ShutdownTimeout)
+	defer cancel()
 	if err := g.trail.Close(ctx); err != nil {
 		g.log.Error("audit_close_failed", "error", err)
 	}

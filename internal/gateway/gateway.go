@@ -408,7 +408,7 @@ func (g *Gateway) shutdown(servers []*http.Server) {
 	g.closeUpstreams()
 	g.closeAuth()
 	g.closeStore()
-	g.closeTrail(ctx)
+	g.closeTrail()
 	g.stopAdmin()
 }
 
