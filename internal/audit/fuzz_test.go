@@ -79,3 +79,29 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParsePath: a path that parses writes back to one that parses to
+// the same path, and applying it to any JSON payload never panics and
+// leaves valid JSON.
+func FuzzParsePath(f *testing.F) {
+	f.Add("params.arguments.password", []byte(`{"arguments":{"password":"x"}}`))
+	f.Add("result.content[*].text", []byte(`{"content":[{"text":"a"},{"text":"b"}]}`))
+	f.Add(`params["a.b"][0]`, []byte(`{"a.b":[1,2]}`))
+	f.Fuzz(func(t *testing.T, s string, payload []byte) {
+		p, err := ParsePath(s)
+		if err != nil {
+			return
+		}
+		q, err := ParsePath(p.String())
+		if err != nil || q.String() != p.String() {
+			t.Fatalf("%q wrote back as %q, which reads as %q (%v)", s, p.String(), q.String(), err)
+		}
+		if !json.Valid(payload) {
+			return
+		}
+		r, _ := newRedactor([]string{s}, nil)
+		if out := r.redact(p.Member, payload); !json.Valid(out) {
+			t.Fatalf("redacting %s in %s gave %s", s, payload, out)
+		}
+	})
+}

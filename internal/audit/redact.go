@@ -192,7 +192,7 @@ func (p Path) String() string {
 	b.WriteString(p.Member)
 	for _, s := range p.steps {
 		switch {
-		case s.key != "" && strings.ContainsAny(s.key, ".[]"):
+		case s.key != "" && strings.ContainsAny(s.key, `.[]"`):
 			b.WriteString(`["` + s.key + `"]`)
 		case s.key != "":
 			b.WriteString("." + s.key)
