@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/core"
+	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/sessionid"
 )
@@ -44,6 +45,9 @@ func (f *Frontend) lookupLegacy(r *http.Request, rt *Route) (*gwSession, *core.E
 	} else {
 		var err error
 		if g, err = f.fetch(r.Context(), r, who, id); err != nil {
+			if errors.Is(err, pipeline.ErrHijack) {
+				return nil, hijackRefused()
+			}
 			if errors.Is(err, errSessionElsewhere) {
 				e := core.NewError(core.CodeInternalError, "session is moving between gateway replicas; retry shortly").WithStatus(http.StatusServiceUnavailable)
 				e.Header = http.Header{"Retry-After": {"1"}}
