@@ -18,6 +18,10 @@
 //     one child per session.
 //   - modern: the http scenario with a stateless server and 2026-07-28
 //     clients.
+//   - audit: the cost of the audit trail. The http scenario's server behind
+//     two in-process gateways: one un-audited (the baseline), one with the
+//     audit trail on (payloads recorded, a redaction path, a file sink in a
+//     temporary directory, the default fsync: at most once a second).
 //
 // Every side gets the same load: -callers goroutines sharing -sessions
 // go-sdk client sessions, each calling tools/call echo as fast as answers
@@ -87,6 +91,13 @@ type result struct {
 	P99        float64 `json:"p99_us"`
 	AllocsPer  float64 `json:"allocs_per_call"`
 	BytesPer   float64 `json:"bytes_per_call"`
+	// CPUPer is the process's CPU time per call (µs): client, gateway
+	// and in-process upstream together, so sides compare by difference.
+	CPUPer float64 `json:"cpu_us_per_call"`
+	// CPURatio is the baseline's CPU per call ÷ this side's: the
+	// throughput ratio a CPU-bound machine would see, less noisy on a
+	// shared machine than calls/s.
+	CPURatio float64 `json:"cpu_ratio,omitempty"`
 	// Set on the mcpgate side only.
 	AddedAllocs float64 `json:"added_allocs_per_call,omitempty"`
 	CodeAllocs  float64 `json:"mcpgate_code_allocs_per_call,omitempty"`
@@ -109,7 +120,7 @@ type options struct {
 
 func main() {
 	var o options
-	scenarios := flag.String("scenarios", "http,stdio", "comma-separated scenarios to run: http, stdio, modern")
+	scenarios := flag.String("scenarios", "http,stdio", "comma-separated scenarios to run: http, stdio, modern, audit")
 	flag.IntVar(&o.rounds, "rounds", 4, "timed rounds per side; the sides alternate")
 	flag.DurationVar(&o.round, "round", 1500*time.Millisecond, "length of one timed round")
 	flag.IntVar(&o.sessions, "sessions", 4, "client sessions per side")
@@ -145,8 +156,10 @@ func main() {
 			s = httpScenario("modern", true, "2026-07-28")
 		case "stdio":
 			s = stdioScenario(o)
+		case "audit":
+			s = auditScenario()
 		default:
-			log.Fatalf("unknown scenario %q (http, stdio, modern)", name)
+			log.Fatalf("unknown scenario %q (http, stdio, modern, audit)", name)
 		}
 		all = append(all, s.measure(o)...)
 	}
@@ -164,17 +177,17 @@ func main() {
 	fmt.Printf("mcpgate bench: %d callers over %d sessions per side, %d alternating rounds of %s per side, GOMAXPROCS=%d, %s/%s, %s\n\n",
 		o.callers, o.sessions, o.rounds, o.round, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tside\tcalls/s\tp50 µs\tp99 µs\tallocs/call\tadded allocs/call\tin mcpgate code\tof it net/http\tratio\terrors\t")
+	fmt.Fprintln(tw, "scenario\tside\tcalls/s\tp50 µs\tp99 µs\tcpu µs/call\tallocs/call\tadded allocs/call\tin mcpgate code\tof it net/http\tratio\tcpu ratio\terrors\t")
 	for _, r := range all {
 		if !r.Gateway {
-			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t\t\t\t\t%d\t\n", r.Scenario, r.Name, r.Throughput, r.P50, r.P99, r.AllocsPer, r.Errors)
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t\t\t\t\t\t%d\t\n", r.Scenario, r.Name, r.Throughput, r.P50, r.P99, r.CPUPer, r.AllocsPer, r.Errors)
 			continue
 		}
 		code, viaHTTP := "-", "-"
 		if r.CodeAllocs > 0 {
 			code, viaHTTP = fmt.Sprintf("%.1f", r.CodeAllocs), fmt.Sprintf("%.1f", r.CodeAllocsHTTP)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.1f\t%s\t%s\t%.2fx\t%d\t\n", r.Scenario, r.Name, r.Throughput, r.P50, r.P99, r.AllocsPer, r.AddedAllocs, code, viaHTTP, r.Ratio, r.Errors)
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.1f\t%s\t%s\t%.2fx\t%.2fx\t%d\t\n", r.Scenario, r.Name, r.Throughput, r.P50, r.P99, r.CPUPer, r.AllocsPer, r.AddedAllocs, code, viaHTTP, r.Ratio, r.CPURatio, r.Errors)
 	}
 	_ = tw.Flush()
 	for _, r := range all {
@@ -182,7 +195,7 @@ func main() {
 			fmt.Printf("\n%s %s: first error: %s", r.Scenario, r.Name, r.FirstError)
 		}
 	}
-	fmt.Printf("\nratio = mcpgate calls/s ÷ baseline calls/s (http, modern: direct; stdio: supergateway).\n%s\n", allocMethod)
+	fmt.Printf("\nratio = mcpgate calls/s ÷ baseline calls/s (http, modern: direct; stdio: supergateway; audit: mcpgate un-audited).\ncpu µs/call = this process's CPU time (user+system) per call over the timed rounds: client, gateway and in-process upstream together (stdio servers and supergateway run in their own processes); cpu ratio = baseline's ÷ mcpgate side's, the throughput ratio when CPU is the limit.\n%s\n", allocMethod)
 }
 
 // side is one way of reaching the echo tool: an MCP endpoint and how to stop
@@ -205,12 +218,38 @@ type scenario struct {
 
 func httpScenario(name string, stateless bool, version string) scenario {
 	upURL, stopUp := startUpstream(stateless)
-	gwURL, stopGW := startGateway(config.Upstream{HTTP: &config.HTTPUpstream{URL: upURL}})
+	gwURL, stopGW := startGateway(config.Upstream{HTTP: &config.HTTPUpstream{URL: upURL}}, nil)
 	return scenario{
 		name: name, version: version,
 		baseline: side{name: "direct", url: upURL, stop: func() {}},
 		mcpgate:  side{name: "mcpgate", url: gwURL, gateway: true, stop: stopGW},
 		cleanup:  stopUp,
+	}
+}
+
+// auditScenario puts an un-audited and an audited mcpgate in front of the
+// same server: the ratio is what the audit trail costs.
+func auditScenario() scenario {
+	upURL, stopUp := startUpstream(false)
+	up := config.Upstream{HTTP: &config.HTTPUpstream{URL: upURL}}
+	dir, err := os.MkdirTemp("", "mcpgate-bench-audit-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	plainURL, stopPlain := startGateway(up, nil)
+	auditURL, stopAudit := startGateway(up, func(c *config.Config) {
+		c.Audit = &config.Audit{
+			Payloads: true,
+			Redact:   config.AuditRedact{Paths: []string{"params.arguments.password"}},
+			Sinks:    []config.AuditSink{{File: &config.AuditFileSink{Path: filepath.Join(dir, "audit.jsonl")}}},
+			SpoolDir: filepath.Join(dir, "spool"),
+		}
+	})
+	return scenario{
+		name: "audit", version: "2025-11-25",
+		baseline: side{name: "un-audited", url: plainURL, stop: stopPlain},
+		mcpgate:  side{name: "audited", url: auditURL, gateway: true, stop: stopAudit},
+		cleanup:  func() { stopUp(); _ = os.RemoveAll(dir) },
 	}
 }
 
@@ -229,7 +268,7 @@ func stdioScenario(o options) scenario {
 		log.Fatalf("build examples/echo-server: %v\n%s", err, out)
 	}
 	sgURL, stopSG := startSupergateway(abs(root, o.node), abs(root, o.supergateway), bin)
-	gwURL, stopGW := startGateway(config.Upstream{Stdio: &config.StdioUpstream{Command: bin}})
+	gwURL, stopGW := startGateway(config.Upstream{Stdio: &config.StdioUpstream{Command: bin}}, nil)
 	return scenario{
 		name: "stdio", version: "2025-11-25",
 		baseline: side{name: "supergateway", url: sgURL, stop: stopSG},
@@ -250,6 +289,9 @@ func (s scenario) measure(o options) []result {
 	rb, rg := base.result(), gw.result()
 	rg.AddedAllocs = rg.AllocsPer - rb.AllocsPer
 	rg.Ratio = rg.Throughput / rb.Throughput
+	if rg.CPUPer > 0 {
+		rg.CPURatio = rb.CPUPer / rg.CPUPer
+	}
 	if o.profileCalls > 0 {
 		rg.CodeAllocs, rg.CodeAllocsHTTP = gw.codeAllocs(o.profileCalls)
 	}
@@ -276,6 +318,17 @@ type load struct {
 	elapsed        time.Duration
 	mallocs, bytes uint64
 	lat            []time.Duration
+	cpu            time.Duration // process CPU time (user and system) over the rounds
+}
+
+// processCPU is the CPU time this process has used so far (user and
+// system): what a side costs, whatever else the machine runs.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func connect(scenario string, sd side, version string, o options) *load {
@@ -352,9 +405,11 @@ func (l *load) round(d time.Duration) {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
+	cpu0 := processCPU()
 	start := time.Now()
 	calls, errs, first := l.drive(0, start.Add(d), &l.lat)
 	l.elapsed += time.Since(start)
+	l.cpu += processCPU() - cpu0
 	runtime.ReadMemStats(&after)
 	l.calls += calls
 	l.errs += errs
@@ -380,6 +435,7 @@ func (l *load) result() result {
 		Seconds: l.elapsed.Seconds(), Throughput: float64(l.calls) / l.elapsed.Seconds(),
 		P50: pct(0.50), P99: pct(0.99),
 		AllocsPer: float64(l.mallocs) / n, BytesPer: float64(l.bytes) / n,
+		CPUPer: float64(l.cpu) / float64(time.Microsecond) / n,
 	}
 }
 
@@ -538,12 +594,15 @@ func startUpstream(stateless bool) (string, func()) {
 
 // startGateway runs mcpgate in this process with one route to up: logging
 // stage on at level warn (records discarded), memory store.
-func startGateway(up config.Upstream) (string, func()) {
+func startGateway(up config.Upstream, mutate func(*config.Config)) (string, func()) {
 	cfg := &config.Config{
 		Listeners: []config.Listener{{Address: "127.0.0.1:0"}},
 		Routes:    []config.Route{{Name: "bench", Path: "/mcp", Upstream: up}},
 		Log:       config.Log{Level: "warn"},
 		Store:     config.Store{Kind: config.StoreMemory},
+	}
+	if mutate != nil {
+		mutate(cfg)
 	}
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {

@@ -47,6 +47,23 @@ func TestHTTPScenario(t *testing.T) {
 	check(t, httpScenario("http", false, "2025-11-25").measure(tiny))
 }
 
+// TestAuditScenario: both sides are gateways; the audited one allocates
+// more per call (its records), and its records reach the file.
+func TestAuditScenario(t *testing.T) {
+	rs := auditScenario().measure(tiny)
+	if len(rs) != 2 || rs[0].Gateway || !rs[1].Gateway {
+		t.Fatalf("results = %+v", rs)
+	}
+	for _, r := range rs {
+		if r.Calls == 0 || r.Errors != 0 || r.Throughput <= 0 {
+			t.Errorf("%s: %d calls, %d errors (%s)", r.Name, r.Calls, r.Errors, r.FirstError)
+		}
+	}
+	if rs[1].AddedAllocs <= 0 || rs[1].Ratio <= 0 {
+		t.Errorf("audited: %.1f added allocs/call, ratio %.2f", rs[1].AddedAllocs, rs[1].Ratio)
+	}
+}
+
 // TestProfileCountsOnlyMcpgate runs the profiled count on a direct side,
 // whose calls never enter mcpgate code: what it counts is only the idle
 // gateway's background work, far below one allocation per call.

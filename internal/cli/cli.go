@@ -235,7 +235,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 			fmt.Fprintln(stdout, "mcpgate", version())
 		},
 	}
-	root.AddCommand(serve, validate, ver, newKeyCmd(stdout, stderr), newCtlCmd(stdout))
+	root.AddCommand(serve, validate, ver, newKeyCmd(stdout, stderr), newCtlCmd(stdout), newAuditCmd(stdout))
 	root.SetContext(context.Background())
 	return root
 }

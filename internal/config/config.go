@@ -31,6 +31,8 @@ type Config struct {
 	Policies []Policy `yaml:"policies"`
 	// Quotas are budgets on what sessions may do (see quota.go).
 	Quotas []Quota `yaml:"quotas"`
+	// Audit is the audit trail (see audit.go). Default: none.
+	Audit *Audit `yaml:"audit"`
 }
 
 // Cluster configures the internal hop between replicas. A stdio session's

@@ -207,6 +207,7 @@ func (c *Config) SetDefaults() {
 	if c.Store.OnUnavailable == "" {
 		c.Store.OnUnavailable = "fail-closed"
 	}
+	c.auditDefaults()
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		if r.Name == "" {
@@ -407,6 +408,7 @@ func (c *Config) Validate() error {
 	c.validateAuth(bad)
 	c.validatePolicies(bad)
 	c.validateQuotas(bad)
+	c.validateAudit(bad)
 	if len(c.Routes) == 0 {
 		bad("routes", "at least one route is required")
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/mcpgate/mcpgate/internal/core"
+	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/store"
 )
@@ -110,6 +111,15 @@ func (f *Frontend) ownedBy(r *http.Request, id Identity, info *core.SessionInfo)
 		"tenant", core.Fingerprint(id.Tenant), "owner_tenant", core.Fingerprint(info.Tenant),
 		"remote_addr", r.RemoteAddr)
 	return false
+}
+
+// hijackRefused is the answer to a request naming another principal's
+// session: the same as for an unknown session, with the cause kept for the
+// observers of refusals (pipeline.CheckHijack), never for the client.
+func hijackRefused() *core.Error {
+	e := sessionNotFound()
+	e.Err = pipeline.ErrHijack
+	return e
 }
 
 // sessionNotFound is the answer to a session id or key that names no

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/core"
+	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/sessionid"
 )
@@ -36,7 +37,7 @@ func (f *Frontend) lookupLegacy(r *http.Request, rt *Route) (*gwSession, *core.E
 		// Ownership first: another principal's request learns nothing,
 		// and costs the store nothing.
 		if g, _ = s.Value.(*gwSession); g != nil && !f.ownedBy(r, who, g.info) {
-			return nil, sessionNotFound()
+			return nil, hijackRefused()
 		}
 		if g != nil && f.endedElsewhere(r.Context(), g) {
 			g = nil
@@ -44,6 +45,9 @@ func (f *Frontend) lookupLegacy(r *http.Request, rt *Route) (*gwSession, *core.E
 	} else {
 		var err error
 		if g, err = f.fetch(r.Context(), r, who, id); err != nil {
+			if errors.Is(err, pipeline.ErrHijack) {
+				return nil, hijackRefused()
+			}
 			if errors.Is(err, errSessionElsewhere) {
 				e := core.NewError(core.CodeInternalError, "session is moving between gateway replicas; retry shortly").WithStatus(http.StatusServiceUnavailable)
 				e.Header = http.Header{"Retry-After": {"1"}}

@@ -64,7 +64,7 @@ func (f *Frontend) modernSession(r *http.Request, rt *Route, m *core.Message, ve
 	if key := r.Header.Get(SessionHeader); key != "" && f.opts.IDs.Verify(key) == nil {
 		if g := f.liveModern(rt, key); g != nil {
 			if !f.ownedBy(r, who, g.info) {
-				return nil, false, sessionNotFound()
+				return nil, false, hijackRefused()
 			}
 			return g, false, nil
 		}
@@ -85,7 +85,7 @@ func (f *Frontend) modernSession(r *http.Request, rt *Route, m *core.Message, ve
 			if e == nil && !f.ownedBy(r, who, g.info) {
 				// Another principal presented the same stale key at
 				// the same moment and was admitted under it first.
-				return nil, false, sessionNotFound()
+				return nil, false, hijackRefused()
 			}
 			return g, false, e
 		}
@@ -230,7 +230,7 @@ func (f *Frontend) fetchModern(ctx context.Context, r *http.Request, rt *Route, 
 	}
 	who := identityOf(r)
 	if !f.ownedBy(r, who, &core.SessionInfo{ID: rec.ID, Route: rec.Route, Principal: rec.Principal, Tenant: rec.Tenant}) {
-		return nil, sessionNotFound()
+		return nil, hijackRefused()
 	}
 	if f.hop != nil && rec.Owner != "" && rec.Owner != p.origin {
 		// Its pending calls (and, for stdio, its process) live on the

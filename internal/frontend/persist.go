@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/core"
+	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/store"
 )
@@ -296,7 +297,7 @@ func (p *persistence) answerElsewhere(g *gwSession, m *core.Message) bool {
 // open, where an unreachable store counts as "unknown".
 //
 // A record of another principal than who is a session that does not exist
-// for this caller: (nil, nil), logged, and not brought here.
+// for this caller: pipeline.ErrHijack, logged, and not brought here.
 func (f *Frontend) fetch(ctx context.Context, r *http.Request, who Identity, id string) (*gwSession, error) {
 	p := f.persist
 	if p == nil || p.bc == nil {
@@ -311,7 +312,7 @@ func (f *Frontend) fetch(ctx context.Context, r *http.Request, who Identity, id 
 		return nil, err
 	}
 	if !f.ownedBy(r, who, &core.SessionInfo{ID: rec.ID, Route: rec.Route, Principal: rec.Principal, Tenant: rec.Tenant}) {
-		return nil, nil
+		return nil, pipeline.ErrHijack
 	}
 	if rt := f.routeNamed(rec.Route); rt != nil && rt.Local && rec.Owner != p.origin {
 		// The session's process lives in another replica (the hop

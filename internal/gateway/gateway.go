@@ -10,12 +10,14 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mcpgate/mcpgate/internal/audit"
 	"github.com/mcpgate/mcpgate/internal/auth"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/frontend"
@@ -109,6 +111,8 @@ type Gateway struct {
 	customAuth bool
 	// extraStages is Options.Stages.
 	extraStages func(route string) []pipeline.Stage
+	// trail is the audit trail (audit.go); nil without an audit block.
+	trail *audit.Trail
 }
 
 // New builds everything the configuration describes without listening:
@@ -122,6 +126,11 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if err := g.initHealth(opts.Metrics); err != nil {
 		return nil, err
 	}
+	trail, err := newTrail(cfg, g, g.Metrics())
+	if err != nil {
+		return nil, err
+	}
+	g.trail = trail
 	ss := cfg.Sessions
 	g.rates = newRateLimits(cfg, log)
 	g.meters = quota.NewMeters(cfg.Store.OnUnavailable == storeFailOpen, longestTTL(cfg)+time.Hour, log)
@@ -163,8 +172,23 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		authenticate = g.authenticate
 	}
 	b := bounds(ss)
+	hooks := opts.SessionHooks
+	observe := opts.Observe
+	if trail != nil {
+		hooks = append(slices.Clone(hooks), trail.Hooks())
+		// Every refusal before a chain, whatever the route; the trail's
+		// stage in each chain records the rest (decisions, originated).
+		observe = func(ctx context.Context, ev *pipeline.Event) {
+			if ev.Kind == pipeline.Refused {
+				trail.Observe(ctx, ev)
+			}
+			if opts.Observe != nil {
+				opts.Observe(ctx, ev)
+			}
+		}
+	}
 	g.sessions = session.NewManager(session.Options{
-		Logger: log, Hooks: opts.SessionHooks,
+		Logger: log, Hooks: hooks,
 		DefaultIdleTimeout: b.DefaultIdleTimeout, DefaultTTL: b.DefaultTTL,
 		Global: b.Global, PerPrincipal: b.PerPrincipal, PerTenant: b.PerTenant, PerAddress: b.PerAddress,
 	})
@@ -174,7 +198,8 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		Creation:           g.rates.creationLimits(),
 		ResumeSessionBytes: int64(ss.Resumption.SessionBytes), ResumeTotalBytes: int64(ss.Resumption.TotalBytes),
 		IDs: ids, StoreFailOpen: cfg.Store.OnUnavailable == "fail-open",
-		Authenticate: authenticate, Observe: opts.Observe,
+		Authenticate: authenticate,
+		Observe:      observe,
 	}, set.frontendRoutes())
 	if err != nil {
 		g.Close()
@@ -316,6 +341,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return err
 	}
 	g.store = st
+	// The trail opens before any session comes back, so the restored
+	// sessions' records are in it.
+	if err := g.openTrail(); err != nil {
+		g.readyOnce.Do(func() { close(g.ready) })
+		g.shutdown(nil)
+		return err
+	}
 	g.reapLeftovers(ctx, st) // what a crashed gateway left running
 	go g.authn.Load().Warm() // the issuers' key sets, before the first token needs them
 	if err := g.provision(st); err != nil {
@@ -454,6 +486,7 @@ func (g *Gateway) shutdown(servers []*http.Server) {
 	g.closeUpstreams()
 	g.closeAuth()
 	g.closeStore()
+	g.closeTrail()
 	g.stopAdmin()
 }
 

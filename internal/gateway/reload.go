@@ -98,7 +98,8 @@ func (g *Gateway) buildRoutes(cfg *config.Config, prev routeSet, authn *auth.Aut
 				CacheTTL: rc.CacheHints.TTL, CacheScope: rc.CacheHints.Scope})
 			fresh = append(fresh, up)
 		}
-		stages, err := g.stages(cfg, stageEnv(rc.Name, g.log, g.Metrics()), authn)
+		env, rep := stageEnv(rc.Name, g.log, g.Metrics())
+		stages, err := g.stages(cfg, env, rep, authn)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("routes[%d] (%s): %w", i, rc.Name, err))
 			continue
@@ -161,6 +162,9 @@ func restartRequired(running, next *config.Config) []string {
 	paths = diffFields(paths, "admin", running.Admin, next.Admin, map[string]bool{"mcp": true})
 	paths = diffFields(paths, "store", running.Store, next.Store, nil)
 	paths = diffFields(paths, "cluster", running.Cluster, next.Cluster, nil)
+	if !reflect.DeepEqual(running.Audit, next.Audit) {
+		paths = append(paths, "audit") // one trail for the gateway's life: its chain and sinks
+	}
 	live := map[string]bool{"idle_timeout": true, "ttl": true, "max": true, "when_full": true,
 		"per_principal": true, "per_tenant": true, "per_address": true}
 	return diffFields(paths, "sessions", running.Sessions, next.Sessions, live)

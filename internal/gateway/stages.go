@@ -24,7 +24,7 @@ import (
 // order is pipeline.Order's, not this list's; a stage that is configured
 // off is left out of the chain (it costs nothing): a route no policy can
 // match has no policy stage, one no quota matches no quota interceptor.
-func (g *Gateway) stages(cfg *config.Config, env pipeline.Env, authn *auth.Authenticator) ([]pipeline.Stage, error) {
+func (g *Gateway) stages(cfg *config.Config, env pipeline.Env, rep *pipeline.Reporter, authn *auth.Authenticator) ([]pipeline.Stage, error) {
 	pols, err := policy.New(env.Route, cfg.RoutePolicies(env.Route), env.Logger)
 	if err != nil {
 		return nil, err
@@ -58,6 +58,12 @@ func (g *Gateway) stages(cfg *config.Config, env pipeline.Env, authn *auth.Authe
 	if g.extraStages != nil {
 		stages = append(stages, g.extraStages(env.Route)...)
 	}
+	if g.trail != nil {
+		stages = append(stages, g.trail.Stage(env.Route))
+	}
+	// What a stage reports (Env.Report) reaches the observers of the
+	// stages of this same list.
+	rep.Bind(stages)
 	return stages, nil
 }
 
@@ -73,13 +79,16 @@ func both(outer, inner core.Interceptor) core.Interceptor {
 }
 
 // stageEnv is what the stages of one route are built with; without a
-// metrics registry, collectors go to a private one nobody scrapes.
-func stageEnv(route string, log *slog.Logger, reg *metrics.Registry) pipeline.Env {
-	env := pipeline.Env{Route: route, Logger: log.With("route", route), Metrics: prometheus.NewRegistry()}
+// metrics registry, collectors go to a private one nobody scrapes. Its
+// Report hands events to the observers of the stages built with it,
+// once they are bound (Reporter.Bind).
+func stageEnv(route string, log *slog.Logger, reg *metrics.Registry) (pipeline.Env, *pipeline.Reporter) {
+	rep := pipeline.NewReporter(route)
+	env := pipeline.Env{Route: route, Logger: log.With("route", route), Metrics: prometheus.NewRegistry(), Report: rep.Report}
 	if reg != nil {
 		env.Metrics = reg
 	}
-	return env
+	return env, rep
 }
 
 // tap is the upstream.Tap of one upstream layer (origin "upstream" for the

@@ -248,6 +248,7 @@ func TestCheckOf(t *testing.T) {
 		{core.NewError(core.CodeSessionCap, "x").WithStatus(503), pipeline.CheckCap},
 		{core.NewError(core.CodeInvalidRequest, "x").WithStatus(401), pipeline.CheckAuth},
 		{core.NewError(core.CodeInvalidParams, "x"), pipeline.CheckProtocol},
+		{&core.Error{Code: core.CodeSessionNotFound, Message: "x", Status: 404, Err: pipeline.ErrHijack}, pipeline.CheckHijack},
 	} {
 		if got := pipeline.CheckOf(tt.e); got != tt.want {
 			t.Errorf("CheckOf(%d/%d) = %q, want %q", tt.e.HTTPStatus(), tt.e.Code, got, tt.want)
@@ -274,5 +275,28 @@ func TestSteadyStateAllocatesNothing(t *testing.T) {
 		_, _ = ch.ClientToServer(ctx, m)
 	}); n != 0 {
 		t.Errorf("%v allocations per message, want 0", n)
+	}
+}
+
+// TestReporter: what a stage reports reaches the observers of the stages
+// the reporter was bound to, in Order, with the route and time filled in;
+// before Bind, nobody.
+func TestReporter(t *testing.T) {
+	var seen []string
+	obs := func(name string) func(context.Context, *pipeline.Event) {
+		return func(_ context.Context, ev *pipeline.Event) {
+			seen = append(seen, name+":"+ev.Kind.String()+":"+ev.Route+":"+ev.Policy)
+			if ev.Time.IsZero() {
+				t.Error("no time")
+			}
+		}
+	}
+	rep := pipeline.NewReporter("r")
+	env := pipeline.Env{Route: "r", Report: rep.Report}
+	env.Report(context.Background(), &pipeline.Event{Kind: pipeline.Decision, Policy: "early"})
+	rep.Bind([]pipeline.Stage{{Name: "policy", Observe: obs("policy")}, {Name: "limits"}, {Name: "audit", Observe: obs("audit")}})
+	env.Report(context.Background(), &pipeline.Event{Kind: pipeline.Decision, Stage: "policy", Policy: "p1", Action: "deny"})
+	if d := cmp.Diff([]string{"audit:decided:r:p1", "policy:decided:r:p1"}, seen); d != "" {
+		t.Fatalf("observers (-want +got):\n%s", d)
 	}
 }

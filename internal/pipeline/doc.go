@@ -15,6 +15,16 @@
 // reverse order, so the stage nearest the client is the same both ways. A
 // stage that is not configured is absent from the chain and costs nothing.
 //
+// Stages report their decisions: a stage that decides about a message (a
+// policy allowing, denying or redacting it; a quota counting or cutting it
+// off) raises a Decided event through Env.Report, with the Stage, Policy,
+// Rule, Quota, Action and Reason behind it. The gateway binds each route's
+// Report (a Reporter) to the stages it builds for that route, so the event
+// reaches the observers of the same chain — the audit trail records it:
+//
+//	env.Report(ctx, &pipeline.Event{Kind: pipeline.Decision, Session: m.Session, Message: m,
+//		Stage: "policy", Policy: "prod-tools", Rule: "deny-delete", Action: "deny", Reason: "tool not allowed"})
+//
 // Stages have a lifecycle: the gateway builds them from the configuration
 // (with the metrics registerer and the logger), a stage may keep state per
 // session (Stage.Session, Stage.End, read with StateOf), and a retired chain

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
@@ -86,6 +87,10 @@ type Event struct {
 	Path       string
 	RemoteAddr string
 	Principal  string
+	// Stage names the stage that made a Decision, and Reason says why in
+	// words for the operator (a Decision reported through Env.Report).
+	Stage  string
+	Reason string
 }
 
 // Actions a Decision event names (Event.Action).
@@ -104,6 +109,11 @@ const (
 	ActionWarning     = "warning"      // usage reached warn_at
 )
 
+// ErrHijack is the cause (core.Error.Err) of the refusal of a request that
+// named a session another principal owns: the client is answered as for an
+// unknown session, and the event's Check is CheckHijack.
+var ErrHijack = errors.New("session belongs to another principal")
+
 // Checks a Refused event names (Event.Check).
 const (
 	CheckHost      = "host"       // Host not allowed on the listener (403)
@@ -114,6 +124,7 @@ const (
 	CheckSize      = "size"       // body or headers too large (413, 431)
 	CheckParse     = "parse"      // not JSON-RPC (400 -32700/-32600)
 	CheckAuth      = "auth"       // authentication failed (401, 403)
+	CheckHijack    = "hijack"     // a session of another principal (answered 404)
 	CheckSession   = "session"    // unknown, ended or foreign session (404)
 	CheckCap       = "cap"        // a session cap is full (503 -32013)
 	CheckRate      = "rate"       // a rate limit (429)
@@ -129,6 +140,8 @@ const (
 // check.
 func CheckOf(e *core.Error) string {
 	switch status := e.HTTPStatus(); {
+	case errors.Is(e.Err, ErrHijack):
+		return CheckHijack
 	case e.Code == core.CodeRateLimited || status == http.StatusTooManyRequests:
 		return CheckRate
 	case e.Code == core.CodeSessionCap:

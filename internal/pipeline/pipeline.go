@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -44,6 +46,60 @@ type Env struct {
 	// collectors once per gateway, labelled by route, and takes the
 	// existing one from prometheus.AlreadyRegisteredError on a rebuild.
 	Metrics prometheus.Registerer
+	// Report hands an event a stage raises about a message passing the
+	// chain (a Decided event: a policy or quota decision) to the
+	// observers of the chain's stages, in Order: the audit trail sees the
+	// decision and what was behind it. Never nil in an Env the gateway
+	// builds (a Reporter's Report); nil in a zero Env, so a stage built
+	// without the gateway checks before calling. It runs on the calling
+	// goroutine and must not block; observers must not keep ev.
+	Report func(ctx context.Context, ev *Event)
+}
+
+// Reporter is the Report of one chain's Env: the gateway makes it before
+// it builds the chain's stages, and binds it to them once their list is
+// known (Bind), so that what a stage reports reaches the observers of the
+// same chain, this route's version, whatever the order the stages were
+// built in. Report before Bind drops the event.
+type Reporter struct {
+	route     string
+	observers atomic.Pointer[[]func(context.Context, *Event)]
+}
+
+// NewReporter makes the Reporter of one route's chain.
+func NewReporter(route string) *Reporter { return &Reporter{route: route} }
+
+// Bind sets the observers: those of stages, in Order.
+func (r *Reporter) Bind(stages []Stage) {
+	sorted := slices.Clone(stages)
+	slices.SortStableFunc(sorted, func(a, b Stage) int {
+		return slices.Index(Order, a.Name) - slices.Index(Order, b.Name)
+	})
+	var obs []func(context.Context, *Event)
+	for _, s := range sorted {
+		if s.Observe != nil {
+			obs = append(obs, s.Observe)
+		}
+	}
+	r.observers.Store(&obs)
+}
+
+// Report hands ev to the bound observers, with its Route and Time filled
+// in when unset; with none it costs one atomic load.
+func (r *Reporter) Report(ctx context.Context, ev *Event) {
+	obs := r.observers.Load()
+	if obs == nil || len(*obs) == 0 {
+		return
+	}
+	if ev.Route == "" {
+		ev.Route = r.route
+	}
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	for _, o := range *obs {
+		o(ctx, ev)
+	}
 }
 
 // Stage is one named step of the chain. Every field but Name is optional;

@@ -126,6 +126,8 @@ type authGateway struct {
 	logs *logLines
 	mu   sync.Mutex
 	seen []*core.SessionInfo
+	// stop shuts the gateway down (once; the test's end does too).
+	stop func()
 }
 
 func startAuthGateway(t *testing.T, mutate func(c *config.Config, base string), routes ...config.Route) *authGateway {
@@ -151,7 +153,7 @@ func startAuthGateway(t *testing.T, mutate func(c *config.Config, base string), 
 	if err != nil {
 		t.Fatal(err)
 	}
-	runGateway(t, g)
+	ag.stop = runGateway(t, g)
 	ag.gw = &gw{Gateway: g, URL: "http://" + g.Addrs()[0].String()}
 	return ag
 }
