@@ -296,7 +296,7 @@ func TestReporter(t *testing.T) {
 	env.Report(context.Background(), &pipeline.Event{Kind: pipeline.Decision, Policy: "early"})
 	rep.Bind([]pipeline.Stage{{Name: "policy", Observe: obs("policy")}, {Name: "limits"}, {Name: "audit", Observe: obs("audit")}})
 	env.Report(context.Background(), &pipeline.Event{Kind: pipeline.Decision, Stage: "policy", Policy: "p1", Action: "deny"})
-	if d := cmp.Diff([]string{"audit:decided:r:p1", "policy:decided:r:p1"}, seen); d != "" {
+	if d := cmp.Diff([]string{"audit:decision:r:p1", "policy:decision:r:p1"}, seen); d != "" {
 		t.Fatalf("observers (-want +got):\n%s", d)
 	}
 }
