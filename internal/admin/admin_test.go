@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -29,7 +30,10 @@ type bed struct {
 	viewer, operator, admin string
 }
 
-func start(t *testing.T) *bed {
+func start(t *testing.T) *bed { return startWith(t, "") }
+
+// startWith is start with more top-level configuration (YAML) in the file.
+func startWith(t *testing.T, extra string) *bed {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -50,6 +54,7 @@ admin:
       - {key_sha256: ` + auth.HashKey(b.viewer) + `, role: viewer, principal: val}
       - {key_sha256: ` + auth.HashKey(b.operator) + `, role: operator, principal: otto}
       - {key_sha256: ` + auth.HashKey(b.admin) + `, role: admin, principal: ada}
+` + extra + `
 routes:
   - {name: fixture, path: /mcp, upstream: {http: {url: "` + up.URL + `", headers: {X-Upstream-Key: "upstream-secret-value"}}}}
 `
@@ -315,5 +320,52 @@ func TestAdminAccess(t *testing.T) {
 	call(t, modern, "health_check", nil, &health)
 	if health.Status != "ready" {
 		t.Fatalf("health_check: %+v", health)
+	}
+}
+
+// TestUsageAndAuditTools: quota_usage shows a session's budget as it is
+// spent; audit_query finds the session's records in the trail's file.
+func TestUsageAndAuditTools(t *testing.T) {
+	t.Parallel()
+	trail := filepath.Join(t.TempDir(), "audit.jsonl")
+	b := startWith(t, `quotas: [{name: per-session, per: session, requests: 50}]
+audit: {payloads: true, sinks: [{file: {path: "`+trail+`"}}], fsync: always}`)
+	cs := connect(t, b.url, "", "2025-11-25", nil)
+	for range 3 {
+		if _, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "test_simple_text"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	op := connect(t, b.adminURL, b.viewer, "2025-11-25", nil)
+	var usage struct {
+		Usage []struct {
+			Quota, Limit string
+			Used, Max    int64
+		}
+	}
+	call(t, op, "quota_usage", map[string]any{"session_id": cs.ID()}, &usage)
+	found := false
+	for _, u := range usage.Usage {
+		if u.Quota == "per-session" && u.Limit == "requests" {
+			found = u.Used >= 3 && u.Max == 50
+		}
+	}
+	if !found {
+		t.Fatalf("quota_usage: %+v", usage)
+	}
+	var recs struct {
+		Records []map[string]any
+		Matched int
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		call(t, op, "audit_query", map[string]any{"session_id": cs.ID(), "tool": "test_simple_text", "limit": 2}, &recs)
+		if recs.Matched >= 3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if recs.Matched < 3 || len(recs.Records) != 2 || recs.Records[1]["tool"] != "test_simple_text" {
+		t.Fatalf("audit_query: %d matched, %+v", recs.Matched, recs.Records)
 	}
 }

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,9 +15,11 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"gopkg.in/yaml.v3"
 
+	"github.com/mcpgate/mcpgate/internal/audit"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/gateway"
+	"github.com/mcpgate/mcpgate/internal/interceptors/quota"
 	"github.com/mcpgate/mcpgate/internal/session"
 )
 
@@ -57,6 +60,10 @@ func (t *tools) register(srv *mcp.Server) {
 		Description: "Sets the gateway's log level: debug, info, warn or error (role operator)."}, t.logLevelSet)
 	mcp.AddTool(srv, &mcp.Tool{Name: "health_check", Annotations: ro,
 		Description: "The gateway's readiness now: listeners and store."}, t.healthCheck)
+	mcp.AddTool(srv, &mcp.Tool{Name: "quota_usage", Annotations: ro,
+		Description: "The usage of every quota limit that applies to a session (session_id): its own budgets and its principal's and tenant's."}, t.quotaUsage)
+	mcp.AddTool(srv, &mcp.Tool{Name: "audit_query", Annotations: ro,
+		Description: "Records of the audit trail's file sinks, filtered by session, principal, tool and age; the newest last (at most limit, default 100)."}, t.auditQuery)
 }
 
 // need refuses a call when the operator's role is below role.
@@ -400,4 +407,98 @@ func (t *tools) logLevelSet(_ context.Context, _ *mcp.CallToolRequest, in levelI
 
 func (t *tools) healthCheck(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, gateway.Readiness, error) {
 	return nil, t.s.opts.Gateway.Readiness(), nil
+}
+
+type usageOut struct {
+	Usage []quota.Usage `json:"usage"`
+}
+
+func (t *tools) quotaUsage(ctx context.Context, _ *mcp.CallToolRequest, in sessionIn) (*mcp.CallToolResult, usageOut, error) {
+	u, err := t.s.opts.Gateway.QuotaUsage(ctx, in.SessionID)
+	if err != nil {
+		return nil, usageOut{}, fmt.Errorf("no live session %q on this gateway", in.SessionID)
+	}
+	return nil, usageOut{Usage: append([]quota.Usage{}, u...)}, nil
+}
+
+// auditMax bounds one audit_query answer.
+const auditMax = 1000
+
+type auditIn struct {
+	SessionID string `json:"session_id,omitempty" jsonschema:"the session's id or fingerprint"`
+	Principal string `json:"principal,omitempty"`
+	Tool      string `json:"tool,omitempty" jsonschema:"a tool, resource or prompt name"`
+	Since     string `json:"since,omitempty" jsonschema:"a Go duration (1h) or an RFC 3339 time"`
+	Limit     int    `json:"limit,omitempty" jsonschema:"records returned, the newest; default 100, at most 1000"`
+}
+
+type auditOut struct {
+	Records []map[string]any `json:"records"`
+	Matched int              `json:"matched"`
+}
+
+func (t *tools) auditQuery(_ context.Context, _ *mcp.CallToolRequest, in auditIn) (*mcp.CallToolResult, auditOut, error) {
+	a := t.s.opts.Gateway.Config().Audit
+	var files []string
+	if a != nil {
+		for _, sk := range a.Sinks {
+			if sk.File != nil {
+				files = append(files, audit.Files(sk.File.Path)...)
+			}
+		}
+	}
+	if len(files) == 0 {
+		return nil, auditOut{}, errors.New("this gateway keeps no audit trail in a file (audit.sinks[].file)")
+	}
+	f := audit.Filter{Session: in.SessionID, Principal: in.Principal, Tool: in.Tool}
+	if in.Since != "" {
+		if d, err := time.ParseDuration(in.Since); err == nil {
+			f.Since = time.Now().Add(-d)
+		} else if ts, err := time.Parse(time.RFC3339, in.Since); err == nil {
+			f.Since = ts
+		} else {
+			return nil, auditOut{}, fmt.Errorf("since: want a duration (1h) or an RFC 3339 time, got %q", in.Since)
+		}
+	}
+	limit := in.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, auditMax)
+	w := &lastLines{max: limit}
+	n, err := audit.Query(files, f, w)
+	if err != nil {
+		return nil, auditOut{}, err
+	}
+	out := auditOut{Matched: n, Records: []map[string]any{}}
+	for _, l := range w.lines {
+		var r map[string]any
+		if json.Unmarshal([]byte(l), &r) == nil {
+			out.Records = append(out.Records, r)
+		}
+	}
+	return nil, out, nil
+}
+
+// lastLines keeps the last max lines written to it.
+type lastLines struct {
+	max     int
+	partial []byte
+	lines   []string
+}
+
+func (l *lastLines) Write(p []byte) (int, error) {
+	l.partial = append(l.partial, p...)
+	for {
+		i := bytes.IndexByte(l.partial, '\n')
+		if i < 0 {
+			break
+		}
+		l.lines = append(l.lines, string(l.partial[:i]))
+		if len(l.lines) > l.max {
+			l.lines = l.lines[1:]
+		}
+		l.partial = l.partial[i+1:]
+	}
+	return len(p), nil
 }

@@ -226,17 +226,32 @@ func (s *FileSink) rotate() error {
 	return nil
 }
 
-func (s *FileSink) split() (base, ext string) {
-	ext = filepath.Ext(s.opts.Path)
-	return strings.TrimSuffix(s.opts.Path, ext), ext
+func (s *FileSink) split() (base, ext string) { return splitExt(s.opts.Path) }
+
+func splitExt(path string) (base, ext string) {
+	ext = filepath.Ext(path)
+	return strings.TrimSuffix(path, ext), ext
 }
 
 // Rotated lists the rotated files, oldest first.
-func (s *FileSink) Rotated() []string {
-	base, ext := s.split()
+func (s *FileSink) Rotated() []string { return rotated(s.opts.Path) }
+
+func rotated(path string) []string {
+	base, ext := splitExt(path)
 	names, _ := filepath.Glob(globEscape(base) + "-*" + globEscape(ext))
 	slices.Sort(names)
 	return names
+}
+
+// Files lists a file sink's files at path in the order of the chain: the
+// rotated ones, oldest first, then path itself if it exists (what
+// Verify and Query take).
+func Files(path string) []string {
+	out := rotated(path)
+	if _, err := os.Stat(path); err == nil {
+		out = append(out, path)
+	}
+	return out
 }
 
 func globEscape(s string) string {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/auth"
 	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/interceptors/quota"
 )
 
 // The control plane: what the admin server (and Watch) ask of a running
@@ -275,4 +276,21 @@ func (g *Gateway) sessionsAffected(prev, next *config.Config) map[string]int {
 		}
 	}
 	return out
+}
+
+// QuotaUsage is the usage of every quota limit that applies to the live
+// session id (nil when none does, or before its first request).
+func (g *Gateway) QuotaUsage(ctx context.Context, id string) ([]quota.Usage, error) {
+	s, err := g.sessions.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	info := s.Info()
+	g.reloadMu.Lock()
+	b := g.live.routes.named(info.Route)
+	g.reloadMu.Unlock()
+	if b == nil || b.quota == nil {
+		return nil, nil
+	}
+	return b.quota.Usage(ctx, info)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/auth"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/frontend"
+	"github.com/mcpgate/mcpgate/internal/interceptors/quota"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 	"github.com/mcpgate/mcpgate/internal/upstream/bridge"
@@ -33,6 +34,9 @@ type builtRoute struct {
 	cfg config.Route
 	up  upstream.Upstream
 	fr  *frontend.Route
+	// quota is the route's quota stage (nil: no quota applies), which
+	// reads a session's usage.
+	quota *quota.Stage
 }
 
 // routeSet are the built routes, in configuration order.
@@ -99,12 +103,12 @@ func (g *Gateway) buildRoutes(cfg *config.Config, prev routeSet, authn *auth.Aut
 			fresh = append(fresh, up)
 		}
 		env, rep := stageEnv(rc.Name, g.log, g.Metrics())
-		stages, err := g.stages(cfg, env, rep, authn)
+		stages, qs, err := g.stages(cfg, env, rep, authn)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("routes[%d] (%s): %w", i, rc.Name, err))
 			continue
 		}
-		set = append(set, &builtRoute{cfg: rc, up: up, fr: &frontend.Route{
+		set = append(set, &builtRoute{cfg: rc, up: up, quota: qs, fr: &frontend.Route{
 			Name: rc.Name, Path: rc.Path, Clients: rc.ClientEra, Upstream: up,
 			Stages:         stages,
 			RequestTimeout: rc.RequestTimeout, IdleTimeout: rc.IdleTimeout, TTL: rc.TTL,

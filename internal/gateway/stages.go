@@ -24,10 +24,12 @@ import (
 // order is pipeline.Order's, not this list's; a stage that is configured
 // off is left out of the chain (it costs nothing): a route no policy can
 // match has no policy stage, one no quota matches no quota interceptor.
-func (g *Gateway) stages(cfg *config.Config, env pipeline.Env, rep *pipeline.Reporter, authn *auth.Authenticator) ([]pipeline.Stage, error) {
+//
+// It also returns the route's quota stage, which reads a session's usage.
+func (g *Gateway) stages(cfg *config.Config, env pipeline.Env, rep *pipeline.Reporter, authn *auth.Authenticator) ([]pipeline.Stage, *quota.Stage, error) {
 	pols, err := policy.New(env.Route, cfg.RoutePolicies(env.Route), env.Logger)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	q, err := quota.New(quota.Options{
 		Route: env.Route, Quotas: cfg.Quotas, Meters: g.meters, Logger: env.Logger, Metrics: env.Metrics,
@@ -43,7 +45,7 @@ func (g *Gateway) stages(cfg *config.Config, env pipeline.Env, rep *pipeline.Rep
 		},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("quotas: %w", err)
+		return nil, nil, fmt.Errorf("quotas: %w", err)
 	}
 	// One stage, limits: the request rate first (it refuses without
 	// counting anything), then the quotas.
@@ -64,7 +66,7 @@ func (g *Gateway) stages(cfg *config.Config, env pipeline.Env, rep *pipeline.Rep
 	// What a stage reports (Env.Report) reaches the observers of the
 	// stages of this same list.
 	rep.Bind(stages)
-	return stages, nil
+	return stages, q, nil
 }
 
 // both is outer wrapping inner; either may be nil (off).
