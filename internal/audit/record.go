@@ -8,7 +8,8 @@ import (
 	"errors"
 	"strconv"
 	"time"
-	"unicode/utf8"
+
+	"github.com/mcpgate/mcpgate/internal/core"
 )
 
 // Record is one audit record as it is read back (Parse). Fields that do
@@ -99,7 +100,7 @@ func (e *body) str(key, v string) {
 	e.b = append(e.b, ',', '"')
 	e.b = append(e.b, key...)
 	e.b = append(e.b, '"', ':')
-	e.b = appendString(e.b, v)
+	e.b = core.AppendJSONString(e.b, v)
 }
 
 func (e *body) raw(key string, v []byte) {
@@ -137,13 +138,13 @@ func (e *body) truncated(t *Truncated) {
 		return
 	}
 	e.b = append(e.b, `,"truncated":{"member":`...)
-	e.b = appendString(e.b, t.Member)
+	e.b = core.AppendJSONString(e.b, t.Member)
 	e.b = append(e.b, `,"size":`...)
 	e.b = strconv.AppendInt(e.b, int64(t.Size), 10)
 	e.b = append(e.b, `,"sha256":`...)
-	e.b = appendString(e.b, t.SHA256)
+	e.b = core.AppendJSONString(e.b, t.SHA256)
 	e.b = append(e.b, `,"head":`...)
-	e.b = appendString(e.b, t.Head)
+	e.b = core.AppendJSONString(e.b, t.Head)
 	e.b = append(e.b, '}')
 }
 
@@ -248,58 +249,4 @@ func Parse(line []byte) (*Record, error) {
 		return &r, ErrEdited
 	}
 	return &r, nil
-}
-
-// appendString appends s as a JSON string: quotes, backslashes and
-// control characters escaped, invalid UTF-8 replaced by U+FFFD, and
-// nothing else escaped (no HTML escaping), so that any JSON encoder
-// reading it back and any tool hashing it agree.
-func appendString(dst []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\u202`...)
-			dst = append(dst, hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

@@ -490,7 +490,7 @@ func (t *Trail) response(req, resp *core.Message, err error, took time.Duration,
 }
 
 func errorMember(e *core.Error) []byte {
-	b := appendString([]byte(`{"code":`+fmt.Sprint(e.Code)+`,"message":`), e.Message)
+	b := core.AppendJSONString([]byte(`{"code":`+fmt.Sprint(e.Code)+`,"message":`), e.Message)
 	return append(b, '}')
 }
 

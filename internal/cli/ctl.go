@@ -15,6 +15,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
+
+	"github.com/mcpgate/mcpgate/internal/gateway"
 )
 
 // ctlClient is `mcpgate ctl`'s connection to the admin MCP server.
@@ -200,14 +202,7 @@ func newCtlCmd(stdout io.Writer) *cobra.Command {
 		Use: "history", Short: "List the versions applied", Args: cobra.NoArgs,
 		RunE: c.run("config_history", nil, func(raw json.RawMessage) error {
 			var out struct {
-				Versions []struct {
-					Version    int       `json:"version"`
-					Time       time.Time `json:"time"`
-					Who        string    `json:"who"`
-					Source     string    `json:"source"`
-					RollbackOf int       `json:"rollback_of"`
-					Changes    []string  `json:"changes"`
-				} `json:"versions"`
+				Versions []gateway.ConfigVersion `json:"versions"`
 			}
 			if err := json.Unmarshal(raw, &out); err != nil {
 				return err
@@ -259,13 +254,7 @@ func newCtlCmd(stdout io.Writer) *cobra.Command {
 // printReport prints an apply's report for people.
 func printReport(w io.Writer) func(json.RawMessage) error {
 	return func(raw json.RawMessage) error {
-		var r struct {
-			Outcome          string         `json:"outcome"`
-			Changes          []string       `json:"changes"`
-			SessionsAffected map[string]int `json:"sessions_affected"`
-			Version          int            `json:"version"`
-			DryRun           bool           `json:"dry_run"`
-		}
+		var r gateway.ApplyReport
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return err
 		}

@@ -239,3 +239,29 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+// TestAppendJSONString: what encoding/json reads back is the string
+// (invalid UTF-8 as U+FFFD), and the encoding is encoding/json's without
+// HTML escaping.
+func TestAppendJSONString(t *testing.T) {
+	for _, s := range []string{"", "plain", `q"uo\te`, "nl\n\r\t\x01\x1f", "<&>", "\u2028\u2029", "é✓😀", "bad\xffutf8"} {
+		got := AppendJSONString(nil, s)
+		var back string
+		if err := json.Unmarshal(got, &back); err != nil {
+			t.Fatalf("%q → %s: %v", s, got, err)
+		}
+		if want := strings.ToValidUTF8(s, "\uFFFD"); back != want {
+			t.Errorf("%q → %s → %q", s, got, back)
+		}
+		var b strings.Builder
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(s)
+		if want := strings.TrimSuffix(b.String(), "\n"); string(got) != want {
+			t.Errorf("%q → %s; encoding/json writes %s", s, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = AppendJSONString(make([]byte, 0, 64), "a \"b\" c") }); n > 1 {
+		t.Errorf("%v allocations; want only the buffer's", n)
+	}
+}

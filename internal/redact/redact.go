@@ -18,6 +18,8 @@ import (
 	"strings"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/mcpgate/mcpgate/internal/core"
 )
 
 // Rule is one pattern and what a match becomes.
@@ -127,7 +129,7 @@ func Compile(rules []Rule) (*Redactor, error) {
 		c := rule{name: name, re: re, anchored: anchored, replace: in.Replace, literal: !strings.Contains(in.Replace, "$"), lead: max(in.Lead, 0)}
 		c.plain = utf8.ValidString(in.Replace)
 		for i := 0; i < len(in.Replace); i++ {
-			if in.Replace[i] < utf8.RuneSelf && !plainJSON[in.Replace[i]] {
+			if b := in.Replace[i]; b < 0x20 || b == '"' || b == '\\' {
 				c.plain = false
 			}
 		}
@@ -410,7 +412,7 @@ func (r *Redactor) AppendJSON(dst, raw []byte) (out []byte, hit string, changed 
 			b = append(b, red...)
 			b = append(b, '"')
 		} else {
-			b = appendQuoted(b, red)
+			b = core.AppendJSONString(b, red)
 		}
 		last, changed = end, true
 	})
@@ -602,51 +604,3 @@ func hex4(b []byte) (rune, int) {
 }
 
 // plainJSON marks the bytes a JSON string holds as they are.
-var plainJSON = func() (t [256]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
-// appendQuoted appends s as a JSON string.
-func appendQuoted(b []byte, s string) []byte {
-	const hexd = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		j := i
-		for j < len(s) && plainJSON[s[j]] {
-			j++
-		}
-		if j > i {
-			b = append(b, s[i:j]...)
-			i = j
-			continue
-		}
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexd[c>>4], hexd[c&0xf])
-			}
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && n == 1 {
-			b = append(b, `\ufffd`...)
-		} else {
-			b = append(b, s[i:i+n]...)
-		}
-		i += n
-	}
-	return append(b, '"')
-}

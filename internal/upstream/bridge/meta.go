@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
-	"strings"
 
 	"github.com/mcpgate/mcpgate/internal/core"
 )
@@ -97,25 +96,17 @@ func (o object) encode() []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendQuoted(b, k)
+		b = core.AppendJSONString(b, k)
 		b = append(b, ':')
 		b = append(b, o[k]...)
 	}
 	return append(b, '}')
 }
 
-// appendQuoted appends s as a JSON string, without HTML escaping.
-func appendQuoted(b []byte, s string) []byte {
-	var sb strings.Builder
-	enc := json.NewEncoder(&sb)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s) // a string always encodes
-	return append(b, strings.TrimSuffix(sb.String(), "\n")...)
-}
 
 // buildRequest makes a request message from its parts.
 func buildRequest(id core.ID, method string, params object) (*core.Message, error) {
-	raw := appendQuoted([]byte(`{"jsonrpc":"2.0","id":`+string(id)+`,"method":`), method)
+	raw := core.AppendJSONString([]byte(`{"jsonrpc":"2.0","id":`+string(id)+`,"method":`), method)
 	if params != nil {
 		raw = append(append(raw, `,"params":`...), params.encode()...)
 	}
