@@ -103,7 +103,6 @@ func (o object) encode() []byte {
 	return append(b, '}')
 }
 
-
 // buildRequest makes a request message from its parts.
 func buildRequest(id core.ID, method string, params object) (*core.Message, error) {
 	raw := core.AppendJSONString([]byte(`{"jsonrpc":"2.0","id":`+string(id)+`,"method":`), method)
