@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/store"
@@ -292,4 +293,31 @@ func (f *Frontend) Provision(p Provisions) error {
 	f.useStore(p.Store)
 	f.useCluster(p.ClusterKeys)
 	return nil
+}
+
+// NotifyRoute sends the notifications named by methods (each without
+// params, such as notifications/tools/list_changed) to every live session
+// of the route named route, as if its server had sent them: through the
+// server→client chain, to the client's stream (legacy: the GET stream, or
+// the backlog until one opens; modern: the session's subscriptions/listen
+// streams). It returns the number of sessions told. The gateway calls it
+// when a reload changes what those sessions may see.
+func (f *Frontend) NotifyRoute(route string, methods ...string) int {
+	n := 0
+	for _, s := range f.opts.Sessions.List() {
+		g, ok := s.Value.(*gwSession)
+		if !ok || g.route().Name != route {
+			continue
+		}
+		for _, method := range methods {
+			m, err := core.Notification(method, nil)
+			if err != nil {
+				continue
+			}
+			m.Direction, m.Era, m.Session, m.Received = core.ServerToClient, g.info.Era, g.info, time.Now()
+			g.Deliver(m)
+		}
+		n++
+	}
+	return n
 }

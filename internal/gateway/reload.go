@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/mcpgate/mcpgate/internal/auth"
@@ -260,6 +261,7 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) (err error) {
 		}
 	}
 	g.log.Info("config_reloaded", "routes", len(set), "new_upstreams", len(fresh), "retired", ret.Routes())
+	g.notifyVisibleChanges(old.cfg, cfg, set)
 	if len(gone) == 0 && len(ret.Routes()) == 0 {
 		return nil
 	}
@@ -274,4 +276,27 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) (err error) {
 		}
 	}()
 	return nil
+}
+
+// listChanged are the notifications that tell a client to list again.
+var listChanged = []string{"notifications/tools/list_changed", "notifications/resources/list_changed", "notifications/prompts/list_changed"}
+
+// notifyVisibleChanges tells the live sessions of every route kept by a
+// reload whose policies changed that what they may see changed: the
+// tools, resources and prompts a policy hides or shows (the next listing
+// is filtered by the new policies, which the session's next request
+// picks up).
+func (g *Gateway) notifyVisibleChanges(prev, next *config.Config, set routeSet) {
+	for _, b := range set {
+		name := b.cfg.Name
+		if prev.Routes == nil || !slices.ContainsFunc(prev.Routes, func(r config.Route) bool { return r.Name == name }) {
+			continue
+		}
+		if reflect.DeepEqual(prev.RoutePolicies(name), next.RoutePolicies(name)) {
+			continue
+		}
+		if n := g.front.NotifyRoute(name, listChanged...); n > 0 {
+			g.log.Info("list_changed_sent", "route", name, "sessions", n, "why", "policies changed")
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -668,7 +669,15 @@ func TestPolicyReload(t *testing.T) {
 	g, _ := startPolicyGateway(t, ps.URL, []config.Policy{{Name: "first", Tools: &config.PolicyList{Deny: []string{"delete_*"}}}}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cs := connectSDK(ctx, t, g.URL+"/mcp", core.Version20251125, nil)
+	var changed atomic.Int32
+	c := mcp.NewClient(&mcp.Implementation{Name: "policy-reload", Version: "1"}, &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { changed.Add(1) },
+	})
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: g.URL + "/mcp", MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: core.Version20251125})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
 	refusedBy := func(tool string) string {
 		t.Helper()
 		r, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: map[string]any{}})
@@ -691,6 +700,9 @@ func TestPolicyReload(t *testing.T) {
 		}
 	}
 	next([]config.Policy{{Name: "second", Tools: &config.PolicyList{Deny: []string{"purge_*"}}}})
+	// The session is told its tools changed (its GET stream is open: the
+	// go-sdk client opens one after initialize).
+	waitFor(t, "notifications/tools/list_changed after the reload", func() bool { return changed.Load() >= 1 })
 	if refusedBy("delete_repo") != "" || !strings.Contains(refusedBy("purge_cache"), `"second"`) {
 		t.Error("second policy not in force after reload")
 	}
