@@ -8,11 +8,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/mcpgate/mcpgate/internal/auth"
+	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/gateway"
 	"github.com/mcpgate/mcpgate/internal/testutil/nodetool"
 )
 
@@ -102,5 +108,93 @@ routes:
 		if !strings.Contains(hist, want) {
 			t.Fatalf("history lacks %q:\n%s", want, hist)
 		}
+	}
+}
+
+// TestApplyAndRollbackUnderLoad: go-sdk clients of both eras call a tool
+// without pause while the configuration is applied and rolled back 50
+// times, each version with another policy; no call fails for a reload,
+// and the policy of each version holds from the very next call.
+func TestApplyAndRollbackUnderLoad(t *testing.T) {
+	t.Parallel()
+	ps := startPolicyServer(t, false)
+	text := func(deny string) []byte {
+		return []byte(fmt.Sprintf(`listeners: [{address: "127.0.0.1:0"}]
+store: {kind: memory}
+server: {shutdown_timeout: 5s}
+policies: [{name: deny-%[1]s, tools: {deny: ["%[1]s_*"]}}]
+routes: [{name: tools, path: /mcp, upstream: {http: {url: "%[2]s"}}}]
+`, deny, ps.URL))
+	}
+	first := text("delete")
+	cfg, err := config.LoadBytes(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gg, err := gateway.New(cfg, gateway.Options{Logger: testLogger(t), Source: gateway.ConfigSource{Text: first}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runGateway(t, gg)
+	url := "http://" + gg.Addrs()[0].String() + "/mcp"
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	stop := make(chan struct{})
+	var calls, failed atomic.Int64
+	var wg sync.WaitGroup
+	for _, v := range []string{"2025-11-25", "2025-11-25", "2026-07-28", "2026-07-28"} {
+		cs := connectEra(ctx, t, url, v)
+		defer cs.Close()
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "get_item", Arguments: map[string]any{}})
+				calls.Add(1)
+				if err != nil || r.IsError {
+					failed.Add(1)
+					t.Errorf("%s call during reloads: %v %v", v, err, r)
+					return
+				}
+			}
+		})
+	}
+	checker := connectEra(ctx, t, url, "2025-11-25")
+	defer checker.Close()
+	denied := func(tool string) bool {
+		t.Helper()
+		r, err := checker.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: map[string]any{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.IsError
+	}
+	for i := range 50 {
+		var rep *gateway.ApplyReport
+		var err error
+		if i%2 == 0 {
+			rep, err = gg.Apply(ctx, text("purge"), "ops", "admin", false)
+		} else {
+			rep, err = gg.Rollback(ctx, 1, "ops", false)
+		}
+		if err != nil || rep.Outcome != gateway.ReloadApplied {
+			t.Fatalf("reload %d: %+v %v", i, rep, err)
+		}
+		purge := i%2 == 0
+		if denied("purge_cache") != purge || denied("delete_repo") == purge {
+			t.Fatalf("reload %d: the version's policy does not hold on the next call (purge denied %v, delete denied %v)", i, denied("purge_cache"), denied("delete_repo"))
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if calls.Load() < 50 || failed.Load() > 0 {
+		t.Fatalf("%d calls during the reloads, %d failed", calls.Load(), failed.Load())
+	}
+	if h := gg.History(); len(h) != 51 || h[50].Source != "rollback" {
+		t.Fatalf("history: %d versions", len(h))
 	}
 }
