@@ -368,4 +368,23 @@ audit: {payloads: true, sinks: [{file: {path: "`+trail+`"}}], fsync: always}`)
 	if recs.Matched < 3 || len(recs.Records) != 2 || recs.Records[1]["tool"] != "test_simple_text" {
 		t.Fatalf("audit_query: %d matched, %+v", recs.Matched, recs.Records)
 	}
+	// An operator's action, and one the role does not allow, are records
+	// with the operator's principal.
+	call(t, op, "sessions_end", map[string]any{"route": "fixture"}, nil)
+	otto := connect(t, b.adminURL, b.operator, "2025-11-25", nil)
+	call(t, otto, "log_level_set", map[string]any{"level": "warn"}, nil)
+	want := map[string]string{"val": "denied", "otto": "ok"}
+	for principal, outcome := range want {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			call(t, op, "audit_query", map[string]any{"principal": principal}, &recs)
+			if len(recs.Records) > 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if len(recs.Records) == 0 || recs.Records[len(recs.Records)-1]["kind"] != "admin" || recs.Records[len(recs.Records)-1]["outcome"] != outcome {
+			t.Fatalf("audit records of %s: %+v", principal, recs.Records)
+		}
+	}
 }

@@ -66,17 +66,30 @@ func (t *tools) register(srv *mcp.Server) {
 		Description: "Records of the audit trail's file sinks, filtered by session, principal, tool and age; the newest last (at most limit, default 100)."}, t.auditQuery)
 }
 
-// need refuses a call when the operator's role is below role.
+// need refuses a call when the operator's role is below role; the
+// refusal is logged and audited.
 func (t *tools) need(role, tool string) error {
 	if rank(t.op.role) >= rank(role) {
 		return nil
 	}
-	return fmt.Errorf("%s needs the role %s or above; this key has the role %s", tool, role, t.op.role)
+	err := fmt.Errorf("%s needs the role %s or above; this key has the role %s", tool, role, t.op.role)
+	t.s.log.Warn("admin_denied", "tool", tool, "principal", t.op.principal, "role", t.op.role)
+	t.s.opts.Gateway.AuditAdmin(t.op.principal, tool, "denied", err.Error())
+	return err
 }
 
-// did logs an action that changed something.
+// did logs and audits an action that changed something; attrs are
+// key-value pairs, summarised in the audit record.
 func (t *tools) did(tool string, attrs ...any) {
 	t.s.log.Info("admin_action", append([]any{"tool", tool, "principal", t.op.principal, "role", t.op.role}, attrs...)...)
+	var b strings.Builder
+	for i := 0; i+1 < len(attrs); i += 2 {
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%v=%v", attrs[i], attrs[i+1])
+	}
+	t.s.opts.Gateway.AuditAdmin(t.op.principal, tool, "ok", b.String())
 }
 
 // SessionEntry is one session as the control plane shows it. Never the
@@ -300,22 +313,26 @@ func (t *tools) configApply(ctx context.Context, _ *mcp.CallToolRequest, in appl
 	default:
 		return nil, nil, errors.New("give yaml (a whole file) or patch (a JSON merge patch)")
 	}
-	return t.report(t.s.opts.Gateway.Apply(ctx, text, t.op.principal, "admin", in.DryRun))
+	rep, err := t.s.opts.Gateway.Apply(ctx, text, t.op.principal, "admin", in.DryRun)
+	return t.report("config_apply", rep, err)
 }
 
 // report turns an ApplyReport into the tool's answer: a refusal is a tool
 // error whose structured content still says why.
-func (t *tools) report(rep *gateway.ApplyReport, err error) (*mcp.CallToolResult, *gateway.ApplyReport, error) {
+func (t *tools) report(tool string, rep *gateway.ApplyReport, err error) (*mcp.CallToolResult, *gateway.ApplyReport, error) {
 	if rep == nil {
 		return nil, nil, err
 	}
 	if err != nil {
+		if !rep.DryRun {
+			t.s.opts.Gateway.AuditAdmin(t.op.principal, tool, "refused", rep.Outcome)
+		}
 		body, _ := json.MarshalIndent(rep, "", "  ")
 		return &mcp.CallToolResult{IsError: true, StructuredContent: rep,
 			Content: []mcp.Content{&mcp.TextContent{Text: "refused (" + rep.Outcome + "): " + err.Error() + "\n" + string(body)}}}, rep, nil
 	}
 	if !rep.DryRun && rep.Outcome == gateway.ReloadApplied {
-		t.did("config_apply", "version", rep.Version, "changes", len(rep.Changes))
+		t.did(tool, "version", rep.Version, "changes", strings.Join(rep.Changes, "; "))
 		t.s.watch.poke()
 	}
 	return nil, rep, nil
@@ -371,7 +388,8 @@ func (t *tools) configRollback(ctx context.Context, _ *mcp.CallToolRequest, in r
 	if err := t.need(config.RoleAdmin, "config_rollback"); err != nil {
 		return nil, nil, err
 	}
-	return t.report(t.s.opts.Gateway.Rollback(ctx, in.Version, t.op.principal, in.DryRun))
+	rep, err := t.s.opts.Gateway.Rollback(ctx, in.Version, t.op.principal, in.DryRun)
+	return t.report("config_rollback", rep, err)
 }
 
 type levelIn struct {

@@ -19,10 +19,12 @@ type Record struct {
 	Seq  uint64 `json:"seq"`
 	Time string `json:"time"`
 	ID   string `json:"id"`
-	// Kind is message, session, refused, originated, decision or trail.
+	// Kind is message, session, refused, originated, decision, admin or
+	// trail.
 	Kind string `json:"kind"`
 	// Event says what happened for kinds other than message: created,
-	// resumed, evicted, ended (session); started, stopped (trail).
+	// resumed, evicted, ended (session); started, stopped (trail); the
+	// control plane's tool (admin).
 	Event     string `json:"event,omitempty"`
 	Direction string `json:"direction,omitempty"`
 	Era       string `json:"era,omitempty"`

@@ -556,6 +556,13 @@ func (t *Trail) Observe(_ context.Context, ev *pipeline.Event) {
 	t.emit(r)
 }
 
+// Admin records an operator's action through the control plane: who
+// (principal), which tool, its outcome (ok, denied, refused) and a
+// summary in words (what changed, never a secret).
+func (t *Trail) Admin(principal, tool, outcome, reason string) {
+	t.emit(&Record{Kind: "admin", Event: tool, Principal: principal, Outcome: outcome, Reason: reason})
+}
+
 // Hooks is the trail's subscriber of session lifecycle events.
 func (t *Trail) Hooks() session.Hooks {
 	rec := func(info *core.SessionInfo, event, reason string) {

@@ -294,3 +294,11 @@ func (g *Gateway) QuotaUsage(ctx context.Context, id string) ([]quota.Usage, err
 	}
 	return b.quota.Usage(ctx, info)
 }
+
+// AuditAdmin records an operator's action in the audit trail, when there
+// is one (see audit.Trail.Admin).
+func (g *Gateway) AuditAdmin(principal, tool, outcome, reason string) {
+	if g.trail != nil {
+		g.trail.Admin(principal, tool, outcome, reason)
+	}
+}
