@@ -183,11 +183,16 @@ func (g *Gateway) adminHandler(loopback bool) http.Handler {
 		}
 		writeStatus(w, code, r)
 	})
-	g.mu.Lock()
-	for pattern, h := range g.health.extra {
-		mux.Handle(pattern, h)
-	}
-	g.mu.Unlock()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		h := g.health.extra[r.URL.Path]
+		g.mu.Unlock()
+		if h == nil {
+			http.NotFound(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 	if !loopback {
 		return mux
 	}
@@ -200,17 +205,17 @@ func (g *Gateway) adminHandler(loopback bool) http.Handler {
 	})
 }
 
-// HandleAdmin serves h at pattern (an http.ServeMux pattern) on the admin
+// HandleAdmin serves h at path (exactly; every method) on the admin
 // listener, beside /metrics, /healthz and /readyz and behind the same
-// Host check. Call it before Run; without an admin listener it does
-// nothing.
-func (g *Gateway) HandleAdmin(pattern string, h http.Handler) {
+// Host check, from now on, before or while the gateway runs; without an
+// admin listener it serves nothing.
+func (g *Gateway) HandleAdmin(path string, h http.Handler) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.health.extra == nil {
 		g.health.extra = map[string]http.Handler{}
 	}
-	g.health.extra[pattern] = h
+	g.health.extra[path] = h
 }
 
 // Readiness is what /readyz answers: whether the gateway can serve, and

@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpgate/mcpgate/internal/admin"
 	"github.com/mcpgate/mcpgate/internal/auth"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/gateway"
@@ -196,5 +199,76 @@ routes: [{name: tools, path: /mcp, upstream: {http: {url: "%[2]s"}}}]
 	}
 	if h := gg.History(); len(h) != 51 || h[50].Source != "rollback" {
 		t.Fatalf("history: %d versions", len(h))
+	}
+}
+
+// TestTypeScriptClientAdmin: the TypeScript SDK client drives the admin
+// MCP server with an operator key: its tools (with output schemas), a
+// refusal by role, a resource, and a subscription that hears of a new
+// session.
+func TestTypeScriptClientAdmin(t *testing.T) {
+	t.Parallel()
+	key, _ := auth.NewKey()
+	text := []byte(fmt.Sprintf(`listeners: [{address: "127.0.0.1:0"}]
+store: {kind: memory}
+server: {shutdown_timeout: 5s}
+admin: {listen: "127.0.0.1:0", mcp: {enabled: true, api_keys: [{key_sha256: %s, role: operator, principal: ts}]}}
+routes: [{name: fixture, path: /mcp, upstream: {http: {url: "%s"}}}]
+`, auth.HashKey(key), fixtureHTTP(t, false)))
+	cfg, err := config.LoadBytes(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gg, err := gateway.New(cfg, gateway.Options{Logger: testLogger(t), Source: gateway.ConfigSource{Text: text}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl := admin.New(admin.Options{Gateway: gg})
+	t.Cleanup(ctl.Close)
+	gg.HandleAdmin("/mcp", ctl)
+	runGateway(t, gg)
+	g := &gw{Gateway: gg, URL: "http://" + gg.Addrs()[0].String()}
+	adminURL := "http://" + g.AdminAddr().String() + "/mcp"
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	script := filepath.Join(nodetool.Root(t), "test", "e2e", "tsclient", "admin.mjs")
+	sdkPkg := nodetool.Bin(t, "@modelcontextprotocol/sdk", "package.json")
+	cmd := nodetool.Command(ctx, t, script, adminURL, key)
+	cmd.Env = append(os.Environ(), "MCPGATE_NODE_ROOT="+filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(sdkPkg)))))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	var last string
+	for sc.Scan() {
+		last = sc.Text()
+		if last == "subscribed" {
+			connectSDK(ctx, t, g.URL+"/mcp", "2025-11-25", nil)
+		}
+	}
+	_ = cmd.Wait()
+	var rep struct {
+		OK    bool `json:"ok"`
+		Steps []struct {
+			Name, Detail string
+			OK           bool
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal([]byte(last), &rep); err != nil {
+		t.Fatalf("no report: %v\nlast line: %s\nstderr: %s", err, last, stderr.String())
+	}
+	for _, s := range rep.Steps {
+		if !s.OK {
+			t.Errorf("%s: %s", s.Name, s.Detail)
+		}
+	}
+	if len(rep.Steps) != 5 {
+		t.Errorf("%d steps: %+v", len(rep.Steps), rep.Steps)
 	}
 }
