@@ -187,11 +187,15 @@ func (g *Gateway) adminHandler(loopback bool) http.Handler {
 		g.mu.Lock()
 		h := g.health.extra[r.URL.Path]
 		g.mu.Unlock()
-		if h == nil {
+		switch {
+		case h != nil:
+			h.ServeHTTP(w, r)
+		case r.URL.Path == "/metrics" || r.URL.Path == "/healthz" || r.URL.Path == "/readyz":
+			w.Header().Set("Allow", "GET, HEAD") // what the mux says for a method its GET patterns lack
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		default:
 			http.NotFound(w, r)
-			return
 		}
-		h.ServeHTTP(w, r)
 	})
 	if !loopback {
 		return mux
