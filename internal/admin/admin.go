@@ -18,6 +18,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -145,7 +146,8 @@ func (s *Server) authenticate(r *http.Request) (*operator, *core.Error) {
 		return nil, challenge("unauthorized: the admin endpoint needs an operator key (Authorization: Bearer <key>)")
 	}
 	sum := auth.HashKey(key)
-	for _, k := range s.opts.Gateway.Config().Admin.MCP.APIKeys {
+	mc := s.opts.Gateway.Config().Admin.MCP
+	for _, k := range mc.APIKeys {
 		if hmac.Equal([]byte(strings.ToLower(k.KeySHA256)), []byte(sum)) {
 			principal := k.Principal
 			if principal == "" {
@@ -154,7 +156,42 @@ func (s *Server) authenticate(r *http.Request) (*operator, *core.Error) {
 			return &operator{hash: sum, principal: principal, role: k.Role, tag: s.tag(sum, k.Role)}, nil
 		}
 	}
-	return nil, challenge("unauthorized: unknown operator key")
+	if mc.RoleClaim == "" || strings.Count(key, ".") != 2 {
+		return nil, challenge("unauthorized: unknown operator key")
+	}
+	// An OAuth access token of the gateway's issuer, with a role claim.
+	id, e := s.opts.Gateway.AuthenticateOperator(r)
+	if e != nil {
+		return nil, e
+	}
+	role := roleOf(id.Claims[mc.RoleClaim])
+	if role == "" {
+		return nil, core.NewError(core.CodeForbidden, "forbidden: the token's "+strconv.Quote(mc.RoleClaim)+" claim names no role of the admin server (viewer, operator, admin)")
+	}
+	// Sessions are bound to the principal and role, not the token, so a
+	// refreshed token keeps its session.
+	ps := auth.HashKey("oauth\x00" + id.Principal)
+	return &operator{hash: ps, principal: id.Principal, role: role, tag: s.tag(ps, role)}, nil
+}
+
+// roleOf is the highest admin role a claim names: a string, or a list of
+// strings.
+func roleOf(claim any) string {
+	best := ""
+	consider := func(v any) {
+		if s, ok := v.(string); ok && rank(s) > rank(best) {
+			best = s
+		}
+	}
+	switch c := claim.(type) {
+	case []any:
+		for _, v := range c {
+			consider(v)
+		}
+	default:
+		consider(c)
+	}
+	return best
 }
 
 // tag is the prefix of the legacy session ids opened with the key whose

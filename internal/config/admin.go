@@ -27,6 +27,11 @@ type AdminMCP struct {
 	// APIKeys are the operators' keys (Authorization: Bearer <key>),
 	// stored as SHA-256 like auth.api_keys.
 	APIKeys []AdminKey `yaml:"api_keys"`
+	// RoleClaim, when set, also admits the OAuth access tokens the
+	// top-level auth.oauth accepts, with the role this claim of the
+	// token names (a string, or a list whose highest role counts). A
+	// token without one of the roles in it is refused (403).
+	RoleClaim string `yaml:"role_claim"`
 }
 
 // Roles of the admin MCP server, each including the one before.
@@ -91,8 +96,11 @@ func (c *Config) validateAdminMCP(bad func(path, format string, args ...any)) {
 	if c.Admin.Listen == "" {
 		bad("admin.mcp", "needs admin.listen: the admin MCP server is served there, at /mcp")
 	}
-	if len(m.APIKeys) == 0 {
-		bad("admin.mcp.api_keys", "at least one key is needed (mcpgate key new prints one)")
+	if len(m.APIKeys) == 0 && m.RoleClaim == "" {
+		bad("admin.mcp.api_keys", "at least one key, or role_claim with the gateway's OAuth, is needed (mcpgate key new prints a key)")
+	}
+	if m.RoleClaim != "" && (c.Auth == nil || c.Auth.OAuth == nil) {
+		bad("admin.mcp.role_claim", "needs the top-level auth.oauth: the operators' tokens are the gateway's OAuth access tokens")
 	}
 	seen := map[string]int{}
 	for i, k := range m.APIKeys {

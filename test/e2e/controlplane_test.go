@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/internal/admin"
@@ -270,5 +272,72 @@ routes: [{name: fixture, path: /mcp, upstream: {http: {url: "%s"}}}]
 	}
 	if len(rep.Steps) != 5 {
 		t.Errorf("%d steps: %+v", len(rep.Steps), rep.Steps)
+	}
+}
+
+// TestAdminOAuthRoleClaim: with admin.mcp.role_claim, the gateway's own
+// OAuth access tokens reach the admin server with the role their claim
+// names; a token naming none is refused 403, a bad token 401.
+func TestAdminOAuthRoleClaim(t *testing.T) {
+	t.Parallel()
+	k1 := newIssuerKey(t, "k1")
+	is := newTestIssuer(t, k1)
+	audience := "https://gw.example.com/mcp"
+	g := startGateway(t, func(c *config.Config) {
+		c.Auth = &config.Auth{OAuth: is.oauth(audience)}
+		c.Admin.Listen = "127.0.0.1:0"
+		c.Admin.MCP = config.AdminMCP{Enabled: true, RoleClaim: "mcpgate_role"}
+	}, httpRoute("fixture", "/mcp", fixtureHTTP(t, false)))
+	ctl := admin.New(admin.Options{Gateway: g.Gateway})
+	t.Cleanup(ctl.Close)
+	g.HandleAdmin("/mcp", ctl)
+	adminURL := "http://" + g.AdminAddr().String() + "/mcp"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tok := func(sub string, role any) string {
+		return is.token(t, k1, audience, sub, func(c jwt.MapClaims) {
+			if role != nil {
+				c["mcpgate_role"] = role
+			}
+		})
+	}
+	as := func(token string) *mcp.ClientSession {
+		t.Helper()
+		_, hc := newBearerClient(token)
+		cs, err := mcp.NewClient(&mcp.Implementation{Name: "ops", Version: "1"}, nil).Connect(ctx,
+			&mcp.StreamableClientTransport{Endpoint: adminURL, HTTPClient: hc, MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+		if err != nil {
+			t.Fatalf("connect: %v", err)
+		}
+		t.Cleanup(func() { _ = cs.Close() })
+		return cs
+	}
+	end := func(cs *mcp.ClientSession) *mcp.CallToolResult {
+		t.Helper()
+		r, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "sessions_end", Arguments: map[string]any{"route": "fixture"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := end(as(tok("alice", "operator"))); r.IsError {
+		t.Fatalf("an operator's sessions_end: %+v", r.Content)
+	}
+	if r := end(as(tok("bob", []any{"viewer", "nonsense"}))); !r.IsError {
+		t.Fatal("a viewer's sessions_end was not refused")
+	}
+	for name, c := range map[string]struct {
+		token  string
+		status int
+	}{
+		"no role claim":         {tok("carol", nil), http.StatusForbidden},
+		"unknown role":          {tok("dave", "root"), http.StatusForbidden},
+		"expired":               {is.token(t, k1, audience, "erin", func(c jwt.MapClaims) { c["mcpgate_role"] = "admin"; c["exp"] = time.Now().Add(-time.Hour).Unix() }), http.StatusUnauthorized},
+		"an API-key-like token": {"mcpg_not-a-token", http.StatusUnauthorized},
+	} {
+		r := do(t, "POST", adminURL, initBodyVersion("2025-11-25"), authz(c.token))
+		if r.Status != c.status {
+			t.Errorf("%s: %d %s; want %d", name, r.Status, r.Body, c.status)
+		}
 	}
 }
