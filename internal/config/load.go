@@ -447,6 +447,9 @@ func (c *Config) Validate() error {
 			bad(p+".upstream.era", "want auto, legacy or modern, got %q", u.Era)
 		}
 		switch {
+		case u.Embedded && (u.HTTP != nil || u.Stdio != nil):
+			bad(p+".upstream", "an embedded server takes neither http nor stdio")
+		case u.Embedded:
 		case u.HTTP != nil && u.Stdio != nil:
 			bad(p+".upstream", "set exactly one of http and stdio, not both")
 		case u.HTTP == nil && u.Stdio == nil:

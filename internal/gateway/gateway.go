@@ -16,8 +16,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/mcpgate/mcpgate/internal/auth"
 	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/frontend"
 	"github.com/mcpgate/mcpgate/internal/metrics"
 	"github.com/mcpgate/mcpgate/internal/session"
@@ -28,6 +31,7 @@ import (
 	redisstore "github.com/mcpgate/mcpgate/internal/store/redis"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 	"github.com/mcpgate/mcpgate/internal/upstream/httpup"
+	"github.com/mcpgate/mcpgate/internal/upstream/inproc"
 	"github.com/mcpgate/mcpgate/internal/upstream/stdio"
 )
 
@@ -49,6 +53,10 @@ type Options struct {
 	// as the first version of the history, and texts applied later
 	// (Watch, the admin server) are parsed as it says.
 	Source ConfigSource
+	// Embedded returns the go-sdk server of one session of a route whose
+	// upstream is embedded (config.Upstream.Embedded): the library's
+	// in-process upstream (upstream/inproc).
+	Embedded func(ctx context.Context, s *core.SessionInfo) *mcp.Server
 }
 
 // Gateway is a built, not yet running, mcpgate.
@@ -91,6 +99,8 @@ type Gateway struct {
 	// credentials. customAuth: Options.Authenticate replaces it.
 	authn      atomic.Pointer[auth.Authenticator]
 	customAuth bool
+	// embedded makes the servers of embedded routes (Options.Embedded).
+	embedded func(ctx context.Context, s *core.SessionInfo) *mcp.Server
 }
 
 // New builds everything the configuration describes without listening:
@@ -100,7 +110,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{cfg: cfg, log: log, ready: make(chan struct{})}
+	g := &Gateway{cfg: cfg, log: log, ready: make(chan struct{}), embedded: opts.Embedded}
 	if err := g.initHealth(opts.Metrics); err != nil {
 		return nil, err
 	}
@@ -211,7 +221,16 @@ func minter(keys []config.IDKey) (*sessionid.Minter, error) {
 	return m, nil
 }
 
-func newUpstream(rc config.Route, log *slog.Logger, tap upstream.Tap) (upstream.Upstream, error) {
+func (g *Gateway) newUpstream(rc config.Route, log *slog.Logger, tap upstream.Tap) (upstream.Upstream, error) {
+	if rc.Upstream.Embedded {
+		if g.embedded == nil {
+			return nil, errors.New("upstream: an embedded route needs the embedding program's server")
+		}
+		if rc.Upstream.Credentials != nil {
+			return nil, errors.New("upstream.credentials: an embedded server takes no upstream credentials")
+		}
+		return inproc.New(inproc.Options{Server: g.embedded, Tap: tap}, rc.Name, log)
+	}
 	cred, err := credentialSource(rc, log)
 	if err != nil {
 		return nil, fmt.Errorf("upstream.%w", err)
@@ -272,12 +291,40 @@ func (g *Gateway) Addrs() []net.Addr {
 // accepting, drain in-flight requests within the shutdown timeout, end
 // every session (stopping stdio processes), close upstreams.
 func (g *Gateway) Run(ctx context.Context) error {
+	servers, err := g.start(ctx, true)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	g.log.Info("shutting_down", "timeout", g.cfg.Server.ShutdownTimeout)
+	g.shutdown(servers)
+	return nil
+}
+
+// Embed starts what Run starts except the client listeners: the store,
+// restored sessions, the admin listener and the cluster hop when
+// configured. The embedding program serves Handler(0) itself. stop shuts
+// down as Run does when its ctx ends (drain in-flight requests, end every
+// session, close upstreams and the store); ctx bounds the gateway's
+// background work and should outlive every request.
+func (g *Gateway) Embed(ctx context.Context) (stop func(), err error) {
+	servers, err := g.start(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(func() { g.shutdown(servers) }) }, nil
+}
+
+// start brings the gateway up (listening when listen is set) and returns
+// the servers shutdown stops.
+func (g *Gateway) start(ctx context.Context, listen bool) ([]*http.Server, error) {
 	// The admin listener comes first: /healthz answers while the store
 	// opens and sessions come back, and /readyz says what is not ready.
 	if err := g.startAdmin(); err != nil {
 		g.readyOnce.Do(func() { close(g.ready) })
 		g.shutdown(nil)
-		return err
+		return nil, err
 	}
 	// The store is opened here, not in New, so that validate never takes
 	// the data directory's lock from a running gateway.
@@ -285,7 +332,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err != nil {
 		g.readyOnce.Do(func() { close(g.ready) })
 		g.shutdown(nil)
-		return err
+		return nil, err
 	}
 	g.store = st
 	g.reapLeftovers(ctx, st) // what a crashed gateway left running
@@ -293,7 +340,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err := g.provision(st); err != nil {
 		g.readyOnce.Do(func() { close(g.ready) })
 		g.shutdown(nil)
-		return err
+		return nil, err
 	}
 	// The configuration's history: with a shared store, the versions any
 	// replica records are followed here, and a start with a file that
@@ -326,17 +373,20 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err != nil {
 		g.readyOnce.Do(func() { close(g.ready) })
 		g.shutdown(nil)
-		return err
+		return nil, err
 	}
 	if hopSrv != nil {
 		servers = append(servers, hopSrv)
 	}
 	for i, lc := range g.cfg.Listeners {
+		if !listen {
+			break
+		}
 		ln, err := net.Listen("tcp", lc.Address)
 		if err != nil {
 			g.readyOnce.Do(func() { close(g.ready) })
 			g.shutdown(servers)
-			return fmt.Errorf("listen %s: %w", lc.Address, err)
+			return nil, fmt.Errorf("listen %s: %w", lc.Address, err)
 		}
 		// Every client listener draws on one budget of connections: the
 		// descriptors it protects are the process's.
@@ -370,16 +420,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	g.logConnectionBudget()
+	if listen {
+		g.logConnectionBudget()
+	}
 	for _, rc := range g.config().Routes {
 		g.log.Info("route", "name", rc.Name, "path", rc.Path, "upstream", rc.Upstream.Kind(), "era", rc.Upstream.Era)
 	}
 	g.health.serving.Store(true)
 	g.readyOnce.Do(func() { close(g.ready) })
-	<-ctx.Done()
-	g.log.Info("shutting_down", "timeout", g.cfg.Server.ShutdownTimeout)
-	g.shutdown(servers)
-	return nil
+	return servers, nil
 }
 
 func (g *Gateway) shutdown(servers []*http.Server) {
