@@ -610,3 +610,32 @@ func (c *Config) validateCluster(bad func(path, format string, args ...any)) {
 		bad("cluster.advertise", "want a fixed port, got %q", adv)
 	}
 }
+
+// EmbeddedRoute is the name and path of the one route of a library
+// handler (LoadEmbedded).
+const EmbeddedRoute = "embedded"
+
+// LoadEmbedded is LoadBytes for the library's handler: the file names no
+// listeners or routes (the embedding program owns those; naming them is an
+// error), the store defaults to memory, and the one route is the embedded
+// server's, at /mcp.
+func LoadEmbedded(data []byte) (*Config, error) {
+	var owned []string
+	cfg, err := loadBytes(data, func(c *Config) {
+		if len(c.Listeners) > 0 {
+			owned = append(owned, "listeners")
+		}
+		if len(c.Routes) > 0 {
+			owned = append(owned, "routes")
+		}
+		c.Listeners = nil
+		c.Routes = []Route{{Name: EmbeddedRoute, Path: "/mcp", Upstream: Upstream{Embedded: true}}}
+		if c.Store.Kind == "" {
+			c.Store.Kind = StoreMemory
+		}
+	})
+	if len(owned) > 0 {
+		return nil, fmt.Errorf("config: %s: the embedding program serves the handler; leave them out", strings.Join(owned, " and "))
+	}
+	return cfg, err
+}
