@@ -56,14 +56,11 @@ func NewHandler(getServer func(*http.Request) *mcp.Server, opts *Options) (*Hand
 	if opts == nil {
 		opts = &Options{}
 	}
-	text, err := yaml.Marshal(opts)
+	cfg, err := embeddedConfig(opts)
 	if err != nil {
-		return nil, fmt.Errorf("mcpgate: options: %w", err)
+		return nil, err
 	}
-	cfg, err := config.LoadEmbedded(text)
-	if err != nil {
-		return nil, fmt.Errorf("mcpgate: %w", err)
-	}
+	text, _ := yaml.Marshal(opts)
 	h := &Handler{getServer: getServer}
 	gw, err := gateway.New(cfg, gateway.Options{Logger: opts.Logger, SessionHooks: opts.Hooks.internal(), Embedded: h.server,
 		Source: gateway.ConfigSource{Text: text, Parse: func(t []byte, _ *config.Config) (*config.Config, error) { return config.LoadEmbedded(t) }}})
@@ -208,6 +205,21 @@ func LoadOptions(path string) (*Options, error) {
 	}
 	cfg.Routes, cfg.Listeners = nil, nil
 	return optionsOf(cfg)
+}
+
+// embeddedConfig translates opts for the handler: encoded as the file
+// would be and loaded by the one loader, so defaults and checks are the
+// binary's.
+func embeddedConfig(opts *Options) (*config.Config, error) {
+	text, err := yaml.Marshal(opts)
+	if err != nil {
+		return nil, fmt.Errorf("mcpgate: options: %w", err)
+	}
+	cfg, err := config.LoadEmbedded(text)
+	if err != nil {
+		return nil, fmt.Errorf("mcpgate: %w", err)
+	}
+	return cfg, nil
 }
 
 // optionsOf is the mirror of a loaded configuration.

@@ -235,7 +235,9 @@ func TestIdleTimeout(t *testing.T) {
 
 // swap serves whichever handler is current, so that a client keeps its
 // address across a restart.
-type swap struct{ h atomic.Pointer[mcpgate.Handler] }
+type swap struct {
+	h atomic.Pointer[mcpgate.Handler]
+}
 
 func (s *swap) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.h.Load().ServeHTTP(w, r) }
 

@@ -35,8 +35,21 @@ type Options struct {
 	// Hooks are told of every session's lifecycle (Go callbacks; not in
 	// the file).
 	Hooks Hooks `yaml:"-"`
-	// Logger receives the gateway's structured log. Default: none.
+	// Logger receives the gateway's structured log. Default: none for
+	// NewHandler; for Run, JSON (or text) on stderr at log.level.
 	Logger *slog.Logger `yaml:"-"`
+	// LogLevel is the level Logger logs at, which the admin server's
+	// log_level_set changes (Run).
+	LogLevel *slog.LevelVar `yaml:"-"`
+	// File is the configuration file Run serves: its text is the first
+	// configuration version, read again on SIGHUP and, with Watch, when it
+	// changes; the fields above are then not used.
+	File string `yaml:"-"`
+	// Watch reloads File when it changes (Run).
+	Watch bool `yaml:"-"`
+	// Override adjusts every configuration Run reads (from File, or
+	// applied through the admin server) before it is checked and used.
+	Override func(*Options) `yaml:"-"`
 }
 
 // Cluster configures the internal hop between replicas. A stdio session's
@@ -200,7 +213,7 @@ type IDKey struct {
 	// ID is 1–16 of [A-Za-z0-9], public, carried in every id.
 	ID string `yaml:"id,omitempty"`
 	// string is at least 32 bytes; never logged.
-	string string `yaml:"secret,omitempty"`
+	Secret string `yaml:"secret,omitempty"`
 }
 
 // Cap is a session cap with its policy. Max zero means no cap.

@@ -15,23 +15,46 @@ import (
 
 // Run serves opts, listeners and routes included, as `mcpgate serve`
 // does, until ctx ends: the admin listener and its MCP server when
-// configured, SIGHUP reloads, then a graceful shutdown. Without a Logger
-// it logs to stderr as the configuration's log section says.
+// configured, SIGHUP reloads (and file changes with Watch), then a
+// graceful shutdown.
 func Run(ctx context.Context, opts *Options) error {
 	if opts == nil {
 		opts = &Options{}
 	}
-	text, err := yaml.Marshal(opts)
-	if err != nil {
+	var text []byte
+	var err error
+	if opts.File != "" {
+		if text, err = os.ReadFile(opts.File); err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+	} else if text, err = yaml.Marshal(opts); err != nil {
 		return fmt.Errorf("mcpgate: options: %w", err)
 	}
-	cfg, err := config.LoadBytes(text)
-	if err != nil {
-		return fmt.Errorf("mcpgate: %w", err)
+	parse := func(text []byte, prev *config.Config) (*config.Config, error) {
+		cfg, err := config.LoadBytesOver(text, prev)
+		if err != nil || opts.Override == nil {
+			return cfg, err
+		}
+		o, err := optionsOf(cfg)
+		if err != nil {
+			return nil, err
+		}
+		opts.Override(o)
+		b, err := yaml.Marshal(o)
+		if err != nil {
+			return nil, err
+		}
+		return config.LoadBytes(b)
 	}
-	level := new(slog.LevelVar)
-	level.Set(cfg.Log.SlogLevel())
-	log := opts.Logger
+	cfg, err := parse(text, nil)
+	if err != nil {
+		return err
+	}
+	level, log := opts.LogLevel, opts.Logger
+	if level == nil {
+		level = new(slog.LevelVar)
+		level.Set(cfg.Log.SlogLevel())
+	}
 	if log == nil {
 		ho := &slog.HandlerOptions{Level: level}
 		if cfg.Log.Format == "text" {
@@ -40,15 +63,22 @@ func Run(ctx context.Context, opts *Options) error {
 			log = slog.New(slog.NewJSONHandler(os.Stderr, ho))
 		}
 	}
-	gw, err := gateway.New(cfg, gateway.Options{Logger: log, SessionHooks: opts.Hooks.internal(),
-		Source: gateway.ConfigSource{Text: text, Parse: config.LoadBytesOver}})
-	if err != nil {
-		return fmt.Errorf("mcpgate: %w", err)
+	src := gateway.ConfigSource{Parse: parse}
+	if opts.File != "" {
+		src.Text = text
 	}
+	gw, err := gateway.New(cfg, gateway.Options{Logger: log, SessionHooks: opts.Hooks.internal(), Source: src})
+	if err != nil {
+		return err
+	}
+	// The admin MCP server answers while admin.mcp.enabled is on, which a
+	// reload may change.
 	ctl := admin.New(admin.Options{Gateway: gw, Logger: log, LogLevel: level})
 	defer ctl.Close()
 	gw.HandleAdmin("/mcp", ctl)
-	stopWatch, err := gw.Watch(ctx, gateway.WatchOptions{Signal: true})
+	// SIGHUP reloads (and no longer ends the process); so does a change to
+	// the file with Watch.
+	stopWatch, err := gw.Watch(ctx, gateway.WatchOptions{Path: opts.File, File: opts.Watch && opts.File != "", Signal: true})
 	if err != nil {
 		gw.Close()
 		return err
