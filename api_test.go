@@ -1,0 +1,58 @@
+package mcpgate_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func goCmd(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("go", args...)
+	cmd.Dir = dir
+	// The consumer module resolves everything from the module cache and
+	// the replace directive: no network, no go.mod updates.
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=readonly", "GOWORK=off", "GOPROXY=off")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go %s in %s: %v\n%s", strings.Join(args, " "), dir, err, out)
+	}
+	return string(out)
+}
+
+// TestConsumerModule builds and vets a module outside this one that
+// imports only the public package (testdata/consumer; after a change of
+// this module's requirements, copy go.sum there and add them to its
+// go.mod).
+func TestConsumerModule(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join("testdata", "consumer")
+	goCmd(t, dir, "build", "-o", filepath.Join(t.TempDir(), "consumer"), ".")
+	goCmd(t, dir, "vet", ".")
+	list := goCmd(t, dir, "list", "-f", `{{join .Imports "\n"}}`, ".")
+	for _, imp := range strings.Fields(list) {
+		if strings.Contains(imp, "/internal/") {
+			t.Errorf("the consumer imports %s", imp)
+		}
+	}
+}
+
+// TestPublicAPI: the package's surface fits on one screen and names no
+// internal type, not even through an alias.
+func TestPublicAPI(t *testing.T) {
+	t.Parallel()
+	short := goCmd(t, ".", "doc", ".")
+	if n := strings.Count(short, "\n"); n > 60 {
+		t.Errorf("go doc prints %d lines, want at most 60:\n%s", n, short)
+	}
+	all := goCmd(t, ".", "doc", "-all", ".")
+	internal := regexp.MustCompile(`\b(config|core|gateway|session|frontend|inproc|upstream|store|admin|metrics|pipeline)\.[A-Z]`)
+	for _, line := range strings.Split(all, "\n") {
+		if strings.Contains(line, "internal/") || internal.MatchString(line) && !strings.HasPrefix(strings.TrimSpace(line), "//") {
+			t.Errorf("the public API names an internal type: %s", line)
+		}
+	}
+}
