@@ -56,3 +56,32 @@ func TestPublicAPI(t *testing.T) {
 		}
 	}
 }
+
+// TestReadmeExample: the README's library code is ExampleNewHandler_bounded's.
+func TestReadmeExample(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	example, err := os.ReadFile("example_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(readme), "## Use as a library")
+	if !ok {
+		t.Fatal("README has no \"Use as a library\" section")
+	}
+	_, code, _ := strings.Cut(sec, "```go\n")
+	code, _, _ = strings.Cut(code, "```")
+	_, body, _ := strings.Cut(string(example), "func ExampleNewHandler_bounded() {\n")
+	var want []string
+	for _, l := range strings.Split(code, "\n") {
+		if strings.TrimSpace(l) != "" {
+			want = append(want, "\t"+l+"\n")
+		}
+	}
+	if len(want) == 0 || !strings.HasPrefix(body, strings.Join(want, "")) {
+		t.Fatalf("the README's code is not the start of ExampleNewHandler_bounded:\n%s", code)
+	}
+}
