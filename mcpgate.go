@@ -48,7 +48,8 @@ const routePath = "/mcp"
 // NewHandler serves the servers getServer returns, one per session (nil
 // refuses the session), bounded by opts (nil: the zero Options). getServer
 // gets the request that creates the session; a session restored from the
-// store, or re-established, gets a request of no client (no headers).
+// store, or re-established, gets a request of no client (no headers), and
+// so does the one call that learns which protocol eras the server speaks.
 func NewHandler(getServer func(*http.Request) *mcp.Server, opts *Options) (*Handler, error) {
 	if getServer == nil {
 		return nil, errors.New("mcpgate: NewHandler needs a getServer")

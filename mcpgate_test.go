@@ -339,3 +339,65 @@ func TestOptionsRefused(t *testing.T) {
 		t.Error("NewHandler accepted a nil getServer")
 	}
 }
+
+// TestGetServerRequest: getServer gets the request that creates the
+// session, whatever path the handler is mounted at; a nil server refuses
+// the session.
+func TestGetServerRequest(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var seen []string
+	h, err := mcpgate.NewHandler(func(r *http.Request) *mcp.Server {
+		mu.Lock()
+		seen = append(seen, r.Header.Get("X-Tenant-Hint"))
+		mu.Unlock()
+		if r.Header.Get("X-Tenant-Hint") == "refused" {
+			return nil
+		}
+		return newServer()
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(context.Background())
+	mux := http.NewServeMux()
+	mux.Handle("/tools/v1/mcp", h)
+	ts := httptest.NewServer(mux)
+	defer ts.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for _, hint := range []string{"blue", "refused"} {
+		c := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil)
+		hc := &http.Client{Transport: headerTransport{"X-Tenant-Hint", hint}}
+		cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: ts.URL + "/tools/v1/mcp", HTTPClient: hc, MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: legacy})
+		if hint == "refused" {
+			if err == nil {
+				cs.Close()
+				t.Fatal("a session getServer refused was created")
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		whoami(t, ctx, cs)
+		cs.Close()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	found := false
+	for _, s := range seen {
+		found = found || s == "blue"
+	}
+	if !found {
+		t.Fatalf("getServer saw the hints %q, never the creating request's", seen)
+	}
+}
+
+type headerTransport struct{ k, v string }
+
+func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set(h.k, h.v)
+	return http.DefaultTransport.RoundTrip(r)
+}

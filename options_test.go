@@ -93,3 +93,31 @@ func TestZeroOptionsSafe(t *testing.T) {
 		t.Fatalf("zero options give %+v, store %q", ss, cfg.Store.Kind)
 	}
 }
+
+// FuzzLoadOptions: any text either fails to load with an error or loads
+// into Options that translate back to the same configuration.
+func FuzzLoadOptions(f *testing.F) {
+	f.Add([]byte("sessions: {max: 100, when_full: evict-oldest, idle_timeout: 4h}\n"))
+	f.Add([]byte("store: {kind: embedded, data_dir: d}\nadmin: {listen: ':9180'}\n"))
+	f.Add([]byte("sessions:\n  creation_rate: {per_address: {limit: 10, window: 1m}}\n  per_address: {max: 0}\n"))
+	f.Add([]byte("routes: [{path: /x}]\n"))
+	f.Add([]byte("auth: {anonymous: true, scopes: {'tools/call': [a]}}\n"))
+	f.Fuzz(func(t *testing.T, text []byte) {
+		cfg, err := config.LoadEmbedded(text)
+		if err != nil {
+			return
+		}
+		o, err := optionsOf(cfg)
+		if err != nil {
+			t.Fatalf("a loaded configuration does not mirror: %v", err)
+		}
+		o.Routes, o.Listeners = nil, nil
+		again, err := embeddedConfig(o)
+		if err != nil {
+			t.Fatalf("mirrored options of a valid file refused: %v\n%s", err, text)
+		}
+		if !reflect.DeepEqual(cfg, again) {
+			t.Fatalf("round trip changed the configuration of\n%s", text)
+		}
+	})
+}
