@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -400,4 +401,53 @@ func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set(h.k, h.v)
 	return http.DefaultTransport.RoundTrip(r)
+}
+
+func TestLoadOptions(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := dir + "/" + name
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	o, err := mcpgate.LoadOptions(write("ok.yaml", "sessions:\n  max: 2\n  when_full: reject\n  per_address: {max: 0}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Sessions.Max != 2 || o.Store.Kind != "memory" || len(o.Routes) != 0 || len(o.Listeners) != 0 {
+		t.Fatalf("loaded %+v, store %q", o.Sessions, o.Store.Kind)
+	}
+	h, url := handler(t, o)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	initialize(t, ctx, url)
+	initialize(t, ctx, url)
+	if _, err := connect(ctx, url, legacy); err == nil {
+		t.Fatal("a third session under a cap of 2 with reject")
+	}
+	if n := h.Sessions(); n != 2 {
+		t.Fatalf("%d sessions, want 2", n)
+	}
+	if err := h.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(url, "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || h.Sessions() != 0 {
+		t.Fatalf("after Close: HTTP %d, %d sessions", resp.StatusCode, h.Sessions())
+	}
+
+	_, err = mcpgate.LoadOptions(write("bad.yaml", "sessions:\n  max: 2\n  when_full: sometimes\n"))
+	if err == nil || !strings.Contains(err.Error(), "sessions.when_full") || !strings.Contains(err.Error(), "line 3") {
+		t.Fatalf("bad when_full: %v, want its path and line", err)
+	}
+	if _, err := mcpgate.LoadOptions(write("routes.yaml", "routes:\n  - path: /mcp\n    upstream: {http: {url: 'http://127.0.0.1:1/mcp'}}\n")); err == nil || !strings.Contains(err.Error(), "routes") {
+		t.Fatalf("a file with routes: %v, want a refusal naming them", err)
+	}
 }

@@ -13,7 +13,8 @@ import (
 // keys, defaults and validation. The zero value is safe: see the package
 // documentation for what it bounds.
 type Options struct {
-	// Listeners are the client-facing HTTP listeners. Default: one on
+	// Listeners are the client-facing HTTP listeners (Run; NewHandler
+	// refuses them: the program serves the handler). Default: one on
 	// 127.0.0.1:8080.
 	Listeners []Listener `yaml:"listeners,omitempty"`
 	// Server tunes the client-facing transport.
@@ -24,7 +25,9 @@ type Options struct {
 	Admin Admin `yaml:"admin,omitempty"`
 	// Sessions holds defaults for every route's sessions.
 	Sessions Sessions `yaml:"sessions,omitempty"`
-	// Routes map client-facing paths to upstream MCP servers. At least one.
+	// Routes map client-facing paths to upstream MCP servers (Run, which
+	// needs one at least; NewHandler refuses them: its one route is the
+	// embedded server).
 	Routes []Route `yaml:"routes,omitempty"`
 	// Store is where sessions are kept so they survive a restart.
 	Store Store `yaml:"store,omitempty"`
@@ -70,7 +73,7 @@ type Cluster struct {
 type Store struct {
 	// Kind is embedded (a file under DataDir; sessions survive restarts),
 	// memory (nothing survives) or redis (shared by several replicas).
-	// Default embedded.
+	// Default memory for NewHandler, embedded for Run.
 	Kind string `yaml:"kind,omitempty"`
 	// DataDir holds the embedded store's file. Default ./mcpgate-data.
 	DataDir string `yaml:"data_dir,omitempty"`
