@@ -451,3 +451,55 @@ func TestLoadOptions(t *testing.T) {
 		t.Fatalf("a file with routes: %v, want a refusal naming them", err)
 	}
 }
+
+// TestCapWithClients: 1,000 go-sdk clients connect at once to a server
+// capped at 100 sessions with eviction; afterwards exactly 100 of them are
+// still served, and every other one learns its session is gone.
+func TestCapWithClients(t *testing.T) {
+	t.Parallel()
+	const total, max = 1000, 100
+	var evicted, created atomic.Int64
+	h, url := handler(t, &mcpgate.Options{
+		Sessions: mcpgate.Sessions{Max: max, WhenFull: "evict-oldest", PerAddress: &mcpgate.Cap{},
+			CreationRate: mcpgate.CreationRate{PerAddress: &mcpgate.Window{}}},
+		Hooks: mcpgate.Hooks{Created: func(*mcpgate.Session) { created.Add(1) }, Evicted: func(*mcpgate.Session) { evicted.Add(1) }},
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	sessions := make([]*mcp.ClientSession, total)
+	var wg sync.WaitGroup
+	for i := range total {
+		wg.Go(func() {
+			c := mcp.NewClient(&mcp.Implementation{Name: "crowd", Version: "1"}, nil)
+			cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: legacy})
+			if err == nil {
+				sessions[i] = cs
+			}
+		})
+	}
+	wg.Wait()
+	if n := h.Sessions(); n != max {
+		t.Fatalf("%d live sessions after %d connections, want exactly %d", n, total, max)
+	}
+	if e, c := evicted.Load(), created.Load(); e != c-max {
+		t.Fatalf("%d evictions of %d sessions created, want %d", e, c, c-max)
+	}
+	var served atomic.Int64
+	for _, cs := range sessions {
+		if cs == nil {
+			continue
+		}
+		wg.Go(func() {
+			defer cs.Close()
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if _, err := cs.CallTool(cctx, &mcp.CallToolParams{Name: "whoami", Arguments: map[string]any{}}); err == nil {
+				served.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := served.Load(); n != max {
+		t.Fatalf("%d clients served after the crowd, want exactly %d", n, max)
+	}
+}
