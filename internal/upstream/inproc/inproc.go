@@ -134,6 +134,7 @@ func (u *Upstream) Probe(ctx context.Context) (upstream.Info, error) {
 	if err != nil {
 		return upstream.Info{}, err
 	}
+	req.Direction = core.ClientToServer
 	u.o.Tap.Emit(ctx, nil, req)
 	resp, err := c.call(pctx, req, nil, true)
 	var info upstream.Info
