@@ -121,3 +121,36 @@ func FuzzLoadOptions(f *testing.F) {
 		}
 	})
 }
+
+// TestRunOverride: a whole file (listeners, routes, auth, a sandbox)
+// read as Run reads it with an override is the file with that change.
+func TestRunOverride(t *testing.T) {
+	t.Setenv("MCPGATE_TEST_TOKEN", "upstream-token")
+	text := []byte(`
+listeners: [{address: "127.0.0.1:18080"}]
+admin: {listen: ":19180"}
+auth:
+  anonymous: true
+  api_keys: [{key_sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", principal: ops, scopes: [run]}]
+  scopes: {"tools/call": [run]}
+routes:
+  - path: /a/mcp
+    upstream:
+      http: {url: "http://127.0.0.1:9/mcp", headers: {Authorization: "Bearer ${MCPGATE_TEST_TOKEN}"}}
+  - path: /b/mcp
+    max_sessions: 5
+    upstream:
+      stdio: {command: go, args: [version], sandbox: {rlimits: {open_files: 64}}}
+`)
+	want, err := config.LoadBytes([]byte(strings.Replace(string(text), "18080", "18081", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := parser(func(o *Options) { o.Listeners[0].Address = "127.0.0.1:18081" })(text, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(want, got) {
+		t.Fatalf("override through the mirror:\n got %+v\nwant %+v", got, want)
+	}
+}

@@ -30,22 +30,7 @@ func Run(ctx context.Context, opts *Options) error {
 	} else if text, err = yaml.Marshal(opts); err != nil {
 		return fmt.Errorf("mcpgate: options: %w", err)
 	}
-	parse := func(text []byte, prev *config.Config) (*config.Config, error) {
-		cfg, err := config.LoadBytesOver(text, prev)
-		if err != nil || opts.Override == nil {
-			return cfg, err
-		}
-		o, err := optionsOf(cfg)
-		if err != nil {
-			return nil, err
-		}
-		opts.Override(o)
-		b, err := yaml.Marshal(o)
-		if err != nil {
-			return nil, err
-		}
-		return config.LoadBytes(b)
-	}
+	parse := parser(opts.Override)
 	cfg, err := parse(text, nil)
 	if err != nil {
 		return err
@@ -85,4 +70,26 @@ func Run(ctx context.Context, opts *Options) error {
 	}
 	defer stopWatch()
 	return gw.Run(ctx)
+}
+
+// parser reads a configuration text as Run does: secrets written REDACTED
+// taken from prev, then override applied to its mirror (which is loaded
+// again, so what override changed is checked like the file).
+func parser(override func(*Options)) func(text []byte, prev *config.Config) (*config.Config, error) {
+	return func(text []byte, prev *config.Config) (*config.Config, error) {
+		cfg, err := config.LoadBytesOver(text, prev)
+		if err != nil || override == nil {
+			return cfg, err
+		}
+		o, err := optionsOf(cfg)
+		if err != nil {
+			return nil, err
+		}
+		override(o)
+		b, err := yaml.Marshal(o)
+		if err != nil {
+			return nil, err
+		}
+		return config.LoadBytes(b)
+	}
 }
