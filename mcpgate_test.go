@@ -327,13 +327,18 @@ func TestMetricsScrape(t *testing.T) {
 func TestOptionsRefused(t *testing.T) {
 	t.Parallel()
 	get := func(*http.Request) *mcp.Server { return newServer() }
-	for name, o := range map[string]*mcpgate.Options{
-		"negative cap": {Sessions: mcpgate.Sessions{Max: -1}},
-		"bad policy":   {Sessions: mcpgate.Sessions{WhenFull: "drop-all"}},
-		"routes":       {Routes: []mcpgate.Route{{Path: "/x"}}},
+	for _, tc := range []struct {
+		name, want string
+		o          *mcpgate.Options
+	}{
+		{"negative cap", "sessions.max", &mcpgate.Options{Sessions: mcpgate.Sessions{Max: -1}}},
+		{"bad policy", "sessions.when_full", &mcpgate.Options{Sessions: mcpgate.Sessions{WhenFull: "drop-all"}}},
+		{"routes", "routes", &mcpgate.Options{Routes: []mcpgate.Route{{Path: "/x"}}}},
+		{"redis without the cluster hop", "cluster.listen", &mcpgate.Options{Store: mcpgate.Store{Kind: "redis"},
+			Sessions: mcpgate.Sessions{IDKeys: []mcpgate.IDKey{{ID: "k1", Secret: "Zk3q9VbX2mP7wLr4Tn8Yc1Hd6Jf0Gs5Qa9Ue2Ko7Ri"}}}}},
 	} {
-		if _, err := mcpgate.NewHandler(get, o); err == nil {
-			t.Errorf("%s: NewHandler accepted it", name)
+		if _, err := mcpgate.NewHandler(get, tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: NewHandler said %v, want a refusal naming %s", tc.name, err, tc.want)
 		}
 	}
 	if _, err := mcpgate.NewHandler(nil, nil); err == nil {

@@ -578,6 +578,10 @@ func (c *Config) validateCluster(bad func(path, format string, args ...any)) {
 					bad("cluster.listen", "required with store kind redis and a stdio route (routes[%d]): other replicas forward that route's sessions to the replica running its process", i)
 					break
 				}
+				if r.Upstream.Embedded {
+					bad("cluster.listen", "required with store kind redis and an embedded server: other replicas forward a session to the replica holding its server session")
+					break
+				}
 			}
 		}
 		return
