@@ -118,7 +118,8 @@ func (h *Handler) Close(ctx context.Context) error {
 	h.closed.Store(true)
 	done := make(chan struct{})
 	go func() {
-		h.closeOnce.Do(func() { h.stop(); h.cancel() })
+		// As in Run: the background work ends first, then the shutdown.
+		h.closeOnce.Do(func() { h.cancel(); h.stop() })
 		close(done)
 	}()
 	select {
