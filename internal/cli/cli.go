@@ -12,8 +12,9 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
 
-	"github.com/mcpgate/mcpgate/internal/admin"
+	"github.com/mcpgate/mcpgate"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/gateway"
 )
@@ -129,6 +130,42 @@ func (s *sources) override(cfg *config.Config) (*config.Config, error) {
 	return cfg, nil
 }
 
+// overrideOptions applies the flags that replace settings of the file to
+// every configuration mcpgate.Run reads, as override does to the first.
+func (s *sources) overrideOptions(o *mcpgate.Options) {
+	if s.listenSet {
+		// One file for several replicas on one host: each gets its address.
+		var l mcpgate.Listener
+		if len(o.Listeners) > 0 {
+			l = o.Listeners[0]
+		}
+		l.Address = s.listen
+		o.Listeners = []mcpgate.Listener{l}
+	}
+	if s.dataDir != "" {
+		o.Store.DataDir = s.dataDir
+	}
+	if s.adminListen != "" {
+		o.Admin.Listen = s.adminListen
+	}
+	if s.clusterListen != "" {
+		o.Cluster.Listen = s.clusterListen
+	}
+	if s.storeKind != "" {
+		o.Store.Kind = s.storeKind
+	}
+}
+
+// mirror fills the library's options with a configuration built here (the
+// command line's one route).
+func mirror(cfg *config.Config, o *mcpgate.Options) error {
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	return yaml.Unmarshal(b, o)
+}
+
 // newLogger makes the gateway's logger at the configuration's level,
 // held in level so that the control plane can change it.
 func newLogger(cfg *config.Config, w io.Writer, level *slog.LevelVar) *slog.Logger {
@@ -172,34 +209,24 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			serveSrc.listenSet = cmd.Flags().Changed("listen")
-			cfg, text, err := serveSrc.load()
+			cfg, _, err := serveSrc.load()
 			if err != nil {
 				return err
 			}
+			// The binary is a user of the library: mcpgate.Run is serve.
 			level := new(slog.LevelVar)
 			log := newLogger(cfg, stderr, level)
-			gw, err := gateway.New(cfg, gateway.Options{Logger: log, Source: gateway.ConfigSource{Text: text, Parse: serveSrc.parse}})
-			if err != nil {
+			opts := &mcpgate.Options{}
+			if serveSrc.configPath != "" {
+				opts.File, opts.Watch, opts.Override = serveSrc.configPath, watch, serveSrc.overrideOptions
+			} else if err := mirror(cfg, opts); err != nil {
 				return err
 			}
-			// The admin MCP server answers while admin.mcp.enabled is on,
-			// which a reload may change.
-			ctl := admin.New(admin.Options{Gateway: gw, Logger: log, LogLevel: level})
-			defer ctl.Close()
-			gw.HandleAdmin("/mcp", ctl)
+			opts.Logger, opts.LogLevel = log, level
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			log.Info("mcpgate_starting", "version", version())
-			// SIGHUP reloads (and no longer ends the process); so does a
-			// change to the file, unless --watch=false.
-			wopts := gateway.WatchOptions{Path: serveSrc.configPath, File: watch && serveSrc.configPath != "", Signal: true}
-			stopWatch, err := gw.Watch(ctx, wopts)
-			if err != nil {
-				gw.Close()
-				return err
-			}
-			defer stopWatch()
-			return gw.Run(ctx)
+			return mcpgate.Run(ctx, opts)
 		},
 	}
 	serveSrc.register(serve)

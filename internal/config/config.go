@@ -325,13 +325,19 @@ type Upstream struct {
 	Era   string         `yaml:"era"`
 	HTTP  *HTTPUpstream  `yaml:"http"`
 	Stdio *StdioUpstream `yaml:"stdio"`
+	// Embedded is a go-sdk server in the gateway's own process, given by
+	// the program that embeds mcpgate (the library's NewHandler); never in
+	// a file.
+	Embedded bool `yaml:"-"`
 	// Credentials give each principal its own upstream credential.
 	Credentials *Credentials `yaml:"credentials"`
 }
 
-// Kind reports "http", "stdio" or "".
+// Kind reports "http", "stdio", "embedded" or "".
 func (u Upstream) Kind() string {
 	switch {
+	case u.Embedded:
+		return "embedded"
 	case u.HTTP != nil:
 		return "http"
 	case u.Stdio != nil:

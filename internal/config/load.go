@@ -452,6 +452,9 @@ func (c *Config) Validate() error {
 			bad(p+".upstream.era", "want auto, legacy or modern, got %q", u.Era)
 		}
 		switch {
+		case u.Embedded && (u.HTTP != nil || u.Stdio != nil):
+			bad(p+".upstream", "an embedded server takes neither http nor stdio")
+		case u.Embedded:
 		case u.HTTP != nil && u.Stdio != nil:
 			bad(p+".upstream", "set exactly one of http and stdio, not both")
 		case u.HTTP == nil && u.Stdio == nil:
@@ -580,6 +583,10 @@ func (c *Config) validateCluster(bad func(path, format string, args ...any)) {
 					bad("cluster.listen", "required with store kind redis and a stdio route (routes[%d]): other replicas forward that route's sessions to the replica running its process", i)
 					break
 				}
+				if r.Upstream.Embedded {
+					bad("cluster.listen", "required with store kind redis and an embedded server: other replicas forward a session to the replica holding its server session")
+					break
+				}
 			}
 		}
 		return
@@ -611,4 +618,33 @@ func (c *Config) validateCluster(bad func(path, format string, args ...any)) {
 	case port == "0" && cl.Advertise != "":
 		bad("cluster.advertise", "want a fixed port, got %q", adv)
 	}
+}
+
+// EmbeddedRoute is the name and path of the one route of a library
+// handler (LoadEmbedded).
+const EmbeddedRoute = "embedded"
+
+// LoadEmbedded is LoadBytes for the library's handler: the file names no
+// listeners or routes (the embedding program owns those; naming them is an
+// error), the store defaults to memory, and the one route is the embedded
+// server's, at /mcp.
+func LoadEmbedded(data []byte) (*Config, error) {
+	var owned []string
+	cfg, err := loadBytes(data, func(c *Config) {
+		if len(c.Listeners) > 0 {
+			owned = append(owned, "listeners")
+		}
+		if len(c.Routes) > 0 {
+			owned = append(owned, "routes")
+		}
+		c.Listeners = nil
+		c.Routes = []Route{{Name: EmbeddedRoute, Path: "/mcp", Upstream: Upstream{Embedded: true}}}
+		if c.Store.Kind == "" {
+			c.Store.Kind = StoreMemory
+		}
+	})
+	if len(owned) > 0 {
+		return nil, fmt.Errorf("config: %s: the embedding program serves the handler; leave them out", strings.Join(owned, " and "))
+	}
+	return cfg, err
 }

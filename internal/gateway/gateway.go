@@ -15,11 +15,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcpgate/mcpgate/internal/audit"
 	"github.com/mcpgate/mcpgate/internal/auth"
 	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/frontend"
 	"github.com/mcpgate/mcpgate/internal/interceptors/quota"
 	"github.com/mcpgate/mcpgate/internal/meter"
@@ -33,6 +35,7 @@ import (
 	redisstore "github.com/mcpgate/mcpgate/internal/store/redis"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 	"github.com/mcpgate/mcpgate/internal/upstream/httpup"
+	"github.com/mcpgate/mcpgate/internal/upstream/inproc"
 	"github.com/mcpgate/mcpgate/internal/upstream/stdio"
 )
 
@@ -63,6 +66,10 @@ type Options struct {
 	// stage of the embedding program), called each time the route's chain
 	// is built.
 	Stages func(route string) []pipeline.Stage
+	// Embedded returns the go-sdk server of one session of a route whose
+	// upstream is embedded (config.Upstream.Embedded): the library's
+	// in-process upstream (upstream/inproc).
+	Embedded func(ctx context.Context, s *core.SessionInfo) *mcp.Server
 }
 
 // Gateway is a built, not yet running, mcpgate.
@@ -113,6 +120,8 @@ type Gateway struct {
 	extraStages func(route string) []pipeline.Stage
 	// trail is the audit trail (audit.go); nil without an audit block.
 	trail *audit.Trail
+	// embedded makes the servers of embedded routes (Options.Embedded).
+	embedded func(ctx context.Context, s *core.SessionInfo) *mcp.Server
 }
 
 // New builds everything the configuration describes without listening:
@@ -122,7 +131,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{cfg: cfg, log: log, ready: make(chan struct{}), extraStages: opts.Stages}
+	g := &Gateway{cfg: cfg, log: log, ready: make(chan struct{}), extraStages: opts.Stages, embedded: opts.Embedded}
 	if err := g.initHealth(opts.Metrics); err != nil {
 		return nil, err
 	}
@@ -264,7 +273,16 @@ func minter(keys []config.IDKey) (*sessionid.Minter, error) {
 	return m, nil
 }
 
-func newUpstream(rc config.Route, log *slog.Logger, tap upstream.Tap) (upstream.Upstream, error) {
+func (g *Gateway) newUpstream(rc config.Route, log *slog.Logger, tap upstream.Tap) (upstream.Upstream, error) {
+	if rc.Upstream.Embedded {
+		if g.embedded == nil {
+			return nil, errors.New("upstream: an embedded route needs the embedding program's server")
+		}
+		if rc.Upstream.Credentials != nil {
+			return nil, errors.New("upstream.credentials: an embedded server takes no upstream credentials")
+		}
+		return inproc.New(inproc.Options{Server: g.embedded, Tap: tap}, rc.Name, log)
+	}
 	cred, err := credentialSource(rc, log)
 	if err != nil {
 		return nil, fmt.Errorf("upstream.%w", err)
@@ -325,12 +343,40 @@ func (g *Gateway) Addrs() []net.Addr {
 // accepting, drain in-flight requests within the shutdown timeout, end
 // every session (stopping stdio processes), close upstreams.
 func (g *Gateway) Run(ctx context.Context) error {
+	servers, err := g.start(ctx, true)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	g.log.Info("shutting_down", "timeout", g.cfg.Server.ShutdownTimeout)
+	g.shutdown(servers)
+	return nil
+}
+
+// Embed starts what Run starts except the client listeners: the store,
+// restored sessions, the admin listener and the cluster hop when
+// configured. The embedding program serves Handler(0) itself. stop shuts
+// down as Run does when its ctx ends (drain in-flight requests, end every
+// session, close upstreams and the store); ctx bounds the gateway's
+// background work and should outlive every request.
+func (g *Gateway) Embed(ctx context.Context) (stop func(), err error) {
+	servers, err := g.start(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(func() { g.shutdown(servers) }) }, nil
+}
+
+// start brings the gateway up (listening when listen is set) and returns
+// the servers shutdown stops.
+func (g *Gateway) start(ctx context.Context, listen bool) ([]*http.Server, error) {
 	// The admin listener comes first: /healthz answers while the store
 	// opens and sessions come back, and /readyz says what is not ready.
 	if err := g.startAdmin(); err != nil {
 		g.readyOnce.Do(func() { close(g.ready) })
 		g.shutdown(nil)
-		return err
+		return nil, err
 	}
 	// The store is opened here, not in New, so that validate never takes
 	// the data directory's lock from a running gateway.
@@ -338,7 +384,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err != nil {
 		g.readyOnce.Do(func() { close(g.ready) })
 		g.shutdown(nil)
-		return err
+		return nil, err
 	}
 	g.store = st
 	// The trail opens before any session comes back, so the restored
@@ -346,14 +392,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err := g.openTrail(); err != nil {
 		g.readyOnce.Do(func() { close(g.ready) })
 		g.shutdown(nil)
-		return err
+		return nil, err
 	}
 	g.reapLeftovers(ctx, st) // what a crashed gateway left running
 	go g.authn.Load().Warm() // the issuers' key sets, before the first token needs them
 	if err := g.provision(st); err != nil {
 		g.readyOnce.Do(func() { close(g.ready) })
 		g.shutdown(nil)
-		return err
+		return nil, err
 	}
 	// The configuration's history: with a shared store, the versions any
 	// replica records are followed here, and a start with a file that
@@ -395,17 +441,20 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err != nil {
 		g.readyOnce.Do(func() { close(g.ready) })
 		g.shutdown(nil)
-		return err
+		return nil, err
 	}
 	if hopSrv != nil {
 		servers = append(servers, hopSrv)
 	}
 	for i, lc := range g.cfg.Listeners {
+		if !listen {
+			break
+		}
 		ln, err := net.Listen("tcp", lc.Address)
 		if err != nil {
 			g.readyOnce.Do(func() { close(g.ready) })
 			g.shutdown(servers)
-			return fmt.Errorf("listen %s: %w", lc.Address, err)
+			return nil, fmt.Errorf("listen %s: %w", lc.Address, err)
 		}
 		// Every client listener draws on one budget of connections: the
 		// descriptors it protects are the process's.
@@ -439,16 +488,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	g.logConnectionBudget()
+	if listen {
+		g.logConnectionBudget()
+	}
 	for _, rc := range g.config().Routes {
 		g.log.Info("route", "name", rc.Name, "path", rc.Path, "upstream", rc.Upstream.Kind(), "era", rc.Upstream.Era)
 	}
 	g.health.serving.Store(true)
 	g.readyOnce.Do(func() { close(g.ready) })
-	<-ctx.Done()
-	g.log.Info("shutting_down", "timeout", g.cfg.Server.ShutdownTimeout)
-	g.shutdown(servers)
-	return nil
+	return servers, nil
 }
 
 func (g *Gateway) shutdown(servers []*http.Server) {

@@ -90,7 +90,7 @@ func (g *Gateway) buildRoutes(cfg *config.Config, prev routeSet, authn *auth.Aut
 		if p := prev.named(rc.Name); p != nil && sameUpstream(p.cfg, rc) {
 			up = p.up
 		} else {
-			inner, err := newUpstream(rc, g.log, g.tap("upstream"))
+			inner, err := g.newUpstream(rc, g.log, g.tap("upstream"))
 			if err != nil {
 				errs = append(errs, fmt.Errorf("routes[%d] (%s): %w", i, rc.Name, err))
 				continue
@@ -115,7 +115,7 @@ func (g *Gateway) buildRoutes(cfg *config.Config, prev routeSet, authn *auth.Aut
 			RequestTimeout: rc.RequestTimeout, IdleTimeout: rc.IdleTimeout, TTL: rc.TTL,
 			Cap:        session.Cap{Max: rc.MaxSessions, Policy: session.Policy(rc.WhenFull)},
 			RetryTools: rc.RetryTools, TrustAnnotations: rc.TrustAnnotations,
-			Local:  rc.Upstream.Stdio != nil,
+			Local:  rc.Upstream.Stdio != nil || rc.Upstream.Embedded,
 			Caller: rc.Upstream.Credentials != nil,
 		}})
 	}
