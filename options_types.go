@@ -659,9 +659,9 @@ type AuditRedact struct {
 
 // AuditSink is exactly one of File, Stdout and HTTP.
 type AuditSink struct {
-	File   *AuditFileSink   `yaml:"file,omitempty"`
-	Stdout *struct{} `yaml:"stdout,omitempty"`
-	HTTP   *AuditHTTPSink   `yaml:"http,omitempty"`
+	File   *AuditFileSink `yaml:"file,omitempty"`
+	Stdout *struct{}      `yaml:"stdout,omitempty"`
+	HTTP   *AuditHTTPSink `yaml:"http,omitempty"`
 }
 
 // AuditFileSink writes JSON lines to a file, rotated by size; the chain
@@ -677,7 +677,6 @@ type AuditFileSink struct {
 	// file.
 	MaxFiles int `yaml:"max_files,omitempty"`
 }
-
 
 // AuditHTTPSink POSTs batches of records (newline-delimited JSON,
 // application/x-ndjson) to a collector; a failed batch is retried, with
@@ -820,4 +819,3 @@ type Quota struct {
 	// Default o200k_base.
 	Tokenizer string `yaml:"tokenizer,omitempty"`
 }
-
