@@ -176,7 +176,7 @@ func (u *Upstream) Probed() (upstream.Info, bool) {
 // Probe probes the inner upstream, repeated like server/discover.
 func (u *Upstream) Probe(ctx context.Context) (upstream.Info, error) {
 	var info upstream.Info
-	err := u.do(ctx, "server/discover", true, func(ctx context.Context) (*core.Message, error) {
+	err := u.do(ctx, "server/discover", true, true, func(ctx context.Context) (*core.Message, error) {
 		var err error
 		info, err = u.inner.Probe(ctx)
 		return nil, err
@@ -189,7 +189,7 @@ func (u *Upstream) Probe(ctx context.Context) (upstream.Info, error) {
 // repeated when the policy repeats connect.
 func (u *Upstream) Open(ctx context.Context, p upstream.OpenParams, sink upstream.Sink) (upstream.Conn, error) {
 	var c upstream.Conn
-	err := u.do(ctx, "", true, func(ctx context.Context) (*core.Message, error) {
+	err := u.do(ctx, "open", true, false, func(ctx context.Context) (*core.Message, error) {
 		var err error
 		c, err = u.inner.Open(ctx, p, sink)
 		if err != nil && classify(ctx, nil, err).class == ClassNone && !excluded(err) {
@@ -224,7 +224,7 @@ func (c *conn) RoundTrip(ctx context.Context, req *core.Message, related upstrea
 	u := c.u
 	safe := u.o.Retry != nil && u.o.Repeat.Safe(req.Method, req.Name, c.cat)
 	var resp *core.Message
-	err := u.do(ctx, req.Method, safe, func(ctx context.Context) (*core.Message, error) {
+	err := u.do(ctx, req.Method, safe, true, func(ctx context.Context) (*core.Message, error) {
 		var err error
 		resp, err = c.Conn.RoundTrip(ctx, req, related)
 		return resp, err
@@ -245,10 +245,14 @@ var errFailed = errors.New("resilient: failed")
 // do runs one call through the breaker, and when it is safe to repeat
 // (safe) and the policy says so, again after failures the policy names,
 // within the budget.
-func (u *Upstream) do(ctx context.Context, method string, safe bool, call func(context.Context) (*core.Message, error)) error {
+//
+// countSuccess false: a success says nothing to the breaker (opening a
+// Conn sends nothing over HTTP; for stdio it only starts a process), so
+// that the requests decide the ratio.
+func (u *Upstream) do(ctx context.Context, method string, safe, countSuccess bool, call func(context.Context) (*core.Message, error)) error {
 	r := u.o.Retry
 	if r == nil || r.Attempts < 2 || !safe {
-		_, err := u.attempt(ctx, ctx, call)
+		_, err := u.attempt(ctx, ctx, call, countSuccess)
 		return err
 	}
 	parent := ctx
@@ -256,8 +260,8 @@ func (u *Upstream) do(ctx context.Context, method string, safe bool, call func(c
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 	for n := 1; ; n++ {
-		o, err := u.attempt(parent, ctx, call)
-		if !r.On.Has(o.class) || parent.Err() != nil {
+		o, err := u.attempt(parent, ctx, call, countSuccess)
+		if !r.On.Has(o.class) || parent.Err() != nil || ctx.Err() != nil {
 			return u.budgetErr(parent, ctx, method, n, o, err)
 		}
 		if n >= r.Attempts {
@@ -340,7 +344,7 @@ func (r *Retry) delay(n int) time.Duration {
 // JSON-RPC error with a status the policy repeats (a 503 with a JSON-RPC
 // body) comes back as its outcome with the message in resp; do returns
 // it as it is when it is not repeated.
-func (u *Upstream) attempt(parent, ctx context.Context, call func(context.Context) (*core.Message, error)) (outcome, error) {
+func (u *Upstream) attempt(parent, ctx context.Context, call func(context.Context) (*core.Message, error), countSuccess bool) (outcome, error) {
 	var done func(error)
 	if u.cb != nil {
 		var err error
@@ -354,7 +358,7 @@ func (u *Upstream) attempt(parent, ctx context.Context, call func(context.Contex
 		switch {
 		case o.failure:
 			done(errFailed)
-		case err != nil && excluded(err), err != nil && parent.Err() != nil:
+		case err != nil && excluded(err), err != nil && parent.Err() != nil, !countSuccess:
 			done(errExcluded)
 		default:
 			done(nil)
