@@ -144,6 +144,11 @@ func TestBreaker(t *testing.T) {
 		if err != nil || resp.Kind != core.KindResponse {
 			t.Fatalf("probe %d: %v %v", i, resp, err)
 		}
+		if i == 0 {
+			if v := fx.metric(t, "mcpgate_breaker_state", "route", "github"); v != 1 {
+				t.Errorf("mcpgate_breaker_state after one good probe = %v, want 1 (half-open)", v)
+			}
+		}
 	}
 	if st := fx.up.cb.State().String(); st != "closed" {
 		t.Fatalf("breaker %s after two good probes, want closed", st)
@@ -194,4 +199,40 @@ func TestBreakerHalfOpenLimit(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// TestBreakerTimeouts: a request whose own deadline passes while the
+// upstream stalls is a failure; one the client cancels is not counted.
+func TestBreakerTimeouts(t *testing.T) {
+	t.Parallel()
+	srv := newFaulty(t)
+	fx := newFixture(t, srv, Options{Breaker: &Breaker{FailureRatio: 0.5, MinRequests: 10, Window: 10 * time.Second, OpenFor: time.Hour, HalfOpenRequests: 1}})
+	c := fx.session(t)
+	srv.failAlways("tools/call:write", &fault{stall: true})
+	for range 5 {
+		ctx, cancel := context.WithCancel(ctxT(t))
+		go func() {
+			for srv.count("tools/call:write") == 0 {
+				time.Sleep(time.Millisecond)
+			}
+			cancel()
+		}()
+		_, _ = c.RoundTrip(ctx, call(t, "", "write"), nil)
+		cancel()
+	}
+	if n := fx.up.cb.Counts().TotalFailures; n != 0 {
+		t.Fatalf("%d failures counted for calls the client cancelled", n)
+	}
+	for range 20 {
+		ctx, cancel := context.WithTimeout(ctxT(t), 20*time.Millisecond)
+		_, _ = c.RoundTrip(ctx, call(t, "", "write"), nil)
+		cancel()
+		if fx.up.cb.State().String() == "open" {
+			break
+		}
+	}
+	if st := fx.up.cb.State().String(); st != "open" {
+		t.Fatalf("breaker %s after stalled calls timed out (%+v)", st, fx.up.cb.Counts())
+	}
+	srv.failAlways("tools/call:write", nil)
 }

@@ -421,7 +421,8 @@ func excluded(err error) bool {
 }
 
 // classify reads one attempt's result. parent is the caller's context:
-// when it ended, nothing is repeated or counted.
+// when it ended nothing is repeated (do checks it), and only its
+// deadline counts (a timeout), not its cancellation.
 func classify(parent context.Context, resp *core.Message, err error) outcome {
 	if err == nil {
 		if resp != nil && resp.Kind == core.KindError && resp.Status != 0 {
@@ -429,7 +430,15 @@ func classify(parent context.Context, resp *core.Message, err error) outcome {
 		}
 		return outcome{}
 	}
-	if parent.Err() != nil || excluded(err) {
+	if pe := parent.Err(); pe != nil {
+		if errors.Is(pe, context.DeadlineExceeded) {
+			// The request's own deadline passed (the route's
+			// request_timeout): the upstream was too slow.
+			return outcome{class: ClassTimeout, failure: true}
+		}
+		return outcome{} // the client gave up
+	}
+	if excluded(err) {
 		return outcome{}
 	}
 	var se upstream.StatusError
