@@ -173,10 +173,13 @@ func (u *Upstream) Probed() (upstream.Info, bool) {
 	return upstream.Info{}, true
 }
 
-// Probe probes the inner upstream, repeated like server/discover.
+// Probe probes the inner upstream, repeated like server/discover. Its
+// success is not counted by the breaker: the inner upstream answers from
+// its cache after the first probe (the bridge asks at every Open), which
+// says nothing of the upstream's health now.
 func (u *Upstream) Probe(ctx context.Context) (upstream.Info, error) {
 	var info upstream.Info
-	err := u.do(ctx, "server/discover", true, true, func(ctx context.Context) (*core.Message, error) {
+	err := u.do(ctx, "server/discover", true, false, func(ctx context.Context) (*core.Message, error) {
 		var err error
 		info, err = u.inner.Probe(ctx)
 		return nil, err
