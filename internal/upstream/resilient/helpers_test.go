@@ -78,8 +78,9 @@ type fault struct {
 	// eof closes the connection cleanly after the server handled the
 	// request, without an answer.
 	eof bool
-	// stall holds the request until the client gives up.
-	stall bool
+	// stall holds the request until the client gives up; midStream does
+	// so after answering 200 with an SSE stream and a comment.
+	stall, midStream bool
 }
 
 func (f fault) String() string {
@@ -92,6 +93,8 @@ func (f fault) String() string {
 		return "reset"
 	case f.eof:
 		return "eof-after-handling"
+	case f.stall && f.midStream:
+		return "stall-mid-stream"
 	case f.stall:
 		return "stall"
 	}
@@ -210,6 +213,12 @@ func (f *faulty) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		http.Error(w, http.StatusText(fl.status), fl.status)
 	case fl.stall:
+		if fl.midStream {
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.WriteHeader(http.StatusOK)
+			_, _ = io.WriteString(w, ": stalled\n\n")
+			http.NewResponseController(w).Flush()
+		}
 		<-r.Context().Done()
 	case fl.reset && !fl.after:
 		hijack(w, true)

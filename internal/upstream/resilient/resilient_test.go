@@ -138,15 +138,17 @@ func TestBudgetExhausted(t *testing.T) {
 		t.Errorf("gave up after %v: a wait past the budget must not be waited for", took)
 	}
 
-	srv.failAlways("resources/read", &fault{stall: true})
-	start = time.Now()
-	_, err = c.RoundTrip(ctxT(t), msg(t, `{"jsonrpc":"2.0","id":99,"method":"resources/read","params":{"uri":"x:y"}}`), nil)
-	took := time.Since(start)
-	if !errors.As(err, &ce) || ce.HTTPStatus() != http.StatusGatewayTimeout || !strings.Contains(ce.Message, "ran out") {
-		t.Fatalf("want a 504 saying the budget ran out, got %v", err)
-	}
-	if took < r.Budget || took > r.Budget+2*time.Second {
-		t.Errorf("a stalled read took %v, want about the budget %v", took, r.Budget)
+	for _, f := range []fault{{stall: true}, {stall: true, midStream: true}} {
+		srv.failAlways("resources/read", &f)
+		start = time.Now()
+		_, err = c.RoundTrip(ctxT(t), msg(t, `{"jsonrpc":"2.0","id":99,"method":"resources/read","params":{"uri":"x:y"}}`), nil)
+		took := time.Since(start)
+		if !errors.As(err, &ce) || ce.HTTPStatus() != http.StatusGatewayTimeout || !strings.Contains(ce.Message, "ran out") {
+			t.Fatalf("%s: want a 504 saying the budget ran out, got %v", f, err)
+		}
+		if took < r.Budget || took > r.Budget+2*time.Second {
+			t.Errorf("%s: a stalled read took %v, want about the budget %v", f, took, r.Budget)
+		}
 	}
 	srv.failAlways("resources/read", nil)
 }
@@ -161,7 +163,7 @@ func TestNonIdempotentOnce(t *testing.T) {
 	c := fx.session(t)
 	faults := []fault{
 		{status: 502}, {status: 503}, {status: 503, retryAfter: "1"}, {status: 504}, {status: 429, retryAfter: "1"},
-		{status: 503, rpcBody: true}, {reset: true}, {reset: true, after: true}, {eof: true}, {stall: true},
+		{status: 503, rpcBody: true}, {reset: true}, {reset: true, after: true}, {eof: true}, {stall: true}, {stall: true, midStream: true},
 	}
 	for _, f := range faults {
 		wBefore, rBefore := srv.count("tools/call:write"), srv.count("tools/call:read")
