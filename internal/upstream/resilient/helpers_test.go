@@ -362,3 +362,5 @@ func newMetrics(t testing.TB) (*Metrics, *prometheus.Registry) {
 	}
 	return m, reg
 }
+
+var metricstestGather = metricstest.Gather

@@ -2,6 +2,7 @@ package resilient
 
 import (
 	"errors"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
@@ -12,6 +13,12 @@ import (
 type Metrics struct {
 	retries *prometheus.CounterVec
 	state   *prometheus.GaugeVec
+
+	// owners is the wrapper whose breaker a route's gauge shows: a
+	// reload builds the new one before it closes the old, and only the
+	// last may remove the series.
+	mu     sync.Mutex
+	owners map[string]*Upstream
 }
 
 // NewMetrics registers the collectors on reg (reusing those already
@@ -70,11 +77,31 @@ func (rc *retryCounters) inc(c Class) {
 // stateGauge is one route's breaker gauge; nil without metrics.
 type stateGauge struct{ g prometheus.Gauge }
 
-func (m *Metrics) stateOf(route string) stateGauge {
+func (m *Metrics) stateOf(route string, u *Upstream) stateGauge {
 	if m == nil {
 		return stateGauge{}
 	}
+	m.mu.Lock()
+	if m.owners == nil {
+		m.owners = map[string]*Upstream{}
+	}
+	m.owners[route] = u
+	m.mu.Unlock()
 	return stateGauge{m.state.WithLabelValues(route)}
+}
+
+// release removes a route's gauge when u is still the one it shows (the
+// route is gone, or lost its breaker).
+func (m *Metrics) release(route string, u *Upstream) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.owners[route] == u {
+		delete(m.owners, route)
+		m.state.DeleteLabelValues(route)
+	}
 }
 
 // set shows s: gobreaker numbers closed 0, half-open 1, open 2, as the

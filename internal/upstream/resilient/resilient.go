@@ -139,8 +139,8 @@ func New(inner upstream.Upstream, o Options) *Upstream {
 		u.log = slog.New(slog.DiscardHandler)
 	}
 	u.retries = o.Metrics.retriesOf(o.Route)
-	u.state = o.Metrics.stateOf(o.Route)
 	if b := o.Breaker; b != nil {
+		u.state = o.Metrics.stateOf(o.Route, u)
 		bucket := max(b.Window/10, time.Millisecond)
 		u.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 			Name:         o.Route,
@@ -206,8 +206,14 @@ func (u *Upstream) Open(ctx context.Context, p upstream.OpenParams, sink upstrea
 	return &conn{Conn: c, u: u, cat: p.Catalog}, nil
 }
 
-// Close closes the inner upstream.
-func (u *Upstream) Close() error { return u.inner.Close() }
+// Close closes the inner upstream and removes the breaker's gauge (unless
+// a newer wrapper of the route shows it).
+func (u *Upstream) Close() error {
+	if u.cb != nil {
+		u.o.Metrics.release(u.o.Route, u)
+	}
+	return u.inner.Close()
+}
 
 // openError marks a failure to open as a connect failure.
 type openError struct{ err error }

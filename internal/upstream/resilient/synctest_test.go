@@ -87,3 +87,28 @@ func TestCoolDown(t *testing.T) {
 		}
 	})
 }
+
+// TestGaugeAcrossReload: a reload builds the route's new wrapper before
+// it closes the old one; closing the old keeps the new one's series,
+// closing the last removes it.
+func TestGaugeAcrossReload(t *testing.T) {
+	t.Parallel()
+	m, reg := newMetrics(t)
+	b := &Breaker{FailureRatio: 0.5, MinRequests: 1, Window: time.Second, OpenFor: time.Second, HalfOpenRequests: 1}
+	old := New(&failing{}, Options{Route: "r", Breaker: b, Metrics: m})
+	cur := New(&failing{}, Options{Route: "r", Breaker: b, Metrics: m})
+	fx := &fixture{reg: reg}
+	_ = old.Close()
+	if v := fx.metric(t, "mcpgate_breaker_state", "route", "r"); v != 0 {
+		t.Fatalf("gauge = %v after the old wrapper closed", v)
+	}
+	fams, _ := metricstestGather(reg)
+	if _, ok := fams.Value("mcpgate_breaker_state", "route", "r"); !ok {
+		t.Fatal("closing the old wrapper removed the new one's series")
+	}
+	_ = cur.Close()
+	fams, _ = metricstestGather(reg)
+	if _, ok := fams.Value("mcpgate_breaker_state", "route", "r"); ok {
+		t.Error("the series outlived the route's last wrapper")
+	}
+}
