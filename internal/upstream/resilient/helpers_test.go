@@ -113,6 +113,8 @@ type faulty struct {
 	posts  map[string]int
 	// only, when set, limits faults to this upstream session.
 	only string
+	// ids are the JSON-RPC ids of the requests, in arrival order.
+	ids []string
 	// runs counts tool executions by name.
 	runs sync.Map // name → *atomic.Int64
 }
@@ -185,8 +187,15 @@ func (f *faulty) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	k := key(body)
+	var env struct {
+		ID json.RawMessage `json:"id"`
+	}
+	_ = json.Unmarshal(body, &env)
 	f.mu.Lock()
 	f.posts[k]++
+	if len(env.ID) > 0 {
+		f.ids = append(f.ids, string(env.ID))
+	}
 	var fl *fault
 	if f.only == "" || r.Header.Get("Mcp-Session-Id") == f.only {
 		if q := f.queue[k]; len(q) > 0 {

@@ -179,7 +179,7 @@ func (u *Upstream) Probed() (upstream.Info, bool) {
 // says nothing of the upstream's health now.
 func (u *Upstream) Probe(ctx context.Context) (upstream.Info, error) {
 	var info upstream.Info
-	err := u.do(ctx, "server/discover", true, false, func(ctx context.Context) (*core.Message, error) {
+	err := u.do(ctx, "server/discover", true, false, func(ctx context.Context, _ int) (*core.Message, error) {
 		var err error
 		info, err = u.inner.Probe(ctx)
 		return nil, err
@@ -192,7 +192,7 @@ func (u *Upstream) Probe(ctx context.Context) (upstream.Info, error) {
 // repeated when the policy repeats connect.
 func (u *Upstream) Open(ctx context.Context, p upstream.OpenParams, sink upstream.Sink) (upstream.Conn, error) {
 	var c upstream.Conn
-	err := u.do(ctx, "open", true, false, func(ctx context.Context) (*core.Message, error) {
+	err := u.do(ctx, "open", true, false, func(ctx context.Context, _ int) (*core.Message, error) {
 		var err error
 		c, err = u.inner.Open(ctx, p, sink)
 		if err != nil && classify(ctx, nil, err).class == ClassNone && !excluded(err) {
@@ -233,9 +233,18 @@ func (c *conn) RoundTrip(ctx context.Context, req *core.Message, related upstrea
 	u := c.u
 	safe := u.o.Retry != nil && u.o.Repeat.Safe(req.Method, req.Name, c.cat)
 	var resp *core.Message
-	err := u.do(ctx, req.Method, safe, true, func(ctx context.Context) (*core.Message, error) {
-		var err error
-		resp, err = c.Conn.RoundTrip(ctx, req, related)
+	err := u.do(ctx, req.Method, safe, true, func(ctx context.Context, n int) (*core.Message, error) {
+		if n == 1 {
+			var err error
+			resp, err = c.Conn.RoundTrip(ctx, req, related)
+			return resp, err
+		}
+		// A repeat goes under an id (and progress token) of its own: after
+		// a reset or a lost answer the first try may still be running
+		// upstream, and a server refuses a duplicate id.
+		again, rel, restore := upstream.Isolate(req, related)
+		r, err := c.Conn.RoundTrip(ctx, again, rel)
+		resp = restore(r)
 		return resp, err
 	})
 	if err != nil {
@@ -258,10 +267,10 @@ var errFailed = errors.New("resilient: failed")
 // countSuccess false: a success says nothing to the breaker (opening a
 // Conn sends nothing over HTTP; for stdio it only starts a process), so
 // that the requests decide the ratio.
-func (u *Upstream) do(ctx context.Context, method string, safe, countSuccess bool, call func(context.Context) (*core.Message, error)) error {
+func (u *Upstream) do(ctx context.Context, method string, safe, countSuccess bool, call func(ctx context.Context, attempt int) (*core.Message, error)) error {
 	r := u.o.Retry
 	if r == nil || r.Attempts < 2 || !safe {
-		_, err := u.attempt(ctx, ctx, call, countSuccess)
+		_, err := u.attempt(ctx, ctx, call, 1, countSuccess)
 		return err
 	}
 	parent := ctx
@@ -269,7 +278,7 @@ func (u *Upstream) do(ctx context.Context, method string, safe, countSuccess boo
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 	for n := 1; ; n++ {
-		o, err := u.attempt(parent, ctx, call, countSuccess)
+		o, err := u.attempt(parent, ctx, call, n, countSuccess)
 		if !r.On.Has(o.class) || parent.Err() != nil || ctx.Err() != nil {
 			return u.budgetErr(parent, ctx, method, n, o, err)
 		}
@@ -353,7 +362,7 @@ func (r *Retry) delay(n int) time.Duration {
 // JSON-RPC error with a status the policy repeats (a 503 with a JSON-RPC
 // body) comes back as its outcome with the message in resp; do returns
 // it as it is when it is not repeated.
-func (u *Upstream) attempt(parent, ctx context.Context, call func(context.Context) (*core.Message, error), countSuccess bool) (outcome, error) {
+func (u *Upstream) attempt(parent, ctx context.Context, call func(context.Context, int) (*core.Message, error), n int, countSuccess bool) (outcome, error) {
 	var done func(error)
 	if u.cb != nil {
 		var err error
@@ -361,7 +370,7 @@ func (u *Upstream) attempt(parent, ctx context.Context, call func(context.Contex
 			return outcome{}, u.unavailable(err)
 		}
 	}
-	resp, err := call(ctx)
+	resp, err := call(ctx, n)
 	o := classify(parent, resp, err)
 	if done != nil {
 		switch {

@@ -30,15 +30,25 @@ func TestRetryTransient503(t *testing.T) {
 		before := srv.count(k)
 		srv.fail(k, fault{status: 503}, fault{status: 503, rpcBody: true})
 		method, name, _ := strings.Cut(k, ":")
-		resp, err := c.RoundTrip(ctxT(t), call(t, method, name), nil)
+		req := call(t, method, name)
+		resp, err := c.RoundTrip(ctxT(t), req, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", k, err)
+		}
+		if resp.ID != req.ID {
+			t.Errorf("%s: the repeat's response has id %s, want the request's %s", k, resp.ID, req.ID)
 		}
 		if resp.Kind != core.KindResponse {
 			t.Fatalf("%s: want a result after two 503s, got %s", k, resp.Raw)
 		}
 		if n := srv.count(k) - before; n != 3 {
 			t.Errorf("%s reached the server %d times, want 3", k, n)
+		}
+		srv.mu.Lock()
+		last := srv.ids[len(srv.ids)-3:]
+		srv.mu.Unlock()
+		if last[0] != string(req.ID) || last[1] == last[0] || last[2] == last[1] || last[2] == last[0] {
+			t.Errorf("%s: ids upstream %q: want the client's first, then one of its own per repeat", k, last)
 		}
 	}
 	if got := fx.metric(t, "mcpgate_retries_total", "route", "test", "reason", "503"); got != 4 {
