@@ -94,7 +94,7 @@ func TestResilienceThroughGateway(t *testing.T) {
 	route := httpRoute("payments", "/mcp", fu.URL)
 	route.TrustAnnotations = true
 	route.Upstream.Retry = &config.Retry{Attempts: 3, Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}
-	route.Upstream.Breaker = &config.Breaker{FailureRatio: 0.5, MinRequests: 6, Window: time.Minute, OpenFor: time.Hour}
+	route.Upstream.Breaker = &config.Breaker{FailureRatio: 0.5, MinRequests: 10, Window: time.Minute, OpenFor: time.Hour}
 	g := startGateway(t, nil, route)
 	ctx := t.Context()
 	c := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil)
