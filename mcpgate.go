@@ -1,6 +1,4 @@
-// Package mcpgate bounds and governs the sessions of a go-sdk MCP server
-// inside its own program, in both eras (NewHandler), or runs the gateway
-// as `mcpgate serve` does (Run).
+// Package mcpgate governs a go-sdk server's sessions in-process, or runs mcpgate.
 package mcpgate
 
 import (
@@ -42,8 +40,10 @@ type requestKey struct{}
 // routePath is where the gateway's one embedded route lives.
 const routePath = "/mcp"
 
-// NewHandler serves the servers getServer returns, one per session (nil
-// refuses the session), bounded by opts (nil: the zero Options). getServer
+// NewHandler serves the servers getServer returns through the gateway's
+// session manager and pipeline, in both protocol eras, with no second
+// process: one server session per client session (nil refuses the
+// session), bounded by opts (nil: the zero Options). getServer
 // gets the request that creates the session; a session restored from the
 // store, or re-established, gets a request of no client (no headers), and
 // so does the one call that learns which protocol eras the server speaks.

@@ -327,6 +327,11 @@ type Upstream struct {
 	Stdio *StdioUpstream `yaml:"stdio,omitempty"`
 	// Credentials give each principal its own upstream credential.
 	Credentials *Credentials `yaml:"credentials,omitempty"`
+	// Retry repeats requests that are safe to repeat after a transient
+	// failure. Default: off.
+	Retry *Retry `yaml:"retry,omitempty"`
+	// Breaker is a circuit breaker over the upstream. Default: off.
+	Breaker *Breaker `yaml:"breaker,omitempty"`
 }
 
 // HTTPUpstream is a remote Streamable HTTP server.
@@ -818,4 +823,65 @@ type Quota struct {
 	// embedded, nothing is downloaded) or bytes4 (bytes/4, rounded up).
 	// Default o200k_base.
 	Tokenizer string `yaml:"tokenizer,omitempty"`
+}
+
+// Retry is routes[].upstream.retry: how requests that are safe to repeat
+// are sent again after a transient failure. Absent: no request is ever
+// repeated by the upstream layer (the default). Present, every field
+// left out takes the default named below, so `retry: {}` is the
+// documented policy.
+// Safe to repeat are discovery (server/discover, initialize), lists,
+// reads, prompts, completions, ping, and tool calls the route's
+// retry_tools lists or whose annotations (with trust_annotations) say
+// readOnlyHint or idempotentHint. No other tool call is ever repeated,
+// whatever failed; notifications and responses never are.
+type Retry struct {
+	// Attempts is how many times a request is sent in all, the first
+	// included (1: never again). Default 3.
+	Attempts int `yaml:"attempts,omitempty"`
+	// Backoff is the delay before the first repeat; each later one
+	// doubles it. Default 100ms.
+	Backoff time.Duration `yaml:"backoff,omitempty"`
+	// MaxBackoff caps one delay. Default 2s.
+	MaxBackoff time.Duration `yaml:"max_backoff,omitempty"`
+	// Jitter is full (each delay is uniform in [0, backoff]: clients that
+	// failed together do not come back together) or none. Default full.
+	Jitter string `yaml:"jitter,omitempty"`
+	// Budget is the total deadline of a request and its repeats: no
+	// repeat starts that could not finish within it, and the attempt in
+	// flight is cut at it. Default 10s.
+	Budget time.Duration `yaml:"budget,omitempty"`
+	// On lists the failures that are repeated: connect (the connection
+	// could not be made, or the process not started), reset (the
+	// connection broke), timeout (a network timeout), and the upstream's
+	// HTTP statuses 502, 503, 504 and 429. A Retry-After the upstream
+	// sends with 429 or 503 is honoured (within the budget). Default all
+	// of them.
+	On []string `yaml:"on,omitempty"`
+}
+
+// Breaker is routes[].upstream.breaker: a circuit breaker over the
+// route's upstream. Absent: no breaker (the default). Present, every
+// field left out takes the default named below.
+// Failures are transport failures, timeouts and 5xx answers; a tool
+// result with isError, a JSON-RPC error and a 4xx are the server
+// answering and count as successes. While open, every request to the
+// upstream fails at once (HTTP 503, -32018) naming the upstream and when
+// it will be tried again.
+type Breaker struct {
+	// FailureRatio opens the breaker when the failed share of the
+	// requests in the window reaches it (0 < ratio ≤ 1). Default 0.5.
+	FailureRatio float64 `yaml:"failure_ratio,omitempty"`
+	// MinRequests is how many requests the window must hold before the
+	// ratio is considered. Default 20.
+	MinRequests int `yaml:"min_requests,omitempty"`
+	// Window is the rolling window requests are counted over. Default 30s.
+	Window time.Duration `yaml:"window,omitempty"`
+	// OpenFor is how long the breaker stays open before it lets probes
+	// through (half-open). Default 15s.
+	OpenFor time.Duration `yaml:"open_for,omitempty"`
+	// HalfOpenRequests is how many probes a half-open breaker lets
+	// through at once; that many successes in a row close it, one failure
+	// opens it again. Default 3.
+	HalfOpenRequests int `yaml:"half_open_requests,omitempty"`
 }

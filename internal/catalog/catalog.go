@@ -313,3 +313,42 @@ func From(ctx interface{ Value(any) any }) *Catalog {
 	c, _ := ctx.Value(Key{}).(*Catalog)
 	return c
 }
+
+// safeMethods can be sent again without changing anything upstream.
+var safeMethods = []string{
+	"ping", "initialize", "server/discover", "tools/list", "prompts/list", "prompts/get",
+	"resources/list", "resources/read", "resources/templates/list", "completion/complete",
+	"logging/setLevel", "resources/subscribe", "resources/unsubscribe",
+}
+
+// Repeat is the one rule of which requests may be sent to the upstream
+// again (after a lost upstream session, a lost response, a transient
+// failure): the route's retry_tools and trust_annotations.
+type Repeat struct {
+	// Tools are the tools the operator says are safe to call again.
+	Tools []string
+	// TrustAnnotations lets a tool's readOnlyHint or idempotentHint, as
+	// the session's catalog holds it, make it safe too.
+	TrustAnnotations bool
+}
+
+// Safe says whether a request of method (and tool name, for tools/call)
+// may be repeated: discovery, initialize, lists, reads, prompts,
+// completions, ping, and the tools r admits, looked up in c (which may be
+// nil: no annotation is then known). Nothing else ever is.
+func (r Repeat) Safe(method, name string, c *Catalog) bool {
+	if slices.Contains(safeMethods, method) {
+		return true
+	}
+	if method != "tools/call" {
+		return false
+	}
+	if slices.Contains(r.Tools, name) {
+		return true
+	}
+	if !r.TrustAnnotations || c == nil {
+		return false
+	}
+	t := c.Tool(name)
+	return t != nil && (t.ReadOnly || t.Idempotent)
+}

@@ -331,6 +331,12 @@ type Upstream struct {
 	Embedded bool `yaml:"-"`
 	// Credentials give each principal its own upstream credential.
 	Credentials *Credentials `yaml:"credentials"`
+	// Retry repeats requests that are safe to repeat after a transient
+	// failure (see Retry). Absent: off.
+	Retry *Retry `yaml:"retry"`
+	// Breaker is a circuit breaker over the upstream (see Breaker).
+	// Absent: off.
+	Breaker *Breaker `yaml:"breaker"`
 }
 
 // Kind reports "http", "stdio", "embedded" or "".

@@ -247,6 +247,12 @@ func (c *Config) SetDefaults() {
 		if cr := r.Upstream.Credentials; cr != nil {
 			cr.setDefaults()
 		}
+		if rt := r.Upstream.Retry; rt != nil {
+			rt.setDefaults()
+		}
+		if b := r.Upstream.Breaker; b != nil {
+			b.setDefaults()
+		}
 	}
 }
 
@@ -478,6 +484,7 @@ func (c *Config) Validate() error {
 			checkSandbox(p+".upstream.stdio", u.Stdio, bad)
 		}
 		checkCredentials(p+".upstream", u, bad)
+		checkResilience(p+".upstream", u, bad)
 	}
 	if len(errs) > 0 {
 		return &Error{Problems: errs}

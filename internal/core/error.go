@@ -48,6 +48,11 @@ const (
 	// policy and the rule. A tools/call refused by a policy gets a tool
 	// result with isError instead, which a model can read.
 	CodePolicyDenied = -32017
+	// CodeUpstreamUnavailable refuses a request without sending it
+	// because the route's upstream is failing: its circuit breaker is open
+	// (or half-open with its probes taken). HTTP 503 with Retry-After; the
+	// data names the route and when the upstream is tried again.
+	CodeUpstreamUnavailable = -32018
 
 	// Modern-era codes (2026-07-28).
 	CodeHeaderMismatch             = -32020
@@ -115,7 +120,7 @@ func (e *Error) HTTPStatus() int {
 		return http.StatusGatewayTimeout
 	case CodeRateLimited:
 		return http.StatusTooManyRequests
-	case CodeSessionCap:
+	case CodeSessionCap, CodeUpstreamUnavailable:
 		return http.StatusServiceUnavailable
 	case CodeUnauthorized:
 		return http.StatusUnauthorized

@@ -114,6 +114,9 @@ type Message struct {
 	// with when that answer is an error response (400 for -32022, 404 for
 	// -32601, ...), so the client sees the same; zero otherwise.
 	Status int
+	// RetryAfter is the delay the upstream named in a Retry-After header
+	// with such an answer (429, 503); zero when it named none.
+	RetryAfter time.Duration
 }
 
 // Replace swaps in a new encoding of the message, for interceptors that

@@ -282,7 +282,7 @@ func (f *Frontend) toUpstream(ctx context.Context, m *core.Message) (resp *core.
 	}
 	if m.Era == core.EraModern && g.sharesChannel(ctx) {
 		var restore func(*core.Message) *core.Message
-		m, related, restore = isolate(m, related)
+		m, related, restore = upstream.Isolate(m, related)
 		defer func() { resp = restore(resp) }()
 	}
 	listing := m.Method == "tools/list"
@@ -309,7 +309,7 @@ func (f *Frontend) toUpstream(ctx context.Context, m *core.Message) (resp *core.
 		// in flight upstream, which would refuse a duplicate id.
 		g.log.Info("upstream_request_repeated", "method", m.Method, "error", err)
 		conn, _ = g.connection()
-		again, rel, restore := isolate(m, related)
+		again, rel, restore := upstream.Isolate(m, related)
 		resp, err = conn.RoundTrip(ctx, again, rel)
 		resp = restore(resp)
 	}

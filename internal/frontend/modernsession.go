@@ -11,12 +11,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/store"
-	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
 // How modern-era (2026-07-28) requests are grouped into gateway sessions:
@@ -433,112 +431,6 @@ func (f *Frontend) rejectModern(w http.ResponseWriter, r *http.Request, rt *Rout
 	f.reject(w, r, m, e)
 }
 
-// isolationSeq numbers the ids modern requests carry upstream.
-var isolationSeq atomic.Uint64
-
-// isolate gives a modern request an id (and progress token) of its own
-// on the way upstream. Modern ids mean something only within one HTTP
-// request, and clients sharing a session all start at 1: forwarded as
-// they are, two clients' requests would collide in the upstream session
-// (a stdio server refuses a duplicate id; progress for one token reaches
-// whichever request holds it first). The response and the request's
-// progress get the client's own id and token back, and so do the
-// messages of a listen stream, which name their subscription by its id.
-// Only sessions whose requests share a channel need it (sharesChannel),
-// and a repeat of a request whose first try may still be in flight.
-func isolate(m *core.Message, related upstream.Related) (*core.Message, upstream.Related, func(*core.Message) *core.Message) {
-	none := func(resp *core.Message) *core.Message { return resp }
-	var top map[string]json.RawMessage
-	if json.Unmarshal(m.Raw, &top) != nil {
-		return m, related, none
-	}
-	id := core.ID(`"mcpgate-` + strconv.FormatUint(isolationSeq.Add(1), 10) + `"`)
-	top["id"] = json.RawMessage(id)
-	token := m.ProgressToken
-	if len(token) > 0 {
-		params, err := setMember(top["params"], []string{"_meta", "progressToken"}, json.RawMessage(id))
-		if err != nil {
-			return m, related, none
-		}
-		top["params"] = params
-	}
-	raw, err := json.Marshal(top)
-	if err != nil {
-		return m, related, none
-	}
-	fwd := *m
-	if fwd.Replace(raw) != nil {
-		return m, related, none
-	}
-	orig := m.ID
-	token = bytes.Clone(token)
-	rel := func(rm *core.Message) {
-		switch {
-		case rm.Kind != core.KindNotification:
-		case rm.Method == "notifications/progress" && len(token) > 0:
-			restoreMember(rm, []string{"progressToken"}, id, token)
-		case m.Method == "subscriptions/listen":
-			// Every message of a listen stream names its subscription
-			// by the request's id (_meta subscriptionId).
-			restoreMember(rm, []string{"_meta", core.MetaSubscriptionID}, id, json.RawMessage(orig))
-		}
-		related(rm)
-	}
-	restore := func(resp *core.Message) *core.Message {
-		if resp != nil && resp.ID == id {
-			restoreMember(resp, []string{"id"}, id, json.RawMessage(orig))
-		}
-		return resp
-	}
-	return &fwd, rel, restore
-}
-
-// setMember sets the member at path inside the JSON object raw (objects
-// along the path are created as needed).
-func setMember(raw json.RawMessage, path []string, v json.RawMessage) (json.RawMessage, error) {
-	obj := map[string]json.RawMessage{}
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &obj); err != nil {
-			return nil, err
-		}
-	}
-	if len(path) == 1 {
-		obj[path[0]] = v
-	} else {
-		inner, err := setMember(obj[path[0]], path[1:], v)
-		if err != nil {
-			return nil, err
-		}
-		obj[path[0]] = inner
-	}
-	return json.Marshal(obj)
-}
-
-// restoreMember puts want back at path (top level "id", or inside params)
-// of m when it holds got there.
-// replaceMember replaces the member at path inside the JSON object raw
-// when it equals got; ok is false when it is absent or different.
-func replaceMember(raw json.RawMessage, path []string, got core.ID, want json.RawMessage) (json.RawMessage, bool) {
-	var obj map[string]json.RawMessage
-	if json.Unmarshal(raw, &obj) != nil {
-		return nil, false
-	}
-	if len(path) == 1 {
-		if string(obj[path[0]]) != string(got) {
-			return nil, false
-		}
-		obj[path[0]] = want
-	} else {
-		inner, ok := replaceMember(obj[path[0]], path[1:], got, want)
-		if !ok {
-			return nil, false
-		}
-		obj[path[0]] = inner
-	}
-	out, err := json.Marshal(obj)
-	return out, err == nil
-}
-
 // sharesChannel reports whether this session's modern requests share one
 // upstream channel whose ids and progress tokens they could collide in: a
 // stdio process that speaks 2026-07-28 itself. Over HTTP every request is
@@ -550,31 +442,4 @@ func (g *gwSession) sharesChannel(ctx context.Context) bool {
 	}
 	info, err := g.route().Upstream.Probe(ctx)
 	return err == nil && info.Era == core.EraModern
-}
-
-func restoreMember(m *core.Message, path []string, got core.ID, want json.RawMessage) {
-	var top map[string]json.RawMessage
-	if json.Unmarshal(m.Raw, &top) != nil {
-		return
-	}
-	if path[0] == "id" {
-		if string(top["id"]) != string(got) {
-			return
-		}
-		top["id"] = want
-	} else {
-		p, ok := replaceMember(top["params"], path, got, want)
-		if !ok {
-			return
-		}
-		top["params"] = p
-	}
-	raw, err := json.Marshal(top)
-	if err != nil {
-		return
-	}
-	status := m.Status
-	if m.Replace(raw) == nil {
-		m.Status = status
-	}
 }

@@ -3,9 +3,9 @@ package frontend
 import (
 	"context"
 	"errors"
-	"slices"
 	"sync"
 
+	"github.com/mcpgate/mcpgate/internal/catalog"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
@@ -144,30 +144,12 @@ func (g *gwSession) reestablish(ctx context.Context, gen int) error {
 	return nil
 }
 
-// safeMethods can be sent again without changing anything upstream.
-var safeMethods = []string{
-	"ping", "tools/list", "prompts/list", "prompts/get", "resources/list", "resources/read",
-	"resources/templates/list", "completion/complete", "logging/setLevel",
-	"resources/subscribe", "resources/unsubscribe",
-}
-
 // safeToRetry says whether a request may be repeated after the upstream
-// lost it: reads, and tools the operator listed or (when the operator
-// trusts the upstream's annotations) marked read-only or idempotent.
+// lost it: the route's catalog.Repeat rule (reads, and tools the operator
+// listed or, when the operator trusts the upstream's annotations, marked
+// read-only or idempotent). An initialize is not: re-establishing the
+// upstream session replays it already.
 func (g *gwSession) safeToRetry(m *core.Message) bool {
-	if slices.Contains(safeMethods, m.Method) {
-		return true
-	}
-	if m.Method != "tools/call" {
-		return false
-	}
 	rt := g.route()
-	if slices.Contains(rt.RetryTools, m.Name) {
-		return true
-	}
-	if !rt.TrustAnnotations {
-		return false
-	}
-	t := g.catalog.Tool(m.Name)
-	return t != nil && (t.ReadOnly || t.Idempotent)
+	return m.Method != "initialize" && catalog.Repeat{Tools: rt.RetryTools, TrustAnnotations: rt.TrustAnnotations}.Safe(m.Method, m.Name, g.catalog)
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/upstream"
 	"github.com/mcpgate/mcpgate/internal/upstream/httpup"
 	"github.com/mcpgate/mcpgate/internal/upstream/inproc"
+	"github.com/mcpgate/mcpgate/internal/upstream/resilient"
 	"github.com/mcpgate/mcpgate/internal/upstream/stdio"
 )
 
@@ -85,6 +86,9 @@ type Gateway struct {
 	meters     *quota.Meters
 	quotaState *quotaState // saves meters to an embedded store
 	procs      *procRecorder
+	// resilience are the retry and breaker metrics every route's
+	// resilient wrapper shares.
+	resilience *resilient.Metrics
 
 	// reloadMu serializes reloads; live is what they change (reload.go).
 	// cfg stays the configuration the gateway was built with: what a
@@ -144,6 +148,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.rates = newRateLimits(cfg, log)
 	g.meters = quota.NewMeters(cfg.Store.OnUnavailable == storeFailOpen, longestTTL(cfg)+time.Hour, log)
 	g.procs = newProcRecorder(log)
+	if g.resilience, err = resilient.NewMetrics(g.Metrics()); err != nil {
+		return nil, err
+	}
 	g.live = &liveSet{cfg: cfg}
 	authn, err := g.newAuth(cfg)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 	"github.com/mcpgate/mcpgate/internal/upstream/bridge"
+	"github.com/mcpgate/mcpgate/internal/upstream/resilient"
 )
 
 // A reload changes what can change while listeners serve: the routes (and
@@ -96,6 +97,12 @@ func (g *Gateway) buildRoutes(cfg *config.Config, prev routeSet, authn *auth.Aut
 				continue
 			}
 			g.procs.attach(inner, rc.Name)
+			if o, ok := resilientOptions(rc, g.log, g.resilience); ok {
+				// Below the bridge: its own requests (a legacy side's
+				// initialize, its tools/list refresh) are guarded too, and
+				// a repeat is in the upstream's era.
+				inner = resilient.New(inner, o)
+			}
 			// Every route serves clients of both eras (unless client_era
 			// pins one): the bridge translates when the upstream speaks
 			// the other.

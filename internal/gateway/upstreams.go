@@ -4,9 +4,11 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/mcpgate/mcpgate/internal/catalog"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/upstream/credentials"
 	"github.com/mcpgate/mcpgate/internal/upstream/httpup"
+	"github.com/mcpgate/mcpgate/internal/upstream/resilient"
 	"github.com/mcpgate/mcpgate/internal/upstream/stdio"
 )
 
@@ -119,4 +121,31 @@ func credentialSource(rc config.Route, log *slog.Logger) (*credentials.Source, e
 		}
 	}
 	return credentials.New(o, log)
+}
+
+// resilientOptions translates a route's retry and breaker blocks; ok is
+// false when it has neither (no wrapper, no cost).
+func resilientOptions(rc config.Route, log *slog.Logger, m *resilient.Metrics) (resilient.Options, bool) {
+	u := rc.Upstream
+	if u.Retry == nil && u.Breaker == nil {
+		return resilient.Options{}, false
+	}
+	o := resilient.Options{
+		Route: rc.Name, Logger: log.With("route", rc.Name), Metrics: m,
+		Repeat: catalog.Repeat{Tools: rc.RetryTools, TrustAnnotations: rc.TrustAnnotations},
+	}
+	if r := u.Retry; r != nil {
+		o.Retry = &resilient.Retry{Attempts: r.Attempts, Backoff: r.Backoff, MaxBackoff: r.MaxBackoff,
+			Jitter: r.Jitter == config.JitterFull, Budget: r.Budget}
+		for _, s := range r.On {
+			if c, ok := resilient.ParseClass(s); ok { // Validate refused the others
+				o.Retry.On |= resilient.Of(c)
+			}
+		}
+	}
+	if b := u.Breaker; b != nil {
+		o.Breaker = &resilient.Breaker{FailureRatio: b.FailureRatio, MinRequests: b.MinRequests,
+			Window: b.Window, OpenFor: b.OpenFor, HalfOpenRequests: b.HalfOpenRequests}
+	}
+	return o, true
 }

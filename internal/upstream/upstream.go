@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/mcpgate/mcpgate/internal/callctx"
 	"github.com/mcpgate/mcpgate/internal/catalog"
@@ -59,6 +60,14 @@ func RetryHint(ctx context.Context) RetryHinter {
 		return v.Hint
 	}
 	return nil
+}
+
+// StatusError is implemented by the cause of an error an upstream's HTTP
+// answer without a JSON-RPC error became (httpup.HTTPError): its status
+// and the Retry-After delay it named (zero for none). errors.As finds it.
+type StatusError interface {
+	error
+	UpstreamStatus() (status int, retryAfter time.Duration)
 }
 
 // Info is what a probe learned about an upstream.

@@ -189,7 +189,7 @@ func (n *nativeFirst) RoundTrip(ctx context.Context, req *core.Message, related 
 		return c.RoundTrip(ctx, req, related)
 	}
 	gate := &gatedSink{sink: n.sink}
-	native, err := n.u.inner.Open(ctx, upstream.OpenParams{Session: n.p.Session, Era: core.EraLegacy}, gate)
+	native, err := n.u.inner.Open(ctx, upstream.OpenParams{Session: n.p.Session, Era: core.EraLegacy, Catalog: n.p.Catalog}, gate)
 	if err == nil {
 		resp, rerr := native.RoundTrip(ctx, req, related)
 		if rerr == nil && resp.Kind == core.KindResponse && legacyResult(resp.Result) {

@@ -212,7 +212,7 @@ func newLegacyOverModern(ctx context.Context, u *Upstream, p upstream.OpenParams
 		c.log = c.log.With("session", p.Session.LogID())
 	}
 	c.life, c.kill = context.WithCancel(context.Background())
-	inner, err := u.inner.Open(ctx, upstream.OpenParams{Session: p.Session, Era: core.EraModern}, lomSink{c})
+	inner, err := u.inner.Open(ctx, upstream.OpenParams{Session: p.Session, Era: core.EraModern, Catalog: p.Catalog}, lomSink{c})
 	if err != nil {
 		c.kill()
 		return nil, err

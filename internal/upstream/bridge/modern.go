@@ -366,7 +366,7 @@ func (s *side) open(ctx context.Context, meta object) error {
 	ctx = context.WithoutCancel(ctx) // one client's abandoned request must not break the session for others
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	conn, err := c.u.inner.Open(ctx, upstream.OpenParams{Session: c.p.Session, Era: core.EraLegacy}, sideSink{s})
+	conn, err := c.u.inner.Open(ctx, upstream.OpenParams{Session: c.p.Session, Era: core.EraLegacy, Catalog: c.p.Catalog}, sideSink{s})
 	if err != nil {
 		return err
 	}

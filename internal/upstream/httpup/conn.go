@@ -422,6 +422,29 @@ type HTTPError struct {
 	StatusCode int
 	// Body is the start of the response body, for logs.
 	Body string
+	// RetryAfter is the delay the upstream's Retry-After header named
+	// (zero for none).
+	RetryAfter time.Duration
+}
+
+// UpstreamStatus is the upstream's HTTP status and Retry-After delay
+// (upstream.StatusError).
+func (e *HTTPError) UpstreamStatus() (int, time.Duration) { return e.StatusCode, e.RetryAfter }
+
+// retryAfter reads a Retry-After header: delay-seconds or an HTTP date;
+// zero when absent or unreadable, at most an hour.
+func retryAfter(h http.Header) time.Duration {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		d = time.Duration(n) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = time.Until(t)
+	}
+	return min(max(d, 0), time.Hour)
 }
 
 func (e *HTTPError) Error() string {
@@ -451,7 +474,7 @@ func responseLost(msg string, cause error) *core.Error {
 // readHTTPError consumes a non-2xx body that holds no JSON-RPC error.
 func readHTTPError(resp *http.Response) *core.Error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	he := &HTTPError{StatusCode: resp.StatusCode, Body: strings.TrimSpace(string(b))}
+	he := &HTTPError{StatusCode: resp.StatusCode, Body: strings.TrimSpace(string(b)), RetryAfter: retryAfter(resp.Header)}
 	return upstreamErr("upstream answered HTTP "+strconv.Itoa(resp.StatusCode)+" "+http.StatusText(resp.StatusCode), he)
 }
 
@@ -469,6 +492,7 @@ func readErrorBody(resp *http.Response, id core.ID) *core.Message {
 	}
 	m = withID(m, id)
 	m.Status = resp.StatusCode
+	m.RetryAfter = retryAfter(resp.Header)
 	return m
 }
 
