@@ -172,19 +172,23 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		authenticate = g.authenticate
 	}
 	b := bounds(ss)
-	hooks := opts.SessionHooks
-	observe := opts.Observe
+	traffic := g.health.traffic
+	hooks := append(slices.Clone(opts.SessionHooks), traffic.Hooks())
 	if trail != nil {
-		hooks = append(slices.Clone(hooks), trail.Hooks())
-		// Every refusal before a chain, whatever the route; the trail's
-		// stage in each chain records the rest (decisions, originated).
-		observe = func(ctx context.Context, ev *pipeline.Event) {
-			if ev.Kind == pipeline.Refused {
+		hooks = append(hooks, trail.Hooks())
+	}
+	// Every refusal before a chain, whatever the route, is seen here once:
+	// the session rejections are counted, and the trail records it; the
+	// stages in each chain see the rest (decisions, originated).
+	observe := func(ctx context.Context, ev *pipeline.Event) {
+		if ev.Kind == pipeline.Refused {
+			traffic.Refused(ctx, ev)
+			if trail != nil {
 				trail.Observe(ctx, ev)
 			}
-			if opts.Observe != nil {
-				opts.Observe(ctx, ev)
-			}
+		}
+		if opts.Observe != nil {
+			opts.Observe(ctx, ev)
 		}
 	}
 	g.sessions = session.NewManager(session.Options{

@@ -23,6 +23,8 @@ type health struct {
 	metrics  *metrics.Registry
 	storeMon *metrics.StoreMonitor
 	cluster  *metrics.ClusterMetrics
+	// traffic is the session and request metrics (metrics.Traffic).
+	traffic *metrics.Traffic
 	// serving is true while every client listener accepts and the gateway
 	// is not shutting down.
 	serving atomic.Bool
@@ -69,7 +71,12 @@ func (g *Gateway) initHealth(reg *metrics.Registry) error {
 	if err != nil {
 		return fmt.Errorf("metrics: %w (one registry per gateway)", err)
 	}
+	traffic, err := metrics.NewTraffic(reg)
+	if err != nil {
+		return fmt.Errorf("metrics: %w (one registry per gateway)", err)
+	}
 	g.health.metrics, g.health.storeMon, g.health.cluster, g.reloads = reg, mon, cl, reloads
+	g.health.traffic = traffic
 	g.health.clientConns = newConnLimit("client", g.cfg.Server.MaxConnections, conns, g.log)
 	g.health.adminConns = newConnLimit("admin", config.AdminMaxConnections, conns, g.log)
 	return nil

@@ -53,6 +53,7 @@ func (g *Gateway) stages(cfg *config.Config, env pipeline.Env, rep *pipeline.Rep
 	limits.ClientToServer = both(ratelimit.New(g.rates.requestLimiter()), limits.ClientToServer)
 	stages := []pipeline.Stage{
 		{Name: "logging", Interceptor: logging.New(g.log)},
+		g.health.traffic.Stage(env.Route),
 		authn.Stage(env.Route),
 		limits,
 		pols.Stage(),
