@@ -163,6 +163,9 @@ func (c *Config) SetDefaults() {
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
 	}
+	if c.Admin.ReadyRequires == "" {
+		c.Admin.ReadyRequires = ReadyRequiresAny
+	}
 	ss := &c.Sessions
 	setDur(&ss.IdleTimeout, DefaultIdleTimeout)
 	setDur(&ss.TTL, DefaultTTL)
@@ -247,6 +250,9 @@ func (c *Config) SetDefaults() {
 		if cr := r.Upstream.Credentials; cr != nil {
 			cr.setDefaults()
 		}
+		if r.Health != nil {
+			r.Health.setDefaults()
+		}
 	}
 }
 
@@ -327,6 +333,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.validateAdmin(bad)
+	c.validateObservability(bad)
 	if c.Server.MaxBodyBytes < 1024 {
 		bad("server.max_body_bytes", "must be at least 1KiB")
 	}

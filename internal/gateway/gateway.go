@@ -134,7 +134,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	ss := cfg.Sessions
 	g.rates = newRateLimits(cfg, log)
 	g.meters = quota.NewMeters(cfg.Store.OnUnavailable == storeFailOpen, longestTTL(cfg)+time.Hour, log)
-	g.procs = newProcRecorder(log)
+	g.procs = newProcRecorder(log, g.health.upstreamMetrics)
 	g.live = &liveSet{cfg: cfg}
 	authn, err := g.newAuth(cfg)
 	if err != nil {
@@ -148,6 +148,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	set, _, errs := g.buildRoutes(cfg, nil, authn)
 	g.live.routes = set
+	g.health.upstreams.sync(set)
 	for i, l := range cfg.Listeners {
 		if l.TLS != nil {
 			if _, err := tls.LoadX509KeyPair(l.TLS.CertFile, l.TLS.KeyFile); err != nil {
@@ -447,6 +448,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	for _, rc := range g.config().Routes {
 		g.log.Info("route", "name", rc.Name, "path", rc.Path, "upstream", rc.Upstream.Kind(), "era", rc.Upstream.Era)
 	}
+	g.health.upstreams.start()
 	g.health.serving.Store(true)
 	g.readyOnce.Do(func() { close(g.ready) })
 	<-ctx.Done()
@@ -457,6 +459,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 func (g *Gateway) shutdown(servers []*http.Server) {
 	g.health.serving.Store(false) // /readyz: 503 while draining
+	g.health.upstreams.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Server.ShutdownTimeout)
 	defer cancel()
 	var wg sync.WaitGroup

@@ -37,6 +37,9 @@ type builtRoute struct {
 	// quota is the route's quota stage (nil: no quota applies), which
 	// reads a session's usage.
 	quota *quota.Stage
+	// checker checks the upstream's health (the upstream under the era
+	// bridge); nil for an upstream that cannot be checked.
+	checker upstream.Checker
 }
 
 // routeSet are the built routes, in configuration order.
@@ -86,8 +89,9 @@ func sameUpstream(a, b config.Route) bool {
 func (g *Gateway) buildRoutes(cfg *config.Config, prev routeSet, authn *auth.Authenticator) (set routeSet, fresh []upstream.Upstream, errs []error) {
 	for i, rc := range cfg.Routes {
 		var up upstream.Upstream
+		var checker upstream.Checker
 		if p := prev.named(rc.Name); p != nil && sameUpstream(p.cfg, rc) {
-			up = p.up
+			up, checker = p.up, p.checker
 		} else {
 			inner, err := newUpstream(rc, g.log, g.tap("upstream"))
 			if err != nil {
@@ -95,6 +99,7 @@ func (g *Gateway) buildRoutes(cfg *config.Config, prev routeSet, authn *auth.Aut
 				continue
 			}
 			g.procs.attach(inner, rc.Name)
+			checker, _ = inner.(upstream.Checker)
 			// Every route serves clients of both eras (unless client_era
 			// pins one): the bridge translates when the upstream speaks
 			// the other.
@@ -108,7 +113,7 @@ func (g *Gateway) buildRoutes(cfg *config.Config, prev routeSet, authn *auth.Aut
 			errs = append(errs, fmt.Errorf("routes[%d] (%s): %w", i, rc.Name, err))
 			continue
 		}
-		set = append(set, &builtRoute{cfg: rc, up: up, quota: qs, fr: &frontend.Route{
+		set = append(set, &builtRoute{cfg: rc, up: up, quota: qs, checker: checker, fr: &frontend.Route{
 			Name: rc.Name, Path: rc.Path, Clients: rc.ClientEra, Upstream: up,
 			Stages:         stages,
 			RequestTimeout: rc.RequestTimeout, IdleTimeout: rc.IdleTimeout, TTL: rc.TTL,
@@ -253,6 +258,7 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) (err error) {
 	g.authn.Swap(authn).Close()
 	g.sessions.SetBounds(bounds(cfg.Sessions))
 	g.live = &liveSet{cfg: cfg, routes: set}
+	g.health.upstreams.sync(set)
 	var gone []upstream.Upstream
 	for _, b := range old.routes {
 		if !set.uses(b.up) {
