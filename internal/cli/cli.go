@@ -16,6 +16,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/admin"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/gateway"
+	"github.com/mcpgate/mcpgate/internal/logs"
 )
 
 // Version is set at build time with -ldflags "-X .../internal/cli.Version=v1.2.3".
@@ -130,15 +131,30 @@ func (s *sources) override(cfg *config.Config) (*config.Config, error) {
 }
 
 // newLogger makes the gateway's logger at the configuration's level,
-// held in level so that the control plane can change it.
+// held in level so that the control plane can change it, with the levels
+// of log.levels for single components (their loggers carry a component
+// attribute, logs.Key).
 func newLogger(cfg *config.Config, w io.Writer, level *slog.LevelVar) *slog.Logger {
+	log, _ := newLoggerLevels(cfg, w, level)
+	return log
+}
+
+func newLoggerLevels(cfg *config.Config, w io.Writer, level *slog.LevelVar) (*slog.Logger, *logs.Levels) {
 	level.Set(cfg.Log.SlogLevel())
-	opts := &slog.HandlerOptions{Level: level}
+	levels := logs.NewLevels(level, config.Components...)
+	for comp, lv := range cfg.Log.Levels {
+		var l slog.Level
+		if l.UnmarshalText([]byte(lv)) == nil {
+			_ = levels.Set(comp, l) // Validate refused unknown components
+		}
+	}
+	// The inner handler lets everything through: the levels decide.
+	opts := &slog.HandlerOptions{Level: slog.Level(-8)}
 	if cfg.Log.Format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(levels.Handler(slog.NewTextHandler(w, opts))), levels
 	}
 	opts.ReplaceAttr = durationString
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(levels.Handler(slog.NewJSONHandler(w, opts))), levels
 }
 
 // durationString writes durations as the text handler and the
@@ -177,14 +193,14 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			level := new(slog.LevelVar)
-			log := newLogger(cfg, stderr, level)
+			log, levels := newLoggerLevels(cfg, stderr, level)
 			gw, err := gateway.New(cfg, gateway.Options{Logger: log, Source: gateway.ConfigSource{Text: text, Parse: serveSrc.parse}})
 			if err != nil {
 				return err
 			}
 			// The admin MCP server answers while admin.mcp.enabled is on,
 			// which a reload may change.
-			ctl := admin.New(admin.Options{Gateway: gw, Logger: log, LogLevel: level})
+			ctl := admin.New(admin.Options{Gateway: gw, Logger: log.With("component", "admin"), LogLevel: level, LogLevels: levels})
 			defer ctl.Close()
 			gw.HandleAdmin("/mcp", ctl)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)

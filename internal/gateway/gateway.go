@@ -133,7 +133,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.trail = trail
 	ss := cfg.Sessions
 	g.rates = newRateLimits(cfg, log)
-	g.meters = quota.NewMeters(cfg.Store.OnUnavailable == storeFailOpen, longestTTL(cfg)+time.Hour, log)
+	g.meters = quota.NewMeters(cfg.Store.OnUnavailable == storeFailOpen, longestTTL(cfg)+time.Hour, log.With("component", "quota"))
 	g.procs = newProcRecorder(log, g.health.upstreamMetrics)
 	g.live = &liveSet{cfg: cfg}
 	authn, err := g.newAuth(cfg)
@@ -193,12 +193,12 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		}
 	}
 	g.sessions = session.NewManager(session.Options{
-		Logger: log, Hooks: hooks,
+		Logger: log.With("component", "session"), Hooks: hooks,
 		DefaultIdleTimeout: b.DefaultIdleTimeout, DefaultTTL: b.DefaultTTL,
 		Global: b.Global, PerPrincipal: b.PerPrincipal, PerTenant: b.PerTenant, PerAddress: b.PerAddress,
 	})
 	front, err := frontend.New(frontend.Options{
-		Logger: log, StoreErrors: g.health.storeMon.CountError, ForwardErrors: g.health.cluster.ForwardFailed, Sessions: g.sessions, MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
+		Logger: log.With("component", "frontend"), StoreErrors: g.health.storeMon.CountError, ForwardErrors: g.health.cluster.ForwardFailed, Sessions: g.sessions, MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
 		KeepAlive: cfg.Server.KeepAlive, StreamAfter: cfg.Server.StreamAfter, WriteTimeout: cfg.Server.WriteTimeout,
 		Creation:           g.rates.creationLimits(),
 		ResumeSessionBytes: int64(ss.Resumption.SessionBytes), ResumeTotalBytes: int64(ss.Resumption.TotalBytes),
@@ -270,6 +270,7 @@ func minter(keys []config.IDKey) (*sessionid.Minter, error) {
 }
 
 func newUpstream(rc config.Route, log *slog.Logger, tap upstream.Tap) (upstream.Upstream, error) {
+	log = log.With("component", "upstream")
 	cred, err := credentialSource(rc, log)
 	if err != nil {
 		return nil, fmt.Errorf("upstream.%w", err)
@@ -339,7 +340,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	// The store is opened here, not in New, so that validate never takes
 	// the data directory's lock from a running gateway.
-	st, err := openStore(g.cfg.Store, g.log)
+	st, err := openStore(g.cfg.Store, g.log.With("component", "store"))
 	if err != nil {
 		g.readyOnce.Do(func() { close(g.ready) })
 		g.shutdown(nil)

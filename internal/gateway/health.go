@@ -59,7 +59,7 @@ func (g *Gateway) initHealth(reg *metrics.Registry) error {
 	if reg == nil {
 		reg = metrics.New()
 	}
-	mon, err := metrics.NewStoreMonitor(reg, metrics.StoreMonitorOptions{Backend: g.cfg.Store.Kind, Logger: g.log})
+	mon, err := metrics.NewStoreMonitor(reg, metrics.StoreMonitorOptions{Backend: g.cfg.Store.Kind, Logger: g.log.With("component", "store")})
 	if err != nil {
 		return fmt.Errorf("metrics: %w (one registry per gateway)", err)
 	}

@@ -103,7 +103,7 @@ func (g *Gateway) buildRoutes(cfg *config.Config, prev routeSet, authn *auth.Aut
 			// Every route serves clients of both eras (unless client_era
 			// pins one): the bridge translates when the upstream speaks
 			// the other.
-			up = bridge.New(inner, bridge.Options{Era: upstreamEra(rc.Upstream.Era), StateKey: stateKey(cfg.Sessions.IDKeys), Logger: g.log.With("route", rc.Name), Tap: g.tap("bridge"),
+			up = bridge.New(inner, bridge.Options{Era: upstreamEra(rc.Upstream.Era), StateKey: stateKey(cfg.Sessions.IDKeys), Logger: g.log.With("component", "upstream", "route", rc.Name), Tap: g.tap("bridge"),
 				CacheTTL: rc.CacheHints.TTL, CacheScope: rc.CacheHints.Scope})
 			fresh = append(fresh, up)
 		}

@@ -480,7 +480,7 @@ func (u *Upstream) start(sess *core.SessionInfo, sid string, era core.Era, sink 
 	_ = errW.Close()
 
 	pid := cmd.Process.Pid
-	log := u.logger.With("route", u.route, "session", core.Fingerprint(sid), "pid", pid)
+	log := u.logger.With("route", u.route, "session", core.Fingerprint(sid), "principal", sess.LogPrincipal(), "pid", pid)
 	log.Info("stdio_spawn", "command", u.cfg.Command, "args", u.cfg.Args, "dir", u.cfg.Dir, "sandbox", u.cfg.Sandbox)
 
 	c := &Conn{
