@@ -67,7 +67,7 @@ const (
 
 // Components are the names log.levels accepts: the parts of the gateway
 // whose loggers carry a component attribute.
-var Components = []string{"gateway", "frontend", "session", "upstream", "pipeline", "policy", "quota", "auth", "audit", "store", "health", "admin", "cluster"}
+var Components = []string{"frontend", "session", "upstream", "pipeline", "policy", "quota", "auth", "audit", "store", "health", "admin"}
 
 func (c *Config) validateObservability(bad func(path, format string, args ...any)) {
 	switch c.Admin.ReadyRequires {
