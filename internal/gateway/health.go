@@ -257,24 +257,7 @@ type readiness struct {
 
 // RouteHealth is each route's upstream state ("up" or "down"), as in
 // Readiness.Routes.
-func (g *Gateway) RouteHealth() map[string]string {
-	states := g.health.upstreams.states()
-	cfg := g.cfg
-	if g.live != nil {
-		cfg = g.config()
-	}
-	if len(cfg.Routes) == 0 {
-		return nil
-	}
-	out := make(map[string]string, len(cfg.Routes))
-	for _, rc := range cfg.Routes {
-		out[rc.Name] = RouteUp
-		if s, ok := states[rc.Name]; ok {
-			out[rc.Name] = s
-		}
-	}
-	return out
-}
+func (g *Gateway) RouteHealth() map[string]string { return g.health.upstreams.states() }
 
 func (g *Gateway) readiness() readiness {
 	var r readiness

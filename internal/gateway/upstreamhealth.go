@@ -30,7 +30,8 @@ type upstreamHealth struct {
 	log     *slog.Logger
 
 	mu      sync.Mutex
-	running bool // between start and stop
+	running bool     // between start and stop
+	routes  []string // every route in force, checked or not
 	checks  map[string]*routeCheck
 }
 
@@ -55,8 +56,10 @@ func newUpstreamHealth(m *metrics.Upstreams, log *slog.Logger) *upstreamHealth {
 func (h *upstreamHealth) sync(set routeSet) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.routes = h.routes[:0]
 	want := map[string]*builtRoute{}
 	for _, b := range set {
+		h.routes = append(h.routes, b.cfg.Name)
 		if b.cfg.Health != nil && b.checker != nil {
 			want[b.cfg.Name] = b
 		}
@@ -65,6 +68,9 @@ func (h *upstreamHealth) sync(set routeSet) {
 		if b, ok := want[name]; ok && *b.cfg.Health == rc.cfg && b.checker == rc.checker {
 			continue
 		}
+		// Not waited for: a check under way (a stdio process being
+		// stopped) must not hold up the reload; it records nothing
+		// once cancelled.
 		h.stopLocked(rc)
 		delete(h.checks, name)
 		h.metrics.Forget(name)
@@ -92,12 +98,20 @@ func (h *upstreamHealth) start() {
 	}
 }
 
+// stop ends the checks and waits for them (a stdio check's process is
+// gone before the upstreams close), outside the lock so /readyz answers.
 func (h *upstreamHealth) stop() {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	h.running = false
+	var done []chan struct{}
 	for _, rc := range h.checks {
-		h.stopLocked(rc)
+		if d := h.stopLocked(rc); d != nil {
+			done = append(done, d)
+		}
+	}
+	h.mu.Unlock()
+	for _, d := range done {
+		<-d
 	}
 }
 
@@ -113,26 +127,32 @@ func (h *upstreamHealth) startLocked(rc *routeCheck) {
 	}()
 }
 
-func (h *upstreamHealth) stopLocked(rc *routeCheck) {
+// stopLocked cancels rc's goroutine and returns what closes when it has
+// returned; nil if it was not running.
+func (h *upstreamHealth) stopLocked(rc *routeCheck) chan struct{} {
 	if rc.cancel == nil {
-		return
+		return nil
 	}
 	rc.cancel()
-	<-rc.done
 	rc.cancel = nil
+	return rc.done
 }
 
-// states reports every checked route's state.
+// states reports every route's state: up, or down when its checks say
+// so; nil before the first sync.
 func (h *upstreamHealth) states() map[string]string {
 	if h == nil {
 		return nil
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make(map[string]string, len(h.checks))
-	for name, rc := range h.checks {
+	if len(h.routes) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(h.routes))
+	for _, name := range h.routes {
 		out[name] = RouteUp
-		if rc.down.Load() {
+		if rc := h.checks[name]; rc != nil && rc.down.Load() {
 			out[name] = RouteDown
 		}
 	}
