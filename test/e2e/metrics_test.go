@@ -266,3 +266,69 @@ func TestUpstreamHealthTransitions(t *testing.T) {
 		})
 	}
 }
+
+// TestUpstreamHealthReload: a reload that keeps a route's upstream and
+// health block keeps its state (a down route stays down, no fresh "up");
+// one that changes the health block starts its checks afresh; one that
+// drops it removes the route's mcpgate_upstream_up series.
+func TestUpstreamHealthReload(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	web := newStoppable(t, conformancefixture.HandlerWithOptions(ctx, false, nil))
+	web.stop() // down from the start
+	route := httpRoute("web", "/mcp", "http://"+web.addr+"/")
+	route.Health = &config.Health{Interval: 100 * time.Millisecond, Timeout: time.Second, FailureThreshold: 1, SuccessThreshold: 1}
+	build := func(mutate func(*config.Route)) *config.Config {
+		cfg := &config.Config{Listeners: []config.Listener{{Address: "127.0.0.1:0"}}, Routes: []config.Route{route}}
+		cfg.Server.ShutdownTimeout = 5 * time.Second
+		cfg.Store.Kind = config.StoreMemory
+		cfg.Admin.Listen = "127.0.0.1:0"
+		if mutate != nil {
+			r := cfg.Routes[0]
+			h := *r.Health
+			r.Health = &h
+			mutate(&r)
+			cfg.Routes[0] = r
+		}
+		cfg.SetDefaults()
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	g := startGateway(t, func(c *config.Config) { *c = *build(nil) })
+	admin := "http://" + g.AdminAddr().String()
+	up := func() (float64, bool) {
+		fams, err := metricstest.Scrape(ctx, admin+"/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fams.Value("mcpgate_upstream_up", "route", "web")
+	}
+	waitFor(t, "web down", func() bool { v, ok := up(); return ok && v == 0 })
+
+	// The same configuration again.
+	same := build(nil)
+	if err := g.Reload(ctx, same); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := up(); v != 0 || g.RouteHealth()["web"] != "down" {
+		t.Fatalf("after a reload that changed nothing: up %v, %v", v, g.RouteHealth())
+	}
+	// A new health block: checked afresh, up until the checks say
+	// otherwise, then down again.
+	changed := build(func(r *config.Route) { r.Health.Timeout = 2 * time.Second })
+	if err := g.Reload(ctx, changed); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "web down after the new health block", func() bool { v, ok := up(); return ok && v == 0 })
+	// No health block: no series, and the route counts as up.
+	off := build(func(r *config.Route) { r.Health = nil })
+	if err := g.Reload(ctx, off); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := up(); ok || g.RouteHealth()["web"] != "up" {
+		t.Errorf("health off: series present %v, state %v", ok, g.RouteHealth())
+	}
+}
