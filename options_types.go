@@ -181,6 +181,9 @@ type Log struct {
 	Level string `yaml:"level,omitempty"`
 	// Format is json or text. Default json.
 	Format string `yaml:"format,omitempty"`
+	// Levels sets the level of single components (frontend, upstream,
+	// session, ...) above or below Level.
+	Levels map[string]string `yaml:"levels,omitempty"`
 }
 
 // Sessions bound every session: caps, rates, timeouts, resumption.
@@ -304,6 +307,8 @@ type Route struct {
 	CacheHints CacheHints `yaml:"cache_hints,omitempty"`
 	// Auth replaces the top-level auth for this route.
 	Auth *Auth `yaml:"auth,omitempty"`
+	// Health checks the route's upstream. Default: off (counted up).
+	Health *Health `yaml:"health,omitempty"`
 }
 
 // CacheHints are caching hints for translated results (tools/list,
@@ -399,6 +404,9 @@ type Admin struct {
 	// MCP serves the control plane as an MCP server at /mcp on the admin
 	// listener. Default off.
 	MCP AdminMCP `yaml:"mcp,omitempty"`
+	// ReadyRequires says which routes /readyz needs up: any (the default)
+	// or all.
+	ReadyRequires string `yaml:"ready_requires,omitempty"`
 }
 
 // AdminMCP configures the admin MCP server: who may use it, with which
@@ -884,4 +892,22 @@ type Breaker struct {
 	// through at once; that many successes in a row close it, one failure
 	// opens it again. Default 3.
 	HalfOpenRequests int `yaml:"half_open_requests,omitempty"`
+}
+
+// Health configures a route's upstream health checks (routes[].health).
+// Without it the route is not checked, and counts as up.
+type Health struct {
+	// Interval is the time between two checks while the upstream is up;
+	// while it is down, checks back off, doubling up to 8 intervals.
+	// Default 15s. A stdio route spawns a process per check: never more
+	// often than this.
+	Interval time.Duration `yaml:"interval,omitempty"`
+	// Timeout bounds one check. Default 5s.
+	Timeout time.Duration `yaml:"timeout,omitempty"`
+	// FailureThreshold is how many checks in a row must fail for an up
+	// upstream to count as down. Default 3.
+	FailureThreshold int `yaml:"failure_threshold,omitempty"`
+	// SuccessThreshold is how many checks in a row must succeed for a
+	// down upstream to count as up again. Default 1.
+	SuccessThreshold int `yaml:"success_threshold,omitempty"`
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/admin"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/gateway"
+	"github.com/mcpgate/mcpgate/internal/logs"
 )
 
 // Run serves opts, listeners and routes included, as `mcpgate serve`
@@ -41,12 +42,7 @@ func Run(ctx context.Context, opts *Options) error {
 		level.Set(cfg.Log.SlogLevel())
 	}
 	if log == nil {
-		ho := &slog.HandlerOptions{Level: level}
-		if cfg.Log.Format == "text" {
-			log = slog.New(slog.NewTextHandler(os.Stderr, ho))
-		} else {
-			log = slog.New(slog.NewJSONHandler(os.Stderr, ho))
-		}
+		log, _ = logs.New(os.Stderr, cfg.Log.Format, level, cfg.Log.Levels, config.Components)
 	}
 	// The text is the file's, or the options' own encoding: either way
 	// the admin server shows it and the history starts with it.
@@ -57,7 +53,9 @@ func Run(ctx context.Context, opts *Options) error {
 	}
 	// The admin MCP server answers while admin.mcp.enabled is on, which a
 	// reload may change.
-	ctl := admin.New(admin.Options{Gateway: gw, Logger: log, LogLevel: level})
+	// log_level_set changes the global level and, when the logger is one
+	// of logs.New's, a component's.
+	ctl := admin.New(admin.Options{Gateway: gw, Logger: log.With("component", "admin"), LogLevel: level, LogLevels: logs.LevelsOf(log.Handler())})
 	defer ctl.Close()
 	gw.HandleAdmin("/mcp", ctl)
 	// SIGHUP reloads (and no longer ends the process); so does a change to

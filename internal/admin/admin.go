@@ -28,6 +28,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/gateway"
+	"github.com/mcpgate/mcpgate/internal/logs"
 )
 
 // Options configure the admin server.
@@ -40,6 +41,10 @@ type Options struct {
 	// LogLevel is the gateway's log level, which log_level_set changes.
 	// Nil: log_level_set refuses.
 	LogLevel *slog.LevelVar
+	// LogLevels are the components' levels (log.levels), which
+	// log_level_set with a component changes. Nil: only the gateway's
+	// level can change.
+	LogLevels *logs.Levels
 }
 
 // Server is the admin MCP endpoint, an http.Handler.

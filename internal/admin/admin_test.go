@@ -18,6 +18,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/auth"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/gateway"
+	"github.com/mcpgate/mcpgate/internal/logs"
 	"github.com/mcpgate/mcpgate/internal/testutil/conformancefixture"
 )
 
@@ -26,6 +27,7 @@ import (
 type bed struct {
 	g                       *gateway.Gateway
 	level                   *slog.LevelVar
+	levels                  *logs.Levels
 	url, adminURL           string
 	viewer, operator, admin string
 }
@@ -40,6 +42,7 @@ func startWith(t *testing.T, extra string) *bed {
 	up := httptest.NewServer(conformancefixture.Handler(ctx, false))
 	t.Cleanup(up.Close)
 	b := &bed{level: new(slog.LevelVar)}
+	b.levels = logs.NewLevels(b.level, config.Components...)
 	b.viewer, _ = auth.NewKey()
 	b.operator, _ = auth.NewKey()
 	b.admin, _ = auth.NewKey()
@@ -66,7 +69,7 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctl := admin.New(admin.Options{Gateway: g, LogLevel: b.level})
+	ctl := admin.New(admin.Options{Gateway: g, LogLevel: b.level, LogLevels: b.levels})
 	t.Cleanup(ctl.Close)
 	g.HandleAdmin("/mcp", ctl)
 	ran := make(chan error, 1)
@@ -188,6 +191,21 @@ func TestSessionTools(t *testing.T) {
 	var lv struct{ Level, Previous string }
 	if res := call(t, operator, "log_level_set", map[string]any{"level": "debug"}, &lv); res.IsError || lv.Level != "debug" || b.level.Level() != slog.LevelDebug {
 		t.Fatalf("log_level_set: %q %+v", text(res), lv)
+	}
+	if res := call(t, operator, "log_level_set", map[string]any{"component": "upstream", "level": "error"}, &lv); res.IsError || lv.Level != "error" || lv.Previous != "debug" {
+		t.Fatalf("log_level_set of a component: %q %+v", text(res), lv)
+	}
+	if l, own := b.levels.Level("upstream"); l != slog.LevelError || !own || b.level.Level() != slog.LevelDebug {
+		t.Fatalf("upstream's level %v (own %v), the gateway's %v", l, own, b.level.Level())
+	}
+	if res := call(t, operator, "log_level_set", map[string]any{"component": "upstream", "level": "default"}, &lv); res.IsError {
+		t.Fatalf("log_level_set default: %q", text(res))
+	}
+	if _, own := b.levels.Level("upstream"); own {
+		t.Fatal("upstream kept its own level after default")
+	}
+	if res := call(t, operator, "log_level_set", map[string]any{"component": "nonsense", "level": "debug"}, &lv); !res.IsError {
+		t.Fatal("an unknown component got a level")
 	}
 }
 
@@ -318,8 +336,15 @@ func TestAdminAccess(t *testing.T) {
 	}
 	var health gateway.Readiness
 	call(t, modern, "health_check", nil, &health)
-	if health.Status != "ready" {
+	if health.Status != "ready" || health.Routes["fixture"] != "up" {
 		t.Fatalf("health_check: %+v", health)
+	}
+	rh, err := viewer.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: "mcpgate://health/fixture"})
+	if err != nil || !strings.Contains(rh.Contents[0].Text, `"status": "up"`) {
+		t.Fatalf("mcpgate://health/fixture: %v %+v", err, rh)
+	}
+	if _, err := viewer.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: "mcpgate://health/nope"}); err == nil {
+		t.Fatal("mcpgate://health/nope was read")
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpgate/mcpgate/internal/gateway"
 	"github.com/mcpgate/mcpgate/internal/session"
 )
 
@@ -22,6 +23,7 @@ const (
 	uriSessions = "mcpgate://sessions"
 	uriSession  = "mcpgate://sessions/{id}"
 	uriHealth   = "mcpgate://health"
+	uriRoute    = "mcpgate://health/{route}"
 	uriMetrics  = "mcpgate://metrics"
 )
 
@@ -74,11 +76,38 @@ func addResources(srv *mcp.Server, s *Server) {
 			return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, MIMEType: "application/json", Text: b}}}, nil
 		})
 	srv.AddResource(&mcp.Resource{URI: uriHealth, Name: "health", MIMEType: "application/json",
-		Description: "The gateway's readiness: listeners and store; updated when it changes."},
+		Description: "The gateway's readiness: listeners, store and each route's upstream; updated when it changes."},
 		text(uriHealth, "application/json", func() (string, error) { return jsonText(g.Readiness()) }))
+	srv.AddResourceTemplate(&mcp.ResourceTemplate{URITemplate: uriRoute, Name: "route-health", MIMEType: "application/json",
+		Description: "One route's upstream state: up or down (routes[].health; a route without checks is up)."},
+		func(_ context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+			b, ok := routeHealth(g, r.Params.URI)
+			if !ok {
+				return nil, mcp.ResourceNotFoundError(r.Params.URI)
+			}
+			return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, MIMEType: "application/json", Text: b}}}, nil
+		})
 	srv.AddResource(&mcp.Resource{URI: uriMetrics, Name: "metrics", MIMEType: "application/json",
 		Description: "A summary: live sessions per route and era, the configuration version."},
 		text(uriMetrics, "application/json", func() (string, error) { return jsonText(summary(s)) }))
+}
+
+// routeHealthOut is mcpgate://health/{route}.
+type routeHealthOut struct {
+	Route  string `json:"route"`
+	Status string `json:"status"`
+}
+
+// routeHealth is the text of mcpgate://health/{route}; false for a route
+// the gateway does not have.
+func routeHealth(g *gateway.Gateway, uri string) (string, bool) {
+	name := strings.TrimPrefix(uri, "mcpgate://health/")
+	st, ok := g.RouteHealth()[name]
+	if !ok {
+		return "", false
+	}
+	b, err := jsonText(routeHealthOut{Route: name, Status: st})
+	return b, err == nil
 }
 
 // metricsSummary is mcpgate://metrics.
@@ -135,7 +164,7 @@ func newWatcher(s *Server) *watcher {
 var watchable = map[string]bool{uriConfig: true, uriHistory: true, uriSessions: true, uriHealth: true, uriMetrics: true}
 
 func (w *watcher) subscribe(uri string) error {
-	if !watchable[uri] && !strings.HasPrefix(uri, "mcpgate://sessions/") {
+	if !watchable[uri] && !strings.HasPrefix(uri, "mcpgate://sessions/") && !strings.HasPrefix(uri, "mcpgate://health/") {
 		return mcp.ResourceNotFoundError(uri)
 	}
 	// The state now is what later looks compare with: a change from the
@@ -224,6 +253,8 @@ func (w *watcher) state(uri string) ([32]byte, bool) {
 		v = []any{len(ids), sortedJoin(ids), g.Readiness()}
 	case uri == uriHealth:
 		v = g.Readiness()
+	case strings.HasPrefix(uri, "mcpgate://health/"):
+		v, _ = routeHealth(g, uri)
 	case strings.HasPrefix(uri, "mcpgate://sessions/"):
 		_, err := g.Sessions().Get(strings.TrimPrefix(uri, "mcpgate://sessions/"))
 		v = err == nil

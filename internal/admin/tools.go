@@ -393,25 +393,46 @@ func (t *tools) configRollback(ctx context.Context, _ *mcp.CallToolRequest, in r
 }
 
 type levelIn struct {
-	Component string `json:"component,omitempty" jsonschema:"whose level: gateway (the default) for the whole gateway"`
-	Level     string `json:"level" jsonschema:"debug, info, warn or error"`
+	Component string `json:"component,omitempty" jsonschema:"whose level: gateway (the default) for the whole gateway, or one component (frontend, upstream, session, ...) for its own"`
+	Level     string `json:"level" jsonschema:"debug, info, warn or error; for a component also default (follow the gateway's level again)"`
 }
 
 type levelOut struct {
-	Level    string `json:"level"`
-	Previous string `json:"previous"`
+	Component string `json:"component"`
+	Level     string `json:"level"`
+	Previous  string `json:"previous"`
 }
 
 func (t *tools) logLevelSet(_ context.Context, _ *mcp.CallToolRequest, in levelIn) (*mcp.CallToolResult, levelOut, error) {
 	if err := t.need(config.RoleOperator, "log_level_set"); err != nil {
 		return nil, levelOut{}, err
 	}
-	if in.Component != "" && in.Component != "gateway" {
-		return nil, levelOut{}, fmt.Errorf("component: %q has no level of its own; set the gateway's (component gateway)", in.Component)
-	}
 	lv := t.s.opts.LogLevel
 	if lv == nil {
 		return nil, levelOut{}, errors.New("this gateway's log level cannot change while it runs")
+	}
+	lower := func(l slog.Level) string { return strings.ToLower(l.String()) }
+	if in.Component != "" && in.Component != "gateway" {
+		levels := t.s.opts.LogLevels
+		if levels == nil {
+			return nil, levelOut{}, fmt.Errorf("component: %q has no level of its own here; set the gateway's (component gateway)", in.Component)
+		}
+		if !slices.Contains(levels.Components(), in.Component) {
+			return nil, levelOut{}, fmt.Errorf("component: unknown %q (known: gateway, %s)", in.Component, strings.Join(levels.Components(), ", "))
+		}
+		prev, _ := levels.Level(in.Component)
+		if in.Level == "default" {
+			levels.Reset(in.Component)
+			t.did("log_level_set", "component", in.Component, "level", "default", "previous", prev.String())
+			return nil, levelOut{Component: in.Component, Level: "default", Previous: lower(prev)}, nil
+		}
+		var next slog.Level
+		if err := next.UnmarshalText([]byte(in.Level)); err != nil {
+			return nil, levelOut{}, fmt.Errorf("level: want debug, info, warn, error or default, got %q", in.Level)
+		}
+		_ = levels.Set(in.Component, next)
+		t.did("log_level_set", "component", in.Component, "level", next.String(), "previous", prev.String())
+		return nil, levelOut{Component: in.Component, Level: lower(next), Previous: lower(prev)}, nil
 	}
 	var next slog.Level
 	if err := next.UnmarshalText([]byte(in.Level)); err != nil {
@@ -420,7 +441,7 @@ func (t *tools) logLevelSet(_ context.Context, _ *mcp.CallToolRequest, in levelI
 	prev := lv.Level()
 	lv.Set(next)
 	t.did("log_level_set", "level", next.String(), "previous", prev.String())
-	return nil, levelOut{Level: strings.ToLower(next.String()), Previous: strings.ToLower(prev.String())}, nil
+	return nil, levelOut{Component: "gateway", Level: lower(next), Previous: lower(prev)}, nil
 }
 
 func (t *tools) healthCheck(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, gateway.Readiness, error) {

@@ -17,6 +17,7 @@ import (
 	"github.com/mcpgate/mcpgate"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/gateway"
+	"github.com/mcpgate/mcpgate/internal/logs"
 )
 
 // Version is set at build time with -ldflags "-X .../internal/cli.Version=v1.2.3".
@@ -167,25 +168,13 @@ func mirror(cfg *config.Config, o *mcpgate.Options) error {
 }
 
 // newLogger makes the gateway's logger at the configuration's level,
-// held in level so that the control plane can change it.
+// held in level so that the control plane can change it, with the levels
+// of log.levels for single components (their loggers carry a component
+// attribute, logs.Key); logs.LevelsOf finds those levels again.
 func newLogger(cfg *config.Config, w io.Writer, level *slog.LevelVar) *slog.Logger {
 	level.Set(cfg.Log.SlogLevel())
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.Log.Format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
-	}
-	opts.ReplaceAttr = durationString
-	return slog.New(slog.NewJSONHandler(w, opts))
-}
-
-// durationString writes durations as the text handler and the
-// configuration file do ("1.5s", "30m0s"), not as the JSON handler's
-// integer nanoseconds, which read as a count of nothing in particular.
-func durationString(_ []string, a slog.Attr) slog.Attr {
-	if a.Value.Kind() == slog.KindDuration {
-		a.Value = slog.StringValue(a.Value.Duration().String())
-	}
-	return a
+	log, _ := logs.New(w, cfg.Log.Format, level, cfg.Log.Levels, config.Components)
+	return log
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/logs"
 )
 
 // TestLoggerDurations: both log formats write a duration as Go and the
@@ -41,4 +42,32 @@ func TestLoggerDurations(t *testing.T) {
 			t.Errorf("text log line (-want +got):\n%s", diff)
 		}
 	})
+}
+
+// TestLoggerComponentLevels: log.levels gives a component a level of its
+// own, above or below log.level.
+func TestLoggerComponentLevels(t *testing.T) {
+	var b bytes.Buffer
+	cfg := &config.Config{Log: config.Log{Level: "warn", Format: "text", Levels: map[string]string{"frontend": "debug", "upstream": "error"}}}
+	level := new(slog.LevelVar)
+	log := newLogger(cfg, &b, level)
+	levels := logs.LevelsOf(log.Handler())
+	log.With("component", "frontend").Debug("frontend_debug")
+	log.With("component", "upstream").Warn("upstream_warn")
+	log.With("component", "session").Warn("session_warn")
+	log.With("component", "session").Info("session_info")
+	got := b.String()
+	for _, want := range []string{"frontend_debug", "session_warn"} {
+		if !regexp.MustCompile(`msg=` + want + `\b`).MatchString(got) {
+			t.Errorf("%s missing:\n%s", want, got)
+		}
+	}
+	for _, not := range []string{"upstream_warn", "session_info"} {
+		if regexp.MustCompile(`msg=` + not + `\b`).MatchString(got) {
+			t.Errorf("%s logged:\n%s", not, got)
+		}
+	}
+	if l, own := levels.Level("upstream"); !own || l != slog.LevelError || level.Level() != slog.LevelWarn {
+		t.Errorf("upstream level %v (own %v), global %v", l, own, level.Level())
+	}
 }

@@ -18,6 +18,10 @@ type Admin struct {
 	// MCP serves the control plane as an MCP server at /mcp on the admin
 	// listener. Default off.
 	MCP AdminMCP `yaml:"mcp"`
+	// ReadyRequires says which routes /readyz needs up: any (ready while
+	// at least one route's upstream is up, the default) or all. Routes
+	// without health checks count as up.
+	ReadyRequires string `yaml:"ready_requires"`
 }
 
 // AdminMCP configures the admin MCP server: who may use it, with which

@@ -161,6 +161,11 @@ type Log struct {
 	Level string `yaml:"level"`
 	// Format is json or text. Default json.
 	Format string `yaml:"format"`
+	// Levels sets the level of single components (frontend, upstream,
+	// session, ...: Components), each below or above Level:
+	// {frontend: debug, upstream: warn}. A component not named follows
+	// Level.
+	Levels map[string]string `yaml:"levels"`
 }
 
 // SlogLevel converts Level.
@@ -291,6 +296,8 @@ type Route struct {
 	CacheHints CacheHints `yaml:"cache_hints"`
 	// Auth replaces the top-level auth for this route.
 	Auth *Auth `yaml:"auth"`
+	// Health checks the upstream (see Health). Default off.
+	Health *Health `yaml:"health"`
 }
 
 // CacheHints are caching hints for translated results (tools/list,

@@ -163,6 +163,9 @@ func (c *Config) SetDefaults() {
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
 	}
+	if c.Admin.ReadyRequires == "" {
+		c.Admin.ReadyRequires = ReadyRequiresAny
+	}
 	ss := &c.Sessions
 	setDur(&ss.IdleTimeout, DefaultIdleTimeout)
 	setDur(&ss.TTL, DefaultTTL)
@@ -253,6 +256,9 @@ func (c *Config) SetDefaults() {
 		if b := r.Upstream.Breaker; b != nil {
 			b.setDefaults()
 		}
+		if r.Health != nil {
+			r.Health.setDefaults()
+		}
 	}
 }
 
@@ -333,6 +339,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.validateAdmin(bad)
+	c.validateObservability(bad)
 	if c.Server.MaxBodyBytes < 1024 {
 		bad("server.max_body_bytes", "must be at least 1KiB")
 	}

@@ -250,6 +250,22 @@ func Fingerprint(id string) string {
 	return hex.EncodeToString(sum[:6])
 }
 
+// LogPrincipal is the session's principal for a log line; "" for nil.
+func (s *SessionInfo) LogPrincipal() string {
+	if s == nil {
+		return ""
+	}
+	return s.Principal
+}
+
+// LogRoute is the session's route for a log line; "" for nil.
+func (s *SessionInfo) LogRoute() string {
+	if s == nil {
+		return ""
+	}
+	return s.Route
+}
+
 // LogID is the session's fingerprint (see Fingerprint); "" for nil.
 func (s *SessionInfo) LogID() string {
 	if s == nil {

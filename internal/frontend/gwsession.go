@@ -101,7 +101,7 @@ func newGWSession(f *Frontend, rt *Route, info *core.SessionInfo) *gwSession {
 	g := &gwSession{
 		budget: historyBudget{sessionLimit: f.opts.ResumeSessionBytes, total: &f.historyBytes, totalLimit: f.opts.ResumeTotalBytes},
 		f:      f, info: info, ctx: ctx, cancel: cancel,
-		log:      f.log.With("session", info.LogID(), "route", rt.Name),
+		log:      f.log.With("session", info.LogID(), "principal", info.Principal, "route", rt.Name),
 		streams:  map[string]*stream{},
 		pending:  map[core.ID]chan *core.Message{},
 		inflight: map[core.ID]*call{},

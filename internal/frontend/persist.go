@@ -318,7 +318,7 @@ func (f *Frontend) fetch(ctx context.Context, r *http.Request, who Identity, id 
 		// The session's process lives in another replica (the hop
 		// forwards there, or claims it first when that replica is gone):
 		// a second process here would split its state.
-		f.log.Warn("session_elsewhere", "session", core.Fingerprint(id), "route", rec.Route, "owner", rec.Owner)
+		f.log.Warn("session_elsewhere", "session", core.Fingerprint(id), "principal", rec.Principal, "route", rec.Route, "owner", rec.Owner)
 		return nil, errSessionElsewhere
 	}
 	g, err := f.restoreRecord(ctx, rec, true)
@@ -431,16 +431,16 @@ func (f *Frontend) Restore(ctx context.Context) (int, error) {
 			var ce *session.CapError
 			switch {
 			case errors.Is(err, errUnrestorable):
-				f.log.Info("session_not_restored", "session", fp, "route", rec.Route, "reason", "invalid", "error", err)
+				f.log.Info("session_not_restored", "session", fp, "principal", rec.Principal, "route", rec.Route, "reason", "invalid", "error", err)
 				if derr := p.st.Delete(ctx, rec.ID); derr != nil {
 					f.storeFailed(f.log, slog.LevelWarn, "delete", derr, "session", fp)
 				}
 			case errors.As(err, &ce):
 				// The caps shrank since the record was written: the
 				// session is refused, not destroyed.
-				f.log.Warn("session_not_restored", "session", fp, "route", rec.Route, "reason", "cap", "cap", string(ce.Scope), "max", ce.Max)
+				f.log.Warn("session_not_restored", "session", fp, "principal", rec.Principal, "route", rec.Route, "reason", "cap", "cap", string(ce.Scope), "max", ce.Max)
 			default:
-				f.log.Warn("session_not_restored", "session", fp, "route", rec.Route, "reason", "error", "error", err)
+				f.log.Warn("session_not_restored", "session", fp, "principal", rec.Principal, "route", rec.Route, "reason", "error", "error", err)
 			}
 			continue
 		}

@@ -20,7 +20,7 @@ import (
 
 // newAuth builds the authenticator of cfg.
 func (g *Gateway) newAuth(cfg *config.Config) (*auth.Authenticator, error) {
-	return auth.New(cfg, auth.Options{Logger: g.log})
+	return auth.New(cfg, auth.Options{Logger: g.log.With("component", "auth")})
 }
 
 // authenticate is the frontend's authentication step when the

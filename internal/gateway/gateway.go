@@ -146,8 +146,8 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.trail = trail
 	ss := cfg.Sessions
 	g.rates = newRateLimits(cfg, log)
-	g.meters = quota.NewMeters(cfg.Store.OnUnavailable == storeFailOpen, longestTTL(cfg)+time.Hour, log)
-	g.procs = newProcRecorder(log)
+	g.meters = quota.NewMeters(cfg.Store.OnUnavailable == storeFailOpen, longestTTL(cfg)+time.Hour, log.With("component", "quota"))
+	g.procs = newProcRecorder(log, g.health.upstreamMetrics)
 	if g.resilience, err = resilient.NewMetrics(g.Metrics()); err != nil {
 		return nil, err
 	}
@@ -164,6 +164,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	set, _, errs := g.buildRoutes(cfg, nil, authn)
 	g.live.routes = set
+	g.health.upstreams.sync(set)
 	for i, l := range cfg.Listeners {
 		if l.TLS != nil {
 			if _, err := tls.LoadX509KeyPair(l.TLS.CertFile, l.TLS.KeyFile); err != nil {
@@ -188,28 +189,32 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		authenticate = g.authenticate
 	}
 	b := bounds(ss)
-	hooks := opts.SessionHooks
-	observe := opts.Observe
+	traffic := g.health.traffic
+	hooks := append(slices.Clone(opts.SessionHooks), traffic.Hooks())
 	if trail != nil {
-		hooks = append(slices.Clone(hooks), trail.Hooks())
-		// Every refusal before a chain, whatever the route; the trail's
-		// stage in each chain records the rest (decisions, originated).
-		observe = func(ctx context.Context, ev *pipeline.Event) {
-			if ev.Kind == pipeline.Refused {
+		hooks = append(hooks, trail.Hooks())
+	}
+	// Every refusal before a chain, whatever the route, is seen here once:
+	// the session rejections are counted, and the trail records it; the
+	// stages in each chain see the rest (decisions, originated).
+	observe := func(ctx context.Context, ev *pipeline.Event) {
+		if ev.Kind == pipeline.Refused {
+			traffic.Refused(ctx, ev)
+			if trail != nil {
 				trail.Observe(ctx, ev)
 			}
-			if opts.Observe != nil {
-				opts.Observe(ctx, ev)
-			}
+		}
+		if opts.Observe != nil {
+			opts.Observe(ctx, ev)
 		}
 	}
 	g.sessions = session.NewManager(session.Options{
-		Logger: log, Hooks: hooks,
+		Logger: log.With("component", "session"), Hooks: hooks,
 		DefaultIdleTimeout: b.DefaultIdleTimeout, DefaultTTL: b.DefaultTTL,
 		Global: b.Global, PerPrincipal: b.PerPrincipal, PerTenant: b.PerTenant, PerAddress: b.PerAddress,
 	})
 	front, err := frontend.New(frontend.Options{
-		Logger: log, StoreErrors: g.health.storeMon.CountError, ForwardErrors: g.health.cluster.ForwardFailed, Sessions: g.sessions, MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
+		Logger: log.With("component", "frontend"), StoreErrors: g.health.storeMon.CountError, ForwardErrors: g.health.cluster.ForwardFailed, Sessions: g.sessions, MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
 		KeepAlive: cfg.Server.KeepAlive, StreamAfter: cfg.Server.StreamAfter, WriteTimeout: cfg.Server.WriteTimeout,
 		Creation:           g.rates.creationLimits(),
 		ResumeSessionBytes: int64(ss.Resumption.SessionBytes), ResumeTotalBytes: int64(ss.Resumption.TotalBytes),
@@ -281,6 +286,7 @@ func minter(keys []config.IDKey) (*sessionid.Minter, error) {
 }
 
 func (g *Gateway) newUpstream(rc config.Route, log *slog.Logger, tap upstream.Tap) (upstream.Upstream, error) {
+	log = log.With("component", "upstream")
 	if rc.Upstream.Embedded {
 		if g.embedded == nil {
 			return nil, errors.New("upstream: an embedded route needs the embedding program's server")
@@ -387,7 +393,7 @@ func (g *Gateway) start(ctx context.Context, listen bool) ([]*http.Server, error
 	}
 	// The store is opened here, not in New, so that validate never takes
 	// the data directory's lock from a running gateway.
-	st, err := openStore(g.cfg.Store, g.log)
+	st, err := openStore(g.cfg.Store, g.log.With("component", "store"))
 	if err != nil {
 		g.readyOnce.Do(func() { close(g.ready) })
 		g.shutdown(nil)
@@ -501,6 +507,7 @@ func (g *Gateway) start(ctx context.Context, listen bool) ([]*http.Server, error
 	for _, rc := range g.config().Routes {
 		g.log.Info("route", "name", rc.Name, "path", rc.Path, "upstream", rc.Upstream.Kind(), "era", rc.Upstream.Era)
 	}
+	g.health.upstreams.start()
 	g.health.serving.Store(true)
 	g.readyOnce.Do(func() { close(g.ready) })
 	return servers, nil
@@ -508,6 +515,7 @@ func (g *Gateway) start(ctx context.Context, listen bool) ([]*http.Server, error
 
 func (g *Gateway) shutdown(servers []*http.Server) {
 	g.health.serving.Store(false) // /readyz: 503 while draining
+	g.health.upstreams.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Server.ShutdownTimeout)
 	defer cancel()
 	var wg sync.WaitGroup

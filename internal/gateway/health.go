@@ -23,6 +23,12 @@ type health struct {
 	metrics  *metrics.Registry
 	storeMon *metrics.StoreMonitor
 	cluster  *metrics.ClusterMetrics
+	// traffic is the session and request metrics (metrics.Traffic).
+	traffic *metrics.Traffic
+	// upstreamMetrics and upstreams: the routes' health checks
+	// (upstreamhealth.go) and process counts.
+	upstreamMetrics *metrics.Upstreams
+	upstreams       *upstreamHealth
 	// serving is true while every client listener accepts and the gateway
 	// is not shutting down.
 	serving atomic.Bool
@@ -53,7 +59,7 @@ func (g *Gateway) initHealth(reg *metrics.Registry) error {
 	if reg == nil {
 		reg = metrics.New()
 	}
-	mon, err := metrics.NewStoreMonitor(reg, metrics.StoreMonitorOptions{Backend: g.cfg.Store.Kind, Logger: g.log})
+	mon, err := metrics.NewStoreMonitor(reg, metrics.StoreMonitorOptions{Backend: g.cfg.Store.Kind, Logger: g.log.With("component", "store")})
 	if err != nil {
 		return fmt.Errorf("metrics: %w (one registry per gateway)", err)
 	}
@@ -69,7 +75,17 @@ func (g *Gateway) initHealth(reg *metrics.Registry) error {
 	if err != nil {
 		return fmt.Errorf("metrics: %w (one registry per gateway)", err)
 	}
+	traffic, err := metrics.NewTraffic(reg)
+	if err != nil {
+		return fmt.Errorf("metrics: %w (one registry per gateway)", err)
+	}
 	g.health.metrics, g.health.storeMon, g.health.cluster, g.reloads = reg, mon, cl, reloads
+	ups, err := metrics.NewUpstreams(reg)
+	if err != nil {
+		return fmt.Errorf("metrics: %w (one registry per gateway)", err)
+	}
+	g.health.traffic, g.health.upstreamMetrics = traffic, ups
+	g.health.upstreams = newUpstreamHealth(ups, g.log.With("component", "health"))
 	g.health.clientConns = newConnLimit("client", g.cfg.Server.MaxConnections, conns, g.log)
 	g.health.adminConns = newConnLimit("admin", config.AdminMaxConnections, conns, g.log)
 	return nil
@@ -237,14 +253,39 @@ type readiness struct {
 	// (starting or shutting down), "store" (unreachable, fail-closed).
 	NotReady []string `json:"not_ready,omitempty"`
 	// Degraded names what is down without stopping service: "store"
-	// under store.on_unavailable: fail-open.
+	// under store.on_unavailable: fail-open; "upstreams" while some
+	// route's upstream is down but readiness does not require it.
 	Degraded []string `json:"degraded,omitempty"`
+	// Routes is each route's upstream state, "up" or "down" (its health
+	// checks, routes[].health; a route without checks is "up"). With
+	// admin.ready_requires: any (the default) the gateway is ready while
+	// at least one route is up; with all, only while every route is.
+	// Empty in /healthz.
+	Routes map[string]string `json:"routes,omitempty"`
 }
+
+// RouteHealth is each route's upstream state ("up" or "down"), as in
+// Readiness.Routes.
+func (g *Gateway) RouteHealth() map[string]string { return g.health.upstreams.states() }
 
 func (g *Gateway) readiness() readiness {
 	var r readiness
 	if !g.health.serving.Load() {
 		r.NotReady = append(r.NotReady, "listeners")
+	}
+	r.Routes = g.RouteHealth()
+	up := 0
+	for _, s := range r.Routes {
+		if s == RouteUp {
+			up++
+		}
+	}
+	switch {
+	case up == len(r.Routes):
+	case up == 0 || g.cfg.Admin.ReadyRequires == config.ReadyRequiresAll:
+		r.NotReady = append(r.NotReady, "upstreams")
+	default:
+		r.Degraded = append(r.Degraded, "upstreams")
 	}
 	if !g.health.storeMon.Up() {
 		if g.cfg.Store.OnUnavailable == "fail-open" {

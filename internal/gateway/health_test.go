@@ -93,8 +93,8 @@ func TestAdminEndpoints(t *testing.T) {
 		want             response
 	}{
 		{"alive", "/healthz", "", response{200, `{"status":"ok"}` + "\n"}},
-		{"ready", "/readyz", "", response{200, `{"status":"ready"}` + "\n"}},
-		{"localhost by name", "/readyz", "localhost:" + port(addr), response{200, `{"status":"ready"}` + "\n"}},
+		{"ready", "/readyz", "", response{200, `{"status":"ready","routes":{"default":"up"}}` + "\n"}},
+		{"localhost by name", "/readyz", "localhost:" + port(addr), response{200, `{"status":"ready","routes":{"default":"up"}}` + "\n"}},
 		{"IPv6 loopback", "/healthz", "[::1]:" + port(addr), response{200, `{"status":"ok"}` + "\n"}},
 		{"foreign Host (DNS rebinding)", "/metrics", "attacker.example:" + port(addr), response{403, "host not allowed on a loopback admin listener\n"}},
 		{"unknown path", "/debug/pprof/", "", response{404, "404 page not found\n"}},

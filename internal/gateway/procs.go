@@ -8,6 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mcpgate/mcpgate/internal/metrics"
 	"github.com/mcpgate/mcpgate/internal/store"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 	"github.com/mcpgate/mcpgate/internal/upstream/stdio"
@@ -26,10 +29,11 @@ const procWriteTimeout = 2 * time.Second
 // mean something on one machine only; a record whose gateway still runs
 // (several gateways on one host may share a Redis) is left alone.
 type procRecorder struct {
-	log  *slog.Logger
-	host string
-	self stdio.Process
-	ok   bool // self is known: processes can be identified here
+	log     *slog.Logger
+	metrics *metrics.Upstreams // mcpgate_stdio_processes
+	host    string
+	self    stdio.Process
+	ok      bool // self is known: processes can be identified here
 
 	mu      sync.Mutex
 	bound   bool
@@ -37,30 +41,32 @@ type procRecorder struct {
 	pending map[string]store.Proc // spawned before bind
 }
 
-func newProcRecorder(log *slog.Logger) *procRecorder {
+func newProcRecorder(log *slog.Logger, m *metrics.Upstreams) *procRecorder {
 	host, err := os.Hostname()
 	if err != nil || host == "" {
 		host = "localhost"
 	}
 	self, ok := stdio.Self()
-	return &procRecorder{log: log, host: host, self: self, ok: ok, pending: map[string]store.Proc{}}
+	return &procRecorder{log: log, metrics: m, host: host, self: self, ok: ok, pending: map[string]store.Proc{}}
 }
 
 // attach makes r record the processes up spawns, if it spawns any.
 func (r *procRecorder) attach(up upstream.Upstream, route string) {
 	if s, ok := up.(*stdio.Upstream); ok && r.ok {
-		s.UseRecorder(routeProcs{r, route})
+		s.UseRecorder(routeProcs{r, route, r.metrics.Processes(route)})
 	}
 }
 
-// routeProcs is the stdio.Recorder of one route.
+// routeProcs is the stdio.Recorder of one route; it counts the route's
+// processes too.
 type routeProcs struct {
 	r     *procRecorder
 	route string
+	n     prometheus.Gauge
 }
 
-func (rp routeProcs) Spawned(p stdio.Process) { rp.r.spawned(rp.route, p) }
-func (rp routeProcs) Ended(p stdio.Process)   { rp.r.ended(p) }
+func (rp routeProcs) Spawned(p stdio.Process) { rp.n.Inc(); rp.r.spawned(rp.route, p) }
+func (rp routeProcs) Ended(p stdio.Process)   { rp.n.Dec(); rp.r.ended(p) }
 
 func (r *procRecorder) record(route string, p stdio.Process) store.Proc {
 	return store.Proc{

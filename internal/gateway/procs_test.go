@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"github.com/mcpgate/mcpgate/internal/metrics"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -77,7 +78,7 @@ func TestReapLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	g := &Gateway{log: slog.New(slog.DiscardHandler), procs: newProcRecorder(slog.New(slog.DiscardHandler))}
+	g := &Gateway{log: slog.New(slog.DiscardHandler), procs: newProcRecorder(slog.New(slog.DiscardHandler), upstreamMetrics(t))}
 	host := g.procs.host
 	ctx := context.Background()
 
@@ -141,4 +142,12 @@ func TestReapLeftovers(t *testing.T) {
 	if got := keys(); !slices.Equal(got, []string{theirs.Key()}) {
 		t.Errorf("records after it ended: %v, want only %v", got, theirs.Key())
 	}
+}
+
+func upstreamMetrics(t *testing.T) *metrics.Upstreams {
+	m, err := metrics.NewUpstreams(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

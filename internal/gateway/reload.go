@@ -39,6 +39,9 @@ type builtRoute struct {
 	// quota is the route's quota stage (nil: no quota applies), which
 	// reads a session's usage.
 	quota *quota.Stage
+	// checker checks the upstream's health (the upstream under the era
+	// bridge); nil for an upstream that cannot be checked.
+	checker upstream.Checker
 }
 
 // routeSet are the built routes, in configuration order.
@@ -88,8 +91,9 @@ func sameUpstream(a, b config.Route) bool {
 func (g *Gateway) buildRoutes(cfg *config.Config, prev routeSet, authn *auth.Authenticator) (set routeSet, fresh []upstream.Upstream, errs []error) {
 	for i, rc := range cfg.Routes {
 		var up upstream.Upstream
+		var checker upstream.Checker
 		if p := prev.named(rc.Name); p != nil && sameUpstream(p.cfg, rc) {
-			up = p.up
+			up, checker = p.up, p.checker
 		} else {
 			inner, err := g.newUpstream(rc, g.log, g.tap("upstream"))
 			if err != nil {
@@ -97,6 +101,7 @@ func (g *Gateway) buildRoutes(cfg *config.Config, prev routeSet, authn *auth.Aut
 				continue
 			}
 			g.procs.attach(inner, rc.Name)
+			checker, _ = inner.(upstream.Checker)
 			if o, ok := resilientOptions(rc, g.log, g.resilience); ok {
 				// Below the bridge: its own requests (a legacy side's
 				// initialize, its tools/list refresh) are guarded too, and
@@ -106,7 +111,7 @@ func (g *Gateway) buildRoutes(cfg *config.Config, prev routeSet, authn *auth.Aut
 			// Every route serves clients of both eras (unless client_era
 			// pins one): the bridge translates when the upstream speaks
 			// the other.
-			up = bridge.New(inner, bridge.Options{Era: upstreamEra(rc.Upstream.Era), StateKey: stateKey(cfg.Sessions.IDKeys), Logger: g.log.With("route", rc.Name), Tap: g.tap("bridge"),
+			up = bridge.New(inner, bridge.Options{Era: upstreamEra(rc.Upstream.Era), StateKey: stateKey(cfg.Sessions.IDKeys), Logger: g.log.With("component", "upstream", "route", rc.Name), Tap: g.tap("bridge"),
 				CacheTTL: rc.CacheHints.TTL, CacheScope: rc.CacheHints.Scope})
 			fresh = append(fresh, up)
 		}
@@ -116,7 +121,7 @@ func (g *Gateway) buildRoutes(cfg *config.Config, prev routeSet, authn *auth.Aut
 			errs = append(errs, fmt.Errorf("routes[%d] (%s): %w", i, rc.Name, err))
 			continue
 		}
-		set = append(set, &builtRoute{cfg: rc, up: up, quota: qs, fr: &frontend.Route{
+		set = append(set, &builtRoute{cfg: rc, up: up, quota: qs, checker: checker, fr: &frontend.Route{
 			Name: rc.Name, Path: rc.Path, Clients: rc.ClientEra, Upstream: up,
 			Stages:         stages,
 			RequestTimeout: rc.RequestTimeout, IdleTimeout: rc.IdleTimeout, TTL: rc.TTL,
@@ -261,6 +266,7 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) (err error) {
 	g.authn.Swap(authn).Close()
 	g.sessions.SetBounds(bounds(cfg.Sessions))
 	g.live = &liveSet{cfg: cfg, routes: set}
+	g.health.upstreams.sync(set)
 	var gone []upstream.Upstream
 	for _, b := range old.routes {
 		if !set.uses(b.up) {

@@ -27,12 +27,12 @@ import (
 //
 // It also returns the route's quota stage, which reads a session's usage.
 func (g *Gateway) stages(cfg *config.Config, env pipeline.Env, rep *pipeline.Reporter, authn *auth.Authenticator) ([]pipeline.Stage, *quota.Stage, error) {
-	pols, err := policy.New(env.Route, cfg.RoutePolicies(env.Route), env.Logger)
+	pols, err := policy.New(env.Route, cfg.RoutePolicies(env.Route), env.Logger.With("component", "policy"))
 	if err != nil {
 		return nil, nil, err
 	}
 	q, err := quota.New(quota.Options{
-		Route: env.Route, Quotas: cfg.Quotas, Meters: g.meters, Logger: env.Logger, Metrics: env.Metrics,
+		Route: env.Route, Quotas: cfg.Quotas, Meters: g.meters, Logger: env.Logger.With("component", "quota"), Metrics: env.Metrics,
 		End: func(info *core.SessionInfo, reason string) {
 			if g.sessions != nil {
 				_ = g.sessions.End(context.Background(), info.ID, session.Reason(reason))
@@ -52,7 +52,8 @@ func (g *Gateway) stages(cfg *config.Config, env pipeline.Env, rep *pipeline.Rep
 	limits := q.Stage()
 	limits.ClientToServer = both(ratelimit.New(g.rates.requestLimiter()), limits.ClientToServer)
 	stages := []pipeline.Stage{
-		{Name: "logging", Interceptor: logging.New(g.log)},
+		{Name: "logging", Interceptor: logging.New(g.log.With("component", "pipeline"))},
+		g.health.traffic.Stage(env.Route),
 		authn.Stage(env.Route),
 		limits,
 		pols.Stage(),
@@ -86,7 +87,7 @@ func both(outer, inner core.Interceptor) core.Interceptor {
 // once they are bound (Reporter.Bind).
 func stageEnv(route string, log *slog.Logger, reg *metrics.Registry) (pipeline.Env, *pipeline.Reporter) {
 	rep := pipeline.NewReporter(route)
-	env := pipeline.Env{Route: route, Logger: log.With("route", route), Metrics: prometheus.NewRegistry(), Report: rep.Report}
+	env := pipeline.Env{Route: route, Logger: log.With("component", "pipeline", "route", route), Metrics: prometheus.NewRegistry(), Report: rep.Report}
 	if reg != nil {
 		env.Metrics = reg
 	}

@@ -19,7 +19,14 @@
 //	mon.CountError("put")                      // where a failed store call is handled
 //	mux.Handle("GET /metrics", reg.Handler())
 //
-// Later capabilities (per-route requests, sessions, quotas) follow the
-// same shape: a constructor taking the Registerer, collectors created and
-// registered once, label values bound ahead of the hot path.
+// The session and request metrics (Traffic) and the upstreams' (Upstreams)
+// follow the same shape: a constructor taking the Registerer, collectors
+// created and registered once (a registry that holds them already lends
+// its own, so a rebuilt chain counts into the same series), label values
+// bound ahead of the hot path:
+//
+//	tr, err := metrics.NewTraffic(reg)
+//	hooks := tr.Hooks()                       // to the session manager
+//	stage := tr.Stage("github")               // the route's "metrics" pipeline stage
+//	observe := tr.Refused                     // the gateway-wide observer of refusals
 package metrics

@@ -41,13 +41,13 @@ func ExampleBuild() {
 	if err != nil {
 		panic(err)
 	}
-	msg.Session = &core.SessionInfo{ID: "s1", Route: "default", Era: core.EraLegacy}
+	msg.Session = &core.SessionInfo{ID: "s1", Route: "default", Era: core.EraLegacy, Principal: "alice"}
 	resp, err := chain.ClientToServer(context.Background(), msg)
 	if err != nil {
 		panic(err)
 	}
 	fmt.Println(string(resp.Raw))
 	// Output:
-	// level=DEBUG msg=mcp_exchange direction=client_to_server kind=request method=tools/call session=e8bc163c82ee route=default era=legacy tool=echo id=1
+	// level=DEBUG msg=mcp_exchange direction=client_to_server kind=request method=tools/call session=e8bc163c82ee principal=alice route=default era=legacy tool=echo id=1
 	// {"jsonrpc":"2.0","id":1,"result":{"content":[]}}
 }

@@ -27,13 +27,15 @@ import (
 //	           what the client really gets going out (after policy
 //	           redaction), and every refusal made by the stages inside it
 //	logging  – structured log of each exchange
+//	metrics  – request counts and durations by method and outcome, and
+//	           the decisions of the stages inside it, counted
 //	auth     – per-message authorisation (scopes per method and tool); the
 //	           caller's identity is known before the chain runs
 //	limits   – quotas and rate limits
 //	policy   – allowlists, schema validation, redaction: nearest the server,
 //	           so it rewrites what goes up and redacts what comes back
 //	           before any other stage sees it
-var Order = []string{"audit", "logging", "auth", "limits", "policy"}
+var Order = []string{"audit", "logging", "metrics", "auth", "limits", "policy"}
 
 // Env is what the gateway builds a route's stages with.
 type Env struct {

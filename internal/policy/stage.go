@@ -41,7 +41,7 @@ func sessionOf(m *core.Message) *session {
 // report hands a decision to the chain's observers and logs refusals.
 func (s *Set) report(ctx context.Context, m *core.Message, policy, rule, action string, e *core.Error) {
 	if action == pipeline.ActionDeny || action == pipeline.ActionInvalid || action == pipeline.ActionBlock {
-		s.log.Info("policy_"+action, "policy", policy, "rule", rule, "method", m.Method, "name", m.Name, "session", m.Session.LogID())
+		s.log.Info("policy_"+action, "policy", policy, "rule", rule, "method", m.Method, "name", m.Name, "session", m.Session.LogID(), "principal", m.Session.LogPrincipal(), "route", s.route)
 	}
 	c := s.chain.Load()
 	if c == nil || !c.Observing() {

@@ -667,6 +667,9 @@ func (r *Reservation) Commit(info *core.SessionInfo, lim Limits, closer Closer, 
 		if h.Created != nil {
 			h.Created(s.info)
 		}
+		if h.Admitted != nil {
+			h.Admitted(s.info, r.restored)
+		}
 	}
 	if r.restored != "" {
 		m.resumedHooks(s, r.restored)
@@ -879,7 +882,7 @@ func (m *Manager) teardown(ctx context.Context, s *Session, reason Reason) {
 		if s.closer != nil {
 			s.closer(ctx, reason)
 		}
-		m.log.Info("session_ended", "session", s.info.LogID(), "route", s.info.Route, "reason", string(reason),
+		m.log.Info("session_ended", "session", s.info.LogID(), "principal", s.info.Principal, "route", s.info.Route, "reason", string(reason),
 			"age", time.Since(s.info.Created).Round(time.Millisecond))
 		s.hooks.Lock() // after its Created hooks
 		s.hooks.Unlock()
@@ -894,7 +897,7 @@ func (m *Manager) teardown(ctx context.Context, s *Session, reason Reason) {
 // Resumed reports that a session continued after an interruption (a
 // stream resumed with Last-Event-ID, an upstream session re-established).
 func (m *Manager) Resumed(s *Session, how string) {
-	m.log.Info("session_resumed", "session", s.info.LogID(), "route", s.info.Route, "how", how)
+	m.log.Info("session_resumed", "session", s.info.LogID(), "principal", s.info.Principal, "route", s.info.Route, "how", how)
 	m.resumedHooks(s, how)
 }
 

@@ -42,6 +42,11 @@ const (
 // Created always runs before Evicted and Ended.
 type Hooks struct {
 	Created func(info *core.SessionInfo)
+	// Admitted runs where Created does, and says how a session that
+	// existed before came back ("" for a new session; else as Resumed's
+	// how: "restart", "replica", ...), for counters that must not count a
+	// restored session as a new one.
+	Admitted func(info *core.SessionInfo, restored string)
 	// Resumed: the session continued after an interruption; how says which
 	// ("stream" for Last-Event-ID, "upstream" for a re-established
 	// upstream session).

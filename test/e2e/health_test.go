@@ -204,7 +204,7 @@ func TestStoreHealthRedisRestart(t *testing.T) {
 
 	// The first check runs as the store opens; a moment later both are ready.
 	up := func(h healthReading) bool { return h.StoreUp == 1 && h.Ready == http.StatusOK }
-	if h := within(t, 5*time.Second, "store up at start", closedAdmin, up); h.Body != `{"status":"ready"}` || h.Outages != 0 {
+	if h := within(t, 5*time.Second, "store up at start", closedAdmin, up); h.Body != `{"status":"ready","routes":{"fixture":"up"}}` || h.Outages != 0 {
 		t.Errorf("at start: %+v", h)
 	}
 	within(t, 5*time.Second, "fail-open gateway ready at start", openAdmin, up)
@@ -220,11 +220,11 @@ func TestStoreHealthRedisRestart(t *testing.T) {
 		return h.StoreUp == 0 && h.Ready == http.StatusServiceUnavailable
 	})
 	t.Logf("fail-closed gateway saw the outage after %v", time.Since(killed).Round(time.Millisecond))
-	if h.Body != `{"status":"not_ready","not_ready":["store"]}` || h.Outages != 1 || h.PingErrors < 1 {
+	if h.Body != `{"status":"not_ready","not_ready":["store"],"routes":{"fixture":"up"}}` || h.Outages != 1 || h.PingErrors < 1 {
 		t.Errorf("store down, fail-closed: %+v", h)
 	}
 	ho := within(t, bound, "fail-open gateway sees the outage", openAdmin, func(h healthReading) bool { return h.StoreUp == 0 })
-	if ho.Ready != http.StatusOK || ho.Body != `{"status":"ready","degraded":["store"]}` {
+	if ho.Ready != http.StatusOK || ho.Body != `{"status":"ready","degraded":["store"],"routes":{"fixture":"up"}}` {
 		t.Errorf("store down, fail-open: /readyz %d %s; want 200, degraded store", ho.Ready, ho.Body)
 	}
 	// What needs the store is refused with 503 (a new session; a session
@@ -248,11 +248,11 @@ func TestStoreHealthRedisRestart(t *testing.T) {
 	restarted := time.Now()
 	h = within(t, 10*time.Second, "store up after the restart", closedAdmin, up)
 	t.Logf("recovered %v after the restart", time.Since(restarted).Round(time.Millisecond))
-	if h.Body != `{"status":"ready"}` || h.Outages != 1 {
+	if h.Body != `{"status":"ready","routes":{"fixture":"up"}}` || h.Outages != 1 {
 		t.Errorf("after recovery: %+v", h)
 	}
 	within(t, 10*time.Second, "fail-open gateway no longer degraded", openAdmin, func(h healthReading) bool {
-		return h.StoreUp == 1 && h.Body == `{"status":"ready"}`
+		return h.StoreUp == 1 && h.Body == `{"status":"ready","routes":{"fixture":"up"}}`
 	})
 	recs := closedLog.records("store_recovered")
 	if len(recs) != 1 {

@@ -35,9 +35,9 @@ func ExampleNew() {
 		if err != nil {
 			panic(err)
 		}
-		m.Session = &core.SessionInfo{ID: "s1", Route: "default", Era: core.EraLegacy}
+		m.Session = &core.SessionInfo{ID: "s1", Route: "default", Era: core.EraLegacy, Principal: "alice"}
 		_, _ = h(context.Background(), m)
 	}
 	// Output:
-	// level=INFO msg=mcp_exchange direction=client_to_server kind=request method=tools/call session=e8bc163c82ee route=default era=legacy tool=missing id=2 error_code=-32602
+	// level=INFO msg=mcp_exchange direction=client_to_server kind=request method=tools/call session=e8bc163c82ee principal=alice route=default era=legacy tool=missing id=2 error_code=-32602
 }

@@ -38,7 +38,7 @@ func New(logger *slog.Logger) core.Interceptor {
 				slog.String("method", m.Method),
 				slog.Duration("duration", time.Since(start)))
 			if m.Session != nil {
-				attrs = append(attrs, slog.String("session", m.Session.LogID()), slog.String("route", m.Session.Route),
+				attrs = append(attrs, slog.String("session", m.Session.LogID()), slog.String("principal", m.Session.Principal), slog.String("route", m.Session.Route),
 					slog.String("era", m.Session.Era.String()))
 			}
 			if m.Name != "" {

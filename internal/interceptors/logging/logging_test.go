@@ -33,7 +33,7 @@ func decode(t testing.TB, raw string) *core.Message {
 	return m
 }
 
-var legacySession = &core.SessionInfo{ID: "sess-1", Route: "github", Era: core.EraLegacy}
+var legacySession = &core.SessionInfo{ID: "sess-1", Route: "github", Era: core.EraLegacy, Principal: "alice"}
 
 // records decodes the JSON log lines in buf.
 func records(t *testing.T, buf *bytes.Buffer) []map[string]any {
@@ -72,7 +72,7 @@ func TestRecords(t *testing.T) {
 			handler: func(_ context.Context, m *core.Message) (*core.Message, error) { return resultFor(m), nil },
 			want: map[string]any{
 				"level": "DEBUG", "msg": "mcp_exchange", "direction": "client_to_server", "kind": "request",
-				"method": "tools/call", "tool": "create_issue", "session": core.Fingerprint("sess-1"), "route": "github",
+				"method": "tools/call", "tool": "create_issue", "session": core.Fingerprint("sess-1"), "route": "github", "principal": "alice",
 				"era": "legacy", "id": "7",
 			},
 		},
@@ -80,13 +80,13 @@ func TestRecords(t *testing.T) {
 			name: "resources/read logs the uri",
 			msg: func(t *testing.T) *core.Message {
 				m := decode(t, `{"jsonrpc":"2.0","id":"r-1","method":"resources/read","params":{"uri":"file:///etc/motd"}}`)
-				m.Session = &core.SessionInfo{ID: "sess-2", Route: "files", Era: core.EraModern}
+				m.Session = &core.SessionInfo{ID: "sess-2", Route: "files", Era: core.EraModern, Principal: "alice"}
 				return m
 			},
 			handler: func(_ context.Context, m *core.Message) (*core.Message, error) { return resultFor(m), nil },
 			want: map[string]any{
 				"level": "DEBUG", "msg": "mcp_exchange", "direction": "client_to_server", "kind": "request",
-				"method": "resources/read", "uri": "file:///etc/motd", "session": core.Fingerprint("sess-2"), "route": "files",
+				"method": "resources/read", "uri": "file:///etc/motd", "session": core.Fingerprint("sess-2"), "route": "files", "principal": "alice",
 				"era": "modern", "id": `"r-1"`,
 			},
 		},
@@ -100,7 +100,7 @@ func TestRecords(t *testing.T) {
 			handler: func(_ context.Context, m *core.Message) (*core.Message, error) { return resultFor(m), nil },
 			want: map[string]any{
 				"level": "DEBUG", "msg": "mcp_exchange", "direction": "client_to_server", "kind": "request",
-				"method": "prompts/get", "prompt": "summarize", "session": core.Fingerprint("sess-1"), "route": "github",
+				"method": "prompts/get", "prompt": "summarize", "session": core.Fingerprint("sess-1"), "route": "github", "principal": "alice",
 				"era": "legacy", "id": "3",
 			},
 		},
@@ -115,7 +115,7 @@ func TestRecords(t *testing.T) {
 			handler: func(context.Context, *core.Message) (*core.Message, error) { return nil, nil },
 			want: map[string]any{
 				"level": "DEBUG", "msg": "mcp_exchange", "direction": "server_to_client", "kind": "notification",
-				"method": "notifications/message", "session": core.Fingerprint("sess-1"), "route": "github", "era": "legacy",
+				"method": "notifications/message", "session": core.Fingerprint("sess-1"), "route": "github", "principal": "alice", "era": "legacy",
 			},
 		},
 		{
@@ -139,7 +139,7 @@ func TestRecords(t *testing.T) {
 			handler: func(context.Context, *core.Message) (*core.Message, error) { return upstreamErr, nil },
 			want: map[string]any{
 				"level": "INFO", "msg": "mcp_exchange", "direction": "client_to_server", "kind": "request",
-				"method": "tools/call", "tool": "create_issue", "session": core.Fingerprint("sess-1"), "route": "github",
+				"method": "tools/call", "tool": "create_issue", "session": core.Fingerprint("sess-1"), "route": "github", "principal": "alice",
 				"era": "legacy", "id": "8", "error_code": float64(core.CodeInvalidParams),
 			},
 		},
@@ -153,7 +153,7 @@ func TestRecords(t *testing.T) {
 			handler: func(context.Context, *core.Message) (*core.Message, error) { return nil, handlerErr },
 			want: map[string]any{
 				"level": "WARN", "msg": "mcp_exchange", "direction": "client_to_server", "kind": "request",
-				"method": "tools/call", "tool": "create_issue", "session": core.Fingerprint("sess-1"), "route": "github",
+				"method": "tools/call", "tool": "create_issue", "session": core.Fingerprint("sess-1"), "route": "github", "principal": "alice",
 				"era": "legacy", "id": "9", "error": handlerErr.Error(),
 			},
 		},

@@ -684,7 +684,7 @@ func (s *Stage) refuse(ctx context.Context, st *state, a *applied, m *core.Messa
 			why = "it tracks as many keys as it may"
 		}
 		// The outage itself is logged once, by the meter (quota_store_unavailable).
-		s.log.Debug("quota_unavailable", "quota", a.q.cfg.Name, "session", st.info.LogID(), "error", err)
+		s.log.Debug("quota_unavailable", "quota", a.q.cfg.Name, "session", st.info.LogID(), "principal", st.info.Principal, "error", err)
 		e := core.NewError(core.CodeInternalError, "quota "+strconv.Quote(a.q.cfg.Name)+" cannot be checked ("+why+"); retry shortly").
 			WithStatus(http.StatusServiceUnavailable).Wrap(err)
 		e.Header = http.Header{"Retry-After": {"1"}}
@@ -747,7 +747,7 @@ func (s *Stage) answer(ctx context.Context, st *state, m *core.Message, r Refusa
 		e.Code = core.CodeRequestTimeout
 	}
 	s.log.Info("quota_"+decision, "quota", r.Quota, "limit", r.Limit, "max", r.Max, "usage", r.Usage,
-		"session", st.info.LogID(), "route", s.route, "method", m.Method)
+		"session", st.info.LogID(), "principal", st.info.Principal, "route", s.route, "method", m.Method)
 	if s.observe != nil {
 		s.observe(ctx, st.info, &pipeline.Event{Kind: pipeline.Decision, Route: s.route, Message: m, Err: e,
 			Quota: r.Quota, Limit: r.Limit, Action: decision, Usage: r.Usage, Max: r.Max})
@@ -797,7 +797,7 @@ func (s *Stage) expire(ctx context.Context, st *state, m *core.Message) error {
 		Usage: time.Since(st.created).Milliseconds(), Per: config.QuotaPerSession, Window: "0s", Message: msg})
 	if st.once.CompareAndSwap(false, true) {
 		q.ended.Inc()
-		s.log.Info("quota_session_time", "quota", q.cfg.Name, "session", st.info.LogID(), "route", s.route)
+		s.log.Info("quota_session_time", "quota", q.cfg.Name, "session", st.info.LogID(), "principal", st.info.Principal, "route", s.route)
 		if s.observe != nil {
 			s.observe(ctx, st.info, &pipeline.Event{Kind: pipeline.Decision, Route: s.route, Message: m, Err: e,
 				Quota: q.cfg.Name, Limit: LimitSessionTime, Action: pipeline.ActionSessionTime,
@@ -838,7 +838,7 @@ func (s *Stage) warn(ctx context.Context, st *state, a *applied, m *core.Message
 		}
 		msg += " (warn_at " + strconv.FormatFloat(at, 'g', -1, 64) + "); requests past the limit will be refused"
 		s.log.Info("quota_warning", "quota", a.q.cfg.Name, "limit", ctr.Name, "usage", used, "max", ctr.Limit,
-			"session", st.info.LogID(), "route", s.route)
+			"session", st.info.LogID(), "principal", st.info.Principal, "route", s.route)
 		if s.observe != nil {
 			s.observe(ctx, st.info, &pipeline.Event{Kind: pipeline.Decision, Route: s.route, Message: m,
 				Quota: a.q.cfg.Name, Limit: ctr.Name, Action: pipeline.ActionWarning, Usage: used, Max: ctr.Limit})

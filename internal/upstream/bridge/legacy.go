@@ -209,7 +209,7 @@ func newLegacyOverModern(ctx context.Context, u *Upstream, p upstream.OpenParams
 	}
 	c.version = c.defaultVersion
 	if p.Session != nil {
-		c.log = c.log.With("session", p.Session.LogID())
+		c.log = c.log.With("session", p.Session.LogID(), "principal", p.Session.Principal)
 	}
 	c.life, c.kill = context.WithCancel(context.Background())
 	inner, err := u.inner.Open(ctx, upstream.OpenParams{Session: p.Session, Era: core.EraModern, Catalog: p.Catalog}, lomSink{c})

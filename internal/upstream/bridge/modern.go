@@ -139,7 +139,7 @@ func newModernOverLegacy(_ context.Context, u *Upstream, p upstream.OpenParams, 
 	life, kill := context.WithCancel(context.Background())
 	log := u.opts.Logger
 	if p.Session != nil {
-		log = log.With("session", p.Session.LogID())
+		log = log.With("session", p.Session.LogID(), "principal", p.Session.Principal)
 	}
 	return &modernOverLegacy{
 		u: u, p: p, log: log, life: life, kill: kill,

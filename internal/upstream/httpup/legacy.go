@@ -262,7 +262,7 @@ func (c *legacyConn) sessionLost() error {
 	c.lost = true
 	c.mu.Unlock()
 	if notify {
-		c.u.log.Info("upstream_session_lost", "session", c.session.LogID())
+		c.u.log.Info("upstream_session_lost", "session", c.session.LogID(), "principal", c.session.LogPrincipal(), "route", c.session.LogRoute())
 		if c.sink != nil {
 			c.sink.Closed(errSessionLost)
 		}
@@ -533,7 +533,7 @@ func (c *legacyConn) listenLoop(ctx context.Context, stop func(), done chan stru
 				c.mu.Unlock()
 				return
 			}
-			c.u.log.Debug("upstream_listen_reconnect_failed", "session", c.session.LogID(), "attempt", failures, "error", err)
+			c.u.log.Debug("upstream_listen_reconnect_failed", "session", c.session.LogID(), "principal", c.session.LogPrincipal(), "route", c.session.LogRoute(), "attempt", failures, "error", err)
 		}
 	}
 }
@@ -560,7 +560,7 @@ func (c *legacyConn) consume(br *bufio.Reader, lastID *string, retry *time.Durat
 		}
 		m, err := core.Decode(bytes.Clone(ev.Data))
 		if err != nil {
-			c.u.log.Warn("upstream_invalid_message", "session", c.session.LogID(), "error", err)
+			c.u.log.Warn("upstream_invalid_message", "session", c.session.LogID(), "principal", c.session.LogPrincipal(), "route", c.session.LogRoute(), "error", err)
 			continue
 		}
 		c.stamp(m)

@@ -107,7 +107,7 @@ func (c *Conn) adopt(sess *core.SessionInfo, sid string, era core.Era, sink upst
 	}
 	if ok {
 		u := c.up
-		log := u.logger.With("route", u.route, "session", core.Fingerprint(sid), "pid", c.pid)
+		log := u.logger.With("route", u.route, "session", core.Fingerprint(sid), "principal", sess.LogPrincipal(), "pid", c.pid)
 		c.bound.Store(&binding{log: log, sess: sess, era: era, sink: sink})
 		log.Info("stdio_adopted")
 	}

@@ -429,7 +429,7 @@ func (u *Upstream) start(sess *core.SessionInfo, sid string, era core.Era, sink 
 	if u.cfg.Sandbox != nil {
 		var err error
 		if cmd, err = u.sandboxCmd(env); err != nil {
-			u.logger.Warn("stdio_spawn_failed", "route", u.route, "session", core.Fingerprint(sid), "command", u.cfg.Command, "error", err)
+			u.logger.Warn("stdio_spawn_failed", "route", u.route, "session", core.Fingerprint(sid), "principal", sess.LogPrincipal(), "command", u.cfg.Command, "error", err)
 			return nil, fmt.Errorf("stdio: start %s: %w", u.cfg.Command, err)
 		}
 	} else {
@@ -471,7 +471,7 @@ func (u *Upstream) start(sess *core.SessionInfo, sid string, era core.Era, sink 
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
 	if err := startCmd(cmd); err != nil {
 		closeAll()
-		u.logger.Warn("stdio_spawn_failed", "route", u.route, "session", core.Fingerprint(sid), "command", u.cfg.Command, "error", err)
+		u.logger.Warn("stdio_spawn_failed", "route", u.route, "session", core.Fingerprint(sid), "principal", sess.LogPrincipal(), "command", u.cfg.Command, "error", err)
 		return nil, fmt.Errorf("stdio: start %s: %w", u.cfg.Command, err)
 	}
 	// The child holds its ends now.
@@ -480,7 +480,7 @@ func (u *Upstream) start(sess *core.SessionInfo, sid string, era core.Era, sink 
 	_ = errW.Close()
 
 	pid := cmd.Process.Pid
-	log := u.logger.With("route", u.route, "session", core.Fingerprint(sid), "pid", pid)
+	log := u.logger.With("route", u.route, "session", core.Fingerprint(sid), "principal", sess.LogPrincipal(), "pid", pid)
 	log.Info("stdio_spawn", "command", u.cfg.Command, "args", u.cfg.Args, "dir", u.cfg.Dir, "sandbox", u.cfg.Sandbox)
 
 	c := &Conn{

@@ -366,7 +366,7 @@ func TestStderrLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := u.rec.wait(t, "stderr line", stderrLine("hello on stderr"))
-	want := map[string]string{"line": "hello on stderr", "session": info.LogID(), "route": "test-route", "pid": fmt.Sprint(c.pid)}
+	want := map[string]string{"line": "hello on stderr", "session": info.LogID(), "principal": info.Principal, "route": "test-route", "pid": fmt.Sprint(c.pid)}
 	if diff := cmp.Diff(want, r.Attrs); diff != "" {
 		t.Errorf("stderr record (-want +got):\n%s", diff)
 	}
