@@ -291,6 +291,11 @@ type Route struct {
 	CacheHints CacheHints `yaml:"cache_hints"`
 	// Auth replaces the top-level auth for this route.
 	Auth *Auth `yaml:"auth"`
+	// SessionTools adds mcpgate's own tools (mcpgate_session_status,
+	// mcpgate_session_tighten, mcpgate_session_end) and resources
+	// (mcpgate://session, mcpgate://health) inside every session of the
+	// route, merged into the upstream's lists. Default false.
+	SessionTools bool `yaml:"session_tools"`
 }
 
 // CacheHints are caching hints for translated results (tools/list,
