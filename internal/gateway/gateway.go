@@ -22,6 +22,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/frontend"
 	"github.com/mcpgate/mcpgate/internal/interceptors/quota"
+	"github.com/mcpgate/mcpgate/internal/interceptors/sessiontools"
 	"github.com/mcpgate/mcpgate/internal/meter"
 	"github.com/mcpgate/mcpgate/internal/metrics"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
@@ -77,6 +78,10 @@ type Gateway struct {
 	// across reloads; in Redis once Run binds them to a shared store.
 	meters     *quota.Meters
 	quotaState *quotaState // saves meters to an embedded store
+	// upHealth is, per route with session_tools, its upstream's health
+	// as its sessions found it, kept across reloads.
+	upHealthMu sync.Mutex
+	upHealth   map[string]*sessiontools.Health
 	procs      *procRecorder
 
 	// reloadMu serializes reloads; live is what they change (reload.go).
