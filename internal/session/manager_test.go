@@ -683,7 +683,7 @@ func TestShorten(t *testing.T) {
 	if l := s.Limits(); l.TTL != time.Minute {
 		t.Fatalf("TTL rose to %v", l.TTL)
 	}
-	session.ReapOnce(m, time.Now().Add(2 * time.Minute))
+	session.ReapOnce(m, time.Now().Add(2*time.Minute))
 	select {
 	case <-s.Done():
 	case <-time.After(5 * time.Second):

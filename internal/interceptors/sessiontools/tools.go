@@ -435,8 +435,8 @@ func definitions() (tools, resources []json.RawMessage) {
 		`"required":["session","route","era","principal","created","age_seconds","quotas","denied_tools"]}`
 	defs := []map[string]any{
 		{"name": ToolStatus, "title": "This session's status",
-			"description": "This session's id fingerprint, age, idle timeout and TTL, its quotas' usage and when they reset, and the tools it denied itself. Added by mcpgate.",
-			"inputSchema": json.RawMessage(`{"type":"object","properties":{},"additionalProperties":false}`),
+			"description":  "This session's id fingerprint, age, idle timeout and TTL, its quotas' usage and when they reset, and the tools it denied itself. Added by mcpgate.",
+			"inputSchema":  json.RawMessage(`{"type":"object","properties":{},"additionalProperties":false}`),
 			"outputSchema": json.RawMessage(status),
 			"annotations":  map[string]any{"readOnlyHint": true, "idempotentHint": true, "openWorldHint": false}},
 		{"name": ToolTighten, "title": "Tighten this session's limits",
@@ -452,8 +452,8 @@ func definitions() (tools, resources []json.RawMessage) {
 			"outputSchema": json.RawMessage(status),
 			"annotations":  map[string]any{"readOnlyHint": false, "destructiveHint": false, "idempotentHint": true, "openWorldHint": false}},
 		{"name": ToolEnd, "title": "End this session",
-			"description": "End this session once this response is delivered. Added by mcpgate.",
-			"inputSchema": json.RawMessage(`{"type":"object","properties":{},"additionalProperties":false}`),
+			"description":  "End this session once this response is delivered. Added by mcpgate.",
+			"inputSchema":  json.RawMessage(`{"type":"object","properties":{},"additionalProperties":false}`),
 			"outputSchema": json.RawMessage(`{"type":"object","properties":{"ended":{"type":"boolean"},"session":{"type":"string"},"message":{"type":"string"}},"required":["ended","session","message"]}`),
 			"annotations":  map[string]any{"readOnlyHint": false, "destructiveHint": true, "idempotentHint": true, "openWorldHint": false}},
 	}
