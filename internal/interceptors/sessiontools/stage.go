@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -110,6 +111,8 @@ type state struct {
 	// deny are the globs of the tools the session denied itself; read
 	// lock-free on every tools/call and list.
 	deny atomic.Pointer[[]string]
+	// ended is set once mcpgate_session_end's response is delivered.
+	ended atomic.Bool
 
 	mu       sync.Mutex
 	notifier core.SessionNotifier
@@ -190,6 +193,9 @@ func (s *Stage) clientToServer(next core.Handler) core.Handler {
 		st := stateOf(m)
 		if st == nil || m.Kind != core.KindRequest {
 			return next(ctx, m)
+		}
+		if st.ended.Load() {
+			return nil, core.NewError(core.CodeSessionNotFound, "session not found: it ended itself with "+ToolEnd).WithStatus(http.StatusNotFound)
 		}
 		if st.notifier == nil && m.Era == core.EraLegacy {
 			if n := core.SessionNotifierOf(ctx); n != nil {

@@ -122,9 +122,16 @@ func (s *Stage) call(ctx context.Context, st *state, m *core.Message) *core.Mess
 			return toolResult(m, "this gateway cannot end sessions from inside them", nil, true)
 		}
 		info := st.info
-		end := func() { s.opts.End(info) }
+		// Once the response is delivered the session's requests are
+		// refused; its streams close a moment later, so that a client
+		// that takes a closed stream for a broken connection has read
+		// the response first.
+		end := func() {
+			st.ended.Store(true)
+			time.AfterFunc(endGrace, func() { s.opts.End(info) })
+		}
 		if !core.AfterResponse(ctx, end) {
-			go end()
+			end()
 		}
 		s.log.Info("session_end_requested", "session", info.LogID())
 		v := endResult{Ended: true, Session: info.LogID(),
@@ -133,6 +140,10 @@ func (s *Stage) call(ctx context.Context, st *state, m *core.Message) *core.Mess
 	}
 	return toolResult(m, "unknown tool "+quote(m.Name)+": the "+toolPrefix+" tools of this session are "+ToolStatus+", "+ToolTighten+" and "+ToolEnd, nil, true)
 }
+
+// endGrace is how long after mcpgate_session_end's response is delivered
+// the session's streams close.
+const endGrace = 250 * time.Millisecond
 
 type endResult struct {
 	Ended   bool   `json:"ended"`
