@@ -21,6 +21,12 @@ import (
 // mcpgate:// URI.
 func sessionToolsUpstream(t *testing.T) string {
 	t.Helper()
+	srv := httptest.NewServer(sessionToolsUpstreamHandler())
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func sessionToolsUpstreamHandler() http.Handler {
 	s := mcp.NewServer(&mcp.Implementation{Name: "st-upstream", Version: "1"}, &mcp.ServerOptions{PageSize: 2})
 	for _, name := range []string{"echo", "search", "danger", "mcpgate_session_status", "zeta"} {
 		mcp.AddTool(s, &mcp.Tool{Name: name}, func(_ context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
@@ -32,9 +38,7 @@ func sessionToolsUpstream(t *testing.T) string {
 			return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, Text: "upstream"}}}, nil
 		})
 	}
-	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
-	t.Cleanup(srv.Close)
-	return srv.URL
+	return mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil)
 }
 
 // structured decodes a tool result's structured content.
@@ -301,4 +305,93 @@ func eraName(version string) string {
 		return "modern"
 	}
 	return "legacy"
+}
+
+// TestSessionHealthResource: a client subscribed to mcpgate://health
+// hears when the route's upstream goes down and when it comes back, in
+// both eras.
+func TestSessionHealthResource(t *testing.T) {
+	t.Parallel()
+	inner := sessionToolsUpstreamHandler()
+	var down atomic.Bool
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() && r.Method == http.MethodPost {
+			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	t.Cleanup(up.Close)
+	rt := httpRoute("tools", "/mcp", up.URL)
+	rt.SessionTools = true
+	g := startGateway(t, nil, rt)
+	// One session at a time: the upstream's health is the route's.
+	for _, version := range []string{"2025-11-25", "2026-07-28"} {
+		t.Run(version, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			updates := make(chan struct{}, 16)
+			c := mcp.NewClient(&mcp.Implementation{Name: "health-client", Version: "1"}, &mcp.ClientOptions{
+				ResourceUpdatedHandler: func(_ context.Context, r *mcp.ResourceUpdatedNotificationRequest) {
+					if r.Params.URI == "mcpgate://health" {
+						updates <- struct{}{}
+					}
+				},
+			})
+			cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: g.URL + "/mcp", MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: version})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cs.Close()
+			health := func() string {
+				t.Helper()
+				rr, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "mcpgate://health"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var h struct {
+					Upstream struct {
+						Status string `json:"status"`
+					} `json:"upstream"`
+				}
+				if err := json.Unmarshal([]byte(rr.Contents[0].Text), &h); err != nil {
+					t.Fatal(err)
+				}
+				return h.Upstream.Status
+			}
+			if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo"}); err != nil {
+				t.Fatal(err)
+			}
+			if got := health(); got != "up" {
+				t.Fatalf("health %q, want up", got)
+			}
+			if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: "mcpgate://health"}); err != nil {
+				t.Fatal(err)
+			}
+			wait := func(what string) {
+				t.Helper()
+				select {
+				case <-updates:
+				case <-ctx.Done():
+					t.Fatalf("no notifications/resources/updated when the upstream went %s", what)
+				}
+			}
+			down.Store(true)
+			if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo"}); err == nil {
+				t.Fatal("a call to a down upstream succeeded")
+			}
+			wait("down")
+			if got := health(); got != "down" {
+				t.Fatalf("health %q, want down", got)
+			}
+			down.Store(false)
+			if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo"}); err != nil {
+				t.Fatal(err)
+			}
+			wait("up")
+			if got := health(); got != "up" {
+				t.Fatalf("health %q, want up", got)
+			}
+		})
+	}
 }

@@ -358,6 +358,9 @@ func (h *Health) Stage() pipeline.Stage {
 				return resp, err
 			}
 			switch {
+			case err == nil && resp != nil && resp.Kind == core.KindError && resp.ErrorCode() == core.CodeUpstreamError:
+				// The era bridge answers a failed upstream call so.
+				h.Record(healthError("upstream error: " + errorMessage(resp)))
 			case err == nil && resp != nil:
 				h.Record(nil)
 			case err != nil:
@@ -377,3 +380,12 @@ func (h *Health) Stage() pipeline.Stage {
 type healthError string
 
 func (e healthError) Error() string { return string(e) }
+
+// errorMessage is an error response's message.
+func errorMessage(m *core.Message) string {
+	var e struct {
+		Message string `json:"message"`
+	}
+	_ = json.Unmarshal(m.Error, &e)
+	return e.Message
+}
