@@ -114,8 +114,11 @@ type state struct {
 	// ended is set once mcpgate_session_end's response is delivered.
 	ended atomic.Bool
 
-	mu       sync.Mutex
-	notifier core.SessionNotifier
+	// notifier is the session's own stream (legacy), from the first
+	// request that offers it.
+	notifier atomic.Pointer[notifierBox]
+
+	mu sync.Mutex
 	// subs are legacy subscriptions (resources/subscribe) by URI.
 	subs map[string]bool
 	// listens are modern subscriptions/listen streams naming our URIs.
@@ -123,6 +126,8 @@ type state struct {
 	// last is each subscribed URI's digest when last notified or read.
 	last map[string][32]byte
 }
+
+type notifierBox struct{ core.SessionNotifier }
 
 type listen struct {
 	ctx   context.Context
@@ -134,7 +139,6 @@ type listen struct {
 func (s *Stage) session(info *core.SessionInfo, prev any) any {
 	if old, ok := prev.(*state); ok && old != nil {
 		// A reload: the session keeps what it denied and subscribed to.
-		old.info = info
 		if old.subscribed() {
 			s.watch(old)
 		}
@@ -197,11 +201,9 @@ func (s *Stage) clientToServer(next core.Handler) core.Handler {
 		if st.ended.Load() {
 			return nil, core.NewError(core.CodeSessionNotFound, "session not found: it ended itself with "+ToolEnd).WithStatus(http.StatusNotFound)
 		}
-		if st.notifier == nil && m.Era == core.EraLegacy {
+		if m.Era == core.EraLegacy && st.notifier.Load() == nil {
 			if n := core.SessionNotifierOf(ctx); n != nil {
-				st.mu.Lock()
-				st.notifier = n
-				st.mu.Unlock()
+				st.notifier.CompareAndSwap(nil, &notifierBox{n})
 			}
 		}
 		switch m.Method {

@@ -275,7 +275,6 @@ func (s *Stage) updated(st *state, uri string) {
 	q, _ := json.Marshal(uri)
 	st.mu.Lock()
 	legacy := st.subs[uri]
-	notifier := st.notifier
 	var ls []*listen
 	for _, l := range st.listens {
 		if slices.Contains(l.uris, uri) && l.acked.Load() {
@@ -283,7 +282,8 @@ func (s *Stage) updated(st *state, uri string) {
 		}
 	}
 	st.mu.Unlock()
-	if legacy && notifier != nil {
+	if nb := st.notifier.Load(); legacy && nb != nil {
+		notifier := nb.SessionNotifier
 		if n, err := core.Notification("notifications/resources/updated", []byte(`{"uri":`+string(q)+`}`)); err == nil {
 			n.Era, n.Session = core.EraLegacy, st.info
 			notifier.Deliver(n)
