@@ -52,14 +52,19 @@ func (g *Gateway) stages(cfg *config.Config, env pipeline.Env, rep *pipeline.Rep
 	// One stage, limits: the request rate first (it refuses without
 	// counting anything), then the quotas.
 	limits := q.Stage()
-	limits.ClientToServer = both(ratelimit.New(g.rates.requestLimiter()), limits.ClientToServer)
+	rate := ratelimit.New(g.rates.requestLimiter())
+	rc := routeNamed(cfg, env.Route)
+	sessionTools := rc != nil && rc.SessionTools
+	if !sessionTools {
+		limits.ClientToServer = both(rate, limits.ClientToServer)
+	}
 	stages := []pipeline.Stage{
 		{Name: "logging", Interceptor: logging.New(g.log)},
 		authn.Stage(env.Route),
 		limits,
 		pols.Stage(),
 	}
-	if rc := routeNamed(cfg, env.Route); rc != nil && rc.SessionTools {
+	if sessionTools {
 		h := g.routeHealth(env.Route)
 		st := sessiontools.New(sessiontools.Options{Route: env.Route, Quota: q, Health: h, Logger: env.Logger,
 			Limits: func(info *core.SessionInfo) (time.Duration, time.Duration, bool) {
@@ -88,7 +93,11 @@ func (g *Gateway) stages(cfg *config.Config, env pipeline.Env, rep *pipeline.Rep
 			},
 			Readiness: func() any { return g.Readiness() },
 		})
-		stages = append(stages, st.Stage(), h.Stage())
+		// The request rate binds the session's own tools too: it moves
+		// in front of them, still counted once per request.
+		tools := st.Stage()
+		tools.ClientToServer = both(rate, tools.ClientToServer)
+		stages = append(stages, tools, h.Stage())
 	}
 	if g.extraStages != nil {
 		stages = append(stages, g.extraStages(env.Route)...)
