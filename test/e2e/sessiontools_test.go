@@ -200,6 +200,9 @@ func TestSessionTools(t *testing.T) {
 			if after.IdleTimeout != "10m0s" || !slices.Equal(after.DeniedTools, []string{"dang*"}) {
 				t.Fatalf("after tightening: %+v", after)
 			}
+			// The client hears its list changed: on the request's stream
+			// (legacy), on its subscriptions/listen stream (modern).
+			waitFor(t, "notifications/tools/list_changed after the denial", func() bool { return listChanged.Load() >= 1 })
 			if names := listToolNames(ctx, t, cs); slices.Contains(names, "danger") {
 				t.Errorf("denied tool still listed: %v", names)
 			}

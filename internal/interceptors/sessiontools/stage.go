@@ -132,7 +132,8 @@ type notifierBox struct{ core.SessionNotifier }
 type listen struct {
 	ctx   context.Context
 	id    core.ID
-	uris  []string
+	uris  []string // ours it asked for
+	tools bool     // it asked for toolsListChanged
 	acked atomic.Bool
 }
 
@@ -175,7 +176,15 @@ func stateOf(m *core.Message) *state {
 func (st *state) subscribed() bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return len(st.subs) > 0 || len(st.listens) > 0
+	if len(st.subs) > 0 {
+		return true
+	}
+	for _, l := range st.listens {
+		if len(l.uris) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // denied is the glob of the session's denials that name matches, "" for none.
@@ -262,7 +271,7 @@ func (s *Stage) serverToClient(next core.Handler) core.Handler {
 		if l == nil || l.acked.Load() {
 			return next(ctx, m)
 		}
-		out, err := addSubscriptions(m.Params, l.uris)
+		out, err := addSubscriptions(m.Params, l.uris, l.tools)
 		l.acked.Store(true)
 		if err != nil {
 			return next(ctx, m)

@@ -56,12 +56,16 @@ func (s *Stage) listen(ctx context.Context, st *state, m *core.Message, next cor
 	if json.Unmarshal(p["notifications"], &n) != nil || n == nil {
 		return next(ctx, m)
 	}
-	var uris []string
-	if json.Unmarshal(n["resourceSubscriptions"], &uris) != nil {
+	var want struct {
+		Tools bool     `json:"toolsListChanged"`
+		URIs  []string `json:"resourceSubscriptions"`
+	}
+	raw, _ := json.Marshal(n)
+	if json.Unmarshal(raw, &want) != nil {
 		return next(ctx, m)
 	}
 	var ours, theirs []string
-	for _, u := range uris {
+	for _, u := range want.URIs {
 		if strings.HasPrefix(u, uriPrefix) {
 			if (u == URISession || u == URIHealth) && !slices.Contains(ours, u) {
 				ours = append(ours, u)
@@ -70,45 +74,74 @@ func (s *Stage) listen(ctx context.Context, st *state, m *core.Message, next cor
 		}
 		theirs = append(theirs, u)
 	}
-	if len(ours) == 0 && len(theirs) == len(uris) {
-		return next(ctx, m)
+	fwd := m
+	if len(theirs) != len(want.URIs) {
+		if len(theirs) == 0 {
+			delete(n, "resourceSubscriptions")
+		} else {
+			n["resourceSubscriptions"], _ = json.Marshal(theirs)
+		}
+		p["notifications"], _ = json.Marshal(n)
+		params, _ := json.Marshal(p)
+		var err error
+		if fwd, err = rebuild(m, params); err != nil {
+			return next(ctx, m)
+		}
 	}
-	if len(theirs) == 0 {
-		delete(n, "resourceSubscriptions")
-	} else {
-		n["resourceSubscriptions"], _ = json.Marshal(theirs)
+	if len(ours) == 0 && !want.Tools {
+		return next(ctx, fwd)
 	}
-	p["notifications"], _ = json.Marshal(n)
-	params, _ := json.Marshal(p)
-	fwd, err := rebuild(m, params)
-	if err != nil {
-		return next(ctx, m)
-	}
-	var l *listen
-	if len(ours) > 0 {
-		l = &listen{ctx: ctx, id: m.ID, uris: ours}
+	// The stream is remembered for the updates of our resources and for
+	// the list change a denial makes.
+	l := &listen{ctx: ctx, id: m.ID, uris: ours, tools: want.Tools}
+	st.mu.Lock()
+	st.listens[m.ID] = l
+	st.mu.Unlock()
+	for _, u := range ours {
+		d := s.digestOf(ctx, st, u)
 		st.mu.Lock()
-		st.listens[m.ID] = l
-		for _, u := range ours {
-			st.last[u] = [32]byte{}
+		st.last[u] = d
+		st.mu.Unlock()
+	}
+	if len(ours) > 0 {
+		s.watch(st)
+	}
+	defer func() {
+		st.mu.Lock()
+		if st.listens[m.ID] == l {
+			delete(st.listens, m.ID)
 		}
 		st.mu.Unlock()
-		for _, u := range ours {
-			d := s.digestOf(ctx, st, u)
-			st.mu.Lock()
-			st.last[u] = d
-			st.mu.Unlock()
-		}
-		s.watch(st)
-		defer func() {
-			st.mu.Lock()
-			if st.listens[m.ID] == l {
-				delete(st.listens, m.ID)
-			}
-			st.mu.Unlock()
-		}()
-	}
+	}()
 	return next(ctx, fwd)
+}
+
+// listChanged tells the session's client that the tools it may see
+// changed: on the request's stream (legacy), on each listen stream that
+// asked for tool list changes (modern).
+func (s *Stage) listChanged(ctx context.Context, st *state, m *core.Message) {
+	if m.Era == core.EraLegacy {
+		if n, err := core.Notification("notifications/tools/list_changed", nil); err == nil {
+			n.Era = m.Era
+			core.NotifyClient(ctx, n)
+		}
+		return
+	}
+	st.mu.Lock()
+	var ls []*listen
+	for _, l := range st.listens {
+		if l.tools && l.acked.Load() {
+			ls = append(ls, l)
+		}
+	}
+	st.mu.Unlock()
+	for _, l := range ls {
+		params := `{"_meta":{"` + core.MetaSubscriptionID + `":` + string(l.id) + `}}`
+		if n, err := core.Notification("notifications/tools/list_changed", []byte(params)); err == nil {
+			n.Era, n.Session = core.EraModern, st.info
+			core.NotifyClient(l.ctx, n)
+		}
+	}
 }
 
 // rebuild is request m with other params.
@@ -143,8 +176,10 @@ func subscriptionID(params []byte) core.ID {
 }
 
 // addSubscriptions adds uris to an acknowledgement's
-// notifications.resourceSubscriptions.
-func addSubscriptions(params []byte, uris []string) ([]byte, error) {
+// notifications.resourceSubscriptions, and agrees to toolsListChanged
+// when tools (the session's denials change its list whatever the
+// upstream's does).
+func addSubscriptions(params []byte, uris []string, tools bool) ([]byte, error) {
 	var p map[string]json.RawMessage
 	if err := json.Unmarshal(params, &p); err != nil {
 		return nil, err
@@ -169,7 +204,12 @@ func addSubscriptions(params []byte, uris []string) ([]byte, error) {
 			have = append(have, u)
 		}
 	}
-	n["resourceSubscriptions"], _ = json.Marshal(have)
+	if len(have) > 0 {
+		n["resourceSubscriptions"], _ = json.Marshal(have)
+	}
+	if tools {
+		n["toolsListChanged"] = json.RawMessage(`true`)
+	}
 	p["notifications"], _ = json.Marshal(n)
 	return json.Marshal(p)
 }

@@ -275,10 +275,7 @@ func (s *Stage) tighten(ctx context.Context, st *state, m *core.Message, args []
 		st.deny.Store(&all)
 		st.mu.Unlock()
 		// The tools the client sees changed.
-		if n, err := core.Notification("notifications/tools/list_changed", nil); err == nil && m.Era == core.EraLegacy {
-			n.Era = m.Era
-			core.NotifyClient(ctx, n)
-		}
+		s.listChanged(ctx, st, m)
 	}
 	s.log.Info("session_tightened", "session", info.LogID(), "quotas", len(t.Quotas), "deny_tools", len(t.DenyTools),
 		"idle_timeout", t.idle, "ttl", t.ttl)
