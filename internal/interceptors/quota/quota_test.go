@@ -603,3 +603,25 @@ func TestTighten(t *testing.T) {
 		t.Fatalf("after a reload: %+v", r)
 	}
 }
+
+// TestTightenResultBytes: a lowered result_bytes withholds a result over
+// it, and refuses the next call once spent.
+func TestTightenResultBytes(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, config.Quota{Name: "b", ResultBytes: 100000})
+	s := session("s", "alice", "")
+	h.send(s, "tools/list", "", 0) // the session's state is made as its first message enters
+	if err := h.stage.Tighten(s, []Tightening{{Limit: LimitResultBytes, Max: 500}}); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.refused(s, "tools/call", "echo", 300); r.Limit != "" {
+		t.Fatalf("first result refused: %+v", r)
+	}
+	r := h.refused(s, "tools/call", "echo", 300)
+	if r.Limit != LimitResultBytes || r.Max != 500 {
+		t.Fatalf("second result: %+v, want withheld at 500", r)
+	}
+	if r := h.refused(s, "tools/call", "echo", 1); r.Limit != LimitResultBytes {
+		t.Fatalf("after the budget is spent: %+v", r)
+	}
+}
