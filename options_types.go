@@ -309,6 +309,9 @@ type Route struct {
 	Auth *Auth `yaml:"auth,omitempty"`
 	// Health checks the route's upstream. Default: off (counted up).
 	Health *Health `yaml:"health,omitempty"`
+	// SessionTools adds mcpgate's own tools and resources inside every
+	// session of the route. Default false.
+	SessionTools bool `yaml:"session_tools,omitempty"`
 }
 
 // CacheHints are caching hints for translated results (tools/list,

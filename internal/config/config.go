@@ -298,6 +298,11 @@ type Route struct {
 	Auth *Auth `yaml:"auth"`
 	// Health checks the upstream (see Health). Default off.
 	Health *Health `yaml:"health"`
+	// SessionTools adds mcpgate's own tools (mcpgate_session_status,
+	// mcpgate_session_tighten, mcpgate_session_end) and resources
+	// (mcpgate://session, mcpgate://health) inside every session of the
+	// route, merged into the upstream's lists. Default false.
+	SessionTools bool `yaml:"session_tools"`
 }
 
 // CacheHints are caching hints for translated results (tools/list,

@@ -36,3 +36,48 @@ func NotifyClient(ctx context.Context, m *Message) bool {
 	n.NotifyClient(m)
 	return true
 }
+
+// SessionNotifierKey is the context key under which the session a message
+// runs in offers a SessionNotifier (the frontend's contexts answer it), so
+// that a stage can send its client a message later, outside any request.
+// Use SessionNotifierOf.
+type SessionNotifierKey struct{}
+
+// SessionNotifier delivers a message the gateway makes to the session's
+// client as the server's messages outside any request go: through the
+// server→client chain to the session's stream of its own (the legacy GET
+// stream, or its backlog until one opens). A modern-era session has no
+// such stream: there the message is dropped.
+type SessionNotifier interface {
+	Deliver(m *Message)
+}
+
+// SessionNotifierOf is the notifier of the session of the message handled
+// under ctx; nil when there is none.
+func SessionNotifierOf(ctx context.Context) SessionNotifier {
+	n, _ := ctx.Value(SessionNotifierKey{}).(SessionNotifier)
+	return n
+}
+
+// AfterResponseKey is the context key under which a client request's
+// exchange offers to run something once its response has been delivered
+// (written to the client, or the client gone). Use AfterResponse.
+type AfterResponseKey struct{}
+
+// AfterResponder runs fn once the response of the request in course has
+// been delivered.
+type AfterResponder interface {
+	AfterResponse(fn func())
+}
+
+// AfterResponse has fn run once the response of the request handled under
+// ctx is delivered, and reports whether it will; false when ctx offers no
+// such hook (fn is not run).
+func AfterResponse(ctx context.Context, fn func()) bool {
+	a, _ := ctx.Value(AfterResponseKey{}).(AfterResponder)
+	if a == nil {
+		return false
+	}
+	a.AfterResponse(fn)
+	return true
+}

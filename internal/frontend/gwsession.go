@@ -591,6 +591,10 @@ func (c *targetCtx) Value(key any) any {
 		if c.t.g != nil {
 			return &c.t
 		}
+	case core.SessionNotifierKey:
+		if c.t.g != nil {
+			return c.t.g
+		}
 	}
 	return c.Context.Value(key)
 }

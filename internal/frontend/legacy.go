@@ -162,6 +162,7 @@ func (f *Frontend) legacyRequest(w http.ResponseWriter, r *http.Request, g *gwSe
 	g.endRequest(req)
 	g.forgetStream(st)
 	f.waitReleased(r, st)
+	req.runAfter()
 }
 
 // waitReleased keeps the handler alive until the stream is done with the

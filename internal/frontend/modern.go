@@ -127,6 +127,7 @@ func (f *Frontend) modernPost(w http.ResponseWriter, r *http.Request, rt *Route,
 	f.exchange(req, g, &req.st, m)
 	g.endRequest(req)
 	f.waitReleased(r, &req.st)
+	req.runAfter()
 }
 
 // legacyOnlyError is not a modern-era error on purpose: a dual-era client

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -44,6 +45,10 @@ type request struct {
 
 	// dl is the deadline Deadline reports (zero: none).
 	dl time.Time
+
+	// after is what runs once the response is delivered
+	// (core.AfterResponse); nil for nothing.
+	after atomic.Pointer[[]func()]
 
 	// End is the context's ending: Done, Err, AfterFunc, Watch.
 	callctx.End
@@ -92,8 +97,9 @@ func (r *request) Deadline() (time.Time, bool) { return r.dl, !r.dl.IsZero() }
 
 // Value implements context.Context: the request's target, its callctx
 // values, the caller's identity (core.CallerKey), the session's tool
-// catalog (catalog.Key) and the target's client notifier
-// (core.ClientNotifierKey). Nothing else: the session's context, its parent, carries no values, and answering for it
+// catalog (catalog.Key), the target's client notifier
+// (core.ClientNotifierKey), the session's own (core.SessionNotifierKey)
+// and the hook run after the response (core.AfterResponseKey). Nothing else: the session's context, its parent, carries no values, and answering for it
 // would make context.Cause report the session's cause for the request.
 func (r *request) Value(key any) any {
 	switch key.(type) {
@@ -113,8 +119,40 @@ func (r *request) Value(key any) any {
 		if r.t.g != nil {
 			return &r.t
 		}
+	case core.SessionNotifierKey:
+		if r.t.g != nil {
+			return r.t.g
+		}
+	case core.AfterResponseKey:
+		return r
 	}
 	return nil
+}
+
+// AfterResponse implements core.AfterResponder: fn runs once the
+// request's response is delivered (runAfter).
+func (r *request) AfterResponse(fn func()) {
+	for {
+		old := r.after.Load()
+		var fns []func()
+		if old != nil {
+			fns = append(fns, *old...)
+		}
+		fns = append(fns, fn)
+		if r.after.CompareAndSwap(old, &fns) {
+			return
+		}
+	}
+}
+
+// runAfter runs what AfterResponse asked for, once the handler is done
+// with the response (written, or the client gone).
+func (r *request) runAfter() {
+	if fns := r.after.Swap(nil); fns != nil {
+		for _, fn := range *fns {
+			fn()
+		}
+	}
 }
 
 // cancel ends the request's context with err (context.Canceled, or

@@ -24,6 +24,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/frontend"
 	"github.com/mcpgate/mcpgate/internal/interceptors/quota"
+	"github.com/mcpgate/mcpgate/internal/interceptors/sessiontools"
 	"github.com/mcpgate/mcpgate/internal/meter"
 	"github.com/mcpgate/mcpgate/internal/metrics"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
@@ -85,6 +86,10 @@ type Gateway struct {
 	// across reloads; in Redis once Run binds them to a shared store.
 	meters     *quota.Meters
 	quotaState *quotaState // saves meters to an embedded store
+	// upHealth is, per route with session_tools, its upstream's health
+	// as its sessions found it, kept across reloads.
+	upHealthMu sync.Mutex
+	upHealth   map[string]*sessiontools.Health
 	procs      *procRecorder
 	// resilience are the retry and breaker metrics every route's
 	// resilient wrapper shares.

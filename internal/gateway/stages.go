@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/interceptors/logging"
 	"github.com/mcpgate/mcpgate/internal/interceptors/quota"
 	"github.com/mcpgate/mcpgate/internal/interceptors/ratelimit"
+	"github.com/mcpgate/mcpgate/internal/interceptors/sessiontools"
 	"github.com/mcpgate/mcpgate/internal/metrics"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/policy"
@@ -50,13 +52,53 @@ func (g *Gateway) stages(cfg *config.Config, env pipeline.Env, rep *pipeline.Rep
 	// One stage, limits: the request rate first (it refuses without
 	// counting anything), then the quotas.
 	limits := q.Stage()
-	limits.ClientToServer = both(ratelimit.New(g.rates.requestLimiter()), limits.ClientToServer)
+	rate := ratelimit.New(g.rates.requestLimiter())
+	rc := routeNamed(cfg, env.Route)
+	sessionTools := rc != nil && rc.SessionTools
+	if !sessionTools {
+		limits.ClientToServer = both(rate, limits.ClientToServer)
+	}
 	stages := []pipeline.Stage{
 		{Name: "logging", Interceptor: logging.New(g.log.With("component", "pipeline"))},
 		g.health.traffic.Stage(env.Route),
 		authn.Stage(env.Route),
 		limits,
 		pols.Stage(),
+	}
+	if sessionTools {
+		h := g.routeHealth(env.Route)
+		st := sessiontools.New(sessiontools.Options{Route: env.Route, Quota: q, Health: h, Logger: env.Logger,
+			Limits: func(info *core.SessionInfo) (time.Duration, time.Duration, bool) {
+				if g.sessions == nil {
+					return 0, 0, false
+				}
+				s, err := g.sessions.Get(info.ID)
+				if err != nil {
+					return 0, 0, false
+				}
+				l := s.Limits()
+				return l.IdleTimeout, l.TTL, true
+			},
+			Shorten: func(info *core.SessionInfo, idle, ttl time.Duration) {
+				if g.sessions == nil {
+					return
+				}
+				if s, err := g.sessions.Get(info.ID); err == nil {
+					s.Shorten(session.Limits{IdleTimeout: idle, TTL: ttl})
+				}
+			},
+			End: func(info *core.SessionInfo) {
+				if g.sessions != nil {
+					_ = g.sessions.End(context.Background(), info.ID, session.ReasonSessionTool)
+				}
+			},
+			Readiness: func() any { return g.Readiness() },
+		})
+		// The request rate binds the session's own tools too: it moves
+		// in front of them, still counted once per request.
+		tools := st.Stage()
+		tools.ClientToServer = both(rate, tools.ClientToServer)
+		stages = append(stages, tools, h.Stage())
 	}
 	if g.extraStages != nil {
 		stages = append(stages, g.extraStages(env.Route)...)
@@ -105,4 +147,30 @@ func (g *Gateway) tap(origin string) upstream.Tap {
 			f.Originated(ctx, s, m, origin)
 		}
 	}
+}
+
+// routeHealth is the route's upstream health tracker, one per route name
+// for the gateway's life (a reload keeps what its sessions saw).
+func (g *Gateway) routeHealth(route string) *sessiontools.Health {
+	g.upHealthMu.Lock()
+	defer g.upHealthMu.Unlock()
+	if g.upHealth == nil {
+		g.upHealth = map[string]*sessiontools.Health{}
+	}
+	h := g.upHealth[route]
+	if h == nil {
+		h = sessiontools.NewHealth()
+		g.upHealth[route] = h
+	}
+	return h
+}
+
+// routeNamed is the configuration of the named route; nil if none.
+func routeNamed(cfg *config.Config, name string) *config.Route {
+	for i := range cfg.Routes {
+		if cfg.Routes[i].Name == name {
+			return &cfg.Routes[i]
+		}
+	}
+	return nil
 }

@@ -153,3 +153,14 @@ func (l *Local) Usage(key string, i int, now time.Time) (n int64) {
 	})
 	return n
 }
+
+// ResetIn is Counters.ResetIn of counter i under key (0 for a key not
+// tracked).
+func (l *Local) ResetIn(key string, i int, now time.Time) (d time.Duration) {
+	_ = l.with(key, now, false, func(c *Counters) {
+		if c != nil {
+			d = c.ResetIn(i, now)
+		}
+	})
+	return d
+}

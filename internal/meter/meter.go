@@ -325,6 +325,19 @@ func (c *Counters) Usage(i int, now time.Time) int64 {
 	return c.total[i]
 }
 
+// ResetIn is how long from now until the oldest unit counter i counts
+// leaves the window: when its usage first drops. 0 when it never does
+// (no window, a gauge, nothing counted).
+func (c *Counters) ResetIn(i int, now time.Time) time.Duration {
+	if c.spec.Counters[i].Gauge {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.advance(c.slotOf(now))
+	return c.resetIn(i, 1, now)
+}
+
 // idle reports whether the budget holds nothing at now, or was last used
 // longer than Spec.Expire ago (Local calls it with the shard locked, and
 // takes c.mu).

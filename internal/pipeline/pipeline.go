@@ -31,11 +31,24 @@ import (
 //	           the decisions of the stages inside it, counted
 //	auth     – per-message authorisation (scopes per method and tool); the
 //	           caller's identity is known before the chain runs
+//	session_tools – mcpgate's tools and resources inside the session
+//	           (routes[].session_tools): outside limits, so that a session
+//	           out of budget can still read its status and end itself, and
+//	           its own tools spend none of the budgets they report; its
+//	           self-imposed tool denials are answered here, before any
+//	           budget counts the call, and the limits it lowered are
+//	           enforced by the limits stage it sits on; the lists it merges
+//	           ours into are the ones policy already filtered
 //	limits   – quotas and rate limits
-//	policy   – allowlists, schema validation, redaction: nearest the server,
-//	           so it rewrites what goes up and redacts what comes back
-//	           before any other stage sees it
-var Order = []string{"audit", "logging", "metrics", "auth", "limits", "policy"}
+//	policy   – allowlists, schema validation, redaction: nearest the server
+//	           of the stages that change messages, so it rewrites what goes
+//	           up and redacts what comes back before any other stage sees
+//	           it
+//	upstream_health – records whether the upstream answered each request
+//	           (routes with session_tools, for mcpgate://health): innermost,
+//	           so that an answer made by a stage is not taken for the
+//	           upstream's; it reads no contents
+var Order = []string{"audit", "logging", "metrics", "auth", "session_tools", "limits", "policy", "upstream_health"}
 
 // Env is what the gateway builds a route's stages with.
 type Env struct {

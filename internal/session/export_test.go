@@ -6,4 +6,4 @@ import "time"
 func ReapOnce(m *Manager, now time.Time) { m.reapOnce(now) }
 
 // IdleTimeoutOf is the idle timeout s was committed with.
-func IdleTimeoutOf(s *Session) time.Duration { return s.idle }
+func IdleTimeoutOf(s *Session) time.Duration { return time.Duration(s.idle.Load()) }

@@ -568,7 +568,7 @@ func chosenInHolder(victims []*Session, sc *scope, h *holder) int {
 func (m *Manager) capError(sc *scope) *CapError {
 	retry := 5 * time.Minute
 	if s := sc.head; s != nil {
-		if idle := time.Until(time.Unix(0, s.lastActive.Load()).Add(s.idle)); idle < retry {
+		if idle := time.Until(time.Unix(0, s.lastActive.Load()).Add(time.Duration(s.idle.Load()))); idle < retry {
 			retry = idle
 		}
 	}
@@ -624,7 +624,9 @@ func (r *Reservation) Commit(info *core.SessionInfo, lim Limits, closer Closer, 
 			lim.TTL = b.DefaultTTL
 		}
 	}
-	s := &Session{info: info, idle: lim.IdleTimeout, ttl: lim.TTL, closer: closer, ended: make(chan struct{}), Value: value}
+	s := &Session{info: info, closer: closer, ended: make(chan struct{}), Value: value}
+	s.idle.Store(int64(lim.IdleTimeout))
+	s.ttl.Store(int64(lim.TTL))
 	s.Touch()
 	s.hooks.Lock() // held until the Created hooks have run
 	defer s.hooks.Unlock()
@@ -934,9 +936,9 @@ func (m *Manager) reapOnce(now time.Time) {
 		sh.mu.RLock()
 		for _, s := range sh.byID {
 			switch {
-			case s.ttl > 0 && now.Sub(s.info.Created) > s.ttl:
+			case s.ttl.Load() > 0 && now.Sub(s.info.Created) > time.Duration(s.ttl.Load()):
 				expired = append(expired, teardownJob{s, ReasonTTL})
-			case s.busy.Load() == 0 && nowNano-s.lastActive.Load() > int64(s.idle):
+			case s.busy.Load() == 0 && nowNano-s.lastActive.Load() > s.idle.Load():
 				expired = append(expired, teardownJob{s, ReasonIdle})
 			}
 		}

@@ -661,3 +661,35 @@ func TestEvictionManyTiedAndSeveralVictims(t *testing.T) {
 			rgone(x1), rgone(x2), rgone(y1), rgone(x3), r.Len())
 	}
 }
+
+// TestShorten: a session's idle timeout and TTL only go down, and the
+// reaper ends it by the shorter ones.
+func TestShorten(t *testing.T) {
+	t.Parallel()
+	m := session.NewManager(session.Options{DefaultIdleTimeout: time.Hour, ReapInterval: time.Hour})
+	defer m.Close(context.Background())
+	s, err := m.Create(&core.SessionInfo{ID: session.NewID(), Route: "r", Created: time.Now()}, session.Limits{}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := s.Limits(); l.IdleTimeout != time.Hour || l.TTL != 0 {
+		t.Fatalf("limits %+v", l)
+	}
+	s.Shorten(session.Limits{IdleTimeout: 2 * time.Hour, TTL: time.Minute})
+	if l := s.Limits(); l.IdleTimeout != time.Hour || l.TTL != time.Minute {
+		t.Fatalf("after shorten: %+v (idle may not rise; a TTL is set)", l)
+	}
+	s.Shorten(session.Limits{TTL: time.Hour})
+	if l := s.Limits(); l.TTL != time.Minute {
+		t.Fatalf("TTL rose to %v", l.TTL)
+	}
+	session.ReapOnce(m, time.Now().Add(2*time.Minute))
+	select {
+	case <-s.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("not reaped past its shortened TTL")
+	}
+	if s.Reason() != session.ReasonTTL {
+		t.Errorf("reason %q", s.Reason())
+	}
+}

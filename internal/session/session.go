@@ -34,6 +34,7 @@ const (
 	ReasonRouteChanged   Reason = "route_changed"   // a reload gave the session's route another upstream
 	ReasonAdmin          Reason = "admin"           // an operator ended it through the control plane
 	ReasonQuota          Reason = "quota"           // a quota ended it (session_time)
+	ReasonSessionTool    Reason = "session_end"     // the session ended itself (mcpgate_session_end)
 )
 
 // Hooks are called on lifecycle events. Each may be nil. They run
@@ -73,9 +74,11 @@ type Closer func(ctx context.Context, reason Reason)
 
 // Session is one live gateway session.
 type Session struct {
-	info       *core.SessionInfo
-	idle       time.Duration
-	ttl        time.Duration
+	info *core.SessionInfo
+	// idle and ttl are the session's limits (time.Duration), which only
+	// Shorten changes, lower.
+	idle       atomic.Int64
+	ttl        atomic.Int64
 	lastActive atomic.Int64 // unix nanos
 	busy       atomic.Int32 // open streams and in-flight requests
 	closer     Closer
@@ -109,6 +112,30 @@ func (s *Session) ID() string { return s.info.ID }
 
 // Info returns the session's fixed identity; callers must not modify it.
 func (s *Session) Info() *core.SessionInfo { return s.info }
+
+// Limits are the session's idle timeout and TTL in force (TTL 0: none).
+func (s *Session) Limits() Limits {
+	return Limits{IdleTimeout: time.Duration(s.idle.Load()), TTL: time.Duration(s.ttl.Load())}
+}
+
+// Shorten lowers the session's idle timeout and TTL to l's, where they
+// are set (positive) and lower than the ones in force; it never raises
+// either. The reaper applies them on its next pass.
+func (s *Session) Shorten(l Limits) {
+	lower := func(v *atomic.Int64, d time.Duration) {
+		for d > 0 {
+			cur := v.Load()
+			if cur > 0 && cur <= int64(d) { // 0: none (a TTL), any is lower
+				return
+			}
+			if v.CompareAndSwap(cur, int64(d)) {
+				return
+			}
+		}
+	}
+	lower(&s.idle, l.IdleTimeout)
+	lower(&s.ttl, l.TTL)
+}
 
 // LastActive is when the session last saw activity.
 func (s *Session) LastActive() time.Time { return time.Unix(0, s.lastActive.Load()) }

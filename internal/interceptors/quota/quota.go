@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"net"
@@ -205,6 +206,22 @@ type applied struct {
 	key string      // the shared meter's key
 	// warned is set per counter once the session was warned.
 	warned []atomic.Bool
+	// tight is, per counter, the lower max the session set for itself
+	// (Tighten); 0: none. tightened says whether any is set, so that an
+	// untightened session pays one atomic load per quota.
+	tight     []atomic.Int64
+	tightened atomic.Bool
+}
+
+// max is counter i's max for this session: the quota's, or the lower
+// one the session set.
+func (a *applied) max(i int) int64 {
+	if a.tightened.Load() {
+		if t := a.tight[i].Load(); t > 0 {
+			return t
+		}
+	}
+	return a.q.spec.Counters[i].Limit
 }
 
 // state is one session's quotas.
@@ -245,7 +262,10 @@ func (s *Stage) Session(info *core.SessionInfo, prev any) any {
 		if q.cfg.Per == config.QuotaPerTenant && info.Tenant == "" {
 			continue // in no tenant: no tenant's budget
 		}
-		a := &applied{q: q, warned: make([]atomic.Bool, len(q.spec.Counters))}
+		a := &applied{q: q, warned: make([]atomic.Bool, len(q.spec.Counters)), tight: make([]atomic.Int64, len(q.spec.Counters))}
+		if old != nil {
+			a.carryTight(old.quotas)
+		}
 		switch {
 		case len(q.spec.Counters) == 0:
 		case q.shared != nil:
@@ -401,6 +421,12 @@ func (s *Stage) call(ctx context.Context, st *state, m *core.Message, next core.
 		}
 		h.r = r
 		hs = append(hs, h)
+		if a.tightened.Load() {
+			if ref := a.overTight(&h.r, false, now); ref != nil {
+				s.release(ctx, hs, now, false)
+				return s.refuse(ctx, st, a, m, ref, pipeline.ActionRefused)
+			}
+		}
 		s.warn(ctx, st, a, m, &h.r, false)
 	}
 	callCtx := ctx
@@ -457,6 +483,13 @@ func (s *Stage) call(ctx context.Context, st *state, m *core.Message, next core.
 			ref, isRefusal = meter.Refused(serr)
 		}
 		h.a.q.count(&h.r, ref)
+		if serr == nil && refused == nil && h.a.tightened.Load() {
+			// Over a limit the session lowered for itself: the result is
+			// withheld; what it counted stays counted.
+			if tr := h.a.overTight(&h.r, true, now); tr != nil {
+				serr, isRefusal = tr, true
+			}
+		}
 		if serr != nil && refused == nil {
 			if isRefusal {
 				refused, by = serr, h.a
@@ -858,11 +891,22 @@ type Usage struct {
 	Per   string `json:"per"`
 	// Key is what a shared budget counts the session under
 	// ("principal:acme/alice", "tenant:acme"); "" for the session's own.
-	Key    string `json:"key,omitempty"`
-	Limit  string `json:"limit"`
-	Max    int64  `json:"max"`
-	Used   int64  `json:"used"`
-	Window string `json:"window"`
+	Key   string `json:"key,omitempty"`
+	Limit string `json:"limit"`
+	// Max is the limit in force for the session: the quota's, or the
+	// lower one the session set for itself (Tightened, Configured the
+	// quota's).
+	Max        int64  `json:"max"`
+	Tightened  bool   `json:"tightened,omitempty"`
+	Configured int64  `json:"configured_max,omitempty"`
+	Used       int64  `json:"used"`
+	Window     string `json:"window"`
+	// ResetsInSeconds and ResetsAt say when the oldest unit counted
+	// leaves the window, so that the usage drops: absent for a lifetime
+	// budget (window 0s), requests in flight, nothing counted, or a
+	// budget in a shared store.
+	ResetsInSeconds *int64     `json:"resets_in_seconds,omitempty"`
+	ResetsAt        *time.Time `json:"resets_at,omitempty"`
 }
 
 // Usage reads the usage of every limit of every quota that applies to
@@ -886,7 +930,10 @@ func (s *Stage) Usage(ctx context.Context, info *core.SessionInfo) ([]Usage, err
 	var out []Usage
 	for _, a := range st.quotas {
 		for i, c := range a.q.spec.Counters {
-			u := Usage{Quota: a.q.cfg.Name, Per: a.q.cfg.Per, Key: a.key, Limit: c.Name, Max: c.Limit, Window: a.q.cfg.Window.String()}
+			u := Usage{Quota: a.q.cfg.Name, Per: a.q.cfg.Per, Key: a.key, Limit: c.Name, Max: a.max(i), Window: a.q.cfg.Window.String()}
+			if u.Max != c.Limit {
+				u.Tightened, u.Configured = true, c.Limit
+			}
 			if a.m == meter.Meter(a.q.session) {
 				u.Key = ""
 			}
@@ -895,6 +942,11 @@ func (s *Stage) Usage(ctx context.Context, info *core.SessionInfo) ([]Usage, err
 				return out, err
 			}
 			u.Used = n
+			if d := resetInOf(a, i, now); d > 0 {
+				secs := int64(math.Ceil(d.Seconds()))
+				at := now.Add(d).UTC().Truncate(time.Second)
+				u.ResetsInSeconds, u.ResetsAt = &secs, &at
+			}
 			out = append(out, u)
 		}
 	}
@@ -914,6 +966,159 @@ func usageOf(ctx context.Context, a *applied, i int, now time.Time) (int64, erro
 		return m.local.Usage(a.key, i, now), nil
 	}
 	return 0, nil
+}
+
+// resetInOf is when counter i's usage under a first drops; 0 when
+// unknown (a shared store) or never.
+func resetInOf(a *applied, i int, now time.Time) time.Duration {
+	switch m := a.m.(type) {
+	case *meter.Counters:
+		return m.ResetIn(i, now)
+	case *sharedMeter:
+		if m.shared.Load() == nil {
+			return m.local.ResetIn(a.key, i, now)
+		}
+	}
+	return 0
+}
+
+// Tightening lowers one limit for one session (Stage.Tighten).
+type Tightening struct {
+	// Quota names the quota; "" lowers the limit in every quota of the
+	// session that has it.
+	Quota string `json:"quota,omitempty"`
+	// Limit is the limit's name: requests, tool_calls, tool:NAME,
+	// result_bytes, result_tokens, concurrent.
+	Limit string `json:"limit"`
+	// Max is the new max, at least 1 and at most the max in force.
+	Max int64 `json:"max"`
+}
+
+// ErrLoosen is the error of a Tightening that would raise a max.
+var ErrLoosen = errors.New("quota: a session may only lower its limits")
+
+// Tighten lowers limits of the quotas that apply to the session, for
+// this session alone, as long as it lives (a reload keeps them). Either
+// every change applies or none: a change naming a limit none of the
+// session's quotas has, a max below 1, or a max above the max in force
+// (a loosening, ErrLoosen) refuses them all. Equal maxes are kept.
+func (s *Stage) Tighten(info *core.SessionInfo, changes []Tightening) error {
+	st := s.stateOf(info)
+	if st == nil {
+		return errors.New("no quota applies to this session")
+	}
+	type step struct {
+		a   *applied
+		i   int
+		max int64
+	}
+	var steps []step
+	for _, c := range changes {
+		if c.Max < 1 {
+			return fmt.Errorf("quota %q limit %s: max %d is below 1 (end the session instead)", c.Quota, c.Limit, c.Max)
+		}
+		found := false
+		for _, a := range st.quotas {
+			if c.Quota != "" && a.q.cfg.Name != c.Quota {
+				continue
+			}
+			for i, ctr := range a.q.spec.Counters {
+				if ctr.Name != c.Limit {
+					continue
+				}
+				found = true
+				if cur := a.max(i); c.Max > cur {
+					return fmt.Errorf("%w: quota %q limit %s is %d for this session; %d would raise it", ErrLoosen, a.q.cfg.Name, ctr.Name, cur, c.Max)
+				}
+				steps = append(steps, step{a, i, c.Max})
+			}
+		}
+		if !found {
+			return fmt.Errorf("no quota of this session has limit %q%s (see its status for the limits in force)", c.Limit, quotaNamed(c.Quota))
+		}
+	}
+	for _, p := range steps {
+		for {
+			cur := p.a.tight[p.i].Load()
+			if cur > 0 && cur <= p.max {
+				break // lowered further meanwhile
+			}
+			if p.a.tight[p.i].CompareAndSwap(cur, p.max) {
+				break
+			}
+		}
+		p.a.tightened.Store(true)
+	}
+	return nil
+}
+
+func quotaNamed(q string) string {
+	if q == "" {
+		return ""
+	}
+	return " in quota " + strconv.Quote(q)
+}
+
+// stateOf is the session's quota state; nil without one.
+func (s *Stage) stateOf(info *core.SessionInfo) *state {
+	if s == nil || info == nil || info.Stages == nil {
+		return nil
+	}
+	cur := info.Stages.Load()
+	if cur == nil {
+		return nil
+	}
+	v, _ := cur.Get(StageName)
+	st, _ := v.(*state)
+	return st
+}
+
+// carryTight keeps, across a reload, the lower maxes the session set in
+// a quota of the same name, for counters of the same name (they may only
+// be lower than the new quota's).
+func (a *applied) carryTight(old []*applied) {
+	for _, o := range old {
+		if o.q.cfg.Name != a.q.cfg.Name || !o.tightened.Load() {
+			continue
+		}
+		for j, oc := range o.q.spec.Counters {
+			t := o.tight[j].Load()
+			if t <= 0 {
+				continue
+			}
+			for i, c := range a.q.spec.Counters {
+				if c.Name == oc.Name && t < c.Limit {
+					a.tight[i].Store(t)
+					a.tightened.Store(true)
+				}
+			}
+		}
+	}
+}
+
+// overTight checks a reservation (or, settled, its actual amounts)
+// against the maxes the session lowered: the refusal of the first charge
+// over one, nil when none is.
+func (a *applied) overTight(r *meter.Reservation, settled bool, now time.Time) *meter.Refusal {
+	for k := range r.Len() {
+		c := r.Charge(k)
+		t := a.tight[c.Counter].Load()
+		if t <= 0 {
+			continue
+		}
+		ctr := a.q.spec.Counters[c.Counter]
+		used := r.Used[k]
+		over := used > t
+		if c.Clamp && !settled {
+			// An estimate: refused only when the budget is spent already.
+			over = used-r.Held(k) >= t
+		}
+		if !over {
+			continue
+		}
+		return &meter.Refusal{Index: k, Counter: ctr.Name, Limit: t, Used: used, ResetIn: resetInOf(a, c.Counter, now)}
+	}
+	return nil
 }
 
 // Meters are the budgets of principals and tenants, one per quota, kept

@@ -540,3 +540,88 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestTighten: a session lowers its own limits (never raises them), the
+// quota stage enforces the lower max for it alone, usage reports it, and
+// a reload keeps it.
+func TestTighten(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t,
+		config.Quota{Name: "s", Requests: 10, ToolCalls: 5},
+		config.Quota{Name: "p", Per: "principal", Window: time.Hour, ToolCalls: 50})
+	s := session("s", "alice", "acme")
+	other := session("o", "alice", "acme")
+	h.send(s, "tools/call", "echo", 1)
+	h.send(other, "tools/call", "echo", 1)
+	if err := h.stage.Tighten(s, []Tightening{{Quota: "s", Limit: LimitToolCalls, Max: 6}}); !errors.Is(err, ErrLoosen) {
+		t.Fatalf("raising tool_calls 5 to 6: %v, want ErrLoosen", err)
+	}
+	if err := h.stage.Tighten(s, []Tightening{{Limit: "nope", Max: 1}}); err == nil || errors.Is(err, ErrLoosen) {
+		t.Fatalf("unknown limit: %v", err)
+	}
+	// Both quotas' tool_calls, at once; a loosening in the same request
+	// refuses all of it.
+	if err := h.stage.Tighten(s, []Tightening{{Limit: LimitToolCalls, Max: 3}, {Quota: "s", Limit: LimitRequests, Max: 11}}); !errors.Is(err, ErrLoosen) {
+		t.Fatalf("mixed: %v", err)
+	}
+	if err := h.stage.Tighten(s, []Tightening{{Quota: "s", Limit: LimitToolCalls, Max: 3}, {Quota: "p", Limit: LimitToolCalls, Max: 20}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if r := h.refused(s, "tools/call", "echo", 1); r.Limit != "" {
+			t.Fatalf("call %d refused: %+v", i+2, r)
+		}
+	}
+	r := h.refused(s, "tools/call", "echo", 1)
+	if r.Limit != LimitToolCalls || r.Max != 3 {
+		t.Fatalf("4th call: %+v, want tool_calls max 3", r)
+	}
+	// The other session of the principal is not bound by it.
+	for i := range 4 {
+		if r := h.refused(other, "tools/call", "echo", 1); r.Limit != "" {
+			t.Fatalf("other session call %d refused: %+v", i+2, r)
+		}
+	}
+	u, err := h.stage.Usage(t.Context(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range u {
+		if x.Limit == LimitToolCalls && (!x.Tightened || x.Max != map[string]int64{"s": 3, "p": 20}[x.Quota]) {
+			t.Errorf("usage %+v, want tightened", x)
+		}
+		if x.Quota == "p" && x.ResetsInSeconds == nil {
+			t.Errorf("windowed usage %+v without a reset time", x)
+		}
+	}
+	if err := h.stage.Tighten(s, []Tightening{{Quota: "s", Limit: LimitToolCalls, Max: 4}}); !errors.Is(err, ErrLoosen) {
+		t.Fatalf("raising 3 to 4 after tightening: %v", err)
+	}
+	// A reload keeps the lower max.
+	h.chain = h.build()
+	if r := h.refused(s, "tools/call", "echo", 1); r.Limit != LimitToolCalls || r.Max != 3 {
+		t.Fatalf("after a reload: %+v", r)
+	}
+}
+
+// TestTightenResultBytes: a lowered result_bytes withholds a result over
+// it, and refuses the next call once spent.
+func TestTightenResultBytes(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, config.Quota{Name: "b", ResultBytes: 100000})
+	s := session("s", "alice", "")
+	h.send(s, "tools/list", "", 0) // the session's state is made as its first message enters
+	if err := h.stage.Tighten(s, []Tightening{{Limit: LimitResultBytes, Max: 500}}); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.refused(s, "tools/call", "echo", 300); r.Limit != "" {
+		t.Fatalf("first result refused: %+v", r)
+	}
+	r := h.refused(s, "tools/call", "echo", 300)
+	if r.Limit != LimitResultBytes || r.Max != 500 {
+		t.Fatalf("second result: %+v, want withheld at 500", r)
+	}
+	if r := h.refused(s, "tools/call", "echo", 1); r.Limit != LimitResultBytes {
+		t.Fatalf("after the budget is spent: %+v", r)
+	}
+}
