@@ -168,6 +168,13 @@ func (f *Frontend) legacyRequest(w http.ResponseWriter, r *http.Request, g *gwSe
 // waitReleased keeps the handler alive until the stream is done with the
 // ResponseWriter, or the client has gone.
 func (f *Frontend) waitReleased(r *http.Request, st *stream) {
+	// Most answers are written by now: asking the request's context for
+	// its Done channel first would make one (net/http's is lazy).
+	select {
+	case <-st.releasedCh():
+		return
+	default:
+	}
 	select {
 	case <-st.releasedCh():
 	case <-r.Context().Done():
