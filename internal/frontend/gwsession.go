@@ -2,6 +2,7 @@ package frontend
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"strconv"
@@ -30,6 +31,12 @@ type gwSession struct {
 	// ctx is cancelled when the session ends; in-flight work derives from it.
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	// listens are the modern subscriptions/listen requests in course, by
+	// id, with the list changes each asked for (listenMu guards them):
+	// where the gateway's own list_changed notifications go (NotifyRoute).
+	listenMu sync.Mutex
+	listens  map[core.ID]*listening
 
 	mu         sync.Mutex
 	streamSeq  int
@@ -615,3 +622,69 @@ func targetOf(ctx context.Context) target {
 }
 
 func targetStream(ctx context.Context) *stream { return targetOf(ctx).st }
+
+// listening is one modern subscriptions/listen request in course.
+type listening struct {
+	st *stream
+	// lists are the list_changed notifications it asked for, by method.
+	lists map[string]bool
+}
+
+// listenStarted records a subscriptions/listen request; its
+// params.notifications say which list changes it wants.
+func (g *gwSession) listenStarted(m *core.Message, st *stream) {
+	var p struct {
+		Notifications struct {
+			Tools     bool `json:"toolsListChanged"`
+			Prompts   bool `json:"promptsListChanged"`
+			Resources bool `json:"resourcesListChanged"`
+		} `json:"notifications"`
+	}
+	_ = json.Unmarshal(m.Params, &p)
+	l := &listening{st: st, lists: map[string]bool{
+		"notifications/tools/list_changed":     p.Notifications.Tools,
+		"notifications/prompts/list_changed":   p.Notifications.Prompts,
+		"notifications/resources/list_changed": p.Notifications.Resources,
+	}}
+	g.listenMu.Lock()
+	if g.listens == nil {
+		g.listens = map[core.ID]*listening{}
+	}
+	g.listens[m.ID] = l
+	g.listenMu.Unlock()
+}
+
+// listenEnded forgets a subscriptions/listen request.
+func (g *gwSession) listenEnded(id core.ID) {
+	g.listenMu.Lock()
+	delete(g.listens, id)
+	g.listenMu.Unlock()
+}
+
+// notifyListeners sends a list_changed notification the gateway made to
+// every listen request of the session that asked for it, with its
+// subscription id, through the server→client chain; it reports whether
+// any did.
+func (g *gwSession) notifyListeners(method string) bool {
+	g.listenMu.Lock()
+	type target struct {
+		id core.ID
+		st *stream
+	}
+	var ts []target
+	for id, l := range g.listens {
+		if l.lists[method] {
+			ts = append(ts, target{id, l.st})
+		}
+	}
+	g.listenMu.Unlock()
+	for _, t := range ts {
+		m, err := core.Notification(method, []byte(`{"_meta":{"`+core.MetaSubscriptionID+`":`+string(t.id)+`}}`))
+		if err != nil {
+			continue
+		}
+		m.Era, m.Received = core.EraModern, time.Now()
+		g.fromUpstream(g.ctx, m, t.st)
+	}
+	return len(ts) > 0
+}

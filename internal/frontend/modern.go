@@ -124,6 +124,10 @@ func (f *Frontend) modernPost(w http.ResponseWriter, r *http.Request, rt *Route,
 	// other way to be cancelled.
 	req := g.newRequest(w, r, m.ID, "", false, timeout, true)
 	_ = g.startRequest(req, m.ID, false) // not in the in-flight table: never refused
+	if m.Method == "subscriptions/listen" {
+		g.listenStarted(m, &req.st)
+		defer g.listenEnded(m.ID)
+	}
 	f.exchange(req, g, &req.st, m)
 	g.endRequest(req)
 	f.waitReleased(r, &req.st)

@@ -310,6 +310,11 @@ func (f *Frontend) NotifyRoute(route string, methods ...string) int {
 			continue
 		}
 		for _, method := range methods {
+			if g.info.Era == core.EraModern {
+				// Only a listen stream that asked for it may carry it.
+				g.notifyListeners(method)
+				continue
+			}
 			m, err := core.Notification(method, nil)
 			if err != nil {
 				continue

@@ -711,3 +711,42 @@ func TestPolicyReload(t *testing.T) {
 		t.Error("a policy still applies after the reload removed them")
 	}
 }
+
+// TestPolicyReloadModernListChanged: a 2026-07-28 client, which listens
+// for list changes through subscriptions/listen, hears that its tools
+// changed when a reload changes the route's policies.
+func TestPolicyReloadModernListChanged(t *testing.T) {
+	t.Parallel()
+	ps := startPolicyServer(t, false)
+	g, _ := startPolicyGateway(t, ps.URL, []config.Policy{{Name: "first", Tools: &config.PolicyList{Deny: []string{"delete_*"}}}}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var changed atomic.Int32
+	c := mcp.NewClient(&mcp.Implementation{Name: "policy-reload-modern", Version: "1"}, &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { changed.Add(1) },
+	})
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: g.URL + "/mcp", MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: core.Version20260728})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if _, err := cs.ListTools(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg := reloadConfig(t, func(c *config.Config) {
+		c.Policies = []config.Policy{{Name: "second", Tools: &config.PolicyList{Deny: []string{"purge_*"}}}}
+	}, httpRoute("tools", "/mcp", ps.URL))
+	// The client's listen stream may still be on its way: reload until it
+	// hears one (each reload changes the policies, and tells it).
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; changed.Load() == 0; i++ {
+		if time.Now().After(deadline) {
+			t.Fatal("no notifications/tools/list_changed reached the 2026-07-28 client")
+		}
+		cfg.Policies[0].Name = fmt.Sprintf("second-%d", i)
+		if err := g.Reload(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
