@@ -413,3 +413,29 @@ audit: {payloads: true, sinks: [{file: {path: "`+trail+`"}}], fsync: always}`)
 		}
 	}
 }
+
+// TestModernSubscription: a 2026-07-28 client of the admin server
+// subscribes to mcpgate://sessions and hears of a new session.
+func TestModernSubscription(t *testing.T) {
+	t.Parallel()
+	b := start(t)
+	var updated atomic.Int32
+	viewer := connect(t, b.adminURL, b.viewer, "2026-07-28", &mcp.ClientOptions{
+		ResourceUpdatedHandler: func(_ context.Context, r *mcp.ResourceUpdatedNotificationRequest) {
+			if r.Params.URI == "mcpgate://sessions" {
+				updated.Add(1)
+			}
+		},
+	})
+	if err := viewer.Subscribe(t.Context(), &mcp.SubscribeParams{URI: "mcpgate://sessions"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for updated.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no notifications/resources/updated for mcpgate://sessions after new sessions")
+		}
+		connect(t, b.url, "", "2025-11-25", nil) // a change the watcher sees within a second
+		time.Sleep(300 * time.Millisecond)
+	}
+}
