@@ -439,3 +439,75 @@ func TestModernSubscription(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 	}
 }
+
+// TestHealthResourceBothEras: clients of both eras subscribed to
+// mcpgate://health hear when the route's upstream goes down and when it
+// comes back.
+func TestHealthResourceBothEras(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	fixture := conformancefixture.Handler(ctx, false)
+	var down atomic.Bool
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "down for the test", http.StatusServiceUnavailable)
+			return
+		}
+		fixture.ServeHTTP(w, r)
+	}))
+	t.Cleanup(up.Close)
+	key, _ := auth.NewKey()
+	text := `listeners: [{address: "127.0.0.1:0"}]
+store: {kind: memory}
+server: {shutdown_timeout: 2s}
+admin: {listen: 127.0.0.1:0, mcp: {enabled: true, api_keys: [{key_sha256: ` + auth.HashKey(key) + `, role: viewer}]}}
+routes:
+  - {name: fixture, path: /mcp, upstream: {http: {url: "` + up.URL + `"}}, health: {interval: 100ms, timeout: 1s, failure_threshold: 1, success_threshold: 1}}
+`
+	cfg, err := config.LoadBytes([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(cfg, gateway.Options{Source: gateway.ConfigSource{Text: []byte(text)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl := admin.New(admin.Options{Gateway: g})
+	t.Cleanup(ctl.Close)
+	g.HandleAdmin("/mcp", ctl)
+	ran := make(chan error, 1)
+	go func() { ran <- g.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-ran })
+	adminURL := "http://" + g.AdminAddr().String() + "/mcp"
+	var heard [2]atomic.Int32
+	for i, v := range []string{"2025-11-25", "2026-07-28"} {
+		cs := connect(t, adminURL, key, v, &mcp.ClientOptions{
+			ResourceUpdatedHandler: func(_ context.Context, r *mcp.ResourceUpdatedNotificationRequest) {
+				if r.Params.URI == "mcpgate://health" {
+					heard[i].Add(1)
+				}
+			},
+		})
+		if err := cs.Subscribe(t.Context(), &mcp.SubscribeParams{URI: "mcpgate://health"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait := func(what string, n int32) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for heard[0].Load() < n || heard[1].Load() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: legacy heard %d, modern %d updates; want %d each", what, heard[0].Load(), heard[1].Load(), n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	down.Store(true)
+	wait("upstream down", 1)
+	if r := g.Readiness(); r.Routes["fixture"] != "down" {
+		t.Fatalf("readiness while down: %+v", r)
+	}
+	down.Store(false)
+	wait("upstream back", 2)
+}
