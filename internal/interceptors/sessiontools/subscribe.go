@@ -237,7 +237,10 @@ func (s *Stage) poke() {
 }
 
 // run looks at the subscribed resources every opts.Every and when poked
-// (after a request of a subscribed session), until the chain is retired.
+// (after a request of a subscribed session), until the chain is retired
+// or no session of this chain is subscribed any more (sessions leave a
+// chain a reload superseded as they move to the new one; watch starts the
+// watcher again for the next subscriber).
 func (s *Stage) run() {
 	t := time.NewTicker(s.opts.Every)
 	defer t.Stop()
@@ -248,13 +251,21 @@ func (s *Stage) run() {
 		case <-t.C:
 		case <-s.wake:
 		}
-		s.look()
+		if !s.look() {
+			return
+		}
 	}
 }
 
-// look notifies each subscribed session of the resources that changed.
-func (s *Stage) look() {
+// look notifies each subscribed session of the resources that changed;
+// with none left, it stops the watcher (false).
+func (s *Stage) look() bool {
 	s.mu.Lock()
+	if len(s.subs) == 0 {
+		s.running = false
+		s.mu.Unlock()
+		return false
+	}
 	sts := make([]*state, 0, len(s.subs))
 	for st := range s.subs {
 		sts = append(sts, st)
@@ -288,6 +299,7 @@ func (s *Stage) look() {
 			}
 		}
 	}
+	return true
 }
 
 // uris are the URIs st subscribes to, either way.
