@@ -42,6 +42,14 @@ type Frontend struct {
 	// posts counts POST exchanges in progress (not the long-lived GET
 	// streams), so shutdown knows when in-flight requests have drained.
 	posts atomic.Int64
+	// superseded are the versions of kept routes a swap replaced, whose
+	// chains close once no session serves on them and their requests are
+	// over (supersede.go); guarded by swapMu.
+	superseded []supersededVersion
+	sweeping   bool
+	sweepStop  chan struct{}
+	// sweepEvery is how often superseded versions are looked at.
+	sweepEvery time.Duration
 }
 
 // InFlight is the number of POST exchanges in progress.

@@ -198,6 +198,9 @@ func (f *Frontend) SwapRoutes(routes []*Route) (*Retirement, error) {
 		case rt.state != st:
 			st.retire(session.ReasonRouteChanged)
 		default:
+			// Kept: its sessions move to the new version at their next
+			// request; the old version's chain closes after them.
+			f.supersede(old.byName[name])
 			continue
 		}
 		ret.states = append(ret.states, st)

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -69,6 +70,7 @@ func TestSwapKeepsSessionsAndFinishesInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer f.CloseChains()
 	srv := httptest.NewServer(f.Handler(ListenerPolicy{Loopback: true}))
 	defer srv.Close()
 
@@ -150,5 +152,81 @@ func TestProvisionBeforeServing(t *testing.T) {
 	late.Handler(ListenerPolicy{Loopback: true}).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/nowhere", nil))
 	if err := late.Provision(Provisions{}); err != ErrProvisioned {
 		t.Fatalf("Provision after serving: %v", err)
+	}
+}
+
+// TestSupersededChainsClose: the chain of a version a swap replaced is
+// closed once no session serves on it and its request timeout has passed
+// since the swap; a session still on it keeps it open; CloseChains closes
+// the rest.
+func TestSupersededChainsClose(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fixture := httptest.NewServer(conformancefixture.Handler(ctx, false))
+	defer fixture.Close()
+	inner, err := httpup.New(httpup.Options{URL: fixture.URL + "/"}, "r", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := bridge.New(inner, bridge.Options{})
+	defer up.Close()
+	mgr := session.NewManager(session.Options{})
+	defer mgr.Close(context.Background())
+	var mu sync.Mutex
+	closed := map[string]bool{}
+	route := func(label string) *Route {
+		return &Route{Name: "r", Path: "/mcp", Clients: EraAuto, Upstream: up, RequestTimeout: 200 * time.Millisecond,
+			Stages: []pipeline.Stage{{Name: "logging", Close: func() error {
+				mu.Lock()
+				closed[label] = true
+				mu.Unlock()
+				return nil
+			}}}}
+	}
+	isClosed := func(label string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return closed[label]
+	}
+	f, err := New(Options{Sessions: mgr}, []*Route{route("v1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.sweepEvery = time.Millisecond
+	srv := httptest.NewServer(f.Handler(ListenerPolicy{Loopback: true}))
+	defer srv.Close()
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "supersede-test", Version: "0"}, nil).Connect(ctx,
+		&mcp.StreamableClientTransport{Endpoint: srv.URL + "/mcp", MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+
+	if _, err := f.SwapRoutes([]*Route{route("v2")}); err != nil {
+		t.Fatal(err)
+	}
+	// The session has made no request since: it is still on v1.
+	time.Sleep(30 * time.Millisecond)
+	if isClosed("v1") {
+		t.Fatal("v1's chain closed while a session serves on it")
+	}
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_simple_text"}); err != nil {
+		t.Fatal(err)
+	}
+	// Its call moved it to v2: v1 is free.
+	deadline := time.Now().Add(5 * time.Second)
+	for !isClosed("v1") {
+		if time.Now().After(deadline) {
+			t.Fatal("v1's chain not closed after its last session moved")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if isClosed("v2") {
+		t.Fatal("the chain in force was closed")
+	}
+	f.CloseChains()
+	if !isClosed("v2") {
+		t.Fatal("CloseChains left the chain in force open")
 	}
 }

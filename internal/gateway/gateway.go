@@ -549,6 +549,7 @@ func (g *Gateway) shutdown(servers []*http.Server) {
 	g.sessions.Close(ctx)
 	<-drained
 	g.retiring.Wait() // routes a reload took out close their own upstreams
+	g.front.CloseChains()
 	g.rates.close()
 	g.quotaState.close()
 	g.closeUpstreams()
@@ -572,6 +573,9 @@ func (g *Gateway) closeStore() {
 func (g *Gateway) Close() {
 	if g.sessions != nil {
 		g.sessions.Close(context.Background())
+	}
+	if g.front != nil {
+		g.front.CloseChains()
 	}
 	g.closeUpstreams()
 	g.closeAuth()

@@ -154,7 +154,10 @@ type Stage struct {
 	// must not block.
 	Observe func(ctx context.Context, ev *Event)
 	// Close, if set, runs once when the chain is retired: after a reload
-	// replaced it and its last in-flight request finished, or at shutdown.
+	// replaced it and it fell out of use (a removed route's once its
+	// sessions ended; a kept route's old version once no session serves on
+	// it and its request timeout has passed since the swap), or at
+	// shutdown.
 	Close func() error
 	// Bind, if set, is given the chain the stage is built into, before any
 	// message passes: a stage that decides on messages reports Decision
