@@ -511,3 +511,55 @@ routes:
 	down.Store(false)
 	wait("upstream back", 2)
 }
+
+// TestHealthCheckRunsChecksNow: health_check runs the checks at once: an
+// upstream that went down is reported down by the call that follows,
+// without waiting for the next interval.
+func TestHealthCheckRunsChecksNow(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	fixture := conformancefixture.Handler(ctx, false)
+	var down atomic.Bool
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "down for the test", http.StatusServiceUnavailable)
+			return
+		}
+		fixture.ServeHTTP(w, r)
+	}))
+	t.Cleanup(up.Close)
+	key, _ := auth.NewKey()
+	text := `listeners: [{address: "127.0.0.1:0"}]
+store: {kind: memory}
+server: {shutdown_timeout: 2s}
+admin: {listen: 127.0.0.1:0, mcp: {enabled: true, api_keys: [{key_sha256: ` + auth.HashKey(key) + `, role: viewer}]}}
+routes:
+  - {name: fixture, path: /mcp, upstream: {http: {url: "` + up.URL + `"}}, health: {interval: 1h, timeout: 1s, failure_threshold: 1}}
+`
+	cfg, err := config.LoadBytes([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(cfg, gateway.Options{Source: gateway.ConfigSource{Text: []byte(text)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl := admin.New(admin.Options{Gateway: g})
+	t.Cleanup(ctl.Close)
+	g.HandleAdmin("/mcp", ctl)
+	ran := make(chan error, 1)
+	go func() { ran <- g.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-ran })
+	cs := connect(t, "http://"+g.AdminAddr().String()+"/mcp", key, "2025-11-25", nil)
+	var r gateway.Readiness
+	call(t, cs, "health_check", nil, &r)
+	if r.Routes["fixture"] != "up" {
+		t.Fatalf("health_check with the upstream up: %+v", r)
+	}
+	down.Store(true) // the next check would be an hour away
+	call(t, cs, "health_check", nil, &r)
+	if r.Routes["fixture"] != "down" {
+		t.Fatalf("health_check right after the upstream went down: %+v", r)
+	}
+}

@@ -59,7 +59,7 @@ func (t *tools) register(srv *mcp.Server) {
 	mcp.AddTool(srv, &mcp.Tool{Name: "log_level_set",
 		Description: "Sets the gateway's log level: debug, info, warn or error (role operator)."}, t.logLevelSet)
 	mcp.AddTool(srv, &mcp.Tool{Name: "health_check", Annotations: ro,
-		Description: "The gateway's readiness now: listeners and store."}, t.healthCheck)
+		Description: "Runs every route's upstream health check now and returns the gateway's readiness: listeners, store, routes."}, t.healthCheck)
 	mcp.AddTool(srv, &mcp.Tool{Name: "quota_usage", Annotations: ro,
 		Description: "The usage of every quota limit that applies to a session (session_id): its own budgets and its principal's and tenant's."}, t.quotaUsage)
 	mcp.AddTool(srv, &mcp.Tool{Name: "audit_query", Annotations: ro,
@@ -444,8 +444,13 @@ func (t *tools) logLevelSet(_ context.Context, _ *mcp.CallToolRequest, in levelI
 	return nil, levelOut{Component: "gateway", Level: lower(next), Previous: lower(prev)}, nil
 }
 
-func (t *tools) healthCheck(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, gateway.Readiness, error) {
-	return nil, t.s.opts.Gateway.Readiness(), nil
+// healthCheckTimeout bounds health_check's wait for the checks it runs.
+const healthCheckTimeout = 15 * time.Second
+
+func (t *tools) healthCheck(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, gateway.Readiness, error) {
+	ctx, cancel := context.WithTimeout(ctx, healthCheckTimeout)
+	defer cancel()
+	return nil, t.s.opts.Gateway.CheckHealth(ctx), nil
 }
 
 type usageOut struct {

@@ -268,6 +268,13 @@ type readiness struct {
 // Readiness.Routes.
 func (g *Gateway) RouteHealth() map[string]string { return g.health.upstreams.states() }
 
+// CheckHealth runs every route's upstream health check once, now, waits
+// for them (at most until ctx ends) and returns the readiness they leave.
+func (g *Gateway) CheckHealth(ctx context.Context) Readiness {
+	g.health.upstreams.checkNow(ctx)
+	return g.readiness()
+}
+
 func (g *Gateway) readiness() readiness {
 	var r readiness
 	if !g.health.serving.Load() {

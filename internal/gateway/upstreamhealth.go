@@ -43,6 +43,9 @@ type routeCheck struct {
 	down    atomic.Bool
 	cancel  context.CancelFunc
 	done    chan struct{}
+	// kick asks the running checker to check now; it closes the channel
+	// it receives once that check is done.
+	kick chan chan struct{}
 }
 
 func newUpstreamHealth(m *metrics.Upstreams, log *slog.Logger) *upstreamHealth {
@@ -121,6 +124,9 @@ func (h *upstreamHealth) startLocked(rc *routeCheck) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rc.cancel, rc.done = cancel, make(chan struct{})
+	if rc.kick == nil {
+		rc.kick = make(chan chan struct{})
+	}
 	go func() {
 		defer close(rc.done)
 		h.run(ctx, rc)
@@ -169,10 +175,13 @@ func (h *upstreamHealth) run(ctx context.Context, rc *routeCheck) {
 	timer := time.NewTimer(delay)
 	defer timer.Stop()
 	for {
+		var kicked chan struct{}
 		select {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
+		case kicked = <-rc.kick:
+			timer.Stop()
 		}
 		cctx, cancel := context.WithTimeout(ctx, rc.cfg.Timeout)
 		start := time.Now()
@@ -205,6 +214,42 @@ func (h *upstreamHealth) run(ctx context.Context, rc *routeCheck) {
 				h.log.Info("upstream_up", "route", rc.route, "took", took)
 			}
 		}
+		if kicked != nil {
+			close(kicked)
+		}
 		timer.Reset(delay)
+	}
+}
+
+// checkNow has every running check run once at once and waits for them,
+// at most until ctx ends.
+func (h *upstreamHealth) checkNow(ctx context.Context) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	var kicks []chan chan struct{}
+	for _, rc := range h.checks {
+		if rc.cancel != nil && rc.kick != nil {
+			kicks = append(kicks, rc.kick)
+		}
+	}
+	h.mu.Unlock()
+	var waits []chan struct{}
+	for _, k := range kicks {
+		d := make(chan struct{})
+		select {
+		case k <- d:
+			waits = append(waits, d)
+		case <-ctx.Done():
+			return
+		}
+	}
+	for _, d := range waits {
+		select {
+		case <-d:
+		case <-ctx.Done():
+			return
+		}
 	}
 }
