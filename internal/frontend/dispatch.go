@@ -99,6 +99,9 @@ func (g *gwSession) fromUpstream(ctx context.Context, m *core.Message, st *strea
 	}
 	if m.Method == "notifications/tools/list_changed" {
 		g.catalog.Invalidate()
+		if rc := g.route().state.tools; rc != nil {
+			rc.Invalidate()
+		}
 	}
 	// The chain's context, with the message's stream as target: made once
 	// per stream and once per session, not per message.

@@ -325,6 +325,9 @@ func (f *Frontend) toUpstream(ctx context.Context, m *core.Message) (resp *core.
 		// What the upstream listed, before any stage filters it on the way
 		// back: the catalog knows every tool the server has.
 		g.catalog.Observe(catGen, resp.Result)
+		if rc := g.route().state.tools; rc != nil {
+			rc.Observe(rc.Gen(), resp.Result)
+		}
 	}
 	return resp, err
 }

@@ -105,7 +105,7 @@ func (f *Frontend) modernPost(w http.ResponseWriter, r *http.Request, rt *Route,
 		// clients that joined it without a key never see it.
 		w.Header().Set(SessionHeader, g.info.ID)
 	}
-	if e := checkParamHeaders(g.catalog, r.Header, m); e != nil {
+	if e := checkParamHeaders(g.catalog, g.route().state.tools, r.Header, m); e != nil {
 		f.rejectModern(w, r, rt, g, m, e)
 		return
 	}

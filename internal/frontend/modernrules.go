@@ -42,12 +42,17 @@ func checkModernRequest(m *core.Message) *core.Error {
 // the session's catalog knows: every bound
 // argument present in the body has its header, with the same value
 // (decoded from =?base64?…?= when so wrapped), and no bound header comes
-// without its argument. A mismatch is 400 with -32020.
-func checkParamHeaders(cat *catalog.Catalog, h http.Header, m *core.Message) *core.Error {
+// without its argument. A mismatch is 400 with -32020. A tool the
+// session's catalog does not know is looked up in route, what any session
+// of the route last listed (nil: none).
+func checkParamHeaders(cat, route *catalog.Catalog, h http.Header, m *core.Message) *core.Error {
 	if m.Method != "tools/call" || m.Name == "" {
 		return nil
 	}
 	t := cat.Tool(m.Name)
+	if t == nil && route != nil {
+		t = route.Tool(m.Name)
+	}
 	if t == nil || len(t.Headers) == 0 {
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcpgate/mcpgate/internal/catalog"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
@@ -50,6 +51,12 @@ type routeState struct {
 	anon    map[string]*gwSession
 	flights map[string]*modernFlight
 
+	// tools is what any session of the route last listed: where a
+	// session's own catalog does not know a tool (a modern client's
+	// session that has not listed yet), its Mcp-Param-* bindings come from
+	// here.
+	tools *catalog.Catalog
+
 	// posts counts the requests being served on this state (every method
 	// but GET, whose streams last as long as their session).
 	posts atomic.Int64
@@ -63,7 +70,7 @@ type routeState struct {
 }
 
 func newRouteState(name string, up upstream.Upstream) *routeState {
-	return &routeState{name: name, upstream: up, drained: make(chan struct{})}
+	return &routeState{name: name, upstream: up, drained: make(chan struct{}), tools: catalog.New()}
 }
 
 // leave ends one request counted by Frontend.enter.
