@@ -341,3 +341,37 @@ func TestAdminOAuthRoleClaim(t *testing.T) {
 		}
 	}
 }
+
+// TestInspectorSessionTools: the MCP Inspector's CLI reads a session's own
+// resources and calls its status tool in each era; in 2026-07-28 it checks
+// every result against the schema (cache hints included).
+func TestInspectorSessionTools(t *testing.T) {
+	t.Parallel()
+	script := nodetool.Bin(t, inspectorPackage, "clients/launcher/build/index.js")
+	route := stdioRoute("fixture", "/mcp", fixtureBin)
+	route.SessionTools = true
+	g := startGateway(t, nil, route)
+	catalog := filepath.Join(t.TempDir(), "mcp.json")
+	for _, era := range []string{"legacy", "modern"} {
+		for _, tc := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"--method", "resources/read", "--uri", "mcpgate://session"}, `"route\": \"fixture\"`},
+			{[]string{"--method", "resources/read", "--uri", "mcpgate://health"}, `"upstream`},
+			{[]string{"--method", "tools/call", "--tool-name", "mcpgate_session_status"}, `structuredContent`},
+		} {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			argv := append([]string{"--cli", g.URL + "/mcp", "--transport", "http", "--protocol-era", era, "--format", "json", "--quiet"}, tc.args...)
+			c := nodetool.Command(ctx, t, script, argv...)
+			c.Env = append(c.Env, "MCP_CATALOG_PATH="+catalog, "HOME="+t.TempDir())
+			var stdout, stderr bytes.Buffer
+			c.Stdout, c.Stderr = &stdout, &stderr
+			err := c.Run()
+			cancel()
+			if err != nil || !strings.Contains(stdout.String(), tc.want) {
+				t.Fatalf("inspector --protocol-era %s %v: %v\nstdout: %s\nstderr: %s", era, tc.args, err, stdout.String(), stderr.String())
+			}
+		}
+	}
+}

@@ -310,6 +310,11 @@ func (s *Stage) mergeList(_ context.Context, st *state, req, resp *core.Message,
 	switch {
 	case resp.Kind == core.KindError && resp.ErrorCode() == core.CodeMethodNotFound:
 		result = []byte(`{}`)
+		if req.Era == core.EraModern {
+			// A 2026-07-28 list result carries cache hints; ours change
+			// with the session: not cached.
+			result = []byte(`{"ttlMs":0,"cacheScope":"private"}`)
+		}
 	case resp.Kind == core.KindResponse:
 		result = resp.Result
 	default:

@@ -392,7 +392,9 @@ func (s *Stage) read(ctx context.Context, st *state, m *core.Message) *core.Mess
 	text, _ := json.MarshalIndent(v, "", "  ")
 	r := map[string]any{"contents": []map[string]string{{"uri": m.Name, "mimeType": "application/json", "text": string(text)}}}
 	if m.Era == core.EraModern {
-		r["resultType"] = "complete"
+		// 2026-07-28 requires cache hints on resources/read: these
+		// contents are the session's own and change as it runs.
+		r["resultType"], r["ttlMs"], r["cacheScope"] = "complete", 0, "private"
 	}
 	b, _ := json.Marshal(r)
 	return answer(m, b)
