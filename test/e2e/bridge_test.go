@@ -111,7 +111,10 @@ func TestEraPairings(t *testing.T) {
 					t.Fatal(err)
 				}
 				want := fmt.Sprintf("cancelled=%d", before+1)
-				cctx, ccancel := context.WithTimeout(ctx, 300*time.Millisecond)
+				// Long enough for the call to reach the server on a loaded
+				// machine (it waits 30s): cancelled before it arrives, the
+				// server would have nothing to see.
+				cctx, ccancel := context.WithTimeout(ctx, 1500*time.Millisecond)
 				_, err = cs.CallTool(cctx, &mcp.CallToolParams{Name: "test_wait_for_cancellation"})
 				ccancel()
 				if err == nil {
