@@ -445,41 +445,8 @@ func TestModernSubscription(t *testing.T) {
 // comes back.
 func TestHealthResourceBothEras(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	fixture := conformancefixture.Handler(ctx, false)
-	var down atomic.Bool
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if down.Load() {
-			http.Error(w, "down for the test", http.StatusServiceUnavailable)
-			return
-		}
-		fixture.ServeHTTP(w, r)
-	}))
-	t.Cleanup(up.Close)
-	key, _ := auth.NewKey()
-	text := `listeners: [{address: "127.0.0.1:0"}]
-store: {kind: memory}
-server: {shutdown_timeout: 2s}
-admin: {listen: 127.0.0.1:0, mcp: {enabled: true, api_keys: [{key_sha256: ` + auth.HashKey(key) + `, role: viewer}]}}
-routes:
-  - {name: fixture, path: /mcp, upstream: {http: {url: "` + up.URL + `"}}, health: {interval: 100ms, timeout: 1s, failure_threshold: 1, success_threshold: 1}}
-`
-	cfg, err := config.LoadBytes([]byte(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := gateway.New(cfg, gateway.Options{Source: gateway.ConfigSource{Text: []byte(text)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctl := admin.New(admin.Options{Gateway: g})
-	t.Cleanup(ctl.Close)
-	g.HandleAdmin("/mcp", ctl)
-	ran := make(chan error, 1)
-	go func() { ran <- g.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-ran })
-	adminURL := "http://" + g.AdminAddr().String() + "/mcp"
+	hb := startHealthBed(t, "{interval: 100ms, timeout: 1s, failure_threshold: 1, success_threshold: 1}")
+	adminURL, key, g := hb.adminURL, hb.key, hb.g
 	var heard [2]atomic.Int32
 	for i, v := range []string{"2025-11-25", "2026-07-28"} {
 		cs := connect(t, adminURL, key, v, &mcp.ClientOptions{
@@ -503,12 +470,12 @@ routes:
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	down.Store(true)
+	hb.down.Store(true)
 	wait("upstream down", 1)
 	if r := g.Readiness(); r.Routes["fixture"] != "down" {
 		t.Fatalf("readiness while down: %+v", r)
 	}
-	down.Store(false)
+	hb.down.Store(false)
 	wait("upstream back", 2)
 }
 
@@ -517,25 +484,51 @@ routes:
 // without waiting for the next interval.
 func TestHealthCheckRunsChecksNow(t *testing.T) {
 	t.Parallel()
+	hb := startHealthBed(t, "{interval: 1h, timeout: 1s, failure_threshold: 1}")
+	cs := connect(t, hb.adminURL, hb.key, "2025-11-25", nil)
+	var r gateway.Readiness
+	call(t, cs, "health_check", nil, &r)
+	if r.Routes["fixture"] != "up" {
+		t.Fatalf("health_check with the upstream up: %+v", r)
+	}
+	hb.down.Store(true) // the next check would be an hour away
+	call(t, cs, "health_check", nil, &r)
+	if r.Routes["fixture"] != "down" {
+		t.Fatalf("health_check right after the upstream went down: %+v", r)
+	}
+}
+
+// healthBed is a gateway whose route's upstream (the conformance fixture)
+// can be made to fail (down), with health checks as health says and the
+// admin server for a viewer key.
+type healthBed struct {
+	g        *gateway.Gateway
+	adminURL string
+	key      string
+	down     atomic.Bool
+}
+
+func startHealthBed(t *testing.T, health string) *healthBed {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	fixture := conformancefixture.Handler(ctx, false)
-	var down atomic.Bool
+	hb := &healthBed{}
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if down.Load() {
+		if hb.down.Load() {
 			http.Error(w, "down for the test", http.StatusServiceUnavailable)
 			return
 		}
 		fixture.ServeHTTP(w, r)
 	}))
 	t.Cleanup(up.Close)
-	key, _ := auth.NewKey()
+	hb.key, _ = auth.NewKey()
 	text := `listeners: [{address: "127.0.0.1:0"}]
 store: {kind: memory}
 server: {shutdown_timeout: 2s}
-admin: {listen: 127.0.0.1:0, mcp: {enabled: true, api_keys: [{key_sha256: ` + auth.HashKey(key) + `, role: viewer}]}}
+admin: {listen: 127.0.0.1:0, mcp: {enabled: true, api_keys: [{key_sha256: ` + auth.HashKey(hb.key) + `, role: viewer}]}}
 routes:
-  - {name: fixture, path: /mcp, upstream: {http: {url: "` + up.URL + `"}}, health: {interval: 1h, timeout: 1s, failure_threshold: 1}}
+  - {name: fixture, path: /mcp, upstream: {http: {url: "` + up.URL + `"}}, health: ` + health + `}
 `
 	cfg, err := config.LoadBytes([]byte(text))
 	if err != nil {
@@ -551,15 +544,6 @@ routes:
 	ran := make(chan error, 1)
 	go func() { ran <- g.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-ran })
-	cs := connect(t, "http://"+g.AdminAddr().String()+"/mcp", key, "2025-11-25", nil)
-	var r gateway.Readiness
-	call(t, cs, "health_check", nil, &r)
-	if r.Routes["fixture"] != "up" {
-		t.Fatalf("health_check with the upstream up: %+v", r)
-	}
-	down.Store(true) // the next check would be an hour away
-	call(t, cs, "health_check", nil, &r)
-	if r.Routes["fixture"] != "down" {
-		t.Fatalf("health_check right after the upstream went down: %+v", r)
-	}
+	hb.g, hb.adminURL = g, "http://"+g.AdminAddr().String()+"/mcp"
+	return hb
 }
