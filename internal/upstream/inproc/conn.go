@@ -33,12 +33,12 @@ type Conn struct {
 	done     chan struct{} // closed when the connection ends
 	endOnce  sync.Once
 
-	mu      sync.Mutex
-	pending map[core.ID]*call
-	tokens  map[string]*call // raw progress token -> call
-	nclient int              // ordinary client calls pending
-	closing bool             // Close was called
-	endErr  error            // set when the connection ended
+	mu sync.Mutex
+	// calls are the requests awaited: by id, by raw progress token, and
+	// the count of ordinary client calls.
+	upstream.Calls[*call]
+	closing bool  // Close was called
+	endErr  error // set when the connection ended
 }
 
 type call struct {
@@ -71,7 +71,6 @@ func newConn(u *Upstream, s *core.SessionInfo, era core.Era, sink upstream.Sink,
 		up: u, sess: s, era: era, sink: sink, log: log,
 		toServer: make(chan jsonrpc.Message, 16),
 		done:     make(chan struct{}),
-		pending:  make(map[core.ID]*call),
 	}
 }
 
@@ -136,20 +135,8 @@ func (c *Conn) register(cl *call) error {
 	if c.closing || c.endErr != nil {
 		return c.closedErrLocked()
 	}
-	if _, dup := c.pending[cl.id]; dup {
+	if !c.Add(cl.id, cl.token, cl.ordinary(), cl) {
 		return core.NewError(core.CodeInvalidRequest, "duplicate request id")
-	}
-	c.pending[cl.id] = cl
-	if cl.token != "" {
-		if c.tokens == nil {
-			c.tokens = make(map[string]*call)
-		}
-		if _, taken := c.tokens[cl.token]; !taken {
-			c.tokens[cl.token] = cl
-		}
-	}
-	if cl.ordinary() {
-		c.nclient++
 	}
 	return nil
 }
@@ -157,17 +144,7 @@ func (c *Conn) register(cl *call) error {
 // unregisterLocked removes cl if still pending; whoever removes a call
 // completes it.
 func (c *Conn) unregisterLocked(cl *call) bool {
-	if c.pending[cl.id] != cl {
-		return false
-	}
-	delete(c.pending, cl.id)
-	if cl.token != "" && c.tokens[cl.token] == cl {
-		delete(c.tokens, cl.token)
-	}
-	if cl.ordinary() {
-		c.nclient--
-	}
-	return true
+	return c.Remove(cl.id, cl.token, cl.ordinary(), cl)
 }
 
 func (c *Conn) closedErrLocked() error {
@@ -265,8 +242,8 @@ func (c *Conn) end(err error) {
 	c.endOnce.Do(func() {
 		c.mu.Lock()
 		c.endErr = err
-		calls := make([]*call, 0, len(c.pending))
-		for _, cl := range c.pending {
+		calls := make([]*call, 0, len(c.Pending))
+		for _, cl := range c.Pending {
 			calls = append(calls, cl)
 		}
 		for _, cl := range calls {
@@ -291,7 +268,7 @@ func (c *Conn) route(m *core.Message) {
 	m.Direction, m.Era, m.Session, m.Received = core.ServerToClient, c.era, c.sess, time.Now()
 	if m.Kind.IsResponse() {
 		c.mu.Lock()
-		cl := c.pending[m.ID]
+		cl := c.Pending[m.ID]
 		ok := cl != nil && c.unregisterLocked(cl)
 		c.mu.Unlock()
 		if !ok {
@@ -306,24 +283,24 @@ func (c *Conn) route(m *core.Message) {
 	c.mu.Lock()
 	switch {
 	case m.Method == "notifications/progress" && m.ProgressToken != nil:
-		if cl := c.tokens[string(m.ProgressToken)]; cl != nil && !cl.internal {
+		if cl := c.Tokens[string(m.ProgressToken)]; cl != nil && !cl.internal {
 			target = cl
 		}
 	case m.Method == "notifications/cancelled":
 		if id := member(m.Params, "requestId"); id != nil {
-			if cl := c.pending[core.ID(id)]; cl != nil && cl.listen {
+			if cl := c.Pending[core.ID(id)]; cl != nil && cl.listen {
 				target = cl
 			}
 		}
 	case m.Kind == core.KindNotification && bytes.Contains(m.Params, subscriptionKey):
 		if sub := subscriptionID(m.Params); sub != nil {
-			if cl := c.pending[core.ID(sub)]; cl != nil && cl.listen {
+			if cl := c.Pending[core.ID(sub)]; cl != nil && cl.listen {
 				target = cl
 			}
 		}
 	}
-	if target == nil && m.Method != "notifications/progress" && c.nclient == 1 {
-		for _, cl := range c.pending {
+	if target == nil && m.Method != "notifications/progress" && c.Clients == 1 {
+		for _, cl := range c.Pending {
 			if cl.ordinary() {
 				target = cl
 				break

@@ -63,12 +63,12 @@ type Conn struct {
 	stdinOnce   sync.Once
 	stdinClosed atomic.Bool
 
-	mu      sync.Mutex
-	pending map[core.ID]*call
-	tokens  map[string]*call // raw progress token -> call
-	nclient int              // ordinary client calls in pending (not listen)
-	closing bool             // Close was called
-	ended   bool             // the process is gone and pending failed
+	mu sync.Mutex
+	// calls are the requests awaited: by id, by raw progress token, and
+	// the count of ordinary client calls.
+	upstream.Calls[*call]
+	closing bool // Close was called
+	ended   bool // the process is gone and pending failed
 	endErr  error
 	broken  error // why the gateway killed the process, if it did
 
@@ -221,7 +221,7 @@ func (c *Conn) call(ctx context.Context, method string, params []byte) (*core.Me
 	c.mu.Lock()
 	for {
 		cl.id = core.ID(c.idPrefix + strconv.FormatUint(c.nextID.Add(1), 10) + `"`)
-		if _, taken := c.pending[cl.id]; !taken {
+		if _, taken := c.Pending[cl.id]; !taken {
 			break
 		}
 	}
@@ -267,20 +267,8 @@ func (c *Conn) register(cl *call) error {
 	if c.closing || c.ended {
 		return c.closedErrLocked()
 	}
-	if _, dup := c.pending[cl.id]; dup {
+	if !c.Add(cl.id, cl.token, cl.ordinary(), cl) {
 		return core.NewError(core.CodeInvalidRequest, "duplicate request id")
-	}
-	c.pending[cl.id] = cl
-	if cl.token != "" {
-		if c.tokens == nil {
-			c.tokens = make(map[string]*call)
-		}
-		if _, taken := c.tokens[cl.token]; !taken {
-			c.tokens[cl.token] = cl
-		}
-	}
-	if cl.ordinary() {
-		c.nclient++
 	}
 	return nil
 }
@@ -288,17 +276,7 @@ func (c *Conn) register(cl *call) error {
 // unregisterLocked removes cl if it is still pending and reports whether it
 // was: whoever removes a call completes it.
 func (c *Conn) unregisterLocked(cl *call) bool {
-	if c.pending[cl.id] != cl {
-		return false
-	}
-	delete(c.pending, cl.id)
-	if cl.token != "" && c.tokens[cl.token] == cl {
-		delete(c.tokens, cl.token)
-	}
-	if cl.ordinary() {
-		c.nclient--
-	}
-	return true
+	return c.Remove(cl.id, cl.token, cl.ordinary(), cl)
 }
 
 // await writes a request and waits for its completion. taken reports that
@@ -394,7 +372,7 @@ func (c *Conn) Close(ctx context.Context) error {
 	c.mu.Lock()
 	var calls []*call
 	if !c.closing && !c.ended {
-		for _, cl := range c.pending {
+		for _, cl := range c.Pending {
 			calls = append(calls, cl)
 		}
 		for _, cl := range calls {
@@ -555,8 +533,8 @@ func (c *Conn) finish() {
 	}
 	c.mu.Lock()
 	err := &ExitError{Pid: c.pid, State: c.cmd.ProcessState, LastStderr: last, Cause: c.broken}
-	calls := make([]*call, 0, len(c.pending))
-	for _, cl := range c.pending {
+	calls := make([]*call, 0, len(c.Pending))
+	for _, cl := range c.Pending {
 		calls = append(calls, cl)
 	}
 	for _, cl := range calls {
@@ -749,7 +727,7 @@ func (c *Conn) route(m *core.Message, now time.Time) {
 
 	if m.Kind.IsResponse() {
 		c.mu.Lock()
-		cl := c.pending[m.ID]
+		cl := c.Pending[m.ID]
 		ok := cl != nil && c.unregisterLocked(cl)
 		c.mu.Unlock()
 		if !ok {
@@ -770,7 +748,7 @@ func (c *Conn) route(m *core.Message, now time.Time) {
 		// The decoder read params.progressToken: no second pass here.
 		if tok := m.ProgressToken; tok != nil {
 			c.mu.Lock()
-			cl := c.tokens[string(tok)]
+			cl := c.Tokens[string(tok)]
 			gen := genOf(cl)
 			c.mu.Unlock()
 			if cl != nil && !cl.internal && cl.deliver(m, gen) {
@@ -786,7 +764,7 @@ func (c *Conn) route(m *core.Message, now time.Time) {
 	if m.Method == "notifications/cancelled" {
 		if id := requestID(m.Params); id != nil {
 			c.mu.Lock()
-			cl := c.pending[core.ID(id)]
+			cl := c.Pending[core.ID(id)]
 			gen := genOf(cl)
 			c.mu.Unlock()
 			if cl != nil && cl.listen && cl.deliver(m, gen) {
@@ -800,7 +778,7 @@ func (c *Conn) route(m *core.Message, now time.Time) {
 	if m.Kind == core.KindNotification && bytes.Contains(m.Params, subscriptionKey) {
 		if sub := subscriptionID(m.Params); sub != nil {
 			c.mu.Lock()
-			cl := c.pending[core.ID(sub)]
+			cl := c.Pending[core.ID(sub)]
 			gen := genOf(cl)
 			c.mu.Unlock()
 			if cl != nil && cl.listen && cl.deliver(m, gen) {
@@ -813,8 +791,8 @@ func (c *Conn) route(m *core.Message, now time.Time) {
 
 	var only *call
 	c.mu.Lock()
-	if c.nclient == 1 {
-		for _, cl := range c.pending {
+	if c.Clients == 1 {
+		for _, cl := range c.Pending {
 			if cl.ordinary() {
 				only = cl
 				break

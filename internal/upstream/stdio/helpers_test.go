@@ -348,5 +348,5 @@ func eventually(t testing.TB, what string, cond func() bool) {
 func (c *Conn) clientCalls() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.nclient
+	return c.Clients
 }

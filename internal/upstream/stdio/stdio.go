@@ -495,7 +495,6 @@ func (u *Upstream) start(sess *core.SessionInfo, sid string, era core.Era, sink 
 		maxLine:    int(u.cfg.MaxMessageBytes),
 		idPrefix:   `"mcpgate-` + randomHex() + "-",
 		wsem:       make(chan struct{}, 1),
-		pending:    make(map[core.ID]*call),
 		dead:       make(chan struct{}),
 		finished:   make(chan struct{}),
 		stdoutDone: make(chan struct{}),

@@ -768,7 +768,7 @@ cat >/dev/null`))
 	eventually(t, "listen registered", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		return c.pending["\"sub-1\""] != nil
+		return c.Pending["\"sub-1\""] != nil
 	})
 	call := &collector{}
 	if _, err := c.RoundTrip(timeout(t, 10*time.Second), request(t, 2, "tools/list", map[string]any{"_meta": modernMeta()}), call.related); err != nil {
