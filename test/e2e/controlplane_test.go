@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -233,46 +231,11 @@ routes: [{name: fixture, path: /mcp, upstream: {http: {url: "%s"}}}]
 	adminURL := "http://" + g.AdminAddr().String() + "/mcp"
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	script := filepath.Join(nodetool.Root(t), "test", "e2e", "tsclient", "admin.mjs")
-	sdkPkg := nodetool.Bin(t, "@modelcontextprotocol/sdk", "package.json")
-	cmd := nodetool.Command(ctx, t, script, adminURL, key)
-	cmd.Env = append(os.Environ(), "MCPGATE_NODE_ROOT="+filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(sdkPkg)))))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(out)
-	var last string
-	for sc.Scan() {
-		last = sc.Text()
-		if last == "subscribed" {
+	runTSClient(ctx, t, 5, func(line string) {
+		if line == "subscribed" {
 			connectSDK(ctx, t, g.URL+"/mcp", "2025-11-25", nil)
 		}
-	}
-	_ = cmd.Wait()
-	var rep struct {
-		OK    bool `json:"ok"`
-		Steps []struct {
-			Name, Detail string
-			OK           bool
-		} `json:"steps"`
-	}
-	if err := json.Unmarshal([]byte(last), &rep); err != nil {
-		t.Fatalf("no report: %v\nlast line: %s\nstderr: %s", err, last, stderr.String())
-	}
-	for _, s := range rep.Steps {
-		if !s.OK {
-			t.Errorf("%s: %s", s.Name, s.Detail)
-		}
-	}
-	if len(rep.Steps) != 5 {
-		t.Errorf("%d steps: %+v", len(rep.Steps), rep.Steps)
-	}
+	}, "admin.mjs", adminURL, key)
 }
 
 // TestAdminOAuthRoleClaim: with admin.mcp.role_claim, the gateway's own

@@ -1,11 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +11,6 @@ import (
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/testutil/everything"
-	"github.com/mcpgate/mcpgate/internal/testutil/nodetool"
 )
 
 // TestTypeScriptClientThroughGateway drives the npm reference server
@@ -56,29 +51,7 @@ func TestTypeScriptClientModernServer(t *testing.T) {
 	g := startGateway(t, nil, route)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	script := filepath.Join(nodetool.Root(t), "test", "e2e", "tsclient", "fixture.mjs")
-	sdkPkg := nodetool.Bin(t, "@modelcontextprotocol/sdk", "package.json")
-	cmd := nodetool.Command(ctx, t, script, g.URL+"/mcp")
-	cmd.Env = append(os.Environ(), "MCPGATE_NODE_ROOT="+filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(sdkPkg)))))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, _ := cmd.Output()
-	var rep struct {
-		OK              bool   `json:"ok"`
-		ProtocolVersion string `json:"protocolVersion"`
-		Steps           []struct {
-			Name, Detail string
-			OK           bool
-		} `json:"steps"`
-	}
-	if err := json.Unmarshal(bytes.TrimSpace(out), &rep); err != nil {
-		t.Fatalf("no report: %v\nstdout: %s\nstderr: %s", err, out, stderr.String())
-	}
-	for _, s := range rep.Steps {
-		if !s.OK {
-			t.Errorf("%s: %s", s.Name, s.Detail)
-		}
-	}
+	rep := runTSClient(ctx, t, 0, nil, "fixture.mjs", g.URL+"/mcp")
 	if core.EraOf(rep.ProtocolVersion) != core.EraLegacy || len(rep.Steps) < 11 {
 		t.Errorf("protocol %q, %d steps", rep.ProtocolVersion, len(rep.Steps))
 	}

@@ -1,14 +1,11 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -23,7 +20,6 @@ import (
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/gateway"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
-	"github.com/mcpgate/mcpgate/internal/testutil/nodetool"
 )
 
 // The secrets the policy server hands out, as a careless server would.
@@ -633,31 +629,7 @@ func TestPolicyTypeScriptClient(t *testing.T) {
 	g, _ := startPolicyGateway(t, ps.URL, []config.Policy{guestPolicy}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	script := filepath.Join(nodetool.Root(t), "test", "e2e", "tsclient", "policy.mjs")
-	sdkPkg := nodetool.Bin(t, "@modelcontextprotocol/sdk", "package.json")
-	cmd := nodetool.Command(ctx, t, script, g.URL+"/mcp")
-	cmd.Env = append(os.Environ(), "MCPGATE_NODE_ROOT="+filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(sdkPkg)))))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, _ := cmd.Output()
-	var rep struct {
-		OK    bool `json:"ok"`
-		Steps []struct {
-			Name, Detail string
-			OK           bool
-		} `json:"steps"`
-	}
-	if err := json.Unmarshal(bytes.TrimSpace(out), &rep); err != nil {
-		t.Fatalf("no report: %v\nstdout: %s\nstderr: %s", err, out, stderr.String())
-	}
-	for _, s := range rep.Steps {
-		if !s.OK {
-			t.Errorf("%s: %s", s.Name, s.Detail)
-		}
-	}
-	if len(rep.Steps) != 7 {
-		t.Errorf("%d steps", len(rep.Steps))
-	}
+	runTSClient(ctx, t, 7, nil, "policy.mjs", g.URL+"/mcp")
 }
 
 // TestPolicyReload: a reload that changes the policies applies to live
