@@ -641,15 +641,7 @@ func TestPolicyReload(t *testing.T) {
 	g, _ := startPolicyGateway(t, ps.URL, []config.Policy{{Name: "first", Tools: &config.PolicyList{Deny: []string{"delete_*"}}}}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var changed atomic.Int32
-	c := mcp.NewClient(&mcp.Implementation{Name: "policy-reload", Version: "1"}, &mcp.ClientOptions{
-		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { changed.Add(1) },
-	})
-	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: g.URL + "/mcp", MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: core.Version20251125})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
+	cs, changed := listChangedClient(ctx, t, g.URL+"/mcp", core.Version20251125)
 	refusedBy := func(tool string) string {
 		t.Helper()
 		r, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: map[string]any{}})
@@ -693,15 +685,7 @@ func TestPolicyReloadModernListChanged(t *testing.T) {
 	g, _ := startPolicyGateway(t, ps.URL, []config.Policy{{Name: "first", Tools: &config.PolicyList{Deny: []string{"delete_*"}}}}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var changed atomic.Int32
-	c := mcp.NewClient(&mcp.Implementation{Name: "policy-reload-modern", Version: "1"}, &mcp.ClientOptions{
-		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { changed.Add(1) },
-	})
-	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: g.URL + "/mcp", MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: core.Version20260728})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
+	cs, changed := listChangedClient(ctx, t, g.URL+"/mcp", core.Version20260728)
 	if _, err := cs.ListTools(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -721,4 +705,20 @@ func TestPolicyReloadModernListChanged(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// listChangedClient connects a go-sdk client at version to url, counting
+// the notifications/tools/list_changed it hears; closed with the test.
+func listChangedClient(ctx context.Context, t *testing.T, url, version string) (*mcp.ClientSession, *atomic.Int32) {
+	t.Helper()
+	changed := new(atomic.Int32)
+	c := mcp.NewClient(&mcp.Implementation{Name: "policy-reload", Version: "1"}, &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { changed.Add(1) },
+	})
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: version})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cs.Close() })
+	return cs, changed
 }
