@@ -98,10 +98,11 @@ func (g *gwSession) fromUpstream(ctx context.Context, m *core.Message, st *strea
 		return // ended: nothing will read it
 	}
 	if m.Method == "notifications/tools/list_changed" {
+		// Not the route's catalog: it is the fallback of sessions that
+		// have not listed (or whose own catalog a change just emptied, as
+		// clients sharing a modern session change it under each other), and
+		// the next listing of any session refreshes it.
 		g.catalog.Invalidate()
-		if rc := g.route().state.tools; rc != nil {
-			rc.Invalidate()
-		}
 	}
 	// The chain's context, with the message's stream as target: made once
 	// per stream and once per session, not per message.
