@@ -18,6 +18,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/gateway"
+	"github.com/mcpgate/mcpgate/internal/interceptors/quota"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/upstream/inproc"
 )
@@ -130,8 +131,10 @@ func (h *Handler) Close(ctx context.Context) error {
 // Session is the session a tool handler serves (SessionFromContext).
 // Fields are added as mcpgate learns more of a session.
 type Session struct {
-	// ID is the session id the client presents.
-	ID string
+	// ID is the session id the client presents: a credential, never
+	// logged. LogID is its fingerprint, the session's name in logs, audit
+	// records and the control plane.
+	ID, LogID string
 	// Principal is the authenticated caller ("anonymous" without auth);
 	// Tenant its tenant, if any.
 	Principal, Tenant string
@@ -142,14 +145,59 @@ type Session struct {
 	RemoteAddr string
 	// Created is when it was admitted.
 	Created time.Time
+
+	info *core.SessionInfo
+}
+
+// QuotaUsage reads the usage of every quota limit that applies to the
+// session (Options.Quotas): its own budgets and its share of its
+// principal's and tenant's. Nil when no quota applies. A budget kept in
+// Redis costs a round trip per limit.
+func (s *Session) QuotaUsage(ctx context.Context) ([]QuotaUsage, error) {
+	if s == nil {
+		return nil, nil
+	}
+	us, err := quota.UsageOf(ctx, s.info)
+	out := make([]QuotaUsage, 0, len(us))
+	for _, u := range us {
+		q := QuotaUsage{Quota: u.Quota, Per: u.Per, Key: u.Key, Limit: u.Limit, Max: u.Max, Used: u.Used, Window: u.Window}
+		if u.ResetsAt != nil {
+			q.ResetsAt = *u.ResetsAt
+		}
+		out = append(out, q)
+	}
+	if len(out) == 0 {
+		out = nil
+	}
+	return out, err
+}
+
+// QuotaUsage is one quota limit's usage as a session sees it.
+type QuotaUsage struct {
+	// Quota names the quota; Per is what it counts under (session,
+	// principal, tenant) and Key the shared budget the session counts in
+	// ("principal:acme/alice"), empty for the session's own.
+	Quota, Per, Key string
+	// Limit is the limit's kind: requests, tool_calls, tool:NAME,
+	// result_tokens, result_bytes, concurrent.
+	Limit string
+	// Max is the limit in force (lowered when the session tightened it),
+	// Used how much of it is spent.
+	Max, Used int64
+	// Window is the quota's window ("0s": the session's lifetime).
+	Window string
+	// ResetsAt is when the oldest counted unit leaves the window, so that
+	// Used drops; zero when unknown (a lifetime budget, nothing counted,
+	// a shared store).
+	ResetsAt time.Time
 }
 
 func sessionOf(s *core.SessionInfo) *Session {
 	if s == nil {
 		return nil
 	}
-	return &Session{ID: s.ID, Principal: s.Principal, Tenant: s.Tenant, ProtocolVersion: s.ProtocolVersion,
-		ClientName: s.ClientName, ClientVersion: s.ClientVersion, RemoteAddr: s.RemoteAddr, Created: s.Created}
+	return &Session{ID: s.ID, LogID: s.LogID(), Principal: s.Principal, Tenant: s.Tenant, ProtocolVersion: s.ProtocolVersion,
+		ClientName: s.ClientName, ClientVersion: s.ClientVersion, RemoteAddr: s.RemoteAddr, Created: s.Created, info: s}
 }
 
 // SessionFromContext returns the session a handler of the embedded server

@@ -210,10 +210,20 @@ type Sessions struct {
 	// CreationRate limits how fast sessions are created (429 beyond).
 	CreationRate CreationRate `yaml:"creation_rate,omitempty"`
 	// RequestRate limits requests per principal (per client address for
-	// anonymous clients), so a new session does not refill it. Default off.
-	RequestRate RequestRate `yaml:"request_rate,omitempty"`
+	// anonymous clients), so a new session does not refill it: a token
+	// bucket. Default off (PerSecond zero).
+	RequestRate struct {
+		PerSecond float64 `yaml:"per_second,omitempty"`
+		// Burst is the bucket size. Default: PerSecond rounded up, at least 1.
+		Burst int `yaml:"burst,omitempty"`
+	} `yaml:"request_rate,omitempty"`
 	// Resumption bounds the SSE events kept for Last-Event-ID.
-	Resumption Resumption `yaml:"resumption,omitempty"`
+	Resumption struct {
+		// SessionBytes bounds one session's kept events. Default 1MiB.
+		SessionBytes int64 `yaml:"session_bytes,omitempty"`
+		// TotalBytes bounds all sessions' kept events together. Default 64MiB.
+		TotalBytes int64 `yaml:"total_bytes,omitempty"`
+	} `yaml:"resumption,omitempty"`
 	// IDKeys sign session ids (HMAC) so that forged or random ids are
 	// refused without a store look-up; the first key mints, all verify
 	// (rotation: add the new key first, drop the old one later). Replicas
@@ -254,21 +264,6 @@ type CreationRate struct {
 	PerPrincipal Window `yaml:"per_principal,omitempty"`
 }
 
-// RequestRate is a token bucket. PerSecond zero switches it off.
-type RequestRate struct {
-	PerSecond float64 `yaml:"per_second,omitempty"`
-	// Burst is the bucket size. Default: PerSecond rounded up, at least 1.
-	Burst int `yaml:"burst,omitempty"`
-}
-
-// Resumption bounds the event history kept for SSE resumption.
-type Resumption struct {
-	// SessionBytes bounds one session's kept events. Default 1MiB.
-	SessionBytes int64 `yaml:"session_bytes,omitempty"`
-	// TotalBytes bounds all sessions' kept events together. Default 64MiB.
-	TotalBytes int64 `yaml:"total_bytes,omitempty"`
-}
-
 // Route maps one client-facing path to one upstream.
 type Route struct {
 	// Name identifies the route in logs and metrics. Default: derived from Path.
@@ -303,8 +298,17 @@ type Route struct {
 	TrustAnnotations bool `yaml:"trust_annotations,omitempty"`
 	// CacheHints are the 2026-07-28 caching hints (ttlMs, cacheScope)
 	// mcpgate puts on results it translates from a legacy server for
-	// modern clients, where the server gave none.
-	CacheHints CacheHints `yaml:"cache_hints,omitempty"`
+	// modern clients, where the server gave none (tools/list,
+	// prompts/list, resources/list, resources/templates/list,
+	// resources/read).
+	CacheHints struct {
+		// TTL is how long a client may cache such a result. Default 0: stale
+		// at once, re-fetched whenever needed.
+		TTL time.Duration `yaml:"ttl,omitempty"`
+		// Scope is public (no user-specific data: caches may be shared across
+		// authorization contexts) or private. Default private.
+		Scope string `yaml:"scope,omitempty"`
+	} `yaml:"cache_hints,omitempty"`
 	// Auth replaces the top-level auth for this route.
 	Auth *Auth `yaml:"auth,omitempty"`
 	// Health checks the route's upstream. Default: off (counted up).
@@ -312,17 +316,6 @@ type Route struct {
 	// SessionTools adds mcpgate's own tools and resources inside every
 	// session of the route. Default false.
 	SessionTools bool `yaml:"session_tools,omitempty"`
-}
-
-// CacheHints are caching hints for translated results (tools/list,
-// prompts/list, resources/list, resources/templates/list, resources/read).
-type CacheHints struct {
-	// TTL is how long a client may cache such a result. Default 0: stale
-	// at once, re-fetched whenever needed.
-	TTL time.Duration `yaml:"ttl,omitempty"`
-	// Scope is public (no user-specific data: caches may be shared across
-	// authorization contexts) or private. Default private.
-	Scope string `yaml:"scope,omitempty"`
 }
 
 // Upstream is exactly one of HTTP or Stdio.

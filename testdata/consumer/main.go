@@ -22,7 +22,7 @@ func main() {
 		Log:      mcpgate.Log{Level: "info"},
 		Admin:    mcpgate.Admin{Listen: ""},
 		Store:    mcpgate.Store{Kind: "memory"},
-		Sessions: mcpgate.Sessions{Max: 100, WhenFull: "evict-oldest", IdleTimeout: 4 * time.Hour, PerAddress: &mcpgate.Cap{Max: 8, WhenFull: "reject"}, CreationRate: mcpgate.CreationRate{PerAddress: &mcpgate.Window{Limit: 10, Window: time.Minute}}, RequestRate: mcpgate.RequestRate{PerSecond: 50}},
+		Sessions: mcpgate.Sessions{Max: 100, WhenFull: "evict-oldest", IdleTimeout: 4 * time.Hour, PerAddress: &mcpgate.Cap{Max: 8, WhenFull: "reject"}, CreationRate: mcpgate.CreationRate{PerAddress: &mcpgate.Window{Limit: 10, Window: time.Minute}}},
 		Auth:     &mcpgate.Auth{Anonymous: true, APIKeys: []mcpgate.APIKey{}, OAuth: (*mcpgate.OAuth)(nil)},
 		Logger:   slog.New(slog.DiscardHandler),
 		Hooks: mcpgate.Hooks{
@@ -32,6 +32,7 @@ func main() {
 			Ended:   func(s *mcpgate.Session, reason string) {},
 		},
 	}
+	opts.Sessions.RequestRate.PerSecond = 50
 	if len(os.Args) > 1 {
 		loaded, err := mcpgate.LoadOptions(os.Args[1])
 		if err != nil {
@@ -44,6 +45,9 @@ func main() {
 		s := mcp.NewServer(&mcp.Implementation{Name: "consumer", Version: "1"}, nil)
 		mcp.AddTool(s, &mcp.Tool{Name: "who"}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
 			var ss *mcpgate.Session = mcpgate.SessionFromContext(ctx)
+			var usage []mcpgate.QuotaUsage
+			usage, _ = ss.QuotaUsage(ctx)
+			_ = usage
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: ss.ID + " " + ss.Principal + " " + ss.Tenant}}}, nil, nil
 		})
 		return s

@@ -914,7 +914,16 @@ type Usage struct {
 // quotas): the session's own budgets and its share of its principal's and
 // tenant's. A shared store is asked (a round trip per limit).
 func (s *Stage) Usage(ctx context.Context, info *core.SessionInfo) ([]Usage, error) {
-	if s == nil || info == nil || info.Stages == nil {
+	if s == nil {
+		return nil, nil
+	}
+	return UsageOf(ctx, info)
+}
+
+// UsageOf is Stage.Usage for whichever quota stage the session's chain
+// holds: nil when it holds none.
+func UsageOf(ctx context.Context, info *core.SessionInfo) ([]Usage, error) {
+	if info == nil || info.Stages == nil {
 		return nil, nil
 	}
 	cur := info.Stages.Load()
