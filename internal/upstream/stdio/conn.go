@@ -51,6 +51,8 @@ type Conn struct {
 	// owner is the principal (and tenant) whose credential the process's
 	// environment holds; "" without per-principal credentials.
 	owner string
+	// caps enforces the sandbox's memory and CPU caps; nil without.
+	caps *procCaps
 
 	stdin          *os.File
 	stdout, stderr *os.File
@@ -468,6 +470,13 @@ func (c *Conn) wait() {
 	}
 	if c.rec != nil {
 		c.rec.Ended(c.proc)
+	}
+	if err := c.caps.ended(c); err != nil {
+		c.mu.Lock()
+		if c.broken == nil {
+			c.broken = err
+		}
+		c.mu.Unlock()
 	}
 	close(c.dead)
 	c.closeStdin()
