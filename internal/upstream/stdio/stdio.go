@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
@@ -517,6 +519,7 @@ func (u *Upstream) start(sess *core.SessionInfo, sid string, era core.Era, sink 
 		stdoutDone: make(chan struct{}),
 		stderrDone: make(chan struct{}),
 		caps:       caps,
+		stderrLog:  rate.NewLimiter(stderrRate, stderrBurst),
 	}
 	c.bound.Store(&binding{log: log, sess: sess, era: era, sink: sink})
 	if rec := u.recorder(); rec != nil {
