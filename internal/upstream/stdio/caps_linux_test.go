@@ -199,3 +199,25 @@ func TestFormatBytes(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseUsage(f *testing.F) {
+	f.Add([]byte("1234 (a (weird) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 150 50 7 3 20 0 4 0 98765 1000000 2500 0 0"))
+	f.Add([]byte("1 (x) Z 0 1 1 0 -1 0 0 0 0 0 -5 0 0 0 0 0 0 0 1 0 -1"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, u, ok := parseUsage(b)
+		if ok && u.rss < 0 {
+			t.Fatalf("negative rss %d", u.rss)
+		}
+	})
+}
+
+func FuzzFindCgroup(f *testing.F) {
+	f.Add([]byte("29 25 0:25 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"), []byte("0::/a/b\n"))
+	f.Add([]byte(`29 25 0:25 /k\040p /mnt/c\134g rw - cgroup2 cgroup2 rw`+"\n"), []byte("0::/k p/c\n"))
+	f.Fuzz(func(t *testing.T, mountinfo, self []byte) {
+		dir, err := findCgroup(mountinfo, self)
+		if err == nil && dir != filepath.Clean(dir) {
+			t.Fatalf("findCgroup = %q, not clean", dir)
+		}
+	})
+}
