@@ -12,9 +12,11 @@ import (
 // limitErr is a cause that names its cap, as the stdio upstream's does.
 type limitErr struct{}
 
-func (limitErr) Error() string         { return "over" }
-func (limitErr) Unwrap() error         { return upstream.ErrResourceLimit }
-func (limitErr) ResourceLimit() string { return "resident memory 70 MiB over the cap sandbox.memory 64 MiB" }
+func (limitErr) Error() string { return "over" }
+func (limitErr) Unwrap() error { return upstream.ErrResourceLimit }
+func (limitErr) ResourceLimit() string {
+	return "resident memory 70 MiB over the cap sandbox.memory 64 MiB"
+}
 
 func TestUpstreamEndReason(t *testing.T) {
 	t.Parallel()
