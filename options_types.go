@@ -576,6 +576,15 @@ type Sandbox struct {
 	User string `yaml:"user,omitempty"`
 	// Rlimits are the process's resource limits (soft and hard).
 	Rlimits Rlimits `yaml:"rlimits,omitempty"`
+	// Memory caps the resident memory of the process group, in bytes:
+	// past it the process is killed and its session ends with reason
+	// resource_limit (cgroup v2 memory.max where the gateway may create
+	// cgroups, else sampled every 250ms, so it can overshoot). Zero: none.
+	Memory int64 `yaml:"memory,omitempty"`
+	// CPU caps the CPU of the process group, in cores (0.5: half a core):
+	// throttled by a cgroup v2 cpu.max, else killed past it on average
+	// over 5s. Zero: none.
+	CPU float64 `yaml:"cpu,omitempty"`
 	// Filesystem restricts what paths the process can reach (Landlock).
 	Filesystem *SandboxFilesystem `yaml:"filesystem,omitempty"`
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -29,6 +30,19 @@ type Sandbox struct {
 	User string `yaml:"user"`
 	// Rlimits are the process's resource limits (soft and hard).
 	Rlimits Rlimits `yaml:"rlimits"`
+	// Memory caps the resident memory of the process and what it started
+	// (its process group): past it the process is killed and its session
+	// ends with reason resource_limit. Enforced by a cgroup v2 memory.max
+	// where the gateway may create cgroups, else by sampling the group's
+	// resident memory every 250ms (a fast allocation can overshoot
+	// between two samples). Zero: no cap.
+	Memory ByteSize `yaml:"memory"`
+	// CPU caps the CPU the process group uses, in cores (0.5 is half of
+	// one core, 2 two cores). A cgroup v2 cpu.max throttles the process to
+	// it; without a cgroup, a process using more than this on average over
+	// 5s is killed and its session ends with reason resource_limit. Zero:
+	// no cap.
+	CPU float64 `yaml:"cpu"`
 	// Filesystem restricts what paths the process can reach (Landlock).
 	Filesystem *SandboxFilesystem `yaml:"filesystem"`
 }
@@ -69,6 +83,9 @@ type SandboxFilesystem struct {
 	// sandbox_landlock_unavailable) and the rest of the sandbox applies.
 	Require bool `yaml:"require"`
 }
+
+// minSandboxMemory is the least sandbox.memory accepted.
+const minSandboxMemory = 4 << 20
 
 // NoNewPrivsOn reports whether no_new_privs applies (its default is on).
 func (s *Sandbox) NoNewPrivsOn() bool { return s.NoNewPrivs == nil || *s.NoNewPrivs }
@@ -136,6 +153,17 @@ func checkSandbox(path string, st *StdioUpstream, bad func(path, format string, 
 		if v < 0 {
 			bad(p+".rlimits."+name, "must not be negative")
 		}
+	}
+	if sb.Memory < 0 {
+		bad(p+".memory", "must not be negative")
+	} else if sb.Memory > 0 && sb.Memory < minSandboxMemory {
+		bad(p+".memory", "want at least 4MiB: no server starts in less")
+	}
+	switch {
+	case math.IsNaN(sb.CPU) || math.IsInf(sb.CPU, 0) || sb.CPU < 0:
+		bad(p+".cpu", "must be a number of CPU cores, not negative (0.5 is half a core)")
+	case sb.CPU > 0 && sb.CPU < 0.01:
+		bad(p+".cpu", "want at least 0.01 (a hundredth of a core)")
 	}
 	if r.OpenFiles > 0 && r.OpenFiles < 4 {
 		bad(p+".rlimits.open_files", "want at least 4: the process needs its standard streams")

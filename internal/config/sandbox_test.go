@@ -36,12 +36,17 @@ func TestSandboxConfig(t *testing.T) {
 	cfg, err := LoadBytes([]byte(stdioRoute(`        sandbox:
           user: "65534:65534"
           rlimits: {address_space: 1GiB, cpu_seconds: 60, open_files: 256, processes: 64}
+          memory: 512MiB
+          cpu: 0.5
           filesystem: {read: [/usr, /etc], write: [/tmp], exec: [/usr/bin, /bin], require: false}
 `)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	sb := cfg.Routes[0].Upstream.Stdio.Sandbox
+	if sb.Memory != 512<<20 || sb.CPU != 0.5 {
+		t.Errorf("memory %d, cpu %v; want 512MiB and 0.5", sb.Memory, sb.CPU)
+	}
 	if !sb.NoNewPrivsOn() || sb.Rlimits.AddressSpace != 1<<30 || sb.Rlimits.Processes != 64 || sb.Filesystem.Exec[0] != "/usr/bin" {
 		t.Errorf("sandbox = %+v (rlimits %+v)", sb, sb.Rlimits)
 	}
@@ -79,6 +84,12 @@ func TestSandboxErrors(t *testing.T) {
 			[]string{"routes[0].upstream.stdio.sandbox.rlimits.cpu_seconds: must not be negative (line 6)"}, false},
 		{"bad size", "        sandbox: {rlimits: {address_space: lots}}\n",
 			[]string{`routes[0].upstream.stdio.sandbox.rlimits.address_space: invalid size "lots" (want e.g. 4MiB, 512KiB, 1024) (line 6)`}, false},
+		{"memory too small", "        sandbox: {memory: 1KiB}\n",
+			[]string{"routes[0].upstream.stdio.sandbox.memory: want at least 4MiB: no server starts in less (line 6)"}, false},
+		{"negative cpu", "        sandbox: {cpu: -1}\n",
+			[]string{"routes[0].upstream.stdio.sandbox.cpu: must be a number of CPU cores, not negative (0.5 is half a core) (line 6)"}, false},
+		{"tiny cpu", "        sandbox: {cpu: 0.001}\n",
+			[]string{"routes[0].upstream.stdio.sandbox.cpu: want at least 0.01 (a hundredth of a core) (line 6)"}, false},
 		{"unknown user", "        sandbox: {user: no-such-user-here}\n",
 			[]string{`routes[0].upstream.stdio.sandbox.user: user "no-such-user-here": user: unknown user no-such-user-here (line 6)`}, false},
 		{"processes as root", "        sandbox: {rlimits: {processes: 8}}\n",

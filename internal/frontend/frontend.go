@@ -405,7 +405,16 @@ func (f *Frontend) callError(ctx context.Context, g *gwSession, m *core.Message,
 	case errors.Is(err, upstream.ErrSessionLost) || errors.Is(err, upstream.ErrClosed):
 		// The upstream side is gone: end the session so the client's next
 		// request gets 404 and it starts a new one.
-		go func() { _ = f.opts.Sessions.End(context.Background(), g.info.ID, session.ReasonUpstreamGone) }()
+		reason := upstreamEndReason(err)
+		go func() { _ = f.opts.Sessions.End(context.Background(), g.info.ID, reason) }()
+		if words, ok := upstream.ResourceLimit(err); ok {
+			msg := "session ended (resource_limit): the upstream process was killed for a resource cap"
+			if words != "" {
+				msg += ": " + words
+			}
+			return core.NewError(core.CodeSessionNotFound, msg).WithStatus(http.StatusNotFound).
+				WithData(map[string]any{"reason": string(session.ReasonResourceLimit)}).Wrap(err)
+		}
 		return core.NewError(core.CodeSessionNotFound, "session ended: the upstream server or its session is gone").WithStatus(http.StatusNotFound).Wrap(err)
 	case g.ctx.Err() != nil:
 		reason := "ended"

@@ -13,6 +13,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/catalog"
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/session"
+	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
 // gwSession is the transport state of one gateway session: its upstream
@@ -412,10 +413,20 @@ func (g *gwSession) Deliver(m *core.Message) {
 
 // Closed implements upstream.Sink: the upstream side ended on its own.
 func (g *gwSession) Closed(err error) {
-	g.log.Warn("upstream_ended", "error", err)
+	reason := upstreamEndReason(err)
+	g.log.Warn("upstream_ended", "error", err, "reason", string(reason))
 	go func() {
-		_ = g.f.opts.Sessions.End(context.Background(), g.info.ID, session.ReasonUpstreamGone)
+		_ = g.f.opts.Sessions.End(context.Background(), g.info.ID, reason)
 	}()
+}
+
+// upstreamEndReason is why a session whose upstream side ended with err
+// ends: a cap that killed the process, or the upstream gone.
+func upstreamEndReason(err error) session.Reason {
+	if _, ok := upstream.ResourceLimit(err); ok {
+		return session.ReasonResourceLimit
+	}
+	return session.ReasonUpstreamGone
 }
 
 // deliverToClient is the terminal of the server→client chain, on the

@@ -60,6 +60,7 @@ func sandboxOptions(c *config.Sandbox, dir string) *stdio.Sandbox {
 	sb := &stdio.Sandbox{
 		NoNewPrivs:   c.NoNewPrivsOn(),
 		AddressSpace: int64(r.AddressSpace), CPUSeconds: r.CPUSeconds, OpenFiles: r.OpenFiles, Processes: r.Processes,
+		Memory: int64(c.Memory), CPU: c.CPU,
 	}
 	if c.User != "" {
 		if u, err := config.ResolveUser(c.User); err == nil {

@@ -35,6 +35,7 @@ const (
 	ReasonAdmin          Reason = "admin"           // an operator ended it through the control plane
 	ReasonQuota          Reason = "quota"           // a quota ended it (session_time)
 	ReasonSessionTool    Reason = "session_end"     // the session ended itself (mcpgate_session_end)
+	ReasonResourceLimit  Reason = "resource_limit"  // a cap killed the upstream process (sandbox.memory, sandbox.cpu)
 )
 
 // Hooks are called on lifecycle events. Each may be nil. They run

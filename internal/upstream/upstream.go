@@ -18,6 +18,22 @@ var ErrClosed = errors.New("upstream: connection closed")
 // ErrSessionLost means the upstream no longer knows the session (its 404).
 var ErrSessionLost = errors.New("upstream: session not found upstream")
 
+// ErrResourceLimit means a resource cap of the upstream ended it: a stdio
+// process killed for its sandbox's memory or CPU cap. The error that
+// wraps it says which cap and its limit (ResourceLimit).
+var ErrResourceLimit = errors.New("upstream: resource limit exceeded")
+
+// ResourceLimit reports whether err says a resource cap ended the
+// upstream (ErrResourceLimit), and the words that say which cap, its
+// limit and what was used, fit for the client ("" when err does not say).
+func ResourceLimit(err error) (string, bool) {
+	var l interface{ ResourceLimit() string }
+	if errors.As(err, &l) {
+		return l.ResourceLimit(), true
+	}
+	return "", errors.Is(err, ErrResourceLimit)
+}
+
 // ErrResponseLost means a request's response never arrived and the Conn
 // cannot recover it — the upstream ended the request's stream with no
 // event id to resume from, or lost the upstream session the Conn then

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
@@ -26,6 +28,12 @@ import (
 const (
 	// maxStderrLine bounds one logged stderr line; the rest is dropped.
 	maxStderrLine = 4 << 10
+	// stderrBurst and stderrRate bound the stderr lines logged per
+	// process: a burst, then lines a second. The rest is read and dropped
+	// (counted in stdio_stderr_dropped), so a process that floods stderr
+	// neither blocks on a full pipe nor floods the gateway's log.
+	stderrBurst = 100
+	stderrRate  = 20
 	// maxLoggedLine bounds an undecodable stdout line in the log.
 	maxLoggedLine = 256
 	// drainTimeout is how long the readers may take, after the process
@@ -51,6 +59,8 @@ type Conn struct {
 	// owner is the principal (and tenant) whose credential the process's
 	// environment holds; "" without per-principal credentials.
 	owner string
+	// caps enforces the sandbox's memory and CPU caps; nil without.
+	caps *procCaps
 
 	stdin          *os.File
 	stdout, stderr *os.File
@@ -73,6 +83,10 @@ type Conn struct {
 	broken  error // why the gateway killed the process, if it did
 
 	lastStderr atomic.Pointer[string]
+	// stderrLog bounds how many stderr lines are logged; the reader alone
+	// touches it and stderrDropped.
+	stderrLog     *rate.Limiter
+	stderrDropped int64
 
 	sigMu  sync.Mutex
 	reaped bool // no signals after this: the pid may be reused
@@ -469,6 +483,13 @@ func (c *Conn) wait() {
 	if c.rec != nil {
 		c.rec.Ended(c.proc)
 	}
+	if err := c.caps.ended(c); err != nil {
+		c.mu.Lock()
+		if c.broken == nil {
+			c.broken = err
+		}
+		c.mu.Unlock()
+	}
 	close(c.dead)
 	c.closeStdin()
 
@@ -834,6 +855,7 @@ func subscriptionID(params []byte) []byte {
 func (c *Conn) readStderr() {
 	defer close(c.stderrDone)
 	defer c.stderr.Close()
+	defer c.reportStderrDropped()
 	br := bufio.NewReaderSize(c.stderr, maxStderrLine)
 	for {
 		line, err := br.ReadSlice('\n')
@@ -860,11 +882,26 @@ func (c *Conn) logStderr(s string, truncated bool) {
 		return
 	}
 	c.lastStderr.Store(&s)
+	if !c.stderrLog.Allow() {
+		c.stderrDropped++
+		return
+	}
+	c.reportStderrDropped()
 	if truncated {
 		c.b().log.Info("stdio_stderr", "line", s, "truncated", true)
 		return
 	}
 	c.b().log.Info("stdio_stderr", "line", s)
+}
+
+// reportStderrDropped logs how many stderr lines went unlogged since the
+// last report.
+func (c *Conn) reportStderrDropped() {
+	if c.stderrDropped > 0 {
+		c.b().log.Warn("stdio_stderr_dropped", "lines", c.stderrDropped, "detail",
+			"the process writes to stderr faster than the log takes it: lines were read and not logged")
+		c.stderrDropped = 0
+	}
 }
 
 func randomHex() string {

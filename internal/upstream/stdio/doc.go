@@ -1,6 +1,9 @@
 // Package stdio is the upstream for local MCP servers that speak the stdio
 // transport: one child process per gateway session, newline-delimited
-// JSON-RPC on its stdin and stdout, its stderr logged line by line.
+// JSON-RPC on its stdin and stdout, its stderr logged line by line (lines
+// of at most 4 KiB, 100 at once and then 20 a second per process; the rest
+// is read, counted and reported as stdio_stderr_dropped, so a process that
+// floods stderr neither blocks on a full pipe nor floods the log).
 //
 // It owns the process's whole life: spawning it in its own process group
 // with a filtered environment, framing (lines bounded by MaxMessageBytes,
@@ -47,6 +50,19 @@
 // Recorder (UseRecorder) is told the identity of every process spawned
 // and of its end, so that the gateway started next can end what is left
 // of the groups a crashed one recorded (Reap).
+//
+// # Memory and CPU caps
+//
+// Sandbox.Memory and Sandbox.CPU are enforced by the gateway (caps.go):
+// a cgroup v2 cgroup per process (memory.max, cpu.max; clone3 into it,
+// removed at exit, memory.events oom_kill telling a cap's kill) where the
+// gateway's cgroup can delegate the memory and cpu controllers, otherwise
+// a sampler of /proc that sums the resident memory and CPU time of the
+// process group every 250ms and kills the group over a cap (CPU: on
+// average over 5s). Sampling can overshoot the memory cap by what the
+// process allocates within one interval. A kill for a cap fails the
+// Conn's requests, and tells its Sink, with an ExitError whose Cause
+// wraps upstream.ErrResourceLimit (upstream.ResourceLimit names the cap).
 //
 // # The probe's process
 //

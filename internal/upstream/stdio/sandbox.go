@@ -38,6 +38,14 @@ type Sandbox struct {
 	CPUSeconds   int64 `json:"cpu,omitempty"`
 	OpenFiles    int64 `json:"nofile,omitempty"`
 	Processes    int64 `json:"nproc,omitempty"`
+	// Memory caps the resident memory of the process group in bytes, and
+	// CPU its CPU in cores; zero is no cap. The gateway enforces them, not
+	// the helper: a cgroup v2 cgroup per process (memory.max, cpu.max)
+	// where the gateway may create one, else a sampler of /proc that kills
+	// the group past a cap (CPU: on average over 5s). A process a cap
+	// killed fails with an error wrapping upstream.ErrResourceLimit.
+	Memory int64   `json:"-"`
+	CPU    float64 `json:"-"`
 	// Filesystem, when set, restricts the paths the process can reach.
 	Filesystem *Filesystem `json:"fs,omitempty"`
 }
@@ -81,6 +89,12 @@ func (s *Sandbox) LogValue() slog.Value {
 		if l.v > 0 {
 			attrs = append(attrs, slog.Int64(l.k, l.v))
 		}
+	}
+	if s.Memory > 0 {
+		attrs = append(attrs, slog.Int64("memory", s.Memory))
+	}
+	if s.CPU > 0 {
+		attrs = append(attrs, slog.Float64("cpu", s.CPU))
 	}
 	if s.Filesystem != nil {
 		attrs = append(attrs, slog.Bool("filesystem", true))

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/mcpgate/mcpgate/internal/core"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
@@ -117,6 +119,11 @@ type Upstream struct {
 
 	rec    atomic.Pointer[recorderBox]
 	closed atomic.Bool
+
+	// The sampler of the memory and CPU caps (caps.go), made on first use.
+	capInterval, cpuWindow time.Duration
+	sampOnce               sync.Once
+	samp                   *sampler
 }
 
 // New returns the upstream for one route. Zero ShutdownGrace and
@@ -150,12 +157,18 @@ func New(cfg Options, route string, logger *slog.Logger) *Upstream {
 		probeTimeout: defaultProbeTimeout,
 		spareTTL:     defaultSpareTTL,
 		probeSem:     make(chan struct{}, 1),
+		capInterval:  defaultCapInterval,
+		cpuWindow:    defaultCPUWindow,
 	}
 	if sb := cfg.Sandbox; sb != nil {
 		u.self, _ = os.Executable() // CheckSandbox reports a failure
 		if sb.Filesystem != nil && landlockABI() < 1 {
 			logger.Warn("sandbox_landlock_unavailable", "route", route, "require", sb.Filesystem.Require,
 				"detail", "the kernel has no Landlock: processes run without the file-system restriction; rlimits and no_new_privs still apply")
+		}
+		if sb.capped() {
+			how, detail := capState()
+			logger.Info("sandbox_caps", "route", route, "memory", sb.Memory, "cpu", sb.CPU, "enforced_by", how, "detail", detail)
 		}
 	}
 	return u
@@ -469,8 +482,14 @@ func (u *Upstream) start(sess *core.SessionInfo, sid string, era core.Era, sink 
 		return nil, fmt.Errorf("stdio: %w", err)
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
+	caps := u.prepareCaps(cmd)
 	if err := startCmd(cmd); err != nil {
 		closeAll()
+		if caps.startFailed(err) {
+			u.logger.Warn("stdio_cgroup_failed", "route", u.route, "error", err,
+				"detail", "the kernel cannot start a process in a cgroup: processes are capped by sampling from now on")
+			return u.start(sess, sid, era, sink, env, owner)
+		}
 		u.logger.Warn("stdio_spawn_failed", "route", u.route, "session", core.Fingerprint(sid), "principal", sess.LogPrincipal(), "command", u.cfg.Command, "error", err)
 		return nil, fmt.Errorf("stdio: start %s: %w", u.cfg.Command, err)
 	}
@@ -499,6 +518,8 @@ func (u *Upstream) start(sess *core.SessionInfo, sid string, era core.Era, sink 
 		finished:   make(chan struct{}),
 		stdoutDone: make(chan struct{}),
 		stderrDone: make(chan struct{}),
+		caps:       caps,
+		stderrLog:  rate.NewLimiter(stderrRate, stderrBurst),
 	}
 	c.bound.Store(&binding{log: log, sess: sess, era: era, sink: sink})
 	if rec := u.recorder(); rec != nil {
@@ -508,6 +529,7 @@ func (u *Upstream) start(sess *core.SessionInfo, sid string, era core.Era, sink 
 			rec.Spawned(p)
 		}
 	}
+	caps.started(c)
 	go c.readStdout()
 	go c.readStderr()
 	go c.wait()

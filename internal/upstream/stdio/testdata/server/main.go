@@ -168,6 +168,65 @@ func main() {
 			return text(fmt.Sprintf("opened %d", len(held))), nil, nil
 		})
 
+	// Tools that fault, for the resource caps and the fault-injection
+	// tests.
+	var grown [][]byte
+	mcp.AddTool(s, &mcp.Tool{Name: "grow", Description: "Allocate and hold mib MiB, one MiB at a time, then wait for cancellation"},
+		func(ctx context.Context, _ *mcp.CallToolRequest, in sizeArgs) (*mcp.CallToolResult, any, error) {
+			for range in.MiB {
+				b := make([]byte, 1<<20)
+				for i := 0; i < len(b); i += 4096 {
+					b[i] = 1
+				}
+				grown = append(grown, b)
+			}
+			<-ctx.Done()
+			return text(fmt.Sprintf("holding %d MiB", len(grown))), nil, nil
+		})
+
+	mcp.AddTool(s, &mcp.Tool{Name: "spin", Description: "Use a CPU core until cancelled"},
+		func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+			for n := 0; ctx.Err() == nil; n++ {
+				for i := 0; i < 1<<16; i++ {
+					n ^= i
+				}
+			}
+			return text("spun"), nil, nil
+		})
+
+	mcp.AddTool(s, &mcp.Tool{Name: "hang", Description: "Never answer, whatever is cancelled"},
+		func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
+			select {}
+		})
+
+	mcp.AddTool(s, &mcp.Tool{Name: "garbage", Description: "Write lines that are not JSON-RPC to stdout, then answer"},
+		func(_ context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+			for _, l := range []string{
+				"this is not JSON",
+				`{"jsonrpc":"2.0","id":`,
+				`{"jsonrpc":"1.0","id":1,"result":{}}`,
+				`{"jsonrpc":"2.0","id":{"x":1},"result":{}}`,
+				`{"jsonrpc":"2.0","id":987654,"result":{}}`,
+				`{"jsonrpc":"2.0","method":42}`,
+				`[]`,
+				"\x00\x01\x02 binary",
+			} {
+				// One write per line: a pipe write this small is atomic,
+				// so it does not interleave with the transport's.
+				_, _ = os.Stdout.WriteString(l + "\n")
+			}
+			return text("after garbage"), nil, nil
+		})
+
+	mcp.AddTool(s, &mcp.Tool{Name: "flood", Description: "Write n lines to stderr"},
+		func(_ context.Context, _ *mcp.CallToolRequest, in countArgs) (*mcp.CallToolResult, any, error) {
+			line := []byte(fmt.Sprintf("flood line of some length to fill the pipe %0100d\n", 0))
+			for range in.N {
+				_, _ = os.Stderr.Write(line)
+			}
+			return text(fmt.Sprintf("flooded %d", in.N)), nil, nil
+		})
+
 	if err := s.Run(context.Background(), &mcp.StdioTransport{}); err != nil {
 		log.Printf("server: %v", err)
 		os.Exit(1)
