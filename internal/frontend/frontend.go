@@ -50,6 +50,8 @@ type Frontend struct {
 	sweepStop  chan struct{}
 	// sweepEvery is how often superseded versions are looked at.
 	sweepEvery time.Duration
+	// ended tells a legacy client why its session ended (ended.go).
+	ended endedSessions
 }
 
 // InFlight is the number of POST exchanges in progress.

@@ -125,6 +125,7 @@ func newGWSession(f *Frontend, rt *Route, info *core.SessionInfo) *gwSession {
 func (g *gwSession) teardown(ctx context.Context, reason session.Reason) {
 	g.cancel()
 	defer g.leaveChain(string(reason))
+	g.f.ended.note(g.info, reason)
 	g.f.persist.forget(g, reason)
 	if g.anonAddr != "" {
 		g.route().state.mu.Lock()

@@ -57,7 +57,7 @@ func (f *Frontend) lookupLegacy(r *http.Request, rt *Route) (*gwSession, *core.E
 		}
 	}
 	if g == nil {
-		return nil, sessionNotFound()
+		return nil, f.ended.notFound(id, who)
 	}
 	if g.info.Era != core.EraLegacy || !g.onRoute(rt) {
 		return nil, core.NewError(core.CodeSessionNotFound, "session not found on this endpoint").WithStatus(http.StatusNotFound)
