@@ -318,6 +318,12 @@ func (g *group) open(ctx context.Context, v *vconn, init *core.Message, related 
 		}
 	}
 	close(g.ready)
+	g.u.mu.Lock()
+	gone := g.n == 0 // the leader left while the Conn opened
+	g.u.mu.Unlock()
+	if gone {
+		_ = real.Close(context.WithoutCancel(ctx))
+	}
 	return resp, nil
 }
 
