@@ -18,7 +18,11 @@ import (
 	"github.com/mcpgate/mcpgate/internal/upstream/inproc"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// The stdio package spawns processes from one locked thread of its own
+// (spawnLoop), which lives as long as the test binary.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/mcpgate/mcpgate/internal/upstream/stdio.spawnLoop"))
+}
 
 // server is a go-sdk server in the test's process, one server session
 // per real Conn; it counts them, and the subscribe calls it gets.
