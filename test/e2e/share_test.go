@@ -223,3 +223,72 @@ func stdioProcesses(t testing.TB, g *gw, route string) float64 {
 	}
 	return 0
 }
+
+// TestSharedStdioModern: modern-era (2026-07-28) go-sdk sessions on a
+// shared stdio route: every one sends the same ids and progress token,
+// and gets its own results and only its own progress back.
+func TestSharedStdioModern(t *testing.T) {
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "shareserver")
+	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/shareserver").CombinedOutput(); err != nil {
+		t.Fatalf("build the share server: %v\n%s", err, out)
+	}
+	route := stdioRoute("share", "/mcp", bin)
+	route.Upstream.Share, route.Upstream.MaxShared = config.ShareRoute, 4
+	g := startGateway(t, func(c *config.Config) {
+		c.Sessions.PerAddress = &config.Cap{}
+		c.Sessions.CreationRate.PerAddress = &config.Window{}
+	}, route)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tag := fmt.Sprintf("m%d", i)
+			var progress int
+			var mu sync.Mutex
+			client := mcp.NewClient(&mcp.Implementation{Name: "share-modern", Version: "1"}, &mcp.ClientOptions{
+				ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+					if req.Params.ProgressToken != "tok" || req.Params.Message != tag {
+						t.Errorf("%s got progress %v %q", tag, req.Params.ProgressToken, req.Params.Message)
+					}
+					mu.Lock()
+					progress++
+					mu.Unlock()
+				},
+			})
+			cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: g.URL + "/mcp", MaxRetries: -1}, nil)
+			if err != nil {
+				t.Errorf("%s: connect: %v", tag, err)
+				return
+			}
+			defer cs.Close()
+			for range 3 {
+				params := &mcp.CallToolParams{Name: "work", Arguments: map[string]any{"tag": tag, "steps": 2, "sample": false}}
+				params.SetProgressToken("tok")
+				res, err := cs.CallTool(ctx, params)
+				if err != nil {
+					t.Errorf("%s: work: %v", tag, err)
+					return
+				}
+				if got := sharedText(res); got != tag+"|" {
+					t.Errorf("%s: work = %q", tag, got)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			// Not all 6 are required: a modern client may see its
+			// request's stream end before the last progress is read,
+			// shared or not.
+			if progress > 6 {
+				t.Errorf("%s: %d progress notifications, want at most 6", tag, progress)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := stdioProcesses(t, g, "share"); got > 3 {
+		t.Errorf("mcpgate_stdio_processes = %v for 10 sessions with max_shared 4, want at most 3", got)
+	}
+}
