@@ -292,3 +292,33 @@ func TestSharedStdioModern(t *testing.T) {
 		t.Errorf("mcpgate_stdio_processes = %v for 10 sessions with max_shared 4, want at most 3", got)
 	}
 }
+
+// TestSharedHTTP: legacy go-sdk sessions sharing upstream sessions of a
+// Streamable HTTP server (max_shared 3), all at once: tools, progress,
+// sampling and elicitation each reach the session whose call caused
+// them (each client counts exactly one sample and one elicitation).
+func TestSharedHTTP(t *testing.T) {
+	t.Parallel()
+	route := httpRoute("fixture", "/mcp", fixtureHTTP(t, false))
+	route.Upstream.Share, route.Upstream.MaxShared = config.ShareRoute, 3
+	g := startGateway(t, nil, route)
+	t.Run("sessions", func(t *testing.T) {
+		for i := range 6 {
+			t.Run(fmt.Sprint(i), func(t *testing.T) {
+				t.Parallel()
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				c := newSDKClient()
+				cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: g.URL + "/mcp", MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+				if err != nil {
+					t.Fatalf("connect: %v", err)
+				}
+				defer cs.Close()
+				exercise(ctx, t, c, cs)
+				if n := c.progress.Load(); n != 3 {
+					t.Errorf("progress notifications = %d, want 3", n)
+				}
+			})
+		}
+	})
+}
