@@ -31,7 +31,7 @@ type server struct {
 	srv                 *mcp.Server
 }
 
-func newServer(t *testing.T) (*server, *Upstream, func(o Options) *Upstream) {
+func newServer(t testing.TB) (*server, *Upstream, func(o Options) *Upstream) {
 	t.Helper()
 	s := &server{}
 	s.srv = mcp.NewServer(&mcp.Implementation{Name: "t", Version: "1"}, &mcp.ServerOptions{
