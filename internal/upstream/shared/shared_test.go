@@ -29,11 +29,12 @@ func TestMain(m *testing.M) {
 type server struct {
 	opens, subs, unsubs atomic.Int32
 	srv                 *mcp.Server
+	cancelled           chan struct{} // a "block" call saw its cancellation
 }
 
 func newServer(t testing.TB) (*server, *Upstream, func(o Options) *Upstream) {
 	t.Helper()
-	s := &server{}
+	s := &server{cancelled: make(chan struct{}, 4)}
 	s.srv = mcp.NewServer(&mcp.Implementation{Name: "t", Version: "1"}, &mcp.ServerOptions{
 		SubscribeHandler:   func(context.Context, *mcp.SubscribeRequest) error { s.subs.Add(1); return nil },
 		UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { s.unsubs.Add(1); return nil },
@@ -46,6 +47,7 @@ func newServer(t testing.TB) (*server, *Upstream, func(o Options) *Upstream) {
 		if tok != nil {
 			_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: tok, Progress: 1, Message: in.Tag})
 		}
+		_ = req.Session.Log(ctx, &mcp.LoggingMessageParams{Meta: mcp.Meta{"progressToken": tok}, Level: "info", Data: in.Tag})
 		reply := ""
 		if in.Sample {
 			res, err := req.Session.CreateMessage(ctx, &mcp.CreateMessageParams{Meta: mcp.Meta{"progressToken": tok}, MaxTokens: 1,
@@ -56,6 +58,11 @@ func newServer(t testing.TB) (*server, *Upstream, func(o Options) *Upstream) {
 			reply = res.Content.(*mcp.TextContent).Text
 		}
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: in.Tag + "|" + reply}}}, nil, nil
+	})
+	mcp.AddTool(s.srv, &mcp.Tool{Name: "block"}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		<-ctx.Done()
+		s.cancelled <- struct{}{}
+		return nil, nil, ctx.Err()
 	})
 	mcp.AddTool(s.srv, &mcp.Tool{Name: "touch"}, func(ctx context.Context, _ *mcp.CallToolRequest, in struct {
 		URI string `json:"uri"`
@@ -324,4 +331,87 @@ func TestFingerprint(t *testing.T) {
 	if _, err := fingerprint(json.RawMessage(`[1]`)); err == nil {
 		t.Fatal("want an error for params that are not an object")
 	}
+}
+
+// TestShareLogLevels: each session gets the log messages at or above its
+// own level, whatever level the shared upstream runs at.
+func TestShareLogLevels(t *testing.T) {
+	t.Parallel()
+	_, u, _ := newServer(t)
+	quiet, sq := session(t, u, "q", "2025-06-18", caps)
+	loud, sl := session(t, u, "l", "2025-06-18", caps)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, c := range []struct {
+		conn  upstream.Conn
+		level string
+	}{{quiet, "error"}, {loud, "debug"}} {
+		resp, err := c.conn.RoundTrip(ctx, msg(t, `{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":%q}}`, c.level), nil)
+		if err != nil || resp.Kind != core.KindResponse {
+			t.Fatalf("setLevel %s: %v %v", c.level, resp, err)
+		}
+	}
+	for _, c := range []struct {
+		tag  string
+		conn upstream.Conn
+	}{{"Q", quiet}, {"L", loud}} {
+		var logs []string
+		related := func(m *core.Message) {
+			if m.Method == "notifications/message" {
+				logs = append(logs, string(m.Params))
+			}
+		}
+		if _, err := c.conn.RoundTrip(ctx, msg(t, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"work","arguments":{"tag":%q,"sample":false},"_meta":{"progressToken":"p"}}}`, c.tag), related); err != nil {
+			t.Fatal(err)
+		}
+		for _, sk := range []*sink{sq, sl} {
+			sk.mu.Lock()
+			for _, m := range sk.got {
+				logs = append(logs, "sink:"+string(m.Params))
+			}
+			sk.got = nil
+			sk.mu.Unlock()
+		}
+		want := 0
+		if c.tag == "L" {
+			want = 1
+		}
+		if len(logs) != want || want == 1 && !strings.Contains(logs[0], `"data":"L"`) {
+			t.Errorf("session %s got logs %q, want %d of its own", c.tag, logs, want)
+		}
+	}
+}
+
+// TestShareCancel: a client's notifications/cancelled reaches the server
+// under the upstream's id of its request.
+func TestShareCancel(t *testing.T) {
+	t.Parallel()
+	s, u, _ := newServer(t)
+	a, _ := session(t, u, "a", "2025-06-18", caps)
+	session(t, u, "b", "2025-06-18", caps)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	callCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = a.RoundTrip(callCtx, msg(t, `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"block","arguments":{}}}`), nil)
+	}()
+	// Sent until the call is in flight upstream (before, there is
+	// nothing to cancel and it is dropped).
+	for sent := false; !sent; {
+		if err := a.Send(ctx, msg(t, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":5}}`)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-s.cancelled:
+			sent = true
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatal("the server never saw the cancellation")
+		}
+	}
+	stop()
+	<-done
 }
