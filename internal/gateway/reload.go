@@ -107,7 +107,7 @@ func (g *Gateway) buildRoutes(cfg *config.Config, prev routeSet, authn *auth.Aut
 				// Under the resilient wrapper: a repeat is one more
 				// request of the session on the shared Conn.
 				inner = shared.New(inner, shared.Options{Share: rc.Upstream.Share, MaxShared: rc.Upstream.MaxShared,
-					Logger: g.log.With("component", "upstream", "route", rc.Name)})
+					Logger: g.log.With("component", "upstream", "route", rc.Name), Tap: g.tap("upstream")})
 			}
 			if o, ok := resilientOptions(rc, g.log, g.resilience); ok {
 				// Below the bridge: its own requests (a legacy side's

@@ -25,6 +25,11 @@ type Options struct {
 	MaxShared int
 	// Logger; if nil, a discard logger is used.
 	Logger *slog.Logger
+	// Tap sees what this package sends the server on its own: the one
+	// notifications/initialized of a shared Conn, the unsubscribe of a
+	// resource its last subscriber left, and the answers it gives server
+	// requests (a ping, one that belongs to no session). Nil: off.
+	Tap upstream.Tap
 }
 
 // unsubscribeTimeout bounds the unsubscribe sent when a session leaves.
@@ -312,6 +317,7 @@ func (g *group) open(ctx context.Context, v *vconn, init *core.Message, related 
 	g.mu.Unlock()
 	if n, err := core.Notification("notifications/initialized", nil); err == nil {
 		n.Direction, n.Era, n.Session = core.ClientToServer, resp.Era, v.p.Session
+		g.u.o.Tap.Emit(ctx, v.p.Session, n)
 		if err := real.Send(ctx, n); err != nil {
 			_ = real.Close(context.WithoutCancel(ctx))
 			return fail(err)
@@ -487,7 +493,7 @@ func (g *group) notify(m *core.Message, via *vconn) {
 // request routes a server request.
 func (g *group) request(m *core.Message, via *vconn, related upstream.Related) {
 	if m.Method == "ping" && via == nil {
-		g.answer(core.ResultResponse(m.ID, []byte("{}")))
+		g.answer(core.ResultResponse(m.ID, []byte("{}")), nil)
 		return
 	}
 	o, c := via, (*vcall)(nil)
@@ -497,7 +503,7 @@ func (g *group) request(m *core.Message, via *vconn, related upstream.Related) {
 	if o == nil {
 		g.u.log.Debug("shared_request_refused", "method", m.Method, "reason", "belongs to no one session")
 		g.answer(core.ErrorResponse(m.ID, core.NewError(core.CodeInternalError,
-			"mcpgate: this upstream is shared by several client sessions and the request names none of their requests")))
+			"mcpgate: this upstream is shared by several client sessions and the request names none of their requests")), nil)
 		return
 	}
 	g.mu.Lock()
@@ -510,7 +516,8 @@ func (g *group) request(m *core.Message, via *vconn, related upstream.Related) {
 }
 
 // answer sends a response of the gateway's own to a server request.
-func (g *group) answer(resp *core.Message) {
+// s is the session it is answered for; nil when none.
+func (g *group) answer(resp *core.Message, s *core.SessionInfo) {
 	c := g.conn()
 	if c == nil {
 		return
@@ -519,6 +526,7 @@ func (g *group) answer(resp *core.Message) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), unsubscribeTimeout)
 		defer cancel()
+		g.u.o.Tap.Emit(ctx, s, resp)
 		_ = c.Send(ctx, resp)
 	}()
 }

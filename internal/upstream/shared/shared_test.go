@@ -415,3 +415,41 @@ func TestShareCancel(t *testing.T) {
 	stop()
 	<-done
 }
+
+// TestShareTap: what the multiplexer sends on its own is tapped: one
+// notifications/initialized for two sessions, and the unsubscribe of a
+// resource whose only subscriber left while another session stays.
+func TestShareTap(t *testing.T) {
+	t.Parallel()
+	s, _, mk := newServer(t)
+	tapped := make(chan string, 16)
+	u := mk(Options{Share: "route", Tap: func(_ context.Context, _ *core.SessionInfo, m *core.Message) {
+		if m.Direction == core.ClientToServer {
+			tapped <- m.Method
+		}
+	}})
+	a, _ := session(t, u, "a", "2025-06-18", caps)
+	session(t, u, "b", "2025-06-18", caps)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if resp, err := a.RoundTrip(ctx, msg(t, `{"jsonrpc":"2.0","id":2,"method":"resources/subscribe","params":{"uri":"res://a"}}`), nil); err != nil || resp.Kind != core.KindResponse {
+		t.Fatalf("subscribe: %v %v", resp, err)
+	}
+	_ = a.Close(ctx)
+	for _, want := range []string{"notifications/initialized", "resources/unsubscribe"} {
+		select {
+		case got := <-tapped:
+			if got != want {
+				t.Fatalf("tapped %q, want %q", got, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s was not tapped", want)
+		}
+	}
+	for s.unsubs.Load() != 1 && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	if n := s.unsubs.Load(); n != 1 {
+		t.Fatalf("upstream unsubscribes = %d, want 1", n)
+	}
+}

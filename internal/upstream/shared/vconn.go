@@ -426,17 +426,17 @@ func (v *vconn) Close(ctx context.Context) error {
 		return real.Close(ctx)
 	}
 	for _, id := range orphans {
-		g.answer(core.ErrorResponse(id, core.NewError(core.CodeInternalError, "mcpgate: the client session this request was sent to has ended")))
+		g.answer(core.ErrorResponse(id, core.NewError(core.CodeInternalError, "mcpgate: the client session this request was sent to has ended")), v.p.Session)
 	}
 	for _, uri := range unsub {
-		go g.unsubscribeUpstream(real, uri)
+		go g.unsubscribeUpstream(real, uri, v.p.Session)
 	}
 	return nil
 }
 
 // unsubscribeUpstream ends the upstream's subscription to uri, which no
-// sharing session wants any more.
-func (g *group) unsubscribeUpstream(real upstream.Conn, uri string) {
+// sharing session wants any more; s is the session that left.
+func (g *group) unsubscribeUpstream(real upstream.Conn, uri string, s *core.SessionInfo) {
 	params, _ := json.Marshal(map[string]string{"uri": uri})
 	raw := append([]byte(`{"jsonrpc":"2.0","id":0,"method":"resources/unsubscribe","params":`), params...)
 	raw = append(raw, '}')
@@ -444,16 +444,21 @@ func (g *group) unsubscribeUpstream(real upstream.Conn, uri string) {
 	if err != nil {
 		return
 	}
-	req.Direction, req.Era = core.ClientToServer, g.initEra()
+	req.Direction, req.Era, req.Session = core.ClientToServer, g.initEra(), s
 	fwd, _, _ := upstream.Isolate(req, func(*core.Message) {})
 	if fwd == req {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), unsubscribeTimeout)
 	defer cancel()
-	if _, err := real.RoundTrip(ctx, fwd, nil); err != nil {
+	g.u.o.Tap.Emit(ctx, s, fwd)
+	resp, err := real.RoundTrip(ctx, fwd, nil)
+	if err != nil {
 		g.u.log.Debug("shared_unsubscribe_failed", "error", err)
+		return
 	}
+	resp.Session = s
+	g.u.o.Tap.Emit(ctx, s, resp)
 }
 
 // restoreToken puts c's own progress token back at path inside m's params
