@@ -254,6 +254,7 @@ type group struct {
 	err      error
 
 	levelMu sync.Mutex // orders logging/setLevel upstream
+	subMu   sync.Mutex // orders resources/subscribe and unsubscribe upstream
 
 	mu          sync.Mutex
 	n           int

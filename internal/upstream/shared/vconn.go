@@ -262,8 +262,12 @@ func (v *vconn) setLevel(ctx context.Context, g *group, real upstream.Conn, req 
 }
 
 // subscribe subscribes the upstream for the first subscriber of a uri.
+// Subscriptions are changed one at a time, so that a second subscriber
+// is answered only once the upstream said yes to the first.
 func (v *vconn) subscribe(ctx context.Context, g *group, real upstream.Conn, req *core.Message, related upstream.Related) (*core.Message, error) {
 	uri := req.Name
+	g.subMu.Lock()
+	defer g.subMu.Unlock()
 	g.mu.Lock()
 	set := g.subs[uri]
 	if set == nil {
@@ -293,6 +297,8 @@ func (v *vconn) subscribe(ctx context.Context, g *group, real upstream.Conn, req
 // unsubscribe unsubscribes the upstream when the last subscriber leaves.
 func (v *vconn) unsubscribe(ctx context.Context, g *group, real upstream.Conn, req *core.Message, related upstream.Related) (*core.Message, error) {
 	uri := req.Name
+	g.subMu.Lock()
+	defer g.subMu.Unlock()
 	g.mu.Lock()
 	set := g.subs[uri]
 	_, had := set[v]
@@ -437,6 +443,14 @@ func (v *vconn) Close(ctx context.Context) error {
 // unsubscribeUpstream ends the upstream's subscription to uri, which no
 // sharing session wants any more; s is the session that left.
 func (g *group) unsubscribeUpstream(real upstream.Conn, uri string, s *core.SessionInfo) {
+	g.subMu.Lock()
+	defer g.subMu.Unlock()
+	g.mu.Lock()
+	again := len(g.subs[uri]) > 0 // subscribed again meanwhile: keep it
+	g.mu.Unlock()
+	if again {
+		return
+	}
 	params, _ := json.Marshal(map[string]string{"uri": uri})
 	raw := append([]byte(`{"jsonrpc":"2.0","id":0,"method":"resources/unsubscribe","params":`), params...)
 	raw = append(raw, '}')
