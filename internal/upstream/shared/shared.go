@@ -540,15 +540,16 @@ func (g *group) initEra() core.Era {
 }
 
 // owner is the session a server message outside any request belongs to:
-// the one whose request its _meta.progressToken names, else the one
-// session with requests in flight, else the only session. Nil when it
-// cannot be told.
+// the one whose request its _meta.progressToken names (the gateway's
+// tokens are unique on the Conn), else the one session with requests in
+// flight, else the only session. Nil when it cannot be told.
 func (g *group) owner(m *core.Message) (*vconn, *vcall) {
 	if tok := metaToken(m.Params); tok != nil {
 		if c := g.call(core.ID(tok)); c != nil {
 			return c.v, c
 		}
-		return nil, nil
+		// Not one of the gateway's tokens: a server request may carry a
+		// token of the server's own, for the client's progress on it.
 	}
 	g.mu.Lock()
 	var busy *vconn

@@ -30,11 +30,12 @@ type server struct {
 	opens, subs, unsubs atomic.Int32
 	srv                 *mcp.Server
 	cancelled           chan struct{} // a "block" call saw its cancellation
+	started             chan struct{} // a "block" call began
 }
 
 func newServer(t testing.TB) (*server, *Upstream, func(o Options) *Upstream) {
 	t.Helper()
-	s := &server{cancelled: make(chan struct{}, 4)}
+	s := &server{cancelled: make(chan struct{}, 4), started: make(chan struct{}, 4)}
 	s.srv = mcp.NewServer(&mcp.Implementation{Name: "t", Version: "1"}, &mcp.ServerOptions{
 		SubscribeHandler:   func(context.Context, *mcp.SubscribeRequest) error { s.subs.Add(1); return nil },
 		UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { s.unsubs.Add(1); return nil },
@@ -60,9 +61,20 @@ func newServer(t testing.TB) (*server, *Upstream, func(o Options) *Upstream) {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: in.Tag + "|" + reply}}}, nil, nil
 	})
 	mcp.AddTool(s.srv, &mcp.Tool{Name: "block"}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		s.started <- struct{}{}
 		<-ctx.Done()
 		s.cancelled <- struct{}{}
 		return nil, nil, ctx.Err()
+	})
+	mcp.AddTool(s.srv, &mcp.Tool{Name: "ask"}, func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		// A sampling request that names no request of the gateway's.
+		_, err := req.Session.CreateMessage(ctx, &mcp.CreateMessageParams{MaxTokens: 1,
+			Messages: []*mcp.SamplingMessage{{Role: "user", Content: &mcp.TextContent{Text: "whose?"}}}})
+		text := "answered"
+		if err != nil {
+			text = "refused: " + err.Error()
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}}, nil, nil
 	})
 	mcp.AddTool(s.srv, &mcp.Tool{Name: "touch"}, func(ctx context.Context, _ *mcp.CallToolRequest, in struct {
 		URI string `json:"uri"`
@@ -451,5 +463,47 @@ func TestShareTap(t *testing.T) {
 	}
 	if n := s.unsubs.Load(); n != 1 {
 		t.Fatalf("upstream unsubscribes = %d, want 1", n)
+	}
+}
+
+// TestShareUnattributable: a server request that names no request, sent
+// while several sessions have calls in flight, reaches none of them: the
+// server gets an error.
+func TestShareUnattributable(t *testing.T) {
+	t.Parallel()
+	s, u, _ := newServer(t)
+	a, sa := session(t, u, "a", "2025-06-18", caps)
+	b, sb := session(t, u, "b", "2025-06-18", caps)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	blockCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = b.RoundTrip(blockCtx, msg(t, `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"block","arguments":{}}}`), nil)
+	}()
+	select {
+	case <-s.started: // b's call is in flight at the server
+	case <-ctx.Done():
+		t.Fatal("the blocking call never started")
+	}
+	var got []string
+	resp, err := a.RoundTrip(ctx, msg(t, `{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"ask","arguments":{}}}`), func(m *core.Message) {
+		got = append(got, m.Method)
+	})
+	stop()
+	<-done
+	if err != nil || !strings.Contains(string(resp.Result), "refused") {
+		t.Fatalf("ask: %v %v, want the server's request refused", resp, err)
+	}
+	for _, sk := range []*sink{sa, sb} {
+		sk.mu.Lock()
+		for _, m := range sk.got {
+			got = append(got, m.Method)
+		}
+		sk.mu.Unlock()
+	}
+	if len(got) != 0 {
+		t.Fatalf("the sessions got %q, want nothing", got)
 	}
 }
