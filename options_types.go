@@ -333,6 +333,15 @@ type Upstream struct {
 	Retry *Retry `yaml:"retry,omitempty"`
 	// Breaker is a circuit breaker over the upstream. Default: off.
 	Breaker *Breaker `yaml:"breaker,omitempty"`
+	// Share says which client sessions use one upstream session (HTTP)
+	// or process (stdio) together: "session" (each its own, the
+	// default), "principal", "tenant" or "route". Clients whose
+	// initialize differs in capabilities or protocol version never share.
+	Share string `yaml:"share,omitempty"`
+	// MaxShared is how many client sessions one shared upstream serves;
+	// more upstreams open as needed. Default 32 when Share is above
+	// session.
+	MaxShared int `yaml:"max_shared,omitempty"`
 }
 
 // HTTPUpstream is a remote Streamable HTTP server.

@@ -349,6 +349,15 @@ type Upstream struct {
 	// Breaker is a circuit breaker over the upstream (see Breaker).
 	// Absent: off.
 	Breaker *Breaker `yaml:"breaker"`
+	// Share says which client sessions use one upstream session (HTTP)
+	// or process (stdio) together: session (each its own, the default),
+	// principal, tenant or route. Clients whose initialize differs in
+	// capabilities or protocol version never share.
+	Share string `yaml:"share"`
+	// MaxShared is how many client sessions one shared upstream serves;
+	// more upstreams open as needed. Default 32; only with share above
+	// session.
+	MaxShared int `yaml:"max_shared"`
 }
 
 // Kind reports "http", "stdio", "embedded" or "".

@@ -256,6 +256,7 @@ func (c *Config) SetDefaults() {
 		if b := r.Upstream.Breaker; b != nil {
 			b.setDefaults()
 		}
+		r.Upstream.setShareDefaults()
 		if r.Health != nil {
 			r.Health.setDefaults()
 		}
@@ -492,6 +493,7 @@ func (c *Config) Validate() error {
 		}
 		checkCredentials(p+".upstream", u, bad)
 		checkResilience(p+".upstream", u, bad)
+		checkShare(p+".upstream", u, bad)
 	}
 	if len(errs) > 0 {
 		return &Error{Problems: errs}

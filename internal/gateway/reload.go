@@ -16,6 +16,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/upstream"
 	"github.com/mcpgate/mcpgate/internal/upstream/bridge"
 	"github.com/mcpgate/mcpgate/internal/upstream/resilient"
+	"github.com/mcpgate/mcpgate/internal/upstream/shared"
 )
 
 // A reload changes what can change while listeners serve: the routes (and
@@ -102,6 +103,12 @@ func (g *Gateway) buildRoutes(cfg *config.Config, prev routeSet, authn *auth.Aut
 			}
 			g.procs.attach(inner, rc.Name)
 			checker, _ = inner.(upstream.Checker)
+			if rc.Upstream.Shared() {
+				// Under the resilient wrapper: a repeat is one more
+				// request of the session on the shared Conn.
+				inner = shared.New(inner, shared.Options{Share: rc.Upstream.Share, MaxShared: rc.Upstream.MaxShared,
+					Logger: g.log.With("component", "upstream", "route", rc.Name), Tap: g.tap("upstream")})
+			}
 			if o, ok := resilientOptions(rc, g.log, g.resilience); ok {
 				// Below the bridge: its own requests (a legacy side's
 				// initialize, its tools/list refresh) are guarded too, and
