@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"log/slog"
 	"net"
 	"net/http"
@@ -34,6 +35,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/store/bolt"
 	"github.com/mcpgate/mcpgate/internal/store/memory"
 	redisstore "github.com/mcpgate/mcpgate/internal/store/redis"
+	"github.com/mcpgate/mcpgate/internal/telemetry"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 	"github.com/mcpgate/mcpgate/internal/upstream/httpup"
 	"github.com/mcpgate/mcpgate/internal/upstream/inproc"
@@ -72,6 +74,10 @@ type Options struct {
 	// upstream is embedded (config.Upstream.Embedded): the library's
 	// in-process upstream (upstream/inproc).
 	Embedded func(ctx context.Context, s *core.SessionInfo) *mcp.Server
+	// TraceExporter, if set, receives the gateway's spans in place of the
+	// OTLP exporter telemetry.otlp describes (tests and embedders), each
+	// as it ends.
+	TraceExporter sdktrace.SpanExporter
 }
 
 // Gateway is a built, not yet running, mcpgate.
@@ -129,6 +135,9 @@ type Gateway struct {
 	extraStages func(route string) []pipeline.Stage
 	// trail is the audit trail (audit.go); nil without an audit block.
 	trail *audit.Trail
+	// tracer makes the routes' spans (telemetry); nil when tracing is
+	// off. It is built once: a reload does not change it.
+	tracer *telemetry.Tracer
 	// embedded makes the servers of embedded routes (Options.Embedded).
 	embedded func(ctx context.Context, s *core.SessionInfo) *mcp.Server
 }
@@ -149,6 +158,11 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.trail = trail
+	g.tracer, err = telemetry.New(context.Background(), cfg.Telemetry,
+		telemetry.Options{Exporter: opts.TraceExporter, Sync: opts.TraceExporter != nil, Logger: log.With("component", "telemetry")})
+	if err != nil {
+		return nil, err
+	}
 	ss := cfg.Sessions
 	g.rates = newRateLimits(cfg, log)
 	g.meters = quota.NewMeters(cfg.Store.OnUnavailable == storeFailOpen, longestTTL(cfg)+time.Hour, log.With("component", "quota"))
@@ -556,6 +570,7 @@ func (g *Gateway) shutdown(servers []*http.Server) {
 	g.closeAuth()
 	g.closeStore()
 	g.closeTrail()
+	g.closeTracer()
 	g.stopAdmin()
 }
 
@@ -580,6 +595,16 @@ func (g *Gateway) Close() {
 	g.closeUpstreams()
 	g.closeAuth()
 	g.closeStore()
+	g.closeTracer()
+}
+
+// closeTracer exports the spans still buffered and stops the tracer.
+func (g *Gateway) closeTracer() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.tracer.Shutdown(ctx); err != nil {
+		g.log.Warn("trace_shutdown_failed", "error", err)
+	}
 }
 
 // closeUpstreams closes the upstreams of the routes in force.
