@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -116,7 +117,12 @@ func exporter(ctx context.Context, o config.OTLP) (sdktrace.SpanExporter, error)
 	}
 	opts := []otlptracehttp.Option{otlptracehttp.WithHeaders(headers), otlptracehttp.WithTimeout(timeout)}
 	if url {
-		opts = append(opts, otlptracehttp.WithEndpointURL(o.Endpoint))
+		ep := o.Endpoint
+		if u, err := neturl.Parse(ep); err == nil && (u.Path == "" || u.Path == "/") {
+			u.Path = "/v1/traces" // a collector's base URL, as OTEL_EXPORTER_OTLP_ENDPOINT names it
+			ep = u.String()
+		}
+		opts = append(opts, otlptracehttp.WithEndpointURL(ep))
 	} else {
 		opts = append(opts, otlptracehttp.WithEndpoint(o.Endpoint))
 	}

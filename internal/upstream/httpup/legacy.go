@@ -137,7 +137,7 @@ func (c *legacyConn) RoundTrip(ctx context.Context, req *core.Message, related u
 }
 
 func (c *legacyConn) roundTrip(ctx *outbound, req *core.Message, related upstream.Related, sid, ver []string) (*core.Message, error) {
-	resp, err := c.doRequest(ctx, http.MethodPost, req.Raw, c.post(sid, ver))
+	resp, err := c.doRequest(ctx, http.MethodPost, req.Raw, upstream.WithTraceHeaders(c.post(sid, ver), req.Header))
 	if err != nil {
 		return nil, err
 	}
@@ -349,7 +349,7 @@ func (c *legacyConn) Send(ctx context.Context, m *core.Message) error {
 	defer cancel()
 	stop := context.AfterFunc(c.life, cancel)
 	defer stop()
-	resp, err := c.do(rctx, http.MethodPost, m.Raw, c.post(sid, ver))
+	resp, err := c.do(rctx, http.MethodPost, m.Raw, upstream.WithTraceHeaders(c.post(sid, ver), m.Header))
 	if err != nil {
 		return c.failure(ctx, err)
 	}
