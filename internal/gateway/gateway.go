@@ -26,6 +26,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/frontend"
 	"github.com/mcpgate/mcpgate/internal/interceptors/quota"
 	"github.com/mcpgate/mcpgate/internal/interceptors/sessiontools"
+	"github.com/mcpgate/mcpgate/internal/logs"
 	"github.com/mcpgate/mcpgate/internal/meter"
 	"github.com/mcpgate/mcpgate/internal/metrics"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
@@ -138,6 +139,9 @@ type Gateway struct {
 	// tracer makes the routes' spans (telemetry); nil when tracing is
 	// off. It is built once: a reload does not change it.
 	tracer *telemetry.Tracer
+	// redaction cleans the log and the spans' texts of secrets; a reload
+	// sets it anew.
+	redaction *logs.Redaction
 	// embedded makes the servers of embedded routes (Options.Embedded).
 	embedded func(ctx context.Context, s *core.SessionInfo) *mcp.Server
 }
@@ -149,7 +153,21 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{cfg: cfg, log: log, ready: make(chan struct{}), extraStages: opts.Stages, embedded: opts.Embedded}
+	// What the gateway logs, and the texts of its spans, are cleaned of
+	// secrets (redaction.go): in the levels handler of a logger made by
+	// package logs, by a handler of its own around any other.
+	redaction, err := outputRedaction(cfg)
+	if err != nil {
+		return nil, err
+	}
+	red := new(logs.Redaction)
+	if lv := logs.LevelsOf(log.Handler()); lv != nil {
+		red = lv.Redaction()
+	} else if log.Handler() != slog.DiscardHandler {
+		log = slog.New(logs.RedactHandler(log.Handler(), red))
+	}
+	red.Set(redaction)
+	g := &Gateway{cfg: cfg, log: log, redaction: red, ready: make(chan struct{}), extraStages: opts.Stages, embedded: opts.Embedded}
 	if err := g.initHealth(opts.Metrics); err != nil {
 		return nil, err
 	}
@@ -159,7 +177,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	g.trail = trail
 	g.tracer, err = telemetry.New(context.Background(), cfg.Telemetry,
-		telemetry.Options{Exporter: opts.TraceExporter, Sync: opts.TraceExporter != nil, Logger: log.With("component", "telemetry")})
+		telemetry.Options{Exporter: opts.TraceExporter, Sync: opts.TraceExporter != nil, Logger: log.With("component", "telemetry"), Redact: red.String})
 	if err != nil {
 		return nil, err
 	}

@@ -95,7 +95,7 @@ func (t *Tracer) serverSpan(route string) core.Interceptor {
 			ctx, span := t.tracer.Start(ctx, spanName(m), trace.WithSpanKind(trace.SpanKindServer),
 				trace.WithAttributes(attrs(route, m)...))
 			resp, err := next(ctx, m)
-			finish(span, resp, err)
+			t.finish(span, resp, err)
 			return resp, err
 		}
 	}
@@ -113,20 +113,24 @@ func (t *Tracer) clientSpan(route string) core.Interceptor {
 			ctx, span := t.tracer.Start(ctx, spanName(m), trace.WithSpanKind(trace.SpanKindClient),
 				trace.WithAttributes(attrs(route, m)...))
 			resp, err := next(ctx, t.inject(ctx, m))
-			finish(span, resp, err)
+			t.finish(span, resp, err)
 			return resp, err
 		}
 	}
 }
 
 // finish records the outcome on span and ends it.
-func finish(span trace.Span, resp *core.Message, err error) {
+func (t *Tracer) finish(span trace.Span, resp *core.Message, err error) {
 	switch {
 	case err != nil:
 		var e *core.Error
 		if errors.As(err, &e) {
 			span.SetAttributes(attrErrorCode.Int(e.Code))
-			span.SetStatus(codes.Error, e.Message)
+			msg := e.Message
+			if t.redact != nil {
+				msg = t.redact(msg)
+			}
+			span.SetStatus(codes.Error, msg)
 		} else {
 			span.SetStatus(codes.Error, "transport error")
 		}

@@ -38,6 +38,9 @@ type Options struct {
 	Sync bool
 	// Logger receives export failures.
 	Logger *slog.Logger
+	// Redact cleans the texts a span carries (error messages) of
+	// secrets; nil: none.
+	Redact func(string) string
 }
 
 // Tracer is the gateway's tracing: its provider, its tracer and the W3C
@@ -46,6 +49,7 @@ type Tracer struct {
 	provider *sdktrace.TracerProvider
 	tracer   trace.Tracer
 	prop     propagation.TextMapPropagator
+	redact   func(string) string
 }
 
 // New builds the tracing cfg describes; nil (off) without an endpoint
@@ -88,6 +92,7 @@ func New(ctx context.Context, cfg config.Telemetry, opts Options) (*Tracer, erro
 		provider: tp,
 		tracer:   tp.Tracer("github.com/mcpgate/mcpgate"),
 		prop:     propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+		redact:   opts.Redact,
 	}, nil
 }
 

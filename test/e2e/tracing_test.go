@@ -304,3 +304,64 @@ func hexID(b []byte) string {
 	}
 	return string(out)
 }
+
+// TestNoSecretInLogsOrSpans: a stdio upstream that prints its configured
+// environment secret on stderr and exits, an HTTP upstream that echoes its
+// configured header secret and the client's bearer token in its errors,
+// and a client whose token sits in its tool arguments: none of the secrets
+// reaches a log line or an exported span.
+func TestNoSecretInLogsOrSpans(t *testing.T) {
+	t.Parallel()
+	rcv := &otlpReceiver{}
+	collector := httptest.NewServer(rcv)
+	t.Cleanup(collector.Close)
+	key, _ := auth.NewKey()
+	const envSecret, hdrSecret = "env-secret-91bd02e7", "hdr-secret-5c33f0aa"
+	leaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "refused key "+r.Header.Get("X-Api-Key")+" for "+r.Header.Get("Authorization"), http.StatusInternalServerError)
+	}))
+	t.Cleanup(leaky.Close)
+	httpR := httpRoute("leaky-http", "/http", leaky.URL)
+	httpR.Upstream.HTTP.Headers = map[string]config.Secret{"X-Api-Key": hdrSecret}
+	stdioR := stdioRoute("leaky-stdio", "/stdio", "sh", "-c", `echo "starting with token $API_TOKEN" >&2; exit 3`)
+	stdioR.Upstream.Stdio.Env = map[string]config.Secret{"API_TOKEN": envSecret}
+	ag := startAuthGateway(t, func(c *config.Config, _ string) {
+		c.Auth = &config.Auth{APIKeys: []config.APIKey{{KeySHA256: auth.HashKey(key), Principal: "alice"}}}
+		c.Telemetry.OTLP.Endpoint = collector.URL
+		c.Log.Level = "debug"
+	}, httpR, stdioR)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bearer := "Bearer " + key
+	for _, path := range []string{"/http", "/stdio"} {
+		c := mcp.NewClient(&mcp.Implementation{Name: "leak-e2e", Version: "1"}, nil)
+		cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: ag.gw.URL + path, MaxRetries: -1, HTTPClient: &http.Client{
+			Transport: headerTransport{"Authorization": bearer}}}, &mcp.ClientSessionOptions{ProtocolVersion: core.Version20251125})
+		if err == nil {
+			_, _ = cs.CallTool(ctx, &mcp.CallToolParams{Name: "t", Arguments: map[string]any{"token": key}})
+			_ = cs.Close()
+		}
+	}
+	// A request with a wrong token of the same shape, and one with the
+	// right token in a malformed body.
+	do(t, "POST", ag.gw.URL+"/http", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`, map[string]string{"Authorization": "Bearer x" + key})
+	do(t, "POST", ag.gw.URL+"/http", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"k":"`+key+`"`, map[string]string{"Authorization": bearer})
+	waitFor(t, "the stdio upstream's stderr in the log", func() bool { return strings.Contains(ag.logs.String(), "stdio_") })
+	ag.stop()
+	logText := ag.logs.String()
+	if !strings.Contains(logText, "[REDACTED]") {
+		t.Errorf("nothing was redacted: the test leaked nothing to redact\n%s", logText)
+	}
+	for _, secret := range []string{envSecret, hdrSecret, key} {
+		if strings.Contains(logText, secret) {
+			t.Errorf("the log holds %q:\n%s", secret, logText)
+		}
+		rcv.mu.Lock()
+		for _, raw := range rcv.raw {
+			if bytes.Contains(raw, []byte(secret)) {
+				t.Errorf("a span holds %q", secret)
+			}
+		}
+		rcv.mu.Unlock()
+	}
+}
