@@ -221,7 +221,11 @@ func (t *Tracer) inject(ctx context.Context, m *core.Message) *core.Message {
 		return m
 	}
 	out := *m
-	if raw, ok := withMeta(m.Raw, c); ok {
+	raw, ok := spliceMeta(m, c)
+	if !ok {
+		raw, ok = withMeta(m.Raw, c)
+	}
+	if ok {
 		if err := out.Replace(raw); err != nil {
 			out = *m
 		}

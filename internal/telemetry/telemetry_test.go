@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -241,6 +242,43 @@ func FuzzWithMeta(f *testing.F) {
 		}
 		if metaTP(t, m) != clientTP {
 			t.Fatalf("%s → %s: no traceparent", raw, out)
+		}
+	})
+}
+
+// FuzzSpliceMeta: the splice gives the same JSON as the decoding rewrite
+// whenever it applies, and applies to every well-formed object params.
+func FuzzSpliceMeta(f *testing.F) {
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"m","params":{"_meta":{"traceparent":"x","a":1},"b":[{"c":"}"}]}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"m","params":{}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"m","params": { "a" : "\"_meta\"" } }`,
+		`{"jsonrpc":"2.0","id":1,"method":"m","params":{"_meta":{}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"m","params":{"_meta":{"baggage":"k=v","tracestate":"a=b"}},"x":1}`,
+		`{"jsonrpc":"2.0","id":1,"method":"m","params":{"_meta":null}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	c := map[string]string{metaTraceparent: clientTP, metaTracestate: "v=1"}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		m, err := core.Decode(raw)
+		if err != nil || m.Kind != core.KindRequest {
+			return
+		}
+		fast, ok := spliceMeta(m, c)
+		slow, sok := withMeta(raw, c)
+		if !ok {
+			return
+		}
+		if _, err := core.Decode(fast); err != nil {
+			t.Fatalf("%s → %s: %v", raw, fast, err)
+		}
+		if !sok {
+			t.Fatalf("%s: spliced %s, but the decoding rewrite refused", raw, fast)
+		}
+		var a, b any
+		if json.Unmarshal(fast, &a) != nil || json.Unmarshal(slow, &b) != nil || !reflect.DeepEqual(a, b) {
+			t.Fatalf("%s:\nspliced %s\ndecoded %s", raw, fast, slow)
 		}
 	})
 }
