@@ -184,6 +184,9 @@ func (c *legacyConn) roundTrip(ctx *outbound, req *core.Message, related upstrea
 			c.version, c.verVal = res.ProtocolVersion, versionValue(res.ProtocolVersion)
 			c.mu.Unlock()
 		}
+		if sid != nil {
+			c.u.kept.Store(c)
+		}
 	}
 	return m, nil
 }
@@ -586,6 +589,7 @@ func (c *legacyConn) Close(ctx context.Context) error {
 	c.closed = true
 	sid, ver, lost := c.sidVal, c.verVal, c.lost
 	c.mu.Unlock()
+	c.u.kept.CompareAndSwap(c, nil)
 	c.kill()
 	c.listeners.Wait()
 	if sid == nil || lost {
