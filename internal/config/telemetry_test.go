@@ -44,7 +44,7 @@ func TestTelemetryDefaults(t *testing.T) {
 func TestTelemetryErrors(t *testing.T) {
 	for _, tt := range []struct {
 		name, in string
-		want []string
+		want     []string
 	}{
 		{"protocol", "telemetry:\n  otlp: {endpoint: 'http://c:4318', protocol: thrift}\n",
 			[]string{`telemetry.otlp.protocol: want http/protobuf or grpc, got "thrift" (line 2)`}},

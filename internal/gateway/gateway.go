@@ -186,11 +186,13 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.meters = quota.NewMeters(cfg.Store.OnUnavailable == storeFailOpen, longestTTL(cfg)+time.Hour, log.With("component", "quota"))
 	g.procs = newProcRecorder(log, g.health.upstreamMetrics)
 	if g.resilience, err = resilient.NewMetrics(g.Metrics()); err != nil {
+		g.closeTracer()
 		return nil, err
 	}
 	g.live = &liveSet{cfg: cfg}
 	authn, err := g.newAuth(cfg)
 	if err != nil {
+		g.closeTracer()
 		return nil, err
 	}
 	g.authn.Store(authn)
@@ -212,12 +214,14 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if len(errs) > 0 {
 		g.closeUpstreams()
 		g.closeAuth()
+		g.closeTracer()
 		return nil, errors.Join(errs...)
 	}
 	ids, err := minter(ss.IDKeys)
 	if err != nil {
 		g.closeUpstreams()
 		g.closeAuth()
+		g.closeTracer()
 		return nil, err
 	}
 	authenticate := opts.Authenticate
