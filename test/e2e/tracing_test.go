@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -363,5 +365,61 @@ func TestNoSecretInLogsOrSpans(t *testing.T) {
 			}
 		}
 		rcv.mu.Unlock()
+	}
+}
+
+// TestTraceIntoStdio: a stdio upstream gets the gateway's client span as
+// its parent in params._meta, whatever era the client speaks; what the
+// process reads on stdin is recorded by tee in front of the fixture.
+func TestTraceIntoStdio(t *testing.T) {
+	t.Parallel()
+	rcv := &otlpReceiver{}
+	collector := httptest.NewServer(rcv)
+	t.Cleanup(collector.Close)
+	stdin := filepath.Join(t.TempDir(), "stdin.jsonl")
+	ag := startAuthGateway(t, func(c *config.Config, _ string) {
+		c.Telemetry.OTLP.Endpoint = collector.URL
+	}, stdioRoute("fixture", "/mcp", "sh", "-c", `tee -a "$0" | exec "$1"`, stdin, fixtureBin))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := mcp.NewClient(&mcp.Implementation{Name: "trace-stdio", Version: "1"}, nil)
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: ag.gw.URL + "/mcp", MaxRetries: -1, HTTPClient: &http.Client{
+		Transport: headerTransport{"Traceparent": traceparent(traceLegacyHeader)}}}, &mcp.ClientSessionOptions{ProtocolVersion: core.Version20251125})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_simple_text"}); err != nil {
+		t.Fatal(err)
+	}
+	_ = cs.Close()
+	ag.stop()
+	raw, err := os.ReadFile(stdin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	for _, line := range strings.Split(string(raw), "\n") {
+		var m struct {
+			Method string `json:"method"`
+			Params struct {
+				Meta struct {
+					Traceparent string `json:"traceparent"`
+				} `json:"_meta"`
+			} `json:"params"`
+		}
+		if json.Unmarshal([]byte(line), &m) == nil && m.Method == "tools/call" {
+			got = m.Params.Meta.Traceparent
+		}
+	}
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	want := ""
+	for _, s := range rcv.spans {
+		if s.Kind == tracepb.Span_SPAN_KIND_CLIENT && hexID(s.TraceId) == traceLegacyHeader && s.Name == "tools/call test_simple_text" {
+			want = "00-" + traceLegacyHeader + "-" + hexID(s.SpanId) + "-01"
+		}
+	}
+	if want == "" || got != want {
+		t.Errorf("the process got traceparent %q in _meta; want the client span's %q", got, want)
 	}
 }
