@@ -42,6 +42,8 @@ type Options struct {
 	Quotas []Quota `yaml:"quotas,omitempty"`
 	// Audit is the audit trail. Default: none.
 	Audit *Audit `yaml:"audit,omitempty"`
+	// Telemetry is OpenTelemetry tracing. Default: off.
+	Telemetry Telemetry `yaml:"telemetry,omitempty"`
 	// Hooks are told of every session's lifecycle (Go callbacks; not in
 	// the file).
 	Hooks Hooks `yaml:"-"`
@@ -924,4 +926,31 @@ type Health struct {
 	// SuccessThreshold is how many checks in a row must succeed for a
 	// down upstream to count as up again. Default 1.
 	SuccessThreshold int `yaml:"success_threshold,omitempty"`
+}
+
+// Telemetry configures OpenTelemetry traces: a server span per client
+// request and a client span per upstream call, exported over OTLP. Without
+// an endpoint (the default) no span is made.
+type Telemetry struct {
+	// OTLP is where spans are exported.
+	OTLP OTLP `yaml:"otlp,omitempty"`
+	// ServiceName is the service.name resource attribute. Default "mcpgate".
+	ServiceName string `yaml:"service_name,omitempty"`
+	// SampleRatio is the share of new traces recorded, 0 to 1; a client's
+	// sampled flag is followed. Default 1.
+	SampleRatio *float64 `yaml:"sample_ratio,omitempty"`
+}
+
+// OTLP is an OTLP trace exporter.
+type OTLP struct {
+	// Endpoint is the collector's URL or host:port. Empty: traces are off.
+	Endpoint string `yaml:"endpoint,omitempty"`
+	// Protocol is http/protobuf (the default) or grpc.
+	Protocol string `yaml:"protocol,omitempty"`
+	// Insecure sends without TLS (implied by an http:// endpoint).
+	Insecure bool `yaml:"insecure,omitempty"`
+	// Headers are sent with every export. Values are secrets: never logged.
+	Headers map[string]string `yaml:"headers,omitempty"`
+	// Timeout bounds one export. Default 10s.
+	Timeout time.Duration `yaml:"timeout,omitempty"`
 }

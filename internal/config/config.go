@@ -33,6 +33,8 @@ type Config struct {
 	Quotas []Quota `yaml:"quotas"`
 	// Audit is the audit trail (see audit.go). Default: none.
 	Audit *Audit `yaml:"audit"`
+	// Telemetry is OpenTelemetry tracing (see telemetry.go). Default: off.
+	Telemetry Telemetry `yaml:"telemetry"`
 }
 
 // Cluster configures the internal hop between replicas. A stdio session's

@@ -67,7 +67,7 @@ const (
 
 // Components are the names log.levels accepts: the parts of the gateway
 // whose loggers carry a component attribute.
-var Components = []string{"frontend", "session", "upstream", "pipeline", "policy", "quota", "auth", "audit", "store", "health", "admin"}
+var Components = []string{"frontend", "session", "upstream", "pipeline", "policy", "quota", "auth", "audit", "store", "health", "admin", "telemetry"}
 
 func (c *Config) validateObservability(bad func(path, format string, args ...any)) {
 	switch c.Admin.ReadyRequires {

@@ -211,6 +211,7 @@ func (c *Config) SetDefaults() {
 		c.Store.OnUnavailable = "fail-closed"
 	}
 	c.auditDefaults()
+	c.telemetryDefaults()
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		if r.Name == "" {
@@ -423,6 +424,7 @@ func (c *Config) Validate() error {
 	c.validatePolicies(bad)
 	c.validateQuotas(bad)
 	c.validateAudit(bad)
+	c.validateTelemetry(bad)
 	if len(c.Routes) == 0 {
 		bad("routes", "at least one route is required")
 	}

@@ -255,6 +255,7 @@ func (f *Frontend) post(w http.ResponseWriter, r *http.Request, rt *Route) {
 		return
 	}
 	m.Era = core.EraLegacy
+	m.Header = upstream.TraceHeaders(r.Header)
 	f.legacyPost(w, r, rt, m, hdrVersion)
 }
 

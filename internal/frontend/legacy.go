@@ -15,6 +15,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/pipeline"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/sessionid"
+	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
 // lookupLegacy finds the session named by Mcp-Session-Id.
@@ -296,6 +297,7 @@ func (f *Frontend) legacyBatch(w http.ResponseWriter, r *http.Request, rt *Route
 	var requests []*core.Message
 	for _, m := range msgs {
 		m.Received, m.Direction, m.Era = time.Now(), core.ClientToServer, core.EraLegacy
+		m.Header = upstream.TraceHeaders(r.Header)
 		switch m.Kind {
 		case core.KindRequest:
 			requests = append(requests, m)

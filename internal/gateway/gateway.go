@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,6 +26,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/frontend"
 	"github.com/mcpgate/mcpgate/internal/interceptors/quota"
 	"github.com/mcpgate/mcpgate/internal/interceptors/sessiontools"
+	"github.com/mcpgate/mcpgate/internal/logs"
 	"github.com/mcpgate/mcpgate/internal/meter"
 	"github.com/mcpgate/mcpgate/internal/metrics"
 	"github.com/mcpgate/mcpgate/internal/pipeline"
@@ -34,6 +36,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/store/bolt"
 	"github.com/mcpgate/mcpgate/internal/store/memory"
 	redisstore "github.com/mcpgate/mcpgate/internal/store/redis"
+	"github.com/mcpgate/mcpgate/internal/telemetry"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 	"github.com/mcpgate/mcpgate/internal/upstream/httpup"
 	"github.com/mcpgate/mcpgate/internal/upstream/inproc"
@@ -72,6 +75,10 @@ type Options struct {
 	// upstream is embedded (config.Upstream.Embedded): the library's
 	// in-process upstream (upstream/inproc).
 	Embedded func(ctx context.Context, s *core.SessionInfo) *mcp.Server
+	// TraceExporter, if set, receives the gateway's spans in place of the
+	// OTLP exporter telemetry.otlp describes (tests and embedders), each
+	// as it ends.
+	TraceExporter sdktrace.SpanExporter
 }
 
 // Gateway is a built, not yet running, mcpgate.
@@ -129,6 +136,12 @@ type Gateway struct {
 	extraStages func(route string) []pipeline.Stage
 	// trail is the audit trail (audit.go); nil without an audit block.
 	trail *audit.Trail
+	// tracer makes the routes' spans (telemetry); nil when tracing is
+	// off. It is built once: a reload does not change it.
+	tracer *telemetry.Tracer
+	// redaction cleans the log and the spans' texts of secrets; a reload
+	// sets it anew.
+	redaction *logs.Redaction
 	// embedded makes the servers of embedded routes (Options.Embedded).
 	embedded func(ctx context.Context, s *core.SessionInfo) *mcp.Server
 }
@@ -140,7 +153,21 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{cfg: cfg, log: log, ready: make(chan struct{}), extraStages: opts.Stages, embedded: opts.Embedded}
+	// What the gateway logs, and the texts of its spans, are cleaned of
+	// secrets (redaction.go): in the levels handler of a logger made by
+	// package logs, by a handler of its own around any other.
+	redaction, err := outputRedaction(cfg)
+	if err != nil {
+		return nil, err
+	}
+	red := new(logs.Redaction)
+	if lv := logs.LevelsOf(log.Handler()); lv != nil {
+		red = lv.Redaction()
+	} else if log.Handler() != slog.DiscardHandler {
+		log = slog.New(logs.RedactHandler(log.Handler(), red))
+	}
+	red.Set(redaction)
+	g := &Gateway{cfg: cfg, log: log, redaction: red, ready: make(chan struct{}), extraStages: opts.Stages, embedded: opts.Embedded}
 	if err := g.initHealth(opts.Metrics); err != nil {
 		return nil, err
 	}
@@ -149,16 +176,23 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.trail = trail
+	g.tracer, err = telemetry.New(context.Background(), cfg.Telemetry,
+		telemetry.Options{Exporter: opts.TraceExporter, Sync: opts.TraceExporter != nil, Logger: log.With("component", "telemetry"), Redact: red.String})
+	if err != nil {
+		return nil, err
+	}
 	ss := cfg.Sessions
 	g.rates = newRateLimits(cfg, log)
 	g.meters = quota.NewMeters(cfg.Store.OnUnavailable == storeFailOpen, longestTTL(cfg)+time.Hour, log.With("component", "quota"))
 	g.procs = newProcRecorder(log, g.health.upstreamMetrics)
 	if g.resilience, err = resilient.NewMetrics(g.Metrics()); err != nil {
+		g.closeTracer()
 		return nil, err
 	}
 	g.live = &liveSet{cfg: cfg}
 	authn, err := g.newAuth(cfg)
 	if err != nil {
+		g.closeTracer()
 		return nil, err
 	}
 	g.authn.Store(authn)
@@ -180,12 +214,14 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if len(errs) > 0 {
 		g.closeUpstreams()
 		g.closeAuth()
+		g.closeTracer()
 		return nil, errors.Join(errs...)
 	}
 	ids, err := minter(ss.IDKeys)
 	if err != nil {
 		g.closeUpstreams()
 		g.closeAuth()
+		g.closeTracer()
 		return nil, err
 	}
 	authenticate := opts.Authenticate
@@ -556,6 +592,7 @@ func (g *Gateway) shutdown(servers []*http.Server) {
 	g.closeAuth()
 	g.closeStore()
 	g.closeTrail()
+	g.closeTracer()
 	g.stopAdmin()
 }
 
@@ -580,6 +617,16 @@ func (g *Gateway) Close() {
 	g.closeUpstreams()
 	g.closeAuth()
 	g.closeStore()
+	g.closeTracer()
+}
+
+// closeTracer exports the spans still buffered and stops the tracer.
+func (g *Gateway) closeTracer() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.tracer.Shutdown(ctx); err != nil {
+		g.log.Warn("trace_shutdown_failed", "error", err)
+	}
 }
 
 // closeUpstreams closes the upstreams of the routes in force.

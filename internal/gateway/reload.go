@@ -186,6 +186,7 @@ func restartRequired(running, next *config.Config) []string {
 	paths = diffFields(paths, "admin", running.Admin, next.Admin, map[string]bool{"mcp": true})
 	paths = diffFields(paths, "store", running.Store, next.Store, nil)
 	paths = diffFields(paths, "cluster", running.Cluster, next.Cluster, nil)
+	paths = diffFields(paths, "telemetry", running.Telemetry, next.Telemetry, nil) // one tracer for the gateway's life
 	if !reflect.DeepEqual(running.Audit, next.Audit) {
 		paths = append(paths, "audit") // one trail for the gateway's life: its chain and sinks
 	}
@@ -253,6 +254,10 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) (err error) {
 	if len(paths) > 0 {
 		return &RestartRequired{Paths: paths}
 	}
+	redaction, err := outputRedaction(cfg)
+	if err != nil {
+		return err
+	}
 	authn, err := g.newAuth(cfg)
 	if err != nil {
 		return err
@@ -271,6 +276,7 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) (err error) {
 		return err
 	}
 	g.authn.Swap(authn).Close()
+	g.redaction.Set(redaction)
 	g.sessions.SetBounds(bounds(cfg.Sessions))
 	g.live = &liveSet{cfg: cfg, routes: set}
 	g.health.upstreams.sync(set)

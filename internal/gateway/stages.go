@@ -106,6 +106,7 @@ func (g *Gateway) stages(cfg *config.Config, env pipeline.Env, rep *pipeline.Rep
 	if g.trail != nil {
 		stages = append(stages, g.trail.Stage(env.Route))
 	}
+	stages = append(stages, g.tracer.Stages(env.Route)...)
 	// What a stage reports (Env.Report) reaches the observers of the
 	// stages of this same list.
 	rep.Bind(stages)

@@ -33,6 +33,8 @@ type Levels struct {
 	global *slog.LevelVar
 	// comps is fixed at NewLevels, so reads need no lock.
 	comps map[string]*compLevel
+	// redaction cleans every record its handlers pass on.
+	redaction Redaction
 }
 
 type compLevel struct {
@@ -115,10 +117,12 @@ func (h *handler) Enabled(ctx context.Context, level slog.Level) bool {
 	return level >= min && h.inner.Enabled(ctx, level)
 }
 
-func (h *handler) Handle(ctx context.Context, r slog.Record) error { return h.inner.Handle(ctx, r) }
+func (h *handler) Handle(ctx context.Context, r slog.Record) error {
+	return h.inner.Handle(ctx, redactRecord(r, h.levels.redaction.load()))
+}
 
 func (h *handler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	n := &handler{levels: h.levels, inner: h.inner.WithAttrs(attrs), comp: h.comp}
+	n := &handler{levels: h.levels, inner: h.inner.WithAttrs(redactAttrs(attrs, h.levels.redaction.load())), comp: h.comp}
 	if i := slices.IndexFunc(attrs, func(a slog.Attr) bool { return a.Key == Key }); i >= 0 {
 		// The last one given wins, as it would for a reader of the line.
 		for j := len(attrs) - 1; j >= i; j-- {

@@ -23,6 +23,9 @@ import (
 // client's answer to a server request in this order on the way back). So
 // the stage nearest the client is the same in both directions:
 //
+//	tracing  – OpenTelemetry: the server span of each client request,
+//	           outermost so that it spans every stage's work, and the
+//	           events of the decisions made inside it (internal/telemetry)
 //	audit    – the audit trail: sees the client's raw request coming in and
 //	           what the client really gets going out (after policy
 //	           redaction), and every refusal made by the stages inside it
@@ -48,7 +51,10 @@ import (
 //	           (routes with session_tools, for mcpgate://health): innermost,
 //	           so that an answer made by a stage is not taken for the
 //	           upstream's; it reads no contents
-var Order = []string{"audit", "logging", "metrics", "auth", "session_tools", "limits", "policy", "upstream_health"}
+//	tracing_upstream – the client span of each request sent to the
+//	           upstream, whose trace context replaces the client's in
+//	           what goes up: innermost, next to the upstream call
+var Order = []string{"tracing", "audit", "logging", "metrics", "auth", "session_tools", "limits", "policy", "upstream_health", "tracing_upstream"}
 
 // Env is what the gateway builds a route's stages with.
 type Env struct {

@@ -208,3 +208,40 @@ func ForwardHeaders(dst, src http.Header) http.Header {
 	}
 	return dst
 }
+
+// TraceHeaders are src's W3C trace context headers (Traceparent,
+// Tracestate, Baggage), which a legacy-era request carries to the
+// upstream and the gateway's spans take as their parent; nil (no
+// allocation) when src has none.
+func TraceHeaders(src http.Header) http.Header {
+	tp := src["Traceparent"]
+	if tp == nil {
+		return nil
+	}
+	h := http.Header{"Traceparent": tp}
+	if v := src["Tracestate"]; v != nil {
+		h["Tracestate"] = v
+	}
+	if v := src["Baggage"]; v != nil {
+		h["Baggage"] = v
+	}
+	return h
+}
+
+// WithTraceHeaders returns h with the trace context headers of src added:
+// h itself when src has none, a copy otherwise (h may be shared).
+func WithTraceHeaders(h, src http.Header) http.Header {
+	if src == nil || src["Traceparent"] == nil {
+		return h
+	}
+	out := make(http.Header, len(h)+3)
+	for k, v := range h {
+		out[k] = v
+	}
+	for _, k := range []string{"Traceparent", "Tracestate", "Baggage"} {
+		if v := src[k]; v != nil {
+			out[k] = v
+		}
+	}
+	return out
+}

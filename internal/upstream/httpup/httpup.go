@@ -125,6 +125,9 @@ type Upstream struct {
 	info    atomic.Pointer[upstream.Info]
 	probeMu sync.Mutex
 	probing *probeCall // the probe in flight, if any
+	// kept is the legacy Conn that last initialized an upstream session
+	// and is still open: health checks ping in its session (Check).
+	kept atomic.Pointer[legacyConn]
 }
 
 // reservedHeaders are set by the transport itself; configuring them as

@@ -137,7 +137,7 @@ func (c *legacyConn) RoundTrip(ctx context.Context, req *core.Message, related u
 }
 
 func (c *legacyConn) roundTrip(ctx *outbound, req *core.Message, related upstream.Related, sid, ver []string) (*core.Message, error) {
-	resp, err := c.doRequest(ctx, http.MethodPost, req.Raw, c.post(sid, ver))
+	resp, err := c.doRequest(ctx, http.MethodPost, req.Raw, upstream.WithTraceHeaders(c.post(sid, ver), req.Header))
 	if err != nil {
 		return nil, err
 	}
@@ -183,6 +183,9 @@ func (c *legacyConn) roundTrip(ctx *outbound, req *core.Message, related upstrea
 			c.mu.Lock()
 			c.version, c.verVal = res.ProtocolVersion, versionValue(res.ProtocolVersion)
 			c.mu.Unlock()
+		}
+		if sid != nil {
+			c.u.kept.Store(c)
 		}
 	}
 	return m, nil
@@ -349,7 +352,7 @@ func (c *legacyConn) Send(ctx context.Context, m *core.Message) error {
 	defer cancel()
 	stop := context.AfterFunc(c.life, cancel)
 	defer stop()
-	resp, err := c.do(rctx, http.MethodPost, m.Raw, c.post(sid, ver))
+	resp, err := c.do(rctx, http.MethodPost, m.Raw, upstream.WithTraceHeaders(c.post(sid, ver), m.Header))
 	if err != nil {
 		return c.failure(ctx, err)
 	}
@@ -586,6 +589,7 @@ func (c *legacyConn) Close(ctx context.Context) error {
 	c.closed = true
 	sid, ver, lost := c.sidVal, c.verVal, c.lost
 	c.mu.Unlock()
+	c.u.kept.CompareAndSwap(c, nil)
 	c.kill()
 	c.listeners.Wait()
 	if sid == nil || lost {
