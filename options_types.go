@@ -933,7 +933,18 @@ type Health struct {
 // an endpoint (the default) no span is made.
 type Telemetry struct {
 	// OTLP is where spans are exported.
-	OTLP OTLP `yaml:"otlp,omitempty"`
+	OTLP struct {
+		// Endpoint is the collector's URL or host:port. Empty: traces are off.
+		Endpoint string `yaml:"endpoint,omitempty"`
+		// Protocol is http/protobuf (the default) or grpc.
+		Protocol string `yaml:"protocol,omitempty"`
+		// Insecure sends without TLS (implied by an http:// endpoint).
+		Insecure bool `yaml:"insecure,omitempty"`
+		// Headers are sent with every export. Values are secrets: never logged.
+		Headers map[string]string `yaml:"headers,omitempty"`
+		// Timeout bounds one export. Default 10s.
+		Timeout time.Duration `yaml:"timeout,omitempty"`
+	} `yaml:"otlp,omitempty"`
 	// ServiceName is the service.name resource attribute. Default "mcpgate".
 	ServiceName string `yaml:"service_name,omitempty"`
 	// SampleRatio is the share of new traces recorded, 0 to 1; a client's
@@ -941,16 +952,3 @@ type Telemetry struct {
 	SampleRatio *float64 `yaml:"sample_ratio,omitempty"`
 }
 
-// OTLP is an OTLP trace exporter.
-type OTLP struct {
-	// Endpoint is the collector's URL or host:port. Empty: traces are off.
-	Endpoint string `yaml:"endpoint,omitempty"`
-	// Protocol is http/protobuf (the default) or grpc.
-	Protocol string `yaml:"protocol,omitempty"`
-	// Insecure sends without TLS (implied by an http:// endpoint).
-	Insecure bool `yaml:"insecure,omitempty"`
-	// Headers are sent with every export. Values are secrets: never logged.
-	Headers map[string]string `yaml:"headers,omitempty"`
-	// Timeout bounds one export. Default 10s.
-	Timeout time.Duration `yaml:"timeout,omitempty"`
-}
