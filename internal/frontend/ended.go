@@ -34,6 +34,7 @@ type endedSession struct {
 	principal string
 	tenant    string
 	reason    session.Reason
+	detail    string
 	at        time.Time
 }
 
@@ -51,10 +52,11 @@ func endedKey(id string) (k [16]byte) {
 	return k
 }
 
-// note records that info's session ended for reason. Sessions that end
+// note records that info's session ended for reason (detail: more of
+// it, such as the cap that killed the process; may be empty). Sessions that end
 // with the gateway (shutdown) or that the client itself ended are not
 // worth telling: the client knows.
-func (e *endedSessions) note(info *core.SessionInfo, reason session.Reason) {
+func (e *endedSessions) note(info *core.SessionInfo, reason session.Reason, detail string) {
 	if info == nil || info.Era != core.EraLegacy || reason == session.ReasonShutdown || reason == session.ReasonDeleted {
 		return
 	}
@@ -69,7 +71,7 @@ func (e *endedSessions) note(info *core.SessionInfo, reason session.Reason) {
 	} else {
 		delete(e.byID, e.ring[e.next].key)
 	}
-	e.ring[e.next] = endedSession{key: k, principal: info.Principal, tenant: info.Tenant, reason: reason, at: time.Now()}
+	e.ring[e.next] = endedSession{key: k, principal: info.Principal, tenant: info.Tenant, reason: reason, detail: detail, at: time.Now()}
 	e.byID[k] = e.next
 	e.next = (e.next + 1) % endedKept
 }
@@ -89,7 +91,11 @@ func (e *endedSessions) notFound(id string, who Identity) *core.Error {
 	if !ok || time.Since(s.at) > endedFor || !owns(who, &core.SessionInfo{Principal: s.principal, Tenant: s.tenant}) {
 		return sessionNotFound()
 	}
-	return core.NewError(core.CodeSessionNotFound, "session ended ("+string(s.reason)+"): "+endedWords(s.reason)+"; send initialize to start a new one").
+	words := endedWords(s.reason)
+	if s.detail != "" {
+		words += ": " + s.detail
+	}
+	return core.NewError(core.CodeSessionNotFound, "session ended ("+string(s.reason)+"): "+words+"; send initialize to start a new one").
 		WithStatus(http.StatusNotFound).WithData(map[string]any{"reason": string(s.reason)})
 }
 

@@ -58,7 +58,7 @@ func TestEndedSessionsBounded(t *testing.T) {
 		return &core.SessionInfo{ID: "s" + string(rune('a'+i%26)) + strings.Repeat("0", i/26), Era: core.EraLegacy, Principal: "alice"}
 	}
 	for i := range endedKept + 10 {
-		e.note(info(i), session.ReasonIdle)
+		e.note(info(i), session.ReasonIdle, "")
 	}
 	if len(e.byID) != endedKept || len(e.ring) != endedKept {
 		t.Fatalf("kept %d records in a ring of %d, want %d", len(e.byID), len(e.ring), endedKept)

@@ -408,7 +408,7 @@ func (f *Frontend) callError(ctx context.Context, g *gwSession, m *core.Message,
 	case errors.Is(err, upstream.ErrSessionLost) || errors.Is(err, upstream.ErrClosed):
 		// The upstream side is gone: end the session so the client's next
 		// request gets 404 and it starts a new one.
-		reason := upstreamEndReason(err)
+		reason := g.upstreamEnded(err)
 		go func() { _ = f.opts.Sessions.End(context.Background(), g.info.ID, reason) }()
 		if words, ok := upstream.ResourceLimit(err); ok {
 			msg := "session ended (resource_limit): the upstream process was killed for a resource cap"

@@ -26,8 +26,11 @@ type gwSession struct {
 	rv   atomic.Pointer[Route]
 	info *core.SessionInfo
 	sess *session.Session // nil until published
-	cs   connState
-	log  *slog.Logger
+	// endDetail says more of why the upstream side ended (the cap that
+	// killed the process), for the 404 after the end (ended.go).
+	endDetail atomic.Pointer[string]
+	cs        connState
+	log       *slog.Logger
 
 	// ctx is cancelled when the session ends; in-flight work derives from it.
 	ctx    context.Context
@@ -125,7 +128,11 @@ func newGWSession(f *Frontend, rt *Route, info *core.SessionInfo) *gwSession {
 func (g *gwSession) teardown(ctx context.Context, reason session.Reason) {
 	g.cancel()
 	defer g.leaveChain(string(reason))
-	g.f.ended.note(g.info, reason)
+	var detail string
+	if d := g.endDetail.Load(); d != nil {
+		detail = *d
+	}
+	g.f.ended.note(g.info, reason, detail)
 	g.f.persist.forget(g, reason)
 	if g.anonAddr != "" {
 		g.route().state.mu.Lock()
@@ -414,17 +421,21 @@ func (g *gwSession) Deliver(m *core.Message) {
 
 // Closed implements upstream.Sink: the upstream side ended on its own.
 func (g *gwSession) Closed(err error) {
-	reason := upstreamEndReason(err)
+	reason := g.upstreamEnded(err)
 	g.log.Warn("upstream_ended", "error", err, "reason", string(reason))
 	go func() {
 		_ = g.f.opts.Sessions.End(context.Background(), g.info.ID, reason)
 	}()
 }
 
-// upstreamEndReason is why a session whose upstream side ended with err
-// ends: a cap that killed the process, or the upstream gone.
-func upstreamEndReason(err error) session.Reason {
-	if _, ok := upstream.ResourceLimit(err); ok {
+// upstreamEnded is why a session whose upstream side ended with err
+// ends: a cap that killed the process (kept as the session's end detail),
+// or the upstream gone.
+func (g *gwSession) upstreamEnded(err error) session.Reason {
+	if words, ok := upstream.ResourceLimit(err); ok {
+		if words != "" {
+			g.endDetail.CompareAndSwap(nil, &words)
+		}
 		return session.ReasonResourceLimit
 	}
 	return session.ReasonUpstreamGone

@@ -29,9 +29,15 @@ func TestUpstreamEndReason(t *testing.T) {
 		{errors.Join(upstream.ErrClosed, limitErr{}), session.ReasonResourceLimit},
 		{fmt.Errorf("%w", upstream.ErrResourceLimit), session.ReasonResourceLimit},
 	} {
-		if got := upstreamEndReason(tc.err); got != tc.want {
-			t.Errorf("upstreamEndReason(%v) = %s, want %s", tc.err, got, tc.want)
+		g := &gwSession{}
+		if got := g.upstreamEnded(tc.err); got != tc.want {
+			t.Errorf("upstreamEnded(%v) = %s, want %s", tc.err, got, tc.want)
 		}
+	}
+	g := &gwSession{}
+	g.upstreamEnded(errors.Join(upstream.ErrClosed, limitErr{}))
+	if d := g.endDetail.Load(); d == nil || *d != (limitErr{}).ResourceLimit() {
+		t.Errorf("end detail = %v, want the cap's words", d)
 	}
 	if w, ok := upstream.ResourceLimit(errors.Join(upstream.ErrClosed, limitErr{})); !ok || w != (limitErr{}).ResourceLimit() {
 		t.Errorf("ResourceLimit = %q, %v", w, ok)
