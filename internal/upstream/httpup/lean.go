@@ -137,6 +137,17 @@ func (c *leanConn) abort() {
 
 var aLongTimeAgo = time.Unix(1, 0)
 
+// readDeadline sets the read deadline of the exchange, unless the context
+// has ended: abort's deadline in the past must stay, or a read would wait
+// for an upstream nobody waits for any more.
+func (c *leanConn) readDeadline(t time.Time) {
+	c.mu.Lock()
+	if !c.aborted {
+		_ = c.conn.SetReadDeadline(t)
+	}
+	c.mu.Unlock()
+}
+
 // get returns an idle connection that is still open, or dials one.
 func (l *lean) get(ctx context.Context) (*leanConn, error) {
 	now := time.Now()
@@ -263,12 +274,21 @@ func (c *leanConn) watch(ctx context.Context) {
 // release ends the exchange: the connection goes back to the pool when
 // reuse holds and the exchange was not aborted, else it is closed.
 func (c *leanConn) release(reuse bool) (aborted bool) {
+	// A context that has ended may still be about to tell us (its
+	// listeners and functions run outside its lock): such a connection is
+	// not reused, so a late abort meets a closed connection and not the
+	// next exchange.
 	if c.watched != nil {
 		c.watched.Unwatch(c)
+		if c.watched.Err() != nil {
+			reuse = false
+		}
 		c.watched = nil
 	}
 	if c.stop != nil {
-		c.stop()
+		if !c.stop() {
+			reuse = false
+		}
 		c.stop = nil
 	}
 	if reuse && c.br.Buffered() > 0 {
@@ -318,7 +338,7 @@ func (c *leanConn) exchange(method string, body []byte, h http.Header, wait time
 		return nil, err
 	}
 	if wait > 0 {
-		_ = c.conn.SetReadDeadline(time.Now().Add(wait))
+		c.readDeadline(time.Now().Add(wait))
 	}
 	req := leanRequest(method)
 	c.lr.n = leanMaxHeaderBytes
@@ -344,7 +364,7 @@ func (c *leanConn) exchange(method string, body []byte, h http.Header, wait time
 	// bounds nothing (body limits are the readers').
 	c.lr.n = -1
 	if wait > 0 {
-		_ = c.conn.SetReadDeadline(time.Time{})
+		c.readDeadline(time.Time{})
 	}
 	return resp, nil
 }
