@@ -147,6 +147,9 @@ func (u *Upstream) exchange(ctx context.Context, s *core.SessionInfo, method str
 			return nil, err
 		}
 	}
+	if u.lean != nil {
+		return gunzip(u.lean.roundTrip(ctx, method, body, h, wait))
+	}
 	if wait <= 0 {
 		var br *bodyReader
 		if o, ok := ctx.(*outbound); ok {

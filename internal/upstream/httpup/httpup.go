@@ -112,6 +112,9 @@ type Upstream struct {
 	// Requests share the value slices; nothing writes to them.
 	static    http.Header
 	transport *http.Transport
+	// lean serves a plain http:// upstream without a proxy (see lean);
+	// nil sends everything through transport.
+	lean *lean
 	// headerTimeout bounds waiting for response headers on exchanges that
 	// are not client requests (see Upstream.do).
 	headerTimeout time.Duration
@@ -217,6 +220,7 @@ func New(cfg Options, route string, logger *slog.Logger) (*Upstream, error) {
 		headerTimeout: cmp0(cfg.ResponseHeaderTimeout, defaultResponseHeaderTimeout),
 		tap:           cfg.Tap,
 	}
+	u.lean = leanFor(tr, target, dialer, idle)
 	if cfg.Credential != nil {
 		u.cred, u.credName = cfg.Credential, http.CanonicalHeaderKey(cfg.Credential.Name())
 		delete(u.static, u.credName)
@@ -291,6 +295,9 @@ func (u *Upstream) Open(ctx context.Context, p upstream.OpenParams, sink upstrea
 // Close releases idle connections. Open Conns keep working until closed.
 func (u *Upstream) Close() error {
 	u.transport.CloseIdleConnections()
+	if u.lean != nil {
+		u.lean.closeIdle()
+	}
 	return nil
 }
 
