@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,24 +29,38 @@ func TestEraPairings(t *testing.T) {
 		r.Upstream.Era = era
 		return r
 	}
+	// route makes a pairing's route: an HTTP fixture of its own, since a
+	// fixture's counters (test_cancellations) are shared by every session
+	// it serves, and one pairing must not count another's cancellation.
 	upstreams := []struct {
 		name  string
-		route config.Route
+		route func() config.Route
 	}{
-		{"legacy-http", pin(httpRoute("fixture", "/mcp", fixtureHTTPWith(t, false, watchFast)), config.EraLegacy)},
-		{"modern-http", pin(httpRoute("fixture", "/mcp", fixtureHTTPWith(t, true, watchFast)), config.EraModern)},
-		{"legacy-stdio", pin(stdioRoute("fixture", "/mcp", fixtureBin, watchFastArg), config.EraLegacy)},
-		{"modern-stdio", pin(stdioRoute("fixture", "/mcp", fixtureBin, watchFastArg), config.EraModern)},
+		{"legacy-http", func() config.Route {
+			return pin(httpRoute("fixture", "/mcp", fixtureHTTPWith(t, false, watchFast)), config.EraLegacy)
+		}},
+		{"modern-http", func() config.Route {
+			return pin(httpRoute("fixture", "/mcp", fixtureHTTPWith(t, true, watchFast)), config.EraModern)
+		}},
+		{"legacy-stdio", func() config.Route {
+			return pin(stdioRoute("fixture", "/mcp", fixtureBin, watchFastArg), config.EraLegacy)
+		}},
+		{"modern-stdio", func() config.Route {
+			return pin(stdioRoute("fixture", "/mcp", fixtureBin, watchFastArg), config.EraModern)
+		}},
 	}
 	clients := []string{"2025-11-25", "2026-07-28"}
 	for _, up := range upstreams {
-		g := startGateway(t, nil, up.route)
 		for _, version := range clients {
+			g := startGateway(t, nil, up.route())
 			t.Run(up.name+"/client-"+version, func(t *testing.T) {
 				t.Parallel()
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 				defer cancel()
 				c := newSDKClient()
+				// waiting closes when test_wait_for_cancellation reports
+				// that it waits: the call has reached the server.
+				waiting, waitingOnce := make(chan struct{}), new(sync.Once)
 				var toolsChanged, updated atomic.Int32
 				c.Client = mcp.NewClient(&mcp.Implementation{Name: "pairing-client", Version: "1.0.0"}, &mcp.ClientOptions{
 					CreateMessageHandler: func(_ context.Context, _ *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
@@ -56,8 +71,14 @@ func TestEraPairings(t *testing.T) {
 						c.elicited.Add(1)
 						return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"username": "gopher"}}, nil
 					},
-					ProgressNotificationHandler: func(context.Context, *mcp.ProgressNotificationClientRequest) { c.progress.Add(1) },
-					ToolListChangedHandler:      func(context.Context, *mcp.ToolListChangedRequest) { toolsChanged.Add(1) },
+					ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
+						if r.Params.ProgressToken == waitingToken {
+							waitingOnce.Do(func() { close(waiting) })
+							return
+						}
+						c.progress.Add(1)
+					},
+					ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { toolsChanged.Add(1) },
 					ResourceUpdatedHandler: func(_ context.Context, r *mcp.ResourceUpdatedNotificationRequest) {
 						if r.Params.URI == conformancefixture.WatchedResourceURI {
 							updated.Add(1)
@@ -111,13 +132,25 @@ func TestEraPairings(t *testing.T) {
 					t.Fatal(err)
 				}
 				want := fmt.Sprintf("cancelled=%d", before+1)
-				// Long enough for the call to reach the server on a loaded
-				// machine (it waits 30s): cancelled before it arrives, the
-				// server would have nothing to see.
-				cctx, ccancel := context.WithTimeout(ctx, 1500*time.Millisecond)
-				_, err = cs.CallTool(cctx, &mcp.CallToolParams{Name: "test_wait_for_cancellation"})
+				// Cancelled only once the server reports that the call waits
+				// (it waits 30s): cancelled before it arrives, the server
+				// would have nothing to see.
+				cctx, ccancel := context.WithCancel(ctx)
+				called := make(chan error, 1)
+				go func() {
+					params := &mcp.CallToolParams{Name: "test_wait_for_cancellation"}
+					params.SetProgressToken(waitingToken)
+					_, err := cs.CallTool(cctx, params)
+					called <- err
+				}()
+				select {
+				case <-waiting:
+				case err := <-called:
+					ccancel()
+					t.Fatalf("the slow call ended before the server waited: %v", err)
+				}
 				ccancel()
-				if err == nil {
+				if err := <-called; err == nil {
 					t.Fatal("the slow call was not cancelled")
 				}
 				if up.name == "modern-http" {
@@ -171,3 +204,7 @@ func TestListenOutlivesRequestTimeout(t *testing.T) {
 		})
 	}
 }
+
+// waitingToken is the progress token of TestEraPairings' cancelled call:
+// its progress says the call reached the server.
+const waitingToken = "pairing-waiting"

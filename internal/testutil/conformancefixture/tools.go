@@ -120,8 +120,14 @@ func (f *fixture) addTools() {
 			return textResult("The client declared the sampling capability."), nil, nil
 		})
 	mcp.AddTool(s, &mcp.Tool{Name: toolStreaming, Description: "Streams progress notifications, never requests, while the call is in flight."}, f.streaming)
-	mcp.AddTool(s, &mcp.Tool{Name: toolWaitCancel, Description: "Waits up to 30s for the caller to cancel the call, and counts the cancellations it sees."},
-		func(ctx context.Context, _ *mcp.CallToolRequest, _ noArgs) (*mcp.CallToolResult, any, error) {
+	mcp.AddTool(s, &mcp.Tool{Name: toolWaitCancel, Description: "Waits up to 30s for the caller to cancel the call, and counts the cancellations it sees. With a progress token it reports progress 0 once it waits, so a caller can cancel when the call has surely reached the server."},
+		func(ctx context.Context, req *mcp.CallToolRequest, _ noArgs) (*mcp.CallToolResult, any, error) {
+			if token := req.Params.GetProgressToken(); token != nil {
+				err := req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: token, Progress: 0, Message: "waiting for the cancellation"})
+				if err != nil {
+					return nil, nil, err
+				}
+			}
 			t := time.NewTimer(30 * time.Second)
 			defer t.Stop()
 			select {
