@@ -951,4 +951,3 @@ type Telemetry struct {
 	// sampled flag is followed. Default 1.
 	SampleRatio *float64 `yaml:"sample_ratio,omitempty"`
 }
-
