@@ -157,6 +157,16 @@ func floodServer(t testing.TB, clientGone <-chan struct{}) string {
 		}
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "marked"}}}, nil, nil
 	})
+	// "settle" sends one progress notification of its own request, then
+	// answers: the gateway writes the answer only once its dispatcher has
+	// placed that notification, so every server message that reached the
+	// gateway before it has been placed or dropped by then.
+	mcp.AddTool(s, &mcp.Tool{Name: "settle"}, func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		if err := req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: req.Params.GetProgressToken(), Progress: 1, Message: "settling"}); err != nil {
+			return nil, nil, err
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "settled"}}}, nil, nil
+	})
 	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
 	t.Cleanup(up.Close)
 	return up.URL
@@ -227,11 +237,16 @@ func TestBacklogBoundedAfterStreamLost(t *testing.T) {
 			// stream because the gateway's own GET stream to it is not yet
 			// connected; once the client's stream was lost, the refusal is
 			// the answer.
-			call := func(body string, mark bool) rawResp {
+			// Each attempt has an id of its own: the spec forbids reusing
+			// one within a session, and the gateway may not have retired
+			// the previous attempt's id yet when its answer has arrived.
+			ids := 0
+			call := func(params string, mark bool) rawResp {
 				deadline := time.Now().Add(20 * time.Second)
 				for {
 					lost := rec.count("get_stream_lost")
-					r := do(t, "POST", url, body, hdr)
+					ids++
+					r := do(t, "POST", url, `{"jsonrpc":"2.0","id":`+strconv.Itoa(ids)+`,"method":"tools/call","params":`+params+`}`, hdr)
 					// The marker may also go to the stream the gateway
 					// closed, before the upstream noticed the close.
 					refused := strings.Contains(r.Body, "stream not connected") ||
@@ -266,11 +281,32 @@ func TestBacklogBoundedAfterStreamLost(t *testing.T) {
 				if line, err := bufio.NewReaderSize(conn, 16).ReadString('\n'); err != nil || !strings.Contains(line, "200") {
 					t.Fatalf("stalled GET: %q %v", line, err)
 				}
-				// The flood ends when the write timeout cuts the stream and
-				// the gateway stops listening upstream (the server is then
+				// The flood ends when the write timeout (or, as often, the
+				// full outbound queue) cuts the stream and the gateway
+				// stops listening upstream (the server is then
 				// told its stream is gone), or when it is all sent.
-				call(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"flood","arguments":{"n":`+strconv.Itoa(tc.flood)+`}}}`, false)
+				call(`{"name":"flood","arguments":{"n":`+strconv.Itoa(tc.flood)+`}}`, false)
 				rec.waitCount(t, "get_stream_lost", 1)
+				// The flood is over upstream, but what the gateway read of
+				// it before it stopped listening may still wait for the
+				// session's dispatcher (its inbound queue takes a burst of
+				// up to 4096 messages, 4 MiB, when the dispatcher lags):
+				// those would be placed on the next GET stream as live
+				// messages, beyond the bounds under test. Wait until the
+				// dispatcher has placed them (on this call's stream, the
+				// session's latest, or in the backlog). A call whose
+				// stream the gateway closed, its queue overflowing with
+				// them, is made again.
+				for i := 0; ; i++ {
+					ids++
+					settle := `{"jsonrpc":"2.0","id":` + strconv.Itoa(ids) + `,"method":"tools/call","params":{"name":"settle","arguments":{},"_meta":{"progressToken":"s"}}}`
+					if strings.Contains(do(t, "POST", url, settle, hdr).Body, `"settled"`) {
+						break
+					}
+					if i == 20 {
+						t.Fatal("the settle call never got its answer")
+					}
+				}
 			}
 
 			// A new GET (resuming the lost stream where the protocol allows)
@@ -295,7 +331,7 @@ func TestBacklogBoundedAfterStreamLost(t *testing.T) {
 				got <- count{e, n}
 			}()
 			if !tc.related {
-				if r := call(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"mark","arguments":{}}}`, true); !strings.Contains(r.Body, "marked") {
+				if r := call(`{"name":"mark","arguments":{}}`, true); !strings.Contains(r.Body, "marked") {
 					t.Fatalf("mark: %d %s", r.Status, r.Body)
 				}
 			}

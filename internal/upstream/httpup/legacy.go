@@ -442,7 +442,7 @@ func (c *legacyConn) Listen(ctx context.Context) error {
 		}
 		return fail(err)
 	}
-	go c.listenLoop(lctx, stop, done, resp)
+	go c.listenLoop(lctx, ctx, stop, done, resp)
 	return nil
 }
 
@@ -478,7 +478,9 @@ const (
 	conflictPause    = 250 * time.Millisecond
 )
 
-func (c *legacyConn) listenLoop(ctx context.Context, stop func(), done chan struct{}, resp *http.Response) {
+// owner is the ctx of the Listen call; ctx (which follows owner, but
+// only once context.AfterFunc has run) also ends with the Conn.
+func (c *legacyConn) listenLoop(ctx, owner context.Context, stop func(), done chan struct{}, resp *http.Response) {
 	defer c.listeners.Done()
 	defer stop()
 	defer func() {
@@ -498,7 +500,7 @@ func (c *legacyConn) listenLoop(ctx context.Context, stop func(), done chan stru
 	for {
 		br.Reset(resp.Body)
 		start := time.Now()
-		progressed := c.consume(br, &lastID, &retry)
+		progressed := c.consume(ctx, owner, br, &lastID, &retry)
 		resp.Body.Close()
 		if ctx.Err() != nil {
 			return
@@ -541,9 +543,16 @@ func (c *legacyConn) listenLoop(ctx context.Context, stop func(), done chan stru
 	}
 }
 
-// consume delivers the messages of one GET stream connection to the sink.
-// It reports whether any event arrived.
-func (c *legacyConn) consume(br *bufio.Reader, lastID *string, retry *time.Duration) bool {
+// consume delivers the messages of one GET stream connection to the sink,
+// until either context ends. It reports whether any event arrived.
+//
+// Once the Listen's ctx has ended, nothing more is delivered, even what
+// was already read: the buffers hold up to some 20 KiB of events, and a
+// starved reader may parse them long after the gateway stopped listening
+// (its client's stream lost), where they would reach the next client
+// stream as fresh messages, past the bounds of what the gateway keeps for
+// a client that has none.
+func (c *legacyConn) consume(ctx, owner context.Context, br *bufio.Reader, lastID *string, retry *time.Duration) bool {
 	sr := sse.NewReader(br, maxMessageBytes)
 	progressed := false
 	for {
@@ -570,6 +579,9 @@ func (c *legacyConn) consume(br *bufio.Reader, lastID *string, retry *time.Durat
 		if m.Kind.IsResponse() {
 			c.u.log.Debug("upstream_stray_response", "id", string(m.ID))
 			continue
+		}
+		if owner.Err() != nil || ctx.Err() != nil {
+			return progressed
 		}
 		if c.sink != nil {
 			c.sink.Deliver(m)

@@ -653,3 +653,78 @@ func TestLegacyListenFollowsItsContext(t *testing.T) {
 		t.Fatalf("sink got %s", m.Raw)
 	}
 }
+
+// cancelSink cancels a Listen's ctx from inside the first delivery, and
+// counts what it gets.
+type cancelSink struct {
+	mu     sync.Mutex
+	n      int
+	cancel context.CancelFunc
+}
+
+func (s *cancelSink) Deliver(*core.Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n++
+	s.cancel()
+}
+
+func (s *cancelSink) Closed(error) {}
+
+// TestLegacyListenStopsDeliveringWithItsContext: once the ctx of a Listen
+// ends, nothing more of its GET stream reaches the sink, not even events
+// already read into the reader's buffers. (The gateway stops listening
+// when its client's stream is lost; what a starved reader parsed from its
+// buffers later reached the client's next stream as fresh messages.)
+func TestLegacyListenStopsDeliveringWithItsContext(t *testing.T) {
+	var mu sync.Mutex
+	gets := 0
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodPost:
+			w.Header().Set("Mcp-Session-Id", "up-1")
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"tiny","version":"1"}}}`))
+		case http.MethodGet:
+			mu.Lock()
+			gets++
+			first := gets == 1
+			mu.Unlock()
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.WriteHeader(http.StatusOK)
+			if first {
+				// Ten events in one write: the reader has them all
+				// buffered when it delivers the first.
+				var b strings.Builder
+				for i := range 10 {
+					fmt.Fprintf(&b, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"n\":%d}}\n\n", i)
+				}
+				_, _ = w.Write([]byte(b.String()))
+			}
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		case http.MethodDelete:
+			w.WriteHeader(http.StatusMethodNotAllowed)
+		}
+	})
+	ts, _ := serve(t, h)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	sk := &cancelSink{cancel: cancel}
+	c := open(t, newUpstream(t, ts.URL, nil), core.EraLegacy, sk)
+	if _, err := c.RoundTrip(ctxT(t), msg(t, `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Listen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-ctx.Done()
+	// A new Listen waits until the ended stream's reader is gone.
+	if err := c.Listen(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	sk.mu.Lock()
+	defer sk.mu.Unlock()
+	if sk.n != 1 {
+		t.Fatalf("the sink got %d messages; want 1: nothing after the Listen's ctx ended", sk.n)
+	}
+}
