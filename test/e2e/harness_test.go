@@ -26,6 +26,10 @@ import (
 // process. TestMain builds both, once for all the tests.
 var fixtureBin, mcpgateBin string
 
+// shareServerBin is the shared-upstream tests' stdio server
+// (testdata/shareserver).
+var shareServerBin string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "mcpgate-e2e")
 	if err != nil {
@@ -34,14 +38,16 @@ func TestMain(m *testing.M) {
 	fixtureBin = filepath.Join(dir, "fixture")
 	mcpgateBin = filepath.Join(dir, "mcpgate")
 	stdioServerBin = filepath.Join(dir, "server")
+	shareServerBin = filepath.Join(dir, "shareserver")
 	// One go build for all: their packages compile in parallel.
 	build := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
 		"github.com/mcpgate/mcpgate/internal/testutil/conformancefixture/cmd/fixture",
 		"github.com/mcpgate/mcpgate/cmd/mcpgate",
-		"../../internal/upstream/stdio/testdata/server")
+		"../../internal/upstream/stdio/testdata/server",
+		"./testdata/shareserver")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the fixture, mcpgate and the stdio test server:", err)
+		fmt.Fprintln(os.Stderr, "building the fixture, mcpgate and the stdio test servers:", err)
 		os.Exit(1)
 	}
 	raiseParallel()

@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -41,10 +39,7 @@ func (c *shareClient) bad(format string, args ...any) {
 // the one session it belongs to, and only that one.
 func TestSharedStdioIsolation(t *testing.T) {
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "shareserver")
-	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/shareserver").CombinedOutput(); err != nil {
-		t.Fatalf("build the share server: %v\n%s", err, out)
-	}
+	bin := shareServerBin
 	route := stdioRoute("share", "/mcp", bin)
 	route.Upstream.Share, route.Upstream.MaxShared = config.ShareRoute, 17
 	g := startGateway(t, func(c *config.Config) {
@@ -229,10 +224,7 @@ func stdioProcesses(t testing.TB, g *gw, route string) float64 {
 // and gets its own results and only its own progress back.
 func TestSharedStdioModern(t *testing.T) {
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "shareserver")
-	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/shareserver").CombinedOutput(); err != nil {
-		t.Fatalf("build the share server: %v\n%s", err, out)
-	}
+	bin := shareServerBin
 	route := stdioRoute("share", "/mcp", bin)
 	route.Upstream.Share, route.Upstream.MaxShared = config.ShareRoute, 4
 	g := startGateway(t, func(c *config.Config) {
