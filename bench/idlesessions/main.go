@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,6 +25,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mcpgate/mcpgate/bench/internal/procs"
 )
 
 func main() {
@@ -42,15 +43,15 @@ func main() {
 			log.Fatalf("build %s: %v\n%s", pkg, err, out)
 		}
 	}
-	upAddr, gwAddr, adminAddr := freeAddr(), freeAddr(), freeAddr()
+	upAddr, gwAddr, adminAddr := procs.FreeAddr(), procs.FreeAddr(), procs.FreeAddr()
 	fx := exec.Command(fxBin, "-http", upAddr)
 	fx.Stderr = os.Stderr
-	must(fx.Start())
+	procs.Must(fx.Start())
 	defer fx.Process.Kill()
-	waitListening(upAddr)
+	procs.WaitListening(upAddr)
 
 	cfg := filepath.Join(dir, "mcpgate.yaml")
-	must(os.WriteFile(cfg, []byte(fmt.Sprintf(`listeners:
+	procs.Must(os.WriteFile(cfg, []byte(fmt.Sprintf(`listeners:
   - address: %s
 admin:
   listen: %s
@@ -71,10 +72,10 @@ routes:
 `, gwAddr, adminAddr, *n+10, upAddr)), 0o600))
 	gw := exec.Command(gwBin, "serve", "--config", cfg)
 	gw.Stderr = io.Discard
-	must(gw.Start())
+	procs.Must(gw.Start())
 	defer gw.Process.Kill()
-	waitListening(gwAddr)
-	waitListening(adminAddr)
+	procs.WaitListening(gwAddr)
+	procs.WaitListening(adminAddr)
 
 	url := "http://" + gwAddr + "/mcp"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
@@ -131,7 +132,7 @@ func post(c *http.Client, url, body string, hdr map[string]string) *http.Respons
 // goroutines.
 func sample(pid int, admin string) (rss, fds, goroutines int) {
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	must(err)
+	procs.Must(err)
 	sc := bufio.NewScanner(bytes.NewReader(status))
 	for sc.Scan() {
 		if f := strings.Fields(sc.Text()); len(f) >= 2 && f[0] == "VmRSS:" {
@@ -139,9 +140,9 @@ func sample(pid int, admin string) (rss, fds, goroutines int) {
 		}
 	}
 	es, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	must(err)
+	procs.Must(err)
 	resp, err := http.Get("http://" + admin + "/metrics")
-	must(err)
+	procs.Must(err)
 	defer resp.Body.Close()
 	sc = bufio.NewScanner(resp.Body)
 	for sc.Scan() {
@@ -150,27 +151,4 @@ func sample(pid int, admin string) (rss, fds, goroutines int) {
 		}
 	}
 	return rss, len(es), goroutines
-}
-
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(err)
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func waitListening(addr string) {
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			_ = c.Close()
-			return
-		}
-	}
-	log.Fatalf("nothing listens on %s", addr)
-}
-
-func must(err error) {
-	if err != nil {
-		log.Fatal(err)
-	}
 }

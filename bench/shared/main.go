@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -33,6 +32,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mcpgate/mcpgate/bench/internal/procs"
 )
 
 func main() {
@@ -43,7 +44,7 @@ func main() {
 	rounds := flag.Int("rounds", 2, "alternating throughput rounds")
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "mcpgate-shared")
-	must(err)
+	procs.Must(err)
 	defer os.RemoveAll(dir)
 	gwBin, echoBin := filepath.Join(dir, "mcpgate"), filepath.Join(dir, "echo-server")
 	for bin, pkg := range map[string]string{gwBin: "./cmd/mcpgate", echoBin: "./examples/echo-server"} {
@@ -52,12 +53,12 @@ func main() {
 		}
 	}
 	everything, err := filepath.Abs("tools/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js")
-	must(err)
+	procs.Must(err)
 	if _, err := os.Stat(everything); err != nil {
 		log.Fatalf("server-everything is not installed: %v", err)
 	}
 	node, err := exec.LookPath("node")
-	must(err)
+	procs.Must(err)
 
 	fmt.Printf("memory: %d legacy sessions over server-everything (stdio, Node)\n", *n)
 	for _, share := range []string{"session", "route"} {
@@ -120,7 +121,7 @@ type gateway struct {
 }
 
 func start(dir, bin, share string, maxShared, n int, command string, args ...string) *gateway {
-	addr := freeAddr()
+	addr := procs.FreeAddr()
 	shareCfg := "share: session"
 	if share != "session" {
 		shareCfg = fmt.Sprintf("share: %s\n      max_shared: %d", share, maxShared)
@@ -130,7 +131,7 @@ func start(dir, bin, share string, maxShared, n int, command string, args ...str
 		argList += strconv.Quote(a) + ", "
 	}
 	cfg := filepath.Join(dir, "mcpgate-"+share+".yaml")
-	must(os.WriteFile(cfg, []byte(fmt.Sprintf(`listeners:
+	procs.Must(os.WriteFile(cfg, []byte(fmt.Sprintf(`listeners:
   - address: %s
 sessions:
   max: %d
@@ -151,8 +152,8 @@ routes:
 `, addr, n+10, shareCfg, command, strings.TrimSuffix(argList, ", "))), 0o600))
 	cmd := exec.Command(bin, "serve", "--config", cfg)
 	cmd.Stderr = io.Discard
-	must(cmd.Start())
-	waitListening(addr)
+	procs.Must(cmd.Start())
+	procs.WaitListening(addr)
 	return &gateway{cmd: cmd, url: "http://" + addr + "/mcp", client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 }
 
@@ -193,7 +194,7 @@ func (g *gateway) post(body, session string) *http.Response {
 		req.Header.Set("MCP-Protocol-Version", "2025-06-18")
 	}
 	resp, err := g.client.Do(req)
-	must(err)
+	procs.Must(err)
 	_, _ = io.Copy(io.Discard, resp.Body)
 	_ = resp.Body.Close()
 	return resp
@@ -201,10 +202,10 @@ func (g *gateway) post(body, session string) *http.Response {
 
 // treeRSS is the VmRSS (KiB) of pid and all its descendants, and how many
 // processes that is.
-func treeRSS(pid int) (rss, procs int) {
+func treeRSS(pid int) (rss, n int) {
 	parent := map[int][]int{}
 	ents, err := os.ReadDir("/proc")
-	must(err)
+	procs.Must(err)
 	for _, e := range ents {
 		p, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -226,9 +227,9 @@ func treeRSS(pid int) (rss, procs int) {
 		p := queue[0]
 		queue = append(queue[1:], parent[p]...)
 		rss += vmRSS(p)
-		procs++
+		n++
 	}
-	return rss, procs
+	return rss, n
 }
 
 func vmRSS(pid int) int {
@@ -244,27 +245,4 @@ func vmRSS(pid int) int {
 		}
 	}
 	return 0
-}
-
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(err)
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func waitListening(addr string) {
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			_ = c.Close()
-			return
-		}
-	}
-	log.Fatalf("nothing listens on %s", addr)
-}
-
-func must(err error) {
-	if err != nil {
-		log.Fatal(err)
-	}
 }
