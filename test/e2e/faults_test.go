@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -209,41 +208,30 @@ func startFaultyHTTP(t *testing.T) string {
 			http.Error(w, "session not found", http.StatusNotFound)
 			return
 		}
-		if r.Method == http.MethodPost {
-			body, _ := io.ReadAll(r.Body)
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			var m struct {
-				Method string `json:"method"`
-				Params struct {
-					Name string `json:"name"`
-				} `json:"params"`
-			}
-			_ = json.Unmarshal(body, &m)
-			if m.Method == "tools/call" {
-				switch m.Params.Name {
-				case "fail":
-					http.Error(w, "internal error", http.StatusInternalServerError)
-					return
-				case "reset":
-					conn, _, err := http.NewResponseController(w).Hijack()
-					if err == nil {
-						_ = conn.Close()
-					}
-					return
-				case "stall":
-					w.Header().Set("Content-Type", "text/event-stream")
-					w.WriteHeader(http.StatusOK)
-					_, _ = io.WriteString(w, ": the stream opens\n\n")
-					_ = http.NewResponseController(w).Flush()
-					<-r.Context().Done()
-					return
-				case "lose":
-					mu.Lock()
-					lost[sid] = true
-					mu.Unlock()
-					http.Error(w, "session not found", http.StatusNotFound)
-					return
+		if name, ok := toolCalled(r); ok {
+			switch name {
+			case "fail":
+				http.Error(w, "internal error", http.StatusInternalServerError)
+				return
+			case "reset":
+				conn, _, err := http.NewResponseController(w).Hijack()
+				if err == nil {
+					_ = conn.Close()
 				}
+				return
+			case "stall":
+				w.Header().Set("Content-Type", "text/event-stream")
+				w.WriteHeader(http.StatusOK)
+				_, _ = io.WriteString(w, ": the stream opens\n\n")
+				_ = http.NewResponseController(w).Flush()
+				<-r.Context().Done()
+				return
+			case "lose":
+				mu.Lock()
+				lost[sid] = true
+				mu.Unlock()
+				http.Error(w, "session not found", http.StatusNotFound)
+				return
 			}
 		}
 		h.ServeHTTP(w, r)

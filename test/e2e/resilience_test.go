@@ -45,28 +45,17 @@ func newFlakyUpstream(t *testing.T) *flakyUpstream {
 	}
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, &mcp.StreamableHTTPOptions{JSONResponse: true})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost {
-			body, _ := io.ReadAll(r.Body)
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			var m struct {
-				Method string `json:"method"`
-				Params struct {
-					Name string `json:"name"`
-				} `json:"params"`
+		if name, ok := toolCalled(r); ok {
+			fu.mu.Lock()
+			fu.posts[name]++
+			status := fu.all
+			if q := fu.queue[name]; len(q) > 0 {
+				status, fu.queue[name] = q[0], q[1:]
 			}
-			_ = json.Unmarshal(body, &m)
-			if m.Method == "tools/call" {
-				fu.mu.Lock()
-				fu.posts[m.Params.Name]++
-				status := fu.all
-				if q := fu.queue[m.Params.Name]; len(q) > 0 {
-					status, fu.queue[m.Params.Name] = q[0], q[1:]
-				}
-				fu.mu.Unlock()
-				if status != 0 {
-					http.Error(w, http.StatusText(status), status)
-					return
-				}
+			fu.mu.Unlock()
+			if status != 0 {
+				http.Error(w, http.StatusText(status), status)
+				return
 			}
 		}
 		h.ServeHTTP(w, r)
@@ -74,6 +63,24 @@ func newFlakyUpstream(t *testing.T) *flakyUpstream {
 	t.Cleanup(srv.Close)
 	fu.URL = srv.URL
 	return fu
+}
+
+// toolCalled is the tool a POST to an upstream calls (tools/call), its
+// body read and put back for the handler behind.
+func toolCalled(r *http.Request) (string, bool) {
+	if r.Method != http.MethodPost {
+		return "", false
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	var m struct {
+		Method string `json:"method"`
+		Params struct {
+			Name string `json:"name"`
+		} `json:"params"`
+	}
+	_ = json.Unmarshal(body, &m)
+	return m.Params.Name, m.Method == "tools/call"
 }
 
 func (fu *flakyUpstream) calls(tool string) int {
